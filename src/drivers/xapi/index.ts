@@ -1,0 +1,3 @@
+import type { HypervisorDriver } from '../driver.js';
+
+export const xapiDriver: HypervisorDriver = { name: 'xapi' };
