@@ -1,0 +1,103 @@
+// Schema migrations, applied in order inside one transaction each. Never edit a released entry:
+// append a new one. The store refuses a database whose version is newer than the last entry.
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    name: 'foundation',
+    sql: `
+      CREATE TABLE networks (
+        uuid TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        doc  TEXT NOT NULL
+      );
+      CREATE TABLE pools (
+        uuid TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        network_uuid TEXT NOT NULL REFERENCES networks(uuid),
+        doc  TEXT NOT NULL
+      );
+      CREATE INDEX pools_network ON pools(network_uuid);
+      CREATE TABLE vms (
+        uuid TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        doc  TEXT NOT NULL
+      );
+      CREATE TABLE vifs (
+        uuid TEXT PRIMARY KEY,
+        vm_uuid TEXT NOT NULL REFERENCES vms(uuid),
+        device INTEGER NOT NULL,
+        network_uuid TEXT NOT NULL REFERENCES networks(uuid),
+        mac TEXT NOT NULL,
+        doc TEXT NOT NULL,
+        UNIQUE (vm_uuid, device),
+        UNIQUE (network_uuid, mac)
+      );
+      CREATE TABLE assignments (
+        uuid TEXT PRIMARY KEY,
+        network_uuid TEXT NOT NULL REFERENCES networks(uuid),
+        pool_uuid TEXT NOT NULL REFERENCES pools(uuid),
+        vif_uuid TEXT REFERENCES vifs(uuid),
+        family INTEGER NOT NULL,
+        addr_key TEXT NOT NULL,
+        prefix_length INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        request_id TEXT,
+        doc TEXT NOT NULL,
+        UNIQUE (pool_uuid, addr_key),
+        UNIQUE (network_uuid, family, addr_key)
+      );
+      CREATE INDEX assignments_vif ON assignments(vif_uuid);
+      CREATE INDEX assignments_network ON assignments(network_uuid);
+      CREATE TABLE free_space (
+        pool_uuid TEXT NOT NULL,
+        start_key TEXT NOT NULL,
+        end_key TEXT NOT NULL,
+        PRIMARY KEY (pool_uuid, start_key)
+      ) WITHOUT ROWID;
+      CREATE TABLE holds (
+        pool_uuid TEXT NOT NULL,
+        start_key TEXT NOT NULL,
+        end_key TEXT NOT NULL,
+        until TEXT NOT NULL,
+        PRIMARY KEY (pool_uuid, start_key)
+      ) WITHOUT ROWID;
+      CREATE INDEX holds_until ON holds(pool_uuid, until);
+      CREATE TABLE requests (
+        request_id TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        assignment_uuid TEXT NOT NULL
+      );
+      CREATE INDEX requests_assignment ON requests(assignment_uuid);
+      CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        object_kind TEXT NOT NULL,
+        object_uuid TEXT,
+        object_name TEXT,
+        before TEXT,
+        after TEXT
+      );
+      CREATE INDEX events_time ON events(time);
+      CREATE INDEX events_object_uuid ON events(object_uuid);
+      CREATE INDEX events_object_name ON events(object_name);
+      CREATE TABLE docs (
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (kind, key)
+      ) WITHOUT ROWID;
+    `,
+  },
+];
+
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

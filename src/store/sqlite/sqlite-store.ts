@@ -1,0 +1,389 @@
+// SQLite backend of the Store port (better-sqlite3, WAL). better-sqlite3 is synchronous; the port
+// is Promise-based, so one in-process mutex keeps a transaction's statements from interleaving with
+// other callers, and BEGIN IMMEDIATE plus the busy timeout serialise writers across processes.
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { IpvisorError } from '../../model/errors.js';
+import type { Assignment, AuditEvent, Network, Pool, Vif, Vm } from '../../model/types.js';
+import type { AssignmentQuery, DocRecord, EventQuery, FreeInterval, Hold, Store, StoreTx, TransactionOptions } from '../store.js';
+import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
+import { addressKey, keyToBigInt, parseAddress } from '../../ipam/addr.js';
+
+type Row = Record<string, unknown>;
+
+export interface SqliteOptions {
+  /** 'NORMAL' (default; durable in WAL up to the last checkpointed commit on power loss) or 'FULL'. */
+  synchronous?: 'NORMAL' | 'FULL';
+  busyTimeoutMs?: number;
+}
+
+function parseDoc<T>(row: Row | undefined): T | undefined {
+  return row ? (JSON.parse(row.doc as string) as T) : undefined;
+}
+
+function freeRow(row: Row | undefined): FreeInterval | undefined {
+  if (!row) return undefined;
+  return { poolUuid: row.pool_uuid as string, start: keyToBigInt(row.start_key as string), end: keyToBigInt(row.end_key as string) };
+}
+
+class SqliteTx implements StoreTx {
+  private readonly cache = new Map<string, Database.Statement>();
+  constructor(protected readonly db: Database.Database) {}
+
+  protected st(sql: string): Database.Statement {
+    let s = this.cache.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.cache.set(sql, s);
+    }
+    return s;
+  }
+
+  private all(sql: string, ...params: unknown[]): Row[] {
+    return this.st(sql).all(...params) as Row[];
+  }
+  private get(sql: string, ...params: unknown[]): Row | undefined {
+    return this.st(sql).get(...params) as Row | undefined;
+  }
+  private run(sql: string, ...params: unknown[]): void {
+    this.st(sql).run(...params);
+  }
+
+  // networks
+  async listNetworks(): Promise<Network[]> {
+    return this.all('SELECT doc FROM networks ORDER BY name').map((r) => parseDoc<Network>(r)!);
+  }
+  async getNetwork(uuid: string): Promise<Network | undefined> {
+    return parseDoc(this.get('SELECT doc FROM networks WHERE uuid = ?', uuid));
+  }
+  async findNetworkByName(name: string): Promise<Network | undefined> {
+    return parseDoc(this.get('SELECT doc FROM networks WHERE name = ?', name));
+  }
+  async insertNetwork(n: Network): Promise<void> {
+    this.run('INSERT INTO networks (uuid, name, doc) VALUES (?, ?, ?)', n.uuid, n.name, JSON.stringify(n));
+  }
+  async updateNetwork(n: Network): Promise<void> {
+    this.run('UPDATE networks SET name = ?, doc = ? WHERE uuid = ?', n.name, JSON.stringify(n), n.uuid);
+  }
+  async deleteNetwork(uuid: string): Promise<void> {
+    this.run('DELETE FROM networks WHERE uuid = ?', uuid);
+  }
+
+  // pools
+  async listPools(networkUuid?: string): Promise<Pool[]> {
+    const rows = networkUuid
+      ? this.all('SELECT doc FROM pools WHERE network_uuid = ? ORDER BY name', networkUuid)
+      : this.all('SELECT doc FROM pools ORDER BY name');
+    return rows.map((r) => parseDoc<Pool>(r)!);
+  }
+  async getPool(uuid: string): Promise<Pool | undefined> {
+    return parseDoc(this.get('SELECT doc FROM pools WHERE uuid = ?', uuid));
+  }
+  async findPoolByName(name: string): Promise<Pool | undefined> {
+    return parseDoc(this.get('SELECT doc FROM pools WHERE name = ?', name));
+  }
+  async insertPool(p: Pool): Promise<void> {
+    this.run('INSERT INTO pools (uuid, name, network_uuid, doc) VALUES (?, ?, ?, ?)', p.uuid, p.name, p.networkUuid, JSON.stringify(p));
+  }
+  async updatePool(p: Pool): Promise<void> {
+    this.run('UPDATE pools SET name = ?, network_uuid = ?, doc = ? WHERE uuid = ?', p.name, p.networkUuid, JSON.stringify(p), p.uuid);
+  }
+  async deletePool(uuid: string): Promise<void> {
+    this.run('DELETE FROM free_space WHERE pool_uuid = ?', uuid);
+    this.run('DELETE FROM holds WHERE pool_uuid = ?', uuid);
+    this.run('DELETE FROM pools WHERE uuid = ?', uuid);
+  }
+
+  // vms
+  async listVms(): Promise<Vm[]> {
+    return this.all('SELECT doc FROM vms ORDER BY name').map((r) => parseDoc<Vm>(r)!);
+  }
+  async getVm(uuid: string): Promise<Vm | undefined> {
+    return parseDoc(this.get('SELECT doc FROM vms WHERE uuid = ?', uuid));
+  }
+  async findVmByName(name: string): Promise<Vm | undefined> {
+    return parseDoc(this.get('SELECT doc FROM vms WHERE name = ?', name));
+  }
+  async insertVm(v: Vm): Promise<void> {
+    this.run('INSERT INTO vms (uuid, name, doc) VALUES (?, ?, ?)', v.uuid, v.name, JSON.stringify(v));
+  }
+  async updateVm(v: Vm): Promise<void> {
+    this.run('UPDATE vms SET name = ?, doc = ? WHERE uuid = ?', v.name, JSON.stringify(v), v.uuid);
+  }
+  async deleteVm(uuid: string): Promise<void> {
+    this.run('DELETE FROM vms WHERE uuid = ?', uuid);
+  }
+
+  // vifs
+  async listVifs(vmUuid?: string): Promise<Vif[]> {
+    const rows = vmUuid
+      ? this.all('SELECT doc FROM vifs WHERE vm_uuid = ? ORDER BY device', vmUuid)
+      : this.all('SELECT v.doc FROM vifs v JOIN vms m ON m.uuid = v.vm_uuid ORDER BY m.name, v.device');
+    return rows.map((r) => parseDoc<Vif>(r)!);
+  }
+  async getVif(uuid: string): Promise<Vif | undefined> {
+    return parseDoc(this.get('SELECT doc FROM vifs WHERE uuid = ?', uuid));
+  }
+  async findVifByDevice(vmUuid: string, device: number): Promise<Vif | undefined> {
+    return parseDoc(this.get('SELECT doc FROM vifs WHERE vm_uuid = ? AND device = ?', vmUuid, device));
+  }
+  async findVifByMac(networkUuid: string, mac: string): Promise<Vif | undefined> {
+    return parseDoc(this.get('SELECT doc FROM vifs WHERE network_uuid = ? AND mac = ?', networkUuid, mac));
+  }
+  async insertVif(v: Vif): Promise<void> {
+    this.run('INSERT INTO vifs (uuid, vm_uuid, device, network_uuid, mac, doc) VALUES (?, ?, ?, ?, ?, ?)', v.uuid, v.vmUuid, v.device, v.networkUuid, v.mac, JSON.stringify(v));
+  }
+  async updateVif(v: Vif): Promise<void> {
+    this.run('UPDATE vifs SET vm_uuid = ?, device = ?, network_uuid = ?, mac = ?, doc = ? WHERE uuid = ?', v.vmUuid, v.device, v.networkUuid, v.mac, JSON.stringify(v), v.uuid);
+  }
+  async deleteVif(uuid: string): Promise<void> {
+    this.run('DELETE FROM vifs WHERE uuid = ?', uuid);
+  }
+
+  // assignments
+  async listAssignments(q: AssignmentQuery = {}): Promise<Assignment[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (q.networkUuid) (where.push('network_uuid = ?'), params.push(q.networkUuid));
+    if (q.poolUuid) (where.push('pool_uuid = ?'), params.push(q.poolUuid));
+    if (q.vifUuid) (where.push('vif_uuid = ?'), params.push(q.vifUuid));
+    if (q.vifUuids) {
+      if (q.vifUuids.length === 0) return [];
+      where.push(`vif_uuid IN (${q.vifUuids.map(() => '?').join(',')})`);
+      params.push(...q.vifUuids);
+    }
+    if (q.address) {
+      const a = parseAddress(q.address);
+      (where.push('family = ? AND addr_key = ?'), params.push(a.family, addressKey(a.value)));
+    }
+    const sql = `SELECT doc FROM assignments ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY family, addr_key`;
+    return this.all(sql, ...params).map((r) => parseDoc<Assignment>(r)!);
+  }
+  async getAssignment(uuid: string): Promise<Assignment | undefined> {
+    return parseDoc(this.get('SELECT doc FROM assignments WHERE uuid = ?', uuid));
+  }
+  async findAssignmentByRequestId(requestId: string): Promise<Assignment | undefined> {
+    return parseDoc(this.get('SELECT doc FROM assignments WHERE request_id = ?', requestId));
+  }
+  async insertAssignment(a: Assignment): Promise<void> {
+    const key = addressKey(parseAddress(a.address).value);
+    this.run(
+      'INSERT INTO assignments (uuid, network_uuid, pool_uuid, vif_uuid, family, addr_key, prefix_length, kind, request_id, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      a.uuid, a.networkUuid, a.poolUuid, a.vifUuid, a.family, key, a.prefixLength, a.kind, a.requestId, JSON.stringify(a),
+    );
+  }
+  async updateAssignment(a: Assignment): Promise<void> {
+    this.run('UPDATE assignments SET vif_uuid = ?, kind = ?, doc = ? WHERE uuid = ?', a.vifUuid, a.kind, JSON.stringify(a), a.uuid);
+  }
+  async deleteAssignment(uuid: string): Promise<void> {
+    this.run('DELETE FROM assignments WHERE uuid = ?', uuid);
+  }
+  async countAssignments(poolUuid: string): Promise<{ addresses: number; routedPrefixes: Array<{ family: number; prefixLength: number }> }> {
+    const row = this.get("SELECT count(*) AS n FROM assignments WHERE pool_uuid = ? AND prefix_length = CASE family WHEN 4 THEN 32 ELSE 128 END", poolUuid)!;
+    const prefixes = this.all("SELECT family, prefix_length FROM assignments WHERE pool_uuid = ? AND prefix_length <> CASE family WHEN 4 THEN 32 ELSE 128 END", poolUuid);
+    return { addresses: row.n as number, routedPrefixes: prefixes.map((r) => ({ family: r.family as number, prefixLength: r.prefix_length as number })) };
+  }
+
+  // free space
+  async lowestFree(poolUuid: string): Promise<FreeInterval | undefined> {
+    return freeRow(this.get('SELECT * FROM free_space WHERE pool_uuid = ? ORDER BY start_key LIMIT 1', poolUuid));
+  }
+  async freeAtOrBefore(poolUuid: string, key: bigint): Promise<FreeInterval | undefined> {
+    return freeRow(this.get('SELECT * FROM free_space WHERE pool_uuid = ? AND start_key <= ? ORDER BY start_key DESC LIMIT 1', poolUuid, addressKey(key)));
+  }
+  async freeAfter(poolUuid: string, key: bigint): Promise<FreeInterval | undefined> {
+    return freeRow(this.get('SELECT * FROM free_space WHERE pool_uuid = ? AND start_key > ? ORDER BY start_key LIMIT 1', poolUuid, addressKey(key)));
+  }
+  async freeIntervals(poolUuid: string, fromKey?: bigint, limit = -1): Promise<FreeInterval[]> {
+    return this.all('SELECT * FROM free_space WHERE pool_uuid = ? AND start_key >= ? ORDER BY start_key LIMIT ?', poolUuid, addressKey(fromKey ?? 0n), limit).map((r) => freeRow(r)!);
+  }
+  async insertFree(f: FreeInterval): Promise<void> {
+    this.run('INSERT INTO free_space (pool_uuid, start_key, end_key) VALUES (?, ?, ?)', f.poolUuid, addressKey(f.start), addressKey(f.end));
+  }
+  async deleteFree(poolUuid: string, start: bigint): Promise<void> {
+    this.run('DELETE FROM free_space WHERE pool_uuid = ? AND start_key = ?', poolUuid, addressKey(start));
+  }
+  async clearFree(poolUuid: string): Promise<void> {
+    this.run('DELETE FROM free_space WHERE pool_uuid = ?', poolUuid);
+  }
+
+  // holds
+  async insertHold(h: Hold): Promise<void> {
+    this.run('INSERT OR REPLACE INTO holds (pool_uuid, start_key, end_key, until) VALUES (?, ?, ?, ?)', h.poolUuid, addressKey(h.start), addressKey(h.end), h.until);
+  }
+  async listHolds(poolUuid: string): Promise<Hold[]> {
+    return this.all('SELECT * FROM holds WHERE pool_uuid = ? ORDER BY start_key', poolUuid).map((r) => ({
+      poolUuid, start: keyToBigInt(r.start_key as string), end: keyToBigInt(r.end_key as string), until: r.until as string,
+    }));
+  }
+  async takeExpiredHolds(poolUuid: string, now: string): Promise<Hold[]> {
+    const rows = this.all('SELECT * FROM holds WHERE pool_uuid = ? AND until <= ?', poolUuid, now);
+    if (rows.length) this.run('DELETE FROM holds WHERE pool_uuid = ? AND until <= ?', poolUuid, now);
+    return rows.map((r) => ({ poolUuid, start: keyToBigInt(r.start_key as string), end: keyToBigInt(r.end_key as string), until: r.until as string }));
+  }
+  async deleteHolds(poolUuid: string): Promise<void> {
+    this.run('DELETE FROM holds WHERE pool_uuid = ?', poolUuid);
+  }
+
+  // idempotency keys
+  async getRequest(requestId: string) {
+    const r = this.get('SELECT * FROM requests WHERE request_id = ?', requestId);
+    return r ? { requestId, fingerprint: r.fingerprint as string, assignmentUuid: r.assignment_uuid as string } : undefined;
+  }
+  async insertRequest(r: { requestId: string; fingerprint: string; assignmentUuid: string }): Promise<void> {
+    this.run('INSERT INTO requests (request_id, fingerprint, assignment_uuid) VALUES (?, ?, ?)', r.requestId, r.fingerprint, r.assignmentUuid);
+  }
+  async deleteRequestsFor(assignmentUuid: string): Promise<void> {
+    this.run('DELETE FROM requests WHERE assignment_uuid = ?', assignmentUuid);
+  }
+
+  // audit
+  async insertEvent(e: Omit<AuditEvent, 'id'>): Promise<void> {
+    this.run(
+      'INSERT INTO events (time, actor, action, object_kind, object_uuid, object_name, before, after) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      e.time, e.actor, e.action, e.objectKind, e.objectUuid, e.objectName,
+      e.before === undefined || e.before === null ? null : JSON.stringify(e.before),
+      e.after === undefined || e.after === null ? null : JSON.stringify(e.after),
+    );
+  }
+  async listEvents(q: EventQuery = {}): Promise<AuditEvent[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (q.since) (where.push('time >= ?'), params.push(q.since));
+    if (q.object) (where.push('(object_uuid = ? OR object_name = ?)'), params.push(q.object, q.object));
+    const sql = `SELECT * FROM events ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id LIMIT ?`;
+    params.push(q.limit ?? -1);
+    return this.all(sql, ...params).map((r) => ({
+      id: r.id as number, time: r.time as string, actor: r.actor as string, action: r.action as string,
+      objectKind: r.object_kind as string, objectUuid: (r.object_uuid as string) ?? null, objectName: (r.object_name as string) ?? null,
+      before: r.before === null ? null : JSON.parse(r.before as string), after: r.after === null ? null : JSON.parse(r.after as string),
+    }));
+  }
+
+  // documents
+  async getDoc<T>(kind: string, key: string): Promise<DocRecord<T> | undefined> {
+    const r = this.get('SELECT * FROM docs WHERE kind = ? AND key = ?', kind, key);
+    return r ? { kind, key, value: JSON.parse(r.value as string) as T, updatedAt: r.updated_at as string } : undefined;
+  }
+  async listDocs<T>(kind: string): Promise<DocRecord<T>[]> {
+    return this.all('SELECT * FROM docs WHERE kind = ? ORDER BY key', kind).map((r) => ({
+      kind, key: r.key as string, value: JSON.parse(r.value as string) as T, updatedAt: r.updated_at as string,
+    }));
+  }
+  async putDoc<T>(kind: string, key: string, value: T): Promise<void> {
+    this.run('INSERT INTO docs (kind, key, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at',
+      kind, key, JSON.stringify(value), new Date().toISOString());
+  }
+  async deleteDoc(kind: string, key: string): Promise<void> {
+    this.run('DELETE FROM docs WHERE kind = ? AND key = ?', kind, key);
+  }
+}
+
+/** Serialises async critical sections within this process. */
+class Mutex {
+  private tail: Promise<void> = Promise.resolve();
+  lock(): Promise<() => void> {
+    let release!: () => void;
+    const next = new Promise<void>((r) => (release = r));
+    const prev = this.tail;
+    this.tail = prev.then(() => next);
+    return prev.then(() => release);
+  }
+}
+
+const STORE_METHODS = Object.getOwnPropertyNames(SqliteTx.prototype).filter((m) => m !== 'constructor' && m !== 'st' && m !== 'all' && m !== 'get' && m !== 'run');
+
+export class SqliteStore extends SqliteTx implements Store {
+  readonly kind = 'sqlite' as const;
+  private readonly mutex = new Mutex();
+  private readonly inTx = new AsyncLocalStorage<boolean>();
+  private closed = false;
+
+  constructor(readonly path: string, opts: SqliteOptions = {}) {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    const db = new Database(path, { timeout: opts.busyTimeoutMs ?? 15000 });
+    super(db);
+    db.pragma('journal_mode = WAL');
+    db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
+    db.pragma('foreign_keys = ON');
+    this.migrate();
+    // Every plain call outside transaction() is serialised with the transactions of this process.
+    for (const m of STORE_METHODS) {
+      const inner = (SqliteTx.prototype as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[m];
+      (this as unknown as Record<string, unknown>)[m] = (...args: unknown[]) =>
+        this.inTx.getStore() ? inner.apply(this, args) : this.serial(() => inner.apply(this, args));
+    }
+  }
+
+  private migrate(): void {
+    const db = this.db;
+    db.exec('CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
+    const row = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as Row | undefined;
+    const current = row ? Number(row.value) : 0;
+    if (!Number.isInteger(current) || current > SCHEMA_VERSION) {
+      throw new IpvisorError('STORE_SCHEMA', `store ${this.path} has schema version ${row?.value}, this ipvisor knows up to ${SCHEMA_VERSION}; upgrade ipvisor`);
+    }
+    for (const m of MIGRATIONS) {
+      if (m.version <= current) continue;
+      db.exec('BEGIN IMMEDIATE');
+      try {
+        // Another process may have migrated while we waited for the lock.
+        const again = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as Row | undefined;
+        if (again && Number(again.value) >= m.version) {
+          db.exec('COMMIT');
+          continue;
+        }
+        db.exec(m.sql);
+        db.prepare("INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(String(m.version));
+        db.exec('COMMIT');
+      } catch (err) {
+        db.exec('ROLLBACK');
+        throw err;
+      }
+    }
+  }
+
+  private async serial<T>(fn: () => Promise<T>): Promise<T> {
+    const release = await this.mutex.lock();
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+
+  async transaction<T>(fn: (tx: StoreTx) => Promise<T>, opts: TransactionOptions = {}): Promise<T> {
+    if (this.inTx.getStore()) return fn(this); // nested: join the outer transaction
+    return this.serial(async () => {
+      try {
+        this.db.exec(opts.write ? 'BEGIN IMMEDIATE' : 'BEGIN');
+      } catch (err) {
+        if ((err as { code?: string }).code === 'SQLITE_BUSY') {
+          throw new IpvisorError('STORE_BUSY', `store ${this.path} is locked by another process`, { cause: err });
+        }
+        throw err;
+      }
+      try {
+        const result = await this.inTx.run(true, () => fn(this));
+        this.db.exec('COMMIT');
+        return result;
+      } catch (err) {
+        if (this.db.inTransaction) this.db.exec('ROLLBACK');
+        throw err;
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const release = await this.mutex.lock();
+    try {
+      this.db.close();
+    } finally {
+      release();
+    }
+  }
+}
