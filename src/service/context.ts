@@ -1,0 +1,34 @@
+import { randomUUID } from 'node:crypto';
+import type { StoreTx } from '../store/store.js';
+
+export function now(): string {
+  return new Date().toISOString();
+}
+
+export function newUuid(): string {
+  return randomUUID();
+}
+
+export interface AuditInput {
+  actor: string;
+  action: string;
+  kind: string;
+  uuid: string | null;
+  name: string | null;
+  before?: unknown;
+  after?: unknown;
+}
+
+/** Every change goes through here, inside the transaction that makes it, so the log cannot miss one. */
+export async function audit(tx: StoreTx, e: AuditInput): Promise<void> {
+  await tx.insertEvent({
+    time: now(),
+    actor: e.actor,
+    action: e.action,
+    objectKind: e.kind,
+    objectUuid: e.uuid,
+    objectName: e.name,
+    before: e.before ?? null,
+    after: e.after ?? null,
+  });
+}

@@ -1,0 +1,173 @@
+import { hostname } from 'node:os';
+import { IpvisorError, invalid } from '../model/errors.js';
+import { VIF_LOCKINGS, type Vif, type VifLocking, type Vm } from '../model/types.js';
+import { isUuid, normalizeMac, oneOf, validateInt, validateName } from '../model/validate.js';
+import type { Store, StoreTx } from '../store/store.js';
+import { audit, newUuid, now } from './context.js';
+import { releaseAssignmentTx } from './ip.js';
+import { networkRef, vifRef, vmRef } from './resolve.js';
+import { validateIfname } from './networks.js';
+
+export interface VmInput {
+  name: string;
+  uuid?: string;
+  owner?: string | null;
+  host?: string;
+  extra?: Record<string, unknown>;
+}
+
+export async function createVm(store: Store | StoreTx, input: VmInput, actor: string): Promise<Vm> {
+  const name = validateName(input.name, 'name');
+  const uuid = input.uuid ? (isUuid(input.uuid) ? input.uuid.toLowerCase() : (() => { throw invalid('uuid', `'${input.uuid}' is not a UUID`); })()) : newUuid();
+  const host = input.host !== undefined ? validateName(input.host, 'host') : hostname();
+  const owner = input.owner ? validateName(input.owner, 'owner') : null;
+  const run = async (tx: StoreTx) => {
+    if (await tx.findVmByName(name)) throw new IpvisorError('ALREADY_EXISTS', `name: a VM named '${name}' already exists`, { field: 'name' });
+    if (await tx.getVm(uuid)) throw new IpvisorError('ALREADY_EXISTS', `uuid: a VM with UUID ${uuid} already exists`, { field: 'uuid' });
+    const t = now();
+    const vm: Vm = { uuid, name, host, owner, extra: input.extra ?? {}, createdAt: t, updatedAt: t };
+    await tx.insertVm(vm);
+    await audit(tx, { actor, action: 'create', kind: 'vm', uuid, name, after: vm });
+    return vm;
+  };
+  return 'transaction' in store ? (store as Store).transaction(run, { write: true }) : run(store);
+}
+
+export async function setVm(store: Store | StoreTx, ref: string, input: Partial<VmInput>, actor: string): Promise<Vm> {
+  const run = async (tx: StoreTx) => {
+    const before = await vmRef(tx, ref);
+    const name = input.name !== undefined ? validateName(input.name, 'name') : before.name;
+    if (name !== before.name && (await tx.findVmByName(name))) throw new IpvisorError('ALREADY_EXISTS', `name: a VM named '${name}' already exists`, { field: 'name' });
+    const after: Vm = {
+      ...before,
+      name,
+      host: input.host !== undefined ? validateName(input.host, 'host') : before.host,
+      owner: input.owner !== undefined ? (input.owner ? validateName(input.owner, 'owner') : null) : before.owner,
+      extra: input.extra !== undefined ? { ...before.extra, ...input.extra } : before.extra,
+      updatedAt: now(),
+    };
+    if (JSON.stringify({ ...after, updatedAt: '' }) === JSON.stringify({ ...before, updatedAt: '' })) return before;
+    await tx.updateVm(after);
+    await audit(tx, { actor, action: 'set', kind: 'vm', uuid: after.uuid, name: after.name, before, after });
+    return after;
+  };
+  return 'transaction' in store ? (store as Store).transaction(run, { write: true }) : run(store);
+}
+
+/** Deletes a VM with its VIFs, releasing their addresses (each release audit-logged). */
+export async function deleteVm(store: Store | StoreTx, ref: string, actor: string): Promise<{ vm: Vm; released: string[] }> {
+  const run = async (tx: StoreTx) => {
+    const vm = await vmRef(tx, ref);
+    const released: string[] = [];
+    for (const vif of await tx.listVifs(vm.uuid)) released.push(...(await deleteVifTx(tx, vm, vif, actor)));
+    await tx.deleteVm(vm.uuid);
+    await audit(tx, { actor, action: 'delete', kind: 'vm', uuid: vm.uuid, name: vm.name, before: vm });
+    return { vm, released };
+  };
+  return 'transaction' in store ? (store as Store).transaction(run, { write: true }) : run(store);
+}
+
+export interface VifInput {
+  vm: string;
+  network: string;
+  mac: string;
+  device?: number | string;
+  locking?: string;
+  ifname?: string | null;
+  uuid?: string;
+  extra?: Record<string, unknown>;
+}
+
+export async function addVif(store: Store | StoreTx, input: VifInput, actor: string): Promise<Vif> {
+  const mac = normalizeMac(input.mac, 'mac');
+  const locking = input.locking !== undefined ? oneOf<VifLocking>(input.locking, VIF_LOCKINGS, 'locking') : 'network_default';
+  const ifname = input.ifname ? validateIfname(input.ifname, 'ifname') : null;
+  const run = async (tx: StoreTx) => {
+    const vm = await vmRef(tx, input.vm);
+    const network = await networkRef(tx, input.network);
+    const existing = await tx.listVifs(vm.uuid);
+    let device: number;
+    if (input.device !== undefined) {
+      device = validateInt(input.device, 'device', 0, 65535);
+      if (existing.some((v) => v.device === device)) throw new IpvisorError('ALREADY_EXISTS', `device: VM '${vm.name}' already has a VIF with device ${device}`, { field: 'device' });
+    } else {
+      device = 0;
+      const used = new Set(existing.map((v) => v.device));
+      while (used.has(device)) device++;
+    }
+    const dup = await tx.findVifByMac(network.uuid, mac);
+    if (dup) {
+      const owner = await tx.getVm(dup.vmUuid);
+      throw new IpvisorError('ALREADY_EXISTS', `mac: ${mac} is already used on network '${network.name}' by ${owner?.name ?? dup.vmUuid}:${dup.device}`, { field: 'mac' });
+    }
+    const t = now();
+    const vif: Vif = { uuid: input.uuid ?? newUuid(), vmUuid: vm.uuid, device, mac, networkUuid: network.uuid, locking, ifname, extra: input.extra ?? {}, createdAt: t, updatedAt: t };
+    await tx.insertVif(vif);
+    await audit(tx, { actor, action: 'create', kind: 'vif', uuid: vif.uuid, name: `${vm.name}:${device}`, after: vif });
+    return vif;
+  };
+  return 'transaction' in store ? (store as Store).transaction(run, { write: true }) : run(store);
+}
+
+export interface VifChanges {
+  locking?: string;
+  mac?: string;
+  network?: string;
+  ifname?: string | null;
+  extra?: Record<string, unknown>;
+  /** Moving a VIF with addresses to another network releases them only with force. */
+  force?: boolean;
+}
+
+export async function setVif(store: Store | StoreTx, ref: string, ch: VifChanges, actor: string): Promise<{ vif: Vif; released: string[] }> {
+  const run = async (tx: StoreTx) => {
+    const { vif: before, vm } = await vifRef(tx, ref);
+    const after: Vif = { ...before, updatedAt: now() };
+    const released: string[] = [];
+    if (ch.locking !== undefined) after.locking = oneOf<VifLocking>(ch.locking, VIF_LOCKINGS, 'locking');
+    if (ch.mac !== undefined) after.mac = normalizeMac(ch.mac, 'mac');
+    if (ch.ifname !== undefined) after.ifname = ch.ifname ? validateIfname(ch.ifname, 'ifname') : null;
+    if (ch.extra !== undefined) after.extra = { ...before.extra, ...ch.extra };
+    if (ch.network !== undefined) {
+      const net = await networkRef(tx, ch.network);
+      if (net.uuid !== before.networkUuid) {
+        const held = await tx.listAssignments({ vifUuid: before.uuid });
+        if (held.length && !ch.force) {
+          throw new IpvisorError('IN_USE', `network: VIF ${vm.name}:${before.device} holds ${held.map((a) => a.address).join(', ')} on its current network; release them or use --force`, { field: 'network' });
+        }
+        for (const a of held) released.push(await releaseAssignmentTx(tx, a, actor));
+        after.networkUuid = net.uuid;
+      }
+    }
+    if (after.mac !== before.mac || after.networkUuid !== before.networkUuid) {
+      const dup = await tx.findVifByMac(after.networkUuid, after.mac);
+      if (dup && dup.uuid !== before.uuid) throw new IpvisorError('ALREADY_EXISTS', `mac: ${after.mac} is already used on that network`, { field: 'mac' });
+    }
+    if (JSON.stringify({ ...after, updatedAt: '' }) === JSON.stringify({ ...before, updatedAt: '' })) return { vif: before, released };
+    await tx.updateVif(after);
+    await audit(tx, { actor, action: 'set', kind: 'vif', uuid: after.uuid, name: `${vm.name}:${after.device}`, before, after });
+    return { vif: after, released };
+  };
+  return 'transaction' in store ? (store as Store).transaction(run, { write: true }) : run(store);
+}
+
+/** Records the host-side interface of a VIF (vnet3, vif5.0); null unbinds it. */
+export async function bindVif(store: Store | StoreTx, ref: string, ifname: string | null, actor: string): Promise<Vif> {
+  return (await setVif(store, ref, { ifname }, actor)).vif;
+}
+
+async function deleteVifTx(tx: StoreTx, vm: Vm, vif: Vif, actor: string): Promise<string[]> {
+  const released: string[] = [];
+  for (const a of await tx.listAssignments({ vifUuid: vif.uuid })) released.push(await releaseAssignmentTx(tx, a, actor));
+  await tx.deleteVif(vif.uuid);
+  await audit(tx, { actor, action: 'delete', kind: 'vif', uuid: vif.uuid, name: `${vm.name}:${vif.device}`, before: vif });
+  return released;
+}
+
+export async function deleteVif(store: Store | StoreTx, ref: string, actor: string): Promise<{ vif: Vif; released: string[] }> {
+  const run = async (tx: StoreTx) => {
+    const { vif, vm } = await vifRef(tx, ref);
+    return { vif, released: await deleteVifTx(tx, vm, vif, actor) };
+  };
+  return 'transaction' in store ? (store as Store).transaction(run, { write: true }) : run(store);
+}
