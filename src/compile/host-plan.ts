@@ -1,0 +1,337 @@
+// Pure: the store (a Snapshot) plus facts about this host -> the HostPlan, everything ipvisor wants
+// on this host: bridge addresses, routes, its default route, proxy neighbours, sysctls, the nft
+// set elements (the ruleset skeleton is constant, see nft-ruleset.ts) and iptables FORWARD
+// accepts for libvirt networks. No I/O here; golden-file tests cover it without root.
+import { cidrContains, formatAddress, parseAddress, parseCidr, prefixSize } from '../ipam/addr.js';
+import { effectiveLocking } from '../model/locking.js';
+import type { Snapshot } from '../model/snapshot.js';
+import type { Assignment, Family, LockingMode, Network, Vif } from '../model/types.js';
+import type { NftElements } from './nft-ruleset.js';
+import { emptyElements, ipv6Hex } from './nft-ruleset.js';
+
+/** ipvisor's routing protocol number (ip route ... proto 250); shown as "250" unless registered. */
+export const IPVISOR_RT_PROTO = 250;
+/** Default metric of ipvisor's own default route: preferred over DHCP/NetworkManager (100+). */
+export const DEFAULT_GATEWAY_METRIC = 1;
+/** Comment that marks ipvisor's own rules in iptables/ip6tables FORWARD. */
+export const IPTABLES_COMMENT = 'ipvisor';
+
+export interface HostLinkFact {
+  up: boolean;
+  /** Addresses on the link as "ADDR/LEN" (canonical), tentative ones excluded. */
+  addresses: string[];
+}
+
+/** What the compiler needs to know about the host (observed by src/host/observe.ts). */
+export interface HostFacts {
+  links: Record<string, HostLinkFact>;
+}
+
+export interface HostGatewaySetting {
+  via: string;
+  /** Network UUID: add the route only once that network's bridge is up and holds a same-family address. */
+  whenUp: string | null;
+  metric: number;
+}
+
+/** The XCP-ng "no physical NIC in dom0" case: narrow the management address to /32 (/128). */
+export interface HostNarrowSetting {
+  dev: string;
+  address: string;
+}
+
+/** Host-wide settings kept in the store's doc table (kind 'host-setting'). */
+export interface HostSettings {
+  gateway?: HostGatewaySetting | null;
+  narrow?: HostNarrowSetting[];
+}
+
+export interface PlannedAddress {
+  dev: string;
+  /** "ADDR/LEN", canonical. */
+  cidr: string;
+  family: Family;
+  why: string;
+}
+
+export interface PlannedRoute {
+  /** Canonical CIDR or "default". */
+  dst: string;
+  family: Family;
+  dev: string | null;
+  via: string | null;
+  metric: number | null;
+  why: string;
+}
+
+export interface PlannedProxyNeighbour {
+  dev: string;
+  address: string;
+  family: Family;
+}
+
+export interface PlannedSysctl {
+  key: string;
+  value: string;
+}
+
+export interface PlannedIptablesRule {
+  family: Family;
+  /** Rule arguments for `iptables -I FORWARD 1 ...` / `-D FORWARD ...`, comment included. */
+  args: string[];
+}
+
+export interface PlannedNarrowing {
+  dev: string;
+  family: Family;
+  /** The address as found, "ADDR/LEN". */
+  from: string;
+  /** "ADDR/32" or "ADDR/128". */
+  to: string;
+}
+
+export interface VifEnforcement {
+  vifUuid: string;
+  vmUuid: string;
+  device: number;
+  networkUuid: string;
+  ifname: string | null;
+  mac: string;
+  locking: LockingMode;
+  /** Allowed sources as CIDRs ("10.0.0.5/32", "203.0.113.8/29"). */
+  allowed: string[];
+}
+
+export interface HostPlan {
+  addresses: PlannedAddress[];
+  routes: PlannedRoute[];
+  proxyNeighbours: PlannedProxyNeighbour[];
+  sysctls: PlannedSysctl[];
+  iptablesForward: PlannedIptablesRule[];
+  narrowings: PlannedNarrowing[];
+  nft: NftElements;
+  vifs: VifEnforcement[];
+  /** Things the user should know (bridge missing, bad ifname, ...). Not errors. */
+  warnings: string[];
+}
+
+const IFNAME_RE = /^[A-Za-z0-9_.:@+-]{1,15}$/;
+
+export function isValidIfname(name: string): boolean {
+  return IFNAME_RE.test(name);
+}
+
+/** Whether ipvisor owns all firewalling of a network (so NAT and inbound filtering are its job). */
+export function ownsFirewall(n: Network): boolean {
+  if (n.driver === 'bridge') return true;
+  if (n.driver === 'libvirt') return n.mode === 'open' || n.extra?.forwardMode === 'open';
+  return false;
+}
+
+/** Whether libvirt writes its own iptables rules (incl. the REJECTs) for this network. */
+function libvirtFirewalled(n: Network): boolean {
+  return n.driver === 'libvirt' && (n.mode === 'nat' || n.mode === 'routed') && !ownsFirewall(n);
+}
+
+function hostCidr(a: Pick<Assignment, 'address' | 'prefixLength' | 'family'>): string {
+  return `${a.address}/${a.prefixLength}`;
+}
+
+export { ipv6Hex };
+
+/** Interval-set element text for one CIDR: "10.0.0.5", "10.0.0.0/29". */
+function setAddr(cidr: string): string {
+  const [addr, len] = cidr.split('/');
+  const family: Family = addr.includes(':') ? 6 : 4;
+  return Number(len) === (family === 4 ? 32 : 128) ? addr : cidr;
+}
+
+/** Drops CIDRs contained in another one of the list (nft interval sets refuse overlaps). */
+function withoutOverlaps(cidrs: string[]): string[] {
+  const parsed = [...new Set(cidrs)].map((c) => ({ c, p: parseCidr(c, 'cidr', { allowBare: true }) }));
+  parsed.sort((a, b) => (a.p.network < b.p.network ? -1 : a.p.network > b.p.network ? 1 : a.p.prefixLength - b.p.prefixLength));
+  const out: typeof parsed = [];
+  for (const x of parsed) {
+    const prev = out[out.length - 1];
+    if (prev && cidrContains(prev.p, x.p.family, x.p.network)) continue;
+    out.push(x);
+  }
+  return out.map((x) => x.c);
+}
+
+function nd6Element(ifname: string, cidr: string): string {
+  const p = parseCidr(cidr, 'cidr', { allowBare: true });
+  const first = p.network;
+  const last = first + prefixSize(6, p.prefixLength) - 1n;
+  return first === last ? `"${ifname}" . ${ipv6Hex(first)}` : `"${ifname}" . ${ipv6Hex(first)}-${ipv6Hex(last)}`;
+}
+
+export function compileHostPlan(snapshot: Snapshot, facts: HostFacts, settings: HostSettings = {}): HostPlan {
+  const plan: HostPlan = {
+    addresses: [],
+    routes: [],
+    proxyNeighbours: [],
+    sysctls: [],
+    iptablesForward: [],
+    narrowings: [],
+    nft: emptyElements(),
+    vifs: [],
+    warnings: [],
+  };
+  const networks = new Map(snapshot.networks.map((n) => [n.uuid, n]));
+  const routedPools = new Set(snapshot.pools.filter((p) => p.purpose === 'routed').map((p) => p.uuid));
+  const byVif = new Map<string, Assignment[]>();
+  const routed: Assignment[] = [];
+  for (const a of snapshot.assignments) {
+    if (a.kind === 'reserved' || !a.vifUuid) continue;
+    const list = byVif.get(a.vifUuid) ?? [];
+    list.push(a);
+    byVif.set(a.vifUuid, list);
+    if (a.kind === 'routed' || routedPools.has(a.poolUuid)) routed.push(a);
+  }
+  const bridgeUp = (n: Network): boolean => !!n.bridge && !!facts.links[n.bridge];
+  const sysctls = new Map<string, string>();
+
+  // Bridge addresses: subnet gateways where ipvisor owns the bridge's L3, and host addresses.
+  for (const n of [...snapshot.networks].sort((a, b) => a.name.localeCompare(b.name))) {
+    if (!n.bridge) continue;
+    if (!bridgeUp(n)) {
+      if (n.driver !== 'xapi') plan.warnings.push(`network ${n.name}: bridge ${n.bridge} is not on this host; skipped`);
+      continue;
+    }
+    const wanted: PlannedAddress[] = [];
+    if (n.driver === 'bridge' && (n.mode === 'nat' || n.mode === 'routed' || n.mode === 'isolated')) {
+      for (const s of n.subnets) {
+        if (!s.gateway) continue;
+        const g = parseAddress(s.gateway);
+        const sub = parseCidr(s.cidr);
+        if (!cidrContains(sub, g.family, g.value)) continue; // an IPv6 link-local gateway is not ours to add
+        wanted.push({ dev: n.bridge, cidr: `${s.gateway}/${sub.prefixLength}`, family: s.family, why: `gateway of ${n.name} ${s.cidr}` });
+      }
+    }
+    for (const h of n.hostAddresses) {
+      const p = parseCidr(h, 'hostAddress', { allowBare: true });
+      wanted.push({ dev: n.bridge, cidr: `${formatAddress(p.family, p.address)}/${p.prefixLength}`, family: p.family, why: `host address of ${n.name}` });
+    }
+    const seen = new Set<string>();
+    for (const w of wanted) if (!seen.has(w.cidr)) (seen.add(w.cidr), plan.addresses.push(w));
+
+    if (ownsFirewall(n) && (n.mode === 'nat' || n.mode === 'routed')) {
+      if (n.subnets.some((s) => s.family === 4)) sysctls.set('net.ipv4.ip_forward', '1');
+      if (n.subnets.some((s) => s.family === 6)) sysctls.set('net.ipv6.conf.all.forwarding', '1');
+    }
+    if (ownsFirewall(n) && n.mode === 'nat') {
+      plan.nft.inet.nat_bridges.push(`"${n.bridge}"`);
+      for (const s of n.subnets) if (s.family === 4) plan.nft.inet.nat4.push(s.cidr);
+    }
+  }
+
+  // Routed addresses and prefixes: route to the bridge, accept both ways, proxy ARP/NDP on the uplink.
+  for (const a of routed) {
+    const n = networks.get(a.networkUuid);
+    if (!n || !n.bridge || !bridgeUp(n)) continue;
+    const cidr = hostCidr(a);
+    plan.routes.push({ dst: cidr, family: a.family, dev: n.bridge, via: null, metric: null, why: `routed to ${n.name}` });
+    (a.family === 4 ? plan.nft.inet.routed4 : plan.nft.inet.routed6).push(setAddr(cidr));
+    sysctls.set(a.family === 4 ? 'net.ipv4.ip_forward' : 'net.ipv6.conf.all.forwarding', '1');
+    if (n.uplink && a.prefixLength === (a.family === 4 ? 32 : 128)) {
+      if (!facts.links[n.uplink]) plan.warnings.push(`network ${n.name}: uplink ${n.uplink} is not on this host; no proxy ARP/NDP`);
+      else {
+        plan.proxyNeighbours.push({ dev: n.uplink, address: a.address, family: a.family });
+        if (a.family === 6) sysctls.set(`net.ipv6.conf.${n.uplink}.proxy_ndp`, '1');
+      }
+    }
+    if (libvirtFirewalled(n)) {
+      const ipt = (dir: string[]): PlannedIptablesRule => ({
+        family: a.family,
+        args: [...dir, '-m', 'comment', '--comment', IPTABLES_COMMENT, '-j', 'ACCEPT'],
+      });
+      plan.iptablesForward.push(ipt(['-d', cidr, '-o', n.bridge]), ipt(['-s', cidr, '-i', n.bridge]));
+    }
+  }
+  plan.nft.inet.routed4 = withoutOverlaps(plan.nft.inet.routed4);
+  plan.nft.inet.routed6 = withoutOverlaps(plan.nft.inet.routed6);
+  plan.nft.inet.nat4 = withoutOverlaps(plan.nft.inet.nat4);
+
+  // Per-VIF anti-spoofing: elements of the bridge table's sets.
+  const ifnamesSeen = new Map<string, string>();
+  for (const vif of [...snapshot.vifs].sort((a, b) => a.uuid.localeCompare(b.uuid))) {
+    const n = networks.get(vif.networkUuid);
+    if (!n) continue;
+    const assigned = byVif.get(vif.uuid) ?? [];
+    const locking = effectiveLocking(vif, n, assigned.length);
+    const allowed = assigned.map(hostCidr).sort();
+    plan.vifs.push({ vifUuid: vif.uuid, vmUuid: vif.vmUuid, device: vif.device, networkUuid: n.uuid, ifname: vif.ifname, mac: vif.mac, locking, allowed });
+    if (!vif.ifname) continue;
+    if (n.driver === 'xapi') continue; // Open vSwitch: locking goes through XAPI
+    if (!isValidIfname(vif.ifname)) {
+      plan.warnings.push(`vif ${vif.uuid}: ifname '${vif.ifname}' is not a valid interface name; not enforced`);
+      continue;
+    }
+    const other = ifnamesSeen.get(vif.ifname);
+    if (other) {
+      plan.warnings.push(`vif ${vif.uuid}: ifname ${vif.ifname} is also bound to vif ${other}; not enforced twice`);
+      continue;
+    }
+    ifnamesSeen.set(vif.ifname, vif.uuid);
+    addVifElements(plan.nft, vif, locking, allowed);
+  }
+
+  // ipvisor's own default route.
+  const gw = settings.gateway;
+  if (gw) {
+    const via = parseAddress(gw.via, 'via');
+    let ready = true;
+    if (gw.whenUp) {
+      const n = networks.get(gw.whenUp);
+      const link = n?.bridge ? facts.links[n.bridge] : undefined;
+      const hasAddr = !!link && link.addresses.some((c) => (c.includes(':') ? 6 : 4) === via.family);
+      ready = !!link && link.up && hasAddr;
+      if (!ready) plan.warnings.push(`default route via ${gw.via} waits for network ${n?.name ?? gw.whenUp} to be up with an IPv${via.family} address`);
+    }
+    if (ready) plan.routes.push({ dst: 'default', family: via.family, dev: null, via: gw.via, metric: gw.metric, why: 'ipvisor gateway' });
+  }
+
+  // Management address narrowing (XCP-ng dom0 without a physical NIC).
+  for (const nw of settings.narrow ?? []) {
+    const a = parseAddress(nw.address, 'address');
+    const full = a.family === 4 ? 32 : 128;
+    const link = facts.links[nw.dev];
+    if (!link) continue;
+    for (const c of link.addresses) {
+      const [addr, len] = c.split('/');
+      if (addr === nw.address && Number(len) !== full) plan.narrowings.push({ dev: nw.dev, family: a.family, from: c, to: `${addr}/${full}` });
+    }
+  }
+
+  plan.sysctls = [...sysctls].sort(([a], [b]) => a.localeCompare(b)).map(([key, value]) => ({ key, value }));
+  plan.routes.sort((a, b) => a.dst.localeCompare(b.dst));
+  for (const k of Object.keys(plan.nft.bridge) as (keyof NftElements['bridge'])[]) plan.nft.bridge[k].sort();
+  for (const k of Object.keys(plan.nft.inet) as (keyof NftElements['inet'])[]) plan.nft.inet[k].sort();
+  return plan;
+}
+
+function addVifElements(nft: NftElements, vif: Vif, locking: LockingMode, allowed: string[]): void {
+  const q = `"${vif.ifname}"`;
+  if (locking === 'unlocked') return;
+  if (locking === 'disabled') {
+    nft.bridge.disabled_ifs.push(q);
+    return;
+  }
+  nft.bridge.locked_ifs.push(q);
+  nft.bridge.vif_mac.push(`${q} . ${vif.mac.toLowerCase()}`);
+  const v4 = withoutOverlaps(allowed.filter((c) => !c.includes(':')));
+  const v6 = withoutOverlaps(allowed.filter((c) => c.includes(':')));
+  for (const c of v4) nft.bridge.vif_ip4.push(`${q} . ${setAddr(c)}`);
+  for (const c of v6) {
+    nft.bridge.vif_ip6.push(`${q} . ${setAddr(c)}`);
+    nft.bridge.vif_nd6.push(nd6Element(vif.ifname!, c));
+  }
+}
+
+/** Elements of one VIF only (the fast one-VIF change path). */
+export function vifElements(vif: Vif, locking: LockingMode, allowed: string[]): NftElements {
+  const nft = emptyElements();
+  if (vif.ifname && isValidIfname(vif.ifname)) addVifElements(nft, vif, locking, allowed);
+  return nft;
+}

@@ -1,0 +1,8 @@
+// Every watcher `ipvisor serve` runs. Other areas append theirs here with a one-line edit.
+import type { DaemonWatcher } from './watcher.js';
+
+export async function loadWatchers(): Promise<DaemonWatcher[]> {
+  const watchers: DaemonWatcher[] = [];
+  watchers.push((await import('./nft-monitor.js')).createNftMonitorWatcher());
+  return watchers;
+}

@@ -1,0 +1,309 @@
+// Observe -> diff -> apply for this host, under the host lock. The full path reads everything
+// (`ip -j`, `nft -j`) and applies only the difference in one nft transaction; the one-VIF path
+// (libvirt hooks) touches only that VIF's set elements, from what it recorded last time.
+import type { HostFacts, HostPlan, HostSettings, HostGatewaySetting, HostNarrowSetting, VifEnforcement } from '../compile/host-plan.js';
+import { IPVISOR_RT_PROTO, compileHostPlan, vifElements } from '../compile/host-plan.js';
+import type { ElementChange, NftElements, NftFamily } from '../compile/nft-ruleset.js';
+import { NFT_TABLE, diffElements, expectedChains, renderElementChanges, renderTableDelete, renderTableReplace, setNames, skeletonMarker } from '../compile/nft-ruleset.js';
+import type { PlanChange } from '../enforce/enforcer.js';
+import { effectiveLocking } from '../model/locking.js';
+import { loadSnapshot } from '../model/snapshot.js';
+import type { Store } from '../store/store.js';
+import type { HostRunner } from './exec.js';
+import { createHostRunner } from './exec.js';
+import type { OwnedHostState } from './iproute2.js';
+import { applyL3Diff, diffL3, emptyOwnedState, observeLinks, revertL3 } from './iproute2.js';
+import { forwardPolicyDrops, syncForwardAccepts } from './iptables.js';
+import { withHostLock } from './lock.js';
+import { nftApply, nftListTables, nftObserve } from './nft.js';
+import type { ObservedNft } from './nft.js';
+
+export const DOC_SETTING = 'host-setting';
+export const DOC_CHANGE = 'host-change';
+export const DOC_VIF = 'host-vif';
+const OWNED_KEY = 'state';
+
+export interface HostApplyOptions {
+  actor: string;
+  dryRun?: boolean;
+  scope?: { vifUuid?: string; networkUuid?: string };
+  runner?: HostRunner;
+  log?: (msg: string) => void;
+}
+
+type BridgeElements = NftElements['bridge'];
+
+interface VifRecord {
+  ifname: string | null;
+  elements: BridgeElements;
+}
+
+export async function loadHostSettings(store: Store): Promise<HostSettings> {
+  const gw = await store.getDoc<HostGatewaySetting | null>(DOC_SETTING, 'gateway');
+  const narrow = await store.getDoc<HostNarrowSetting[]>(DOC_SETTING, 'narrow');
+  return { gateway: gw?.value ?? null, narrow: narrow?.value ?? [] };
+}
+
+export async function observeHostFacts(runner: HostRunner): Promise<HostFacts> {
+  const links = await observeLinks(runner);
+  const facts: HostFacts = { links: {} };
+  for (const [name, l] of Object.entries(links)) facts.links[name] = { up: l.up, addresses: l.addresses };
+  return facts;
+}
+
+async function loadOwned(store: Store): Promise<OwnedHostState> {
+  const d = await store.getDoc<OwnedHostState>(DOC_CHANGE, OWNED_KEY);
+  return { ...emptyOwnedState(), ...(d?.value ?? {}) };
+}
+
+/** Whether a table of ours has exactly the current skeleton (a `nft flush chain` or an older ipvisor shows here). */
+function skeletonIntact(obs: ObservedNft, family: NftFamily): boolean {
+  const t = obs.tables[family];
+  if (!t.present) return false;
+  const want = expectedChains(family);
+  if (Object.keys(t.chains).length !== Object.keys(want).length) return false;
+  for (const [name, count] of Object.entries(want)) if (t.chains[name] !== count) return false;
+  return setNames(family).every((s) => t.sets.includes(s));
+}
+
+function count(e: NftElements, family: NftFamily): number {
+  return Object.values(e[family] as Record<string, string[]>).reduce((n, l) => n + l.length, 0);
+}
+
+export interface HostRun {
+  plan: HostPlan;
+  changes: PlanChange[];
+  warnings: string[];
+}
+
+/** The whole host: observe, diff, and (unless dryRun) apply. */
+async function runFull(store: Store, opts: HostApplyOptions, runner: HostRunner): Promise<HostRun> {
+  const dryRun = !!opts.dryRun;
+  const settings = await loadHostSettings(store);
+  const snapshot = await loadSnapshot(store);
+  let facts = await observeHostFacts(runner);
+  let plan = compileHostPlan(snapshot, facts, settings);
+  const changes: PlanChange[] = [];
+
+  // nftables: one transaction for both tables.
+  const obs = await nftObserve(runner);
+  let script = '';
+  for (const family of ['bridge', 'inet'] as NftFamily[]) {
+    if (!skeletonIntact(obs, family)) {
+      const what = obs.tables[family].present ? '~' : '+';
+      changes.push({ op: what, kind: 'nft-table', target: `${family} ${NFT_TABLE}`, detail: `${what === '~' ? 'rebuilt, ' : ''}${count(plan.nft, family)} set elements` });
+      script += renderTableReplace(family, plan.nft);
+      continue;
+    }
+    const diff = diffElements(plan.nft, obs.elements, family);
+    for (const c of diff) {
+      for (const e of c.remove) changes.push({ op: '-', kind: 'nft-element', target: `${family} ${c.set} ${e}` });
+      for (const e of c.add) changes.push({ op: '+', kind: 'nft-element', target: `${family} ${c.set} ${e}` });
+    }
+    script += renderElementChanges(diff);
+  }
+
+  // Addresses, routes, proxy neighbours, sysctls.
+  const owned = await loadOwned(store);
+  const l3 = await diffL3(runner, l3Desired(plan), owned, IPVISOR_RT_PROTO);
+  changes.push(...l3.changes);
+  const ipt = await syncForwardAccepts(runner, plan.iptablesForward, { dryRun: true });
+  changes.push(...ipt);
+
+  if (!dryRun && changes.length) {
+    await nftApply(runner, script);
+    await applyL3Diff(runner, l3);
+    if (ipt.length) await syncForwardAccepts(runner, plan.iptablesForward);
+    await store.putDoc(DOC_CHANGE, OWNED_KEY, l3.owned);
+    // the default route may wait for an address added just now
+    if (settings.gateway?.whenUp && !plan.routes.some((r) => r.dst === 'default')) {
+      facts = await observeHostFacts(runner);
+      plan = compileHostPlan(snapshot, facts, settings);
+      if (plan.routes.some((r) => r.dst === 'default')) {
+        const again = await diffL3(runner, l3Desired(plan), l3.owned, IPVISOR_RT_PROTO);
+        await applyL3Diff(runner, again);
+        await store.putDoc(DOC_CHANGE, OWNED_KEY, again.owned);
+        changes.push(...again.changes);
+      }
+    }
+  }
+  if (!dryRun) await syncVifRecords(store, plan.vifs, plan.nft);
+  for (const d of await forwardPolicyDrops(runner).catch(() => [])) {
+    if (plan.routes.some((r) => r.family === d.family && r.dst !== 'default') || plan.nft.inet.nat_bridges.length) {
+      plan.warnings.push(
+        `${d.family === 4 ? 'iptables' : 'ip6tables'} FORWARD policy is DROP (Docker sets this): forwarded VM traffic is dropped there. ` +
+          `Fix: ${d.family === 4 ? 'iptables' : 'ip6tables'} -I FORWARD -i BRIDGE -j ACCEPT and -o BRIDGE -j ACCEPT (or DOCKER-USER), or restore the policy with -P FORWARD ACCEPT`,
+      );
+    }
+  }
+  return { plan, changes, warnings: plan.warnings };
+}
+
+function l3Desired(plan: HostPlan) {
+  return {
+    addresses: plan.addresses.map((a) => ({ dev: a.dev, cidr: a.cidr })),
+    routes: plan.routes.map((r) => ({ dst: r.dst, family: r.family, dev: r.dev, via: r.via, metric: r.metric })),
+    proxyNeighbours: plan.proxyNeighbours,
+    sysctls: plan.sysctls,
+    narrowings: plan.narrowings,
+  };
+}
+
+function bridgeOnly(e: NftElements): BridgeElements {
+  return e.bridge;
+}
+
+function vifBridgeElements(all: NftElements, ifname: string | null): BridgeElements {
+  const out: BridgeElements = { locked_ifs: [], disabled_ifs: [], vif_mac: [], vif_ip4: [], vif_ip6: [], vif_nd6: [] };
+  if (!ifname) return out;
+  const q = `"${ifname}"`;
+  for (const k of Object.keys(out) as (keyof BridgeElements)[]) out[k] = all.bridge[k].filter((e) => e === q || e.startsWith(`${q} . `));
+  return out;
+}
+
+/** Records, per VIF, the elements the host now holds for it: what the one-VIF path removes next time. */
+async function syncVifRecords(store: Store, vifs: VifEnforcement[], nft: NftElements): Promise<void> {
+  const existing = new Map((await store.listDocs<VifRecord>(DOC_VIF)).map((d) => [d.key, d.value]));
+  const writes: Array<[string, VifRecord]> = [];
+  for (const v of vifs) {
+    const rec: VifRecord = { ifname: v.ifname, elements: vifBridgeElements(nft, v.ifname) };
+    const old = existing.get(v.vifUuid);
+    existing.delete(v.vifUuid);
+    if (!old || JSON.stringify(old) !== JSON.stringify(rec)) writes.push([v.vifUuid, rec]);
+  }
+  if (!writes.length && !existing.size) return;
+  await store.transaction(async (tx) => {
+    for (const [k, v] of writes) await tx.putDoc(DOC_VIF, k, v);
+    for (const k of existing.keys()) await tx.deleteDoc(DOC_VIF, k);
+  }, { write: true });
+}
+
+/**
+ * The one-VIF path: the VIF's wanted elements against what was recorded for it, applied blind
+ * (add-before-delete) in one nft transaction, without listing the sets. Falls back to the full
+ * path when ipvisor's tables are missing.
+ */
+async function runVif(store: Store, vifUuid: string, opts: HostApplyOptions, runner: HostRunner): Promise<PlanChange[] | null> {
+  const tables = new Set(await nftListTables(runner));
+  if (!tables.has(`bridge ${NFT_TABLE}`) || !tables.has(`inet ${NFT_TABLE}`)) return null;
+  const vif = await store.getVif(vifUuid);
+  const recDoc = await store.getDoc<VifRecord>(DOC_VIF, vifUuid);
+  const old: BridgeElements = recDoc?.value.elements ?? { locked_ifs: [], disabled_ifs: [], vif_mac: [], vif_ip4: [], vif_ip6: [], vif_nd6: [] };
+  let want: BridgeElements = { locked_ifs: [], disabled_ifs: [], vif_mac: [], vif_ip4: [], vif_ip6: [], vif_nd6: [] };
+  let ifname: string | null = null;
+  if (vif) {
+    const network = await store.getNetwork(vif.networkUuid);
+    if (network && network.driver !== 'xapi') {
+      const assigned = (await store.listAssignments({ vifUuid })).filter((a) => a.kind !== 'reserved');
+      const locking = effectiveLocking(vif, network, assigned.length);
+      want = bridgeOnly(vifElements(vif, locking, assigned.map((a) => `${a.address}/${a.prefixLength}`)));
+      ifname = vif.ifname;
+      // routed addresses also need routes and forward accepts: the full path handles those
+      if (assigned.some((a) => a.kind === 'routed')) return null;
+    }
+  }
+  const changes: ElementChange[] = [];
+  const planChanges: PlanChange[] = [];
+  for (const set of Object.keys(want) as (keyof BridgeElements)[]) {
+    const w = new Set(want[set]);
+    const o = new Set(old[set]);
+    const add = [...w].filter((e) => !o.has(e));
+    const remove = [...o].filter((e) => !w.has(e));
+    if (add.length || remove.length) changes.push({ family: 'bridge', set, add, remove });
+    for (const e of remove) planChanges.push({ op: '-', kind: 'nft-element', target: `bridge ${set} ${e}` });
+    for (const e of add) planChanges.push({ op: '+', kind: 'nft-element', target: `bridge ${set} ${e}` });
+  }
+  if (opts.dryRun || !changes.length) return planChanges;
+  await nftApply(runner, renderElementChanges(changes, { blind: true }));
+  if (vif) await store.putDoc(DOC_VIF, vifUuid, { ifname, elements: want } satisfies VifRecord);
+  else await store.deleteDoc(DOC_VIF, vifUuid);
+  return planChanges;
+}
+
+async function audit(store: Store, actor: string, action: string, changes: PlanChange[]): Promise<void> {
+  if (!changes.length) return;
+  const lines = changes.slice(0, 200).map((c) => `${c.op} ${c.kind} ${c.target}${c.detail ? ` (${c.detail})` : ''}`);
+  if (changes.length > 200) lines.push(`... ${changes.length - 200} more`);
+  await store.insertEvent({ time: new Date().toISOString(), actor, action, objectKind: 'host', objectUuid: null, objectName: null, before: null, after: { changes: lines } });
+}
+
+/**
+ * Observe, diff and apply this host's state under the host lock. With scope.vifUuid only that
+ * VIF's anti-spoofing elements are touched (fast path for hooks). Returns what changed (dryRun:
+ * what would change).
+ */
+export async function applyHost(store: Store, opts: HostApplyOptions): Promise<PlanChange[]> {
+  const runner = opts.runner ?? createHostRunner();
+  return withHostLock(async () => {
+    if (opts.scope?.vifUuid) {
+      const fast = await runVif(store, opts.scope.vifUuid, opts, runner);
+      if (fast) {
+        if (!opts.dryRun) await audit(store, opts.actor, 'host.apply', fast);
+        return fast;
+      }
+    }
+    const res = await runFull(store, opts, runner);
+    for (const w of res.warnings) opts.log?.(`warning: ${w}`);
+    if (!opts.dryRun) await audit(store, opts.actor, 'host.apply', res.changes);
+    return res.changes;
+  });
+}
+
+/** Plan and warnings without applying (ipvisor plan). */
+export async function planHost(store: Store, opts: Omit<HostApplyOptions, 'dryRun'>): Promise<HostRun> {
+  const runner = opts.runner ?? createHostRunner();
+  return withHostLock(() => runFull(store, { ...opts, dryRun: true }, runner));
+}
+
+/** Removes ipvisor's tables, routes, addresses, proxies, iptables accepts; restores what it changed. */
+export async function teardownHost(store: Store, opts: HostApplyOptions): Promise<PlanChange[]> {
+  const runner = opts.runner ?? createHostRunner();
+  return withHostLock(async () => {
+    const changes: PlanChange[] = [];
+    const tables = new Set(await nftListTables(runner));
+    let script = '';
+    for (const family of ['bridge', 'inet'] as NftFamily[]) {
+      if (!tables.has(`${family} ${NFT_TABLE}`)) continue;
+      changes.push({ op: '-', kind: 'nft-table', target: `${family} ${NFT_TABLE}` });
+      script += renderTableDelete(family);
+    }
+    const owned = await loadOwned(store);
+    changes.push(...(await revertL3(runner, owned, { proto: IPVISOR_RT_PROTO, dryRun: true })));
+    const ipt = await syncForwardAccepts(runner, [], { dryRun: true });
+    changes.push(...ipt);
+    if (!opts.dryRun) {
+      await nftApply(runner, script);
+      await revertL3(runner, owned, { proto: IPVISOR_RT_PROTO });
+      if (ipt.length) await syncForwardAccepts(runner, []);
+      await store.deleteDoc(DOC_CHANGE, OWNED_KEY);
+      await store.transaction(async (tx) => {
+        for (const d of await tx.listDocs(DOC_VIF)) await tx.deleteDoc(DOC_VIF, d.key);
+      }, { write: true });
+      await audit(store, opts.actor, 'host.teardown', changes);
+    }
+    return changes;
+  });
+}
+
+export interface VifStatus extends VifEnforcement {
+  enforced: boolean;
+  drift: string[];
+}
+
+/** Per VIF: effective locking mode, allowed addresses, drift between wanted and actual elements. */
+export async function hostStatus(store: Store, opts: { runner?: HostRunner } = {}): Promise<{ vifs: VifStatus[]; pending: PlanChange[]; warnings: string[] }> {
+  const runner = opts.runner ?? createHostRunner();
+  const run = await withHostLock(() => runFull(store, { actor: 'status', dryRun: true }, runner));
+  const obs = await nftObserve(runner, ['bridge']);
+  const present = new Set(Object.values(obs.elements.bridge).flat());
+  const vifs: VifStatus[] = run.plan.vifs.map((v) => {
+    const want = Object.values(vifBridgeElements(run.plan.nft, v.ifname)).flat();
+    const missing = want.filter((e) => !present.has(e));
+    return {
+      ...v,
+      enforced: !!v.ifname && obs.tables.bridge.present,
+      drift: missing.map((e) => `missing ${e}`),
+    };
+  });
+  return { vifs, pending: run.changes, warnings: run.warnings };
+}
