@@ -15,7 +15,8 @@ export function exclusionIntervals(pool: Pick<Pool, 'exclusions'>): Interval[] {
   });
 }
 
-/** Network and broadcast addresses of IPv4 subnets (not /31, /32), gateways and host addresses. */
+/** Network and broadcast addresses of IPv4 subnets (not /31, /32), the subnet-router anycast address
+ * of IPv6 subnets (RFC 4291 2.6.1, as Neutron does), gateways and host addresses. */
 export function networkReservedIntervals(network: Pick<Network, 'subnets' | 'hostAddresses'>, family: Family): Interval[] {
   const out: Interval[] = [];
   for (const s of network.subnets) {
@@ -24,6 +25,7 @@ export function networkReservedIntervals(network: Pick<Network, 'subnets' | 'hos
     if (family === 4 && c.prefixLength <= 30) {
       out.push({ start: c.network, end: c.network }, { start: cidrLast(c), end: cidrLast(c) });
     }
+    if (family === 6 && c.prefixLength <= 126) out.push({ start: c.network, end: c.network });
     if (s.gateway) {
       const g = parseAddress(s.gateway);
       if (g.family === family) out.push({ start: g.value, end: g.value });

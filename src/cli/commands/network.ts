@@ -1,0 +1,154 @@
+import type { Command } from 'commander';
+import type { Network } from '../../model/types.js';
+import { invalid } from '../../model/errors.js';
+import { addHostAddress, createNetwork, deleteNetwork, removeHostAddress, setNetwork, type NetworkInput } from '../../service/networks.js';
+import { poolUsage } from '../../service/pools.js';
+import { networkRef } from '../../service/resolve.js';
+import { driverFor } from '../../drivers/index.js';
+import { collect, keyValues, runAction, table } from '../context.js';
+
+interface NetworkOpts {
+  bridge?: string;
+  driver?: string;
+  mode?: string;
+  subnet?: string[];
+  ipv6?: string;
+  defaultLocking?: string;
+  mtu?: string;
+  dns?: string[];
+  route?: string[];
+  uplink?: string;
+  name?: string;
+  clearDns?: boolean;
+  clearRoutes?: boolean;
+}
+
+function addNetworkOptions(c: Command, forSet: boolean): Command {
+  c.option('--bridge <name>', 'host bridge of the network')
+    .option('--mode <mode>', 'nat | routed | isolated | bridged | open')
+    .option('--subnet <cidr>', 'CIDR[,gateway=IP]; repeatable (set replaces the list)', collect)
+    .option('--default-locking <mode>', 'unlocked | locked | disabled (for VIFs left at network_default)')
+    .option('--mtu <n>', 'MTU handed to guests')
+    .option('--dns <ip>', 'DNS server for guests; repeatable (set replaces the list)', collect)
+    .option('--route <route>', 'static route for guests, CIDR,via=IP; repeatable (set replaces the list)', collect)
+    .option('--uplink <ifname>', 'uplink interface for proxy ARP/NDP of routed addresses');
+  if (forSet) {
+    c.option('--name <name>', 'rename the network')
+      .option('--clear-dns', 'remove all DNS servers')
+      .option('--clear-routes', 'remove all static routes');
+  } else {
+    c.option('--driver <driver>', 'bridge | libvirt | xapi', 'bridge').option('--ipv6 <cidr>', 'libvirt managed networks: auto or a CIDR');
+  }
+  return c;
+}
+
+function toInput(o: NetworkOpts): NetworkInput {
+  const input: NetworkInput = {};
+  if (o.bridge !== undefined) input.bridge = o.bridge;
+  if (o.driver !== undefined) input.driver = o.driver;
+  if (o.mode !== undefined) input.mode = o.mode;
+  if (o.subnet !== undefined) input.subnets = o.subnet;
+  if (o.defaultLocking !== undefined) input.defaultLocking = o.defaultLocking;
+  if (o.mtu !== undefined) input.mtu = o.mtu;
+  if (o.dns !== undefined) input.dns = o.dns;
+  if (o.clearDns) input.dns = [];
+  if (o.route !== undefined) input.routes = o.route;
+  if (o.clearRoutes) input.routes = [];
+  if (o.uplink !== undefined) input.uplink = o.uplink;
+  if (o.name !== undefined) input.name = o.name;
+  return input;
+}
+
+export function networkSummary(n: Network): string[] {
+  return [n.name, n.uuid, n.driver, n.mode, n.bridge ?? '-', n.subnets.map((s) => s.cidr).join(',') || '-', n.defaultLocking];
+}
+
+export function registerNetworkCommands(program: Command): void {
+  const net = program.command('network').description('networks: subnets, gateways, MTU, DNS, routes, default locking');
+
+  addNetworkOptions(net.command('create <name>').description('create a network'), false).action(
+    runAction(async (ctx, name: string, o: NetworkOpts) => {
+      const store = await ctx.store();
+      const input = { ...toInput(o), name };
+      let n: Network;
+      const auto = (o.subnet ?? []).includes('auto') || o.ipv6 !== undefined;
+      const driver = await driverFor((input.driver ?? 'bridge') as Network['driver']).catch(() => undefined);
+      if (input.driver === 'libvirt' && driver?.createManagedNetwork) {
+        n = await driver.createManagedNetwork(store, { name, bridge: o.bridge, mode: o.mode, subnets: o.subnet ?? [], ipv6: o.ipv6, defaultLocking: o.defaultLocking, mtu: o.mtu !== undefined ? Number(o.mtu) : undefined, dns: o.dns, routes: o.route }, ctx.actor);
+      } else {
+        if (o.ipv6 !== undefined) throw invalid('ipv6', '--ipv6 applies to managed libvirt networks (--driver libvirt); use --subnet');
+        if (auto) throw invalid('subnet', "'auto' applies to managed libvirt networks (--driver libvirt)");
+        n = await createNetwork(store, input, ctx.actor);
+      }
+      return { json: n, text: `created network ${n.name} (${n.uuid})` };
+    }),
+  );
+
+  net.command('list').description('list networks').action(
+    runAction(async (ctx) => {
+      const list = await (await ctx.store()).listNetworks();
+      return { json: list, text: list.length ? table(['NAME', 'UUID', 'DRIVER', 'MODE', 'BRIDGE', 'SUBNETS', 'LOCKING'], list.map(networkSummary)) : 'no networks' };
+    }),
+  );
+
+  net.command('show <network>').description('show a network with its pools and usage').action(
+    runAction(async (ctx, ref: string) => {
+      const store = await ctx.store();
+      return store.transaction(async (tx) => {
+        const n = await networkRef(tx, ref);
+        const pools = await tx.listPools(n.uuid);
+        const usage = await Promise.all(pools.map(async (p) => ({ pool: p.name, family: p.family, purpose: p.purpose, ...(await poolUsage(tx, p, n)) })));
+        const vifs = (await tx.listVifs()).filter((v) => v.networkUuid === n.uuid);
+        const assignments = await tx.listAssignments({ networkUuid: n.uuid });
+        const text = [
+          keyValues([
+            ['name', n.name], ['uuid', n.uuid], ['driver', n.driver], ['mode', n.mode], ['bridge', n.bridge],
+            ['subnets', n.subnets.map((s) => (s.gateway ? `${s.cidr} gateway ${s.gateway}` : s.cidr))],
+            ['default locking', n.defaultLocking], ['mtu', n.mtu], ['dns', n.dns], ['routes', n.routes.map((r) => `${r.cidr} via ${r.via}`)],
+            ['uplink', n.uplink], ['host addresses', n.hostAddresses], ['vifs', vifs.length],
+          ]),
+          usage.length ? '\n' + table(['POOL', 'FAMILY', 'PURPOSE', 'TOTAL', 'ASSIGNED', 'ROUTED', 'RESERVED', 'HELD', 'FREE'], usage.map((u) => [u.pool, `v${u.family}`, u.purpose, u.total, u.assigned, u.routed, u.reserved, u.held, u.free])) : '',
+        ].join('\n');
+        return { json: { ...n, pools: usage, vifCount: vifs.length, assignmentCount: assignments.length }, text };
+      });
+    }),
+  );
+
+  addNetworkOptions(net.command('set <network>').description('change a network'), true).action(
+    runAction(async (ctx, ref: string, o: NetworkOpts) => {
+      const n = await setNetwork(await ctx.store(), ref, toInput(o), ctx.actor);
+      return { json: n, text: `updated network ${n.name}` };
+    }),
+  );
+
+  net.command('delete <network>').description('delete a network (--force: also its pools, VIFs and assignments)').option('--force', 'delete even when in use').action(
+    runAction(async (ctx, ref: string, o: { force?: boolean }) => {
+      const store = await ctx.store();
+      const n = await store.transaction((tx) => networkRef(tx, ref));
+      const driver = await driverFor(n.driver);
+      const deleted = await deleteNetwork(store, ref, { force: o.force }, ctx.actor);
+      if (driver.networkDeleted) await driver.networkDeleted(store, deleted, ctx.actor);
+      return { json: deleted, text: `deleted network ${deleted.name}` };
+    }),
+  );
+
+  const ha = net.command('host-address').description("addresses the host itself holds on the network's bridge");
+  ha.command('add <network> <address>').description('add ADDR/LEN').action(
+    runAction(async (ctx, ref: string, addr: string) => {
+      const n = await addHostAddress(await ctx.store(), ref, addr, ctx.actor);
+      return { json: n.hostAddresses, text: n.hostAddresses.join('\n') };
+    }),
+  );
+  ha.command('remove <network> <address>').description('remove an address').action(
+    runAction(async (ctx, ref: string, addr: string) => {
+      const n = await removeHostAddress(await ctx.store(), ref, addr, ctx.actor);
+      return { json: n.hostAddresses, text: n.hostAddresses.join('\n') || 'no host addresses' };
+    }),
+  );
+  ha.command('list <network>').description('list host addresses').action(
+    runAction(async (ctx, ref: string) => {
+      const n = await (await ctx.store()).transaction((tx) => networkRef(tx, ref));
+      return { json: n.hostAddresses, text: n.hostAddresses.join('\n') || 'no host addresses' };
+    }),
+  );
+}

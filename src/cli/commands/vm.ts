@@ -1,0 +1,120 @@
+import type { Command } from 'commander';
+import { effectiveLocking } from '../../model/locking.js';
+import type { Assignment, Network, Vif, Vm } from '../../model/types.js';
+import type { StoreTx } from '../../store/store.js';
+import { vmRef } from '../../service/resolve.js';
+import { addVif, bindVif, createVm, deleteVif, deleteVm, setVif } from '../../service/vms.js';
+import { keyValues, runAction, table } from '../context.js';
+
+export function formatAssignment(a: Assignment): string {
+  return a.prefixLength === (a.family === 4 ? 32 : 128) ? a.address : `${a.address}/${a.prefixLength}`;
+}
+
+export interface VifView extends Vif {
+  vm: string;
+  network: string;
+  effectiveLocking: string;
+  addresses: Array<{ address: string; kind: string }>;
+}
+
+export async function vifViews(tx: StoreTx, vifs: Vif[]): Promise<VifView[]> {
+  const nets = new Map<string, Network>((await tx.listNetworks()).map((n) => [n.uuid, n]));
+  const vms = new Map<string, Vm>((await tx.listVms()).map((v) => [v.uuid, v]));
+  const assignments = await tx.listAssignments({ vifUuids: vifs.map((v) => v.uuid) });
+  return vifs.map((v) => {
+    const mine = assignments.filter((a) => a.vifUuid === v.uuid);
+    const net = nets.get(v.networkUuid)!;
+    return {
+      ...v,
+      vm: vms.get(v.vmUuid)?.name ?? v.vmUuid,
+      network: net.name,
+      effectiveLocking: effectiveLocking(v, net, mine.length),
+      addresses: mine.map((a) => ({ address: formatAssignment(a), kind: a.kind })),
+    };
+  });
+}
+
+function vifTable(views: VifView[]): string {
+  return table(['VIF', 'MAC', 'NETWORK', 'LOCKING', 'IFNAME', 'ADDRESSES'], views.map((v) => [
+    `${v.vm}:${v.device}`, v.mac, v.network, v.locking === 'network_default' ? `${v.effectiveLocking} (network default)` : v.effectiveLocking, v.ifname, v.addresses.map((a) => a.address).join(','),
+  ]));
+}
+
+export function registerVmCommands(program: Command): void {
+  const vm = program.command('vm').description('virtual machines');
+  vm.command('add <name>').description('add a VM')
+    .option('--uuid <uuid>', "the hypervisor's UUID of the VM")
+    .option('--owner <tenant>', 'tenant that owns the VM')
+    .option('--host <host>', 'host the VM runs on (default: this machine)')
+    .action(runAction(async (ctx, name: string, o: { uuid?: string; owner?: string; host?: string }) => {
+      const v = await createVm(await ctx.store(), { name, uuid: o.uuid, owner: o.owner, host: o.host }, ctx.actor);
+      return { json: v, text: `added VM ${v.name} (${v.uuid})` };
+    }));
+  vm.command('list').description('list VMs').action(runAction(async (ctx) => {
+    const list = await (await ctx.store()).listVms();
+    return { json: list, text: list.length ? table(['NAME', 'UUID', 'HOST', 'OWNER'], list.map((v) => [v.name, v.uuid, v.host, v.owner])) : 'no VMs' };
+  }));
+  vm.command('show <vm>').description('show a VM with its VIFs and addresses').action(runAction(async (ctx, ref: string) => {
+    const store = await ctx.store();
+    return store.transaction(async (tx) => {
+      const v = await vmRef(tx, ref);
+      const views = await vifViews(tx, await tx.listVifs(v.uuid));
+      return {
+        json: { ...v, vifs: views },
+        text: keyValues([['name', v.name], ['uuid', v.uuid], ['host', v.host], ['owner', v.owner]]) + (views.length ? '\n\n' + vifTable(views) : '\n\nno VIFs'),
+      };
+    });
+  }));
+  vm.command('delete <vm>').description('delete a VM, its VIFs, and release their addresses').action(runAction(async (ctx, ref: string) => {
+    const r = await deleteVm(await ctx.store(), ref, ctx.actor);
+    return { json: r, text: `deleted VM ${r.vm.name}${r.released.length ? `; released ${r.released.join(', ')}` : ''}` };
+  }));
+
+  const vif = program.command('vif').description('virtual interfaces (VM:DEVICE)');
+  vif.command('add <vm>').description('add a VIF to a VM')
+    .requiredOption('--network <network>', 'network of the VIF')
+    .requiredOption('--mac <mac>', 'MAC address')
+    .option('--device <n>', 'device index (default: next free from 0)')
+    .option('--locking <mode>', 'network_default | locked | unlocked | disabled', 'network_default')
+    .action(runAction(async (ctx, vmName: string, o: { network: string; mac: string; device?: string; locking: string }) => {
+      const store = await ctx.store();
+      const v = await addVif(store, { vm: vmName, network: o.network, mac: o.mac, device: o.device, locking: o.locking }, ctx.actor);
+      const [view] = await store.transaction((tx) => vifViews(tx, [v]));
+      return { json: view, text: `added VIF ${view.vm}:${v.device} (${v.mac}) on ${view.network}` };
+    }));
+  vif.command('list').description('list VIFs with their effective locking mode and addresses').option('--vm <vm>', 'only this VM').action(
+    runAction(async (ctx, o: { vm?: string }) => {
+      const store = await ctx.store();
+      return store.transaction(async (tx) => {
+        const vifs = o.vm ? await tx.listVifs((await vmRef(tx, o.vm)).uuid) : await tx.listVifs();
+        const views = await vifViews(tx, vifs);
+        return { json: views, text: views.length ? vifTable(views) : 'no VIFs' };
+      });
+    }),
+  );
+  vif.command('set <vif>').description('change a VIF (VM:DEVICE)')
+    .option('--locking <mode>', 'network_default | locked | unlocked | disabled')
+    .option('--mac <mac>', 'new MAC')
+    .option('--network <network>', 'move to another network')
+    .option('--force', 'when moving: release the addresses it holds on the old network')
+    .action(runAction(async (ctx, ref: string, o: { locking?: string; mac?: string; network?: string; force?: boolean }) => {
+      const store = await ctx.store();
+      const r = await setVif(store, ref, { locking: o.locking, mac: o.mac, network: o.network, force: o.force }, ctx.actor);
+      const [view] = await store.transaction((tx) => vifViews(tx, [r.vif]));
+      return { json: { ...view, released: r.released }, text: `updated VIF ${view.vm}:${view.device}${r.released.length ? `; released ${r.released.join(', ')}` : ''}` };
+    }));
+  vif.command('bind <vif>').description('record the host-side interface of a VIF (drivers do this automatically)')
+    .requiredOption('--ifname <ifname>', 'host interface, e.g. vnet3 or vif5.0')
+    .action(runAction(async (ctx, ref: string, o: { ifname: string }) => {
+      const v = await bindVif(await ctx.store(), ref, o.ifname, ctx.actor);
+      return { json: v, text: `bound ${ref} to ${v.ifname}` };
+    }));
+  vif.command('unbind <vif>').description('forget the host-side interface of a VIF').action(runAction(async (ctx, ref: string) => {
+    const v = await bindVif(await ctx.store(), ref, null, ctx.actor);
+    return { json: v, text: `unbound ${ref}` };
+  }));
+  vif.command('delete <vif>').description('delete a VIF and release its addresses').action(runAction(async (ctx, ref: string) => {
+    const r = await deleteVif(await ctx.store(), ref, ctx.actor);
+    return { json: r, text: `deleted VIF ${ref}${r.released.length ? `; released ${r.released.join(', ')}` : ''}` };
+  }));
+}

@@ -1,0 +1,119 @@
+// What every command handler gets: the opened store, the actor, output mode. Handlers return data;
+// this file turns it into text or one JSON document, and errors into one line or {"error": ...}.
+import type { Command } from 'commander';
+import { IpvisorError } from '../model/errors.js';
+import type { Store } from '../store/store.js';
+
+export interface CliIo {
+  stdout(text: string): void;
+  stderr(text: string): void;
+  env: NodeJS.ProcessEnv;
+}
+
+export interface CommandOutput {
+  json: unknown;
+  text: string;
+  exitCode?: number;
+}
+
+export interface CommandContext {
+  readonly json: boolean;
+  readonly actor: string;
+  readonly dbPath: string | undefined;
+  readonly io: CliIo;
+  store(): Promise<Store>;
+  stderr(line: string): void;
+}
+
+/** The io of the running CLI invocation (set by runCli). */
+let currentIo: CliIo | undefined;
+let openedStores: Store[] = [];
+
+export function setCliIo(io: CliIo | undefined): void {
+  currentIo = io;
+}
+
+export async function closeOpenedStores(): Promise<void> {
+  const list = openedStores;
+  openedStores = [];
+  for (const s of list) await s.close();
+}
+
+export function actorFromEnv(env: NodeJS.ProcessEnv): string {
+  return env.IPVISOR_ACTOR || env.SUDO_USER || env.USER || env.LOGNAME || 'user';
+}
+
+/** Numbers beyond 2^53 (IPv6 sizes) are carried as BigInt internally and printed as decimal strings. */
+export function toJson(value: unknown): string {
+  return JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2);
+}
+
+export function makeContext(cmd: Command, io: CliIo): CommandContext {
+  const opts = cmd.optsWithGlobals() as { json?: boolean; db?: string };
+  let store: Promise<Store> | undefined;
+  return {
+    json: !!opts.json,
+    actor: actorFromEnv(io.env),
+    dbPath: opts.db ?? io.env.IPVISOR_DB,
+    io,
+    store() {
+      store ??= import('../store/open.js').then(async ({ openStore }) => {
+        const s = await openStore(opts.db ?? io.env.IPVISOR_DB ?? undefined);
+        openedStores.push(s);
+        return s;
+      });
+      return store;
+    },
+    stderr(line: string) {
+      io.stderr(line.endsWith('\n') ? line : line + '\n');
+    },
+  };
+}
+
+/** Wraps a handler: builds its context, prints its result, sets the exit code. */
+export function runAction<A extends unknown[]>(fn: (ctx: CommandContext, ...args: A) => Promise<CommandOutput | void>) {
+  return async (...args: unknown[]): Promise<void> => {
+    const cmd = args[args.length - 1] as Command;
+    const io = currentIo;
+    if (!io) throw new IpvisorError('INTERNAL', 'CLI io not set');
+    const ctx = makeContext(cmd, io);
+    const out = await fn(ctx, ...(args.slice(0, -1) as A));
+    if (out) {
+      if (ctx.json) io.stdout(toJson(out.json) + '\n');
+      else if (out.text) io.stdout(out.text.endsWith('\n') ? out.text : out.text + '\n');
+      lastExitCode = out.exitCode ?? 0;
+    }
+  };
+}
+
+let lastExitCode = 0;
+export function takeExitCode(): number {
+  const c = lastExitCode;
+  lastExitCode = 0;
+  return c;
+}
+
+/** Commander helper: a repeatable option collects its values. */
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+/** Gets or creates a subcommand, so that two areas can add children to one parent (`import`, `hook`). */
+export function ensureCommand(parent: Command, name: string, description: string): Command {
+  return parent.commands.find((c) => c.name() === name) ?? parent.command(name).description(description);
+}
+
+/** Renders rows as aligned columns for humans. */
+export function table(headers: string[], rows: Array<Array<string | number | null | undefined>>): string {
+  const cells = [headers, ...rows.map((r) => r.map((c) => (c === null || c === undefined || c === '' ? '-' : String(c))))];
+  const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  return cells.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ')).join('\n');
+}
+
+/** key: value lines for `show` commands. */
+export function keyValues(pairs: Array<[string, unknown]>): string {
+  const w = Math.max(...pairs.map(([k]) => k.length));
+  return pairs
+    .map(([k, v]) => `${(k + ':').padEnd(w + 1)} ${v === null || v === undefined || v === '' || (Array.isArray(v) && v.length === 0) ? '-' : Array.isArray(v) ? v.join(', ') : String(v)}`)
+    .join('\n');
+}

@@ -1,0 +1,76 @@
+// The CLI entry point. runCli is in-process (tests call it directly); bin/ipvisor calls it for real.
+import { Command, CommanderError } from 'commander';
+import { IpvisorError, asIpvisorError } from '../model/errors.js';
+import { type CliIo, closeOpenedStores, setCliIo, takeExitCode, toJson } from './context.js';
+import { registerFoundationCommands } from './commands/foundation.js';
+import { registerHostCommands } from './commands/host.js';
+import { registerLibvirtCommands } from './commands/libvirt.js';
+import { registerXapiCommands } from './commands/xapi.js';
+import { registerGuestCommands } from './commands/guest.js';
+
+export const VERSION = '0.1.0';
+
+export function buildProgram(io: CliIo): Command {
+  const program = new Command('ipvisor');
+  program
+    .description('IP address management and enforcement for virtual machines (libvirt/KVM, XCP-ng/XenServer)')
+    .version(VERSION)
+    .option('--json', 'print the result as one JSON document (errors as {"error": ...} on stderr)')
+    .option('--db <path>', 'store path (default: $IPVISOR_DB, else /var/lib/ipvisor/ipvisor.db as root)')
+    .showHelpAfterError(false)
+    .configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s), outputError: () => {} })
+    .exitOverride();
+  registerFoundationCommands(program);
+  registerHostCommands(program);
+  registerLibvirtCommands(program);
+  registerXapiCommands(program);
+  registerGuestCommands(program);
+  // Every subcommand inherits the error behaviour (no process.exit inside the library).
+  const walk = (c: Command) => {
+    c.exitOverride().configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s), outputError: () => {} });
+    c.commands.forEach(walk);
+  };
+  program.commands.forEach(walk);
+  return program;
+}
+
+function wantsJson(argv: string[]): boolean {
+  return argv.includes('--json');
+}
+
+export function reportError(err: IpvisorError, json: boolean, io: CliIo): void {
+  if (json) io.stderr(toJson({ error: err.toJSON() }).replace(/\n\s*/g, ' ') + '\n');
+  else io.stderr(`ipvisor: ${err.message}\n`);
+}
+
+/** Runs one CLI invocation; returns the exit status (0 ok, 1 runtime failure, 2 usage/validation). */
+export async function runCli(argv: string[], io: CliIo): Promise<number> {
+  setCliIo(io);
+  try {
+    const program = buildProgram(io);
+    await program.parseAsync(argv, { from: 'user' });
+    return takeExitCode();
+  } catch (e) {
+    takeExitCode();
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      if (e.code === 'commander.executeSubCommandAsync') return 0;
+      const msg = e.message.replace(/^error: /, '').replace(/\n[\s\S]*$/, '');
+      reportError(new IpvisorError('USAGE', msg), wantsJson(argv), io);
+      return 2;
+    }
+    const err = asIpvisorError(e);
+    if (err.code === 'INTERNAL' && io.env.IPVISOR_DEBUG) io.stderr(String((e as Error).stack) + '\n');
+    reportError(err, wantsJson(argv), io);
+    return err.exitCode;
+  } finally {
+    await closeOpenedStores();
+    setCliIo(undefined);
+  }
+}
+
+export const processIo: CliIo = {
+  stdout: (s) => process.stdout.write(s),
+  stderr: (s) => process.stderr.write(s),
+  env: process.env,
+};
