@@ -1,0 +1,83 @@
+// Entry point of the dom0 binder: `ipvisor xapi dom0` and the bundled dist/ipvisor-dom0.cjs (built by
+// scripts/build-dom0.mjs: one file, no native modules, for dom0's old userland).
+import { readFileSync, statSync } from 'node:fs';
+import { createHostRunner } from '../../../host/exec.js';
+import { IpvisorError, invalid } from '../../../model/errors.js';
+import { DOM0_DEFAULT_CONFIG_PATH, parseDom0Config, type Dom0Config } from './config.js';
+import { Dom0Binder, readPasswordFile } from './binder.js';
+
+/** Refuses a secret file that group or others can read. */
+export function assertPrivateFile(field: string, path: string): void {
+  let mode: number;
+  try {
+    mode = statSync(path).mode;
+  } catch (err) {
+    throw invalid(field, `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  if ((mode & 0o077) !== 0) throw invalid(field, `${path} is readable by group or others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
+}
+
+export function loadDom0Config(path: string): Dom0Config {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw invalid('config', `cannot read ${path}: ${(err as Error).message}`);
+  }
+  const cfg = parseDom0Config(raw);
+  // A config holding the password itself must be private; a password file must be private too.
+  if (cfg.xapi.password !== undefined) assertPrivateFile('config', path);
+  if (cfg.xapi.passwordFile !== undefined) assertPrivateFile('xapi.passwordFile', cfg.xapi.passwordFile);
+  return cfg;
+}
+
+export interface RunDom0Options {
+  configPath?: string;
+  netns?: string;
+  log?: (line: string) => void;
+  signal?: AbortSignal;
+}
+
+/** Runs the binder until SIGTERM/SIGINT (or the signal) and logs out. */
+export async function runDom0(opts: RunDom0Options = {}): Promise<void> {
+  const cfg = loadDom0Config(opts.configPath ?? DOM0_DEFAULT_CONFIG_PATH);
+  const password = cfg.xapi.passwordFile ? readPasswordFile(cfg.xapi.passwordFile) : undefined;
+  const ac = new AbortController();
+  const stop = (): void => ac.abort();
+  opts.signal?.addEventListener('abort', stop, { once: true });
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  process.on('SIGHUP', () => undefined);
+  const binder = new Dom0Binder(cfg, { runner: createHostRunner({ netns: opts.netns }), password, log: opts.log });
+  try {
+    await binder.run(ac.signal);
+  } finally {
+    process.off('SIGTERM', stop);
+    process.off('SIGINT', stop);
+  }
+}
+
+/** argv of the bundled binary: [--config FILE] [--netns NS] */
+export async function dom0Main(argv: string[]): Promise<number> {
+  const opts: RunDom0Options = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--config' || a === '-c') opts.configPath = argv[++i];
+    else if (a === '--netns') opts.netns = argv[++i];
+    else if (a === '--help' || a === '-h') {
+      process.stdout.write(`usage: ipvisor-dom0 [--config FILE] (default ${DOM0_DEFAULT_CONFIG_PATH})\n`);
+      return 0;
+    } else {
+      process.stderr.write(`ipvisor-dom0: unknown argument '${a}'\n`);
+      return 2;
+    }
+  }
+  try {
+    await runDom0(opts);
+    return 0;
+  } catch (err) {
+    const e = err instanceof IpvisorError ? err : new IpvisorError('INTERNAL', String((err as Error)?.message ?? err));
+    process.stderr.write(`ipvisor-dom0: ${e.message}\n`);
+    return e.exitCode;
+  }
+}
