@@ -1,0 +1,106 @@
+// Golden-file tests of the pure host compiler. UPDATE_GOLDEN=1 rewrites the files.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { compileHostPlan } from '../../src/compile/host-plan.js';
+import type { HostFacts } from '../../src/compile/host-plan.js';
+import { diffElements, emptyElements, renderElementChanges, renderTable } from '../../src/compile/nft-ruleset.js';
+import { assign, emptySnapshot, network, pool, vif, vm } from './fixtures.js';
+
+const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), 'golden');
+
+function golden(name: string, actual: string): void {
+  const path = join(GOLDEN, name);
+  if (process.env.UPDATE_GOLDEN || !existsSync(path)) writeFileSync(path, actual);
+  assert.equal(actual, readFileSync(path, 'utf8'), `golden ${name} differs (UPDATE_GOLDEN=1 to accept)`);
+}
+
+function scenario() {
+  const s = emptySnapshot();
+  const nat = network({ name: 'vms', bridge: 'br-vms', mode: 'nat', uplink: 'eth0', subnets: [
+    { cidr: '10.10.0.0/24', family: 4, gateway: '10.10.0.1' },
+    { cidr: '2001:db8:10::/64', family: 6, gateway: '2001:db8:10::1' },
+  ], hostAddresses: ['10.10.0.2/24'] });
+  const iso = network({ name: 'iso', bridge: 'br-iso', mode: 'isolated', defaultLocking: 'locked', subnets: [{ cidr: '10.20.0.0/24', family: 4, gateway: '10.20.0.1' }] });
+  const lv = network({ name: 'lvnat', driver: 'libvirt', bridge: 'virbr1', mode: 'nat', subnets: [{ cidr: '192.168.100.0/24', family: 4, gateway: '192.168.100.1' }] });
+  const xapi = network({ name: 'xen', driver: 'xapi', bridge: 'xenbr1', mode: 'bridged', hostAddresses: ['10.30.0.254/24'] });
+  const gone = network({ name: 'gone', bridge: 'br-absent', mode: 'routed', subnets: [{ cidr: '10.40.0.0/24', family: 4, gateway: '10.40.0.1' }] });
+  s.networks.push(nat, iso, lv, xapi, gone);
+  const p4 = pool(nat, { family: 4 });
+  const p6 = pool(nat, { family: 6 });
+  const pr = pool(nat, { family: 4, purpose: 'routed' });
+  const pr6 = pool(nat, { family: 6, purpose: 'routed' });
+  const pi = pool(iso, { family: 4 });
+  const plv = pool(lv, { family: 4 });
+  const plvr = pool(lv, { family: 4, purpose: 'routed' });
+  s.pools.push(p4, p6, pr, pr6, pi, plv, plvr);
+  const a = vm('alpha');
+  const b = vm('beta');
+  s.vms.push(a, b);
+  const locked = vif(a, nat, { mac: '52:54:00:00:00:01', ifname: 'vnet1' });
+  const noaddr = vif(a, nat, { mac: '52:54:00:00:00:02', ifname: 'vnet2', device: 1 });
+  const dis = vif(b, nat, { mac: '52:54:00:00:00:03', ifname: 'vnet3', locking: 'disabled' });
+  const isoVif = vif(b, iso, { mac: '52:54:00:00:00:04', ifname: 'vnet4', device: 1 });
+  const unbound = vif(b, nat, { mac: '52:54:00:00:00:05', device: 2 });
+  const lvVif = vif(b, lv, { mac: '52:54:00:00:00:06', ifname: 'vnet6', device: 3 });
+  s.vifs.push(locked, noaddr, dis, isoVif, unbound, lvVif);
+  s.assignments.push(
+    assign(locked, p4, '10.10.0.10'),
+    assign(locked, p6, '2001:db8:10::10', { kind: 'additional' }),
+    assign(locked, pr, '203.0.113.5', { kind: 'routed' }),
+    assign(locked, pr, '203.0.113.16', { kind: 'routed', prefixLength: 29 }),
+    assign(locked, pr6, '2001:db8:99::', { kind: 'routed', prefixLength: 56 }),
+    assign(null, p4, '10.10.0.99', { kind: 'reserved' }),
+    assign(lvVif, plv, '192.168.100.50'),
+    assign(lvVif, plvr, '198.51.100.7', { kind: 'routed' }),
+    assign(unbound, p4, '10.10.0.11'),
+  );
+  const facts: HostFacts = { links: {
+    'br-vms': { up: true, addresses: [] }, 'br-iso': { up: true, addresses: [] }, virbr1: { up: true, addresses: ['192.168.100.1/24'] },
+    xenbr1: { up: true, addresses: ['10.30.0.254/24'] }, eth0: { up: true, addresses: ['192.0.2.2/24'] },
+  } };
+  return { s, facts, nat, xapi };
+}
+
+test('host plan: addresses, routes, sysctls, nft elements, iptables accepts (golden)', () => {
+  const { s, facts, xapi } = scenario();
+  const plan = compileHostPlan(s, facts, { gateway: { via: '10.30.0.1', whenUp: xapi.uuid, metric: 1 }, narrow: [{ dev: 'xenbr1', address: '10.30.0.254' }] });
+  golden('host-plan.json', JSON.stringify(plan, null, 2) + '\n');
+  golden('bridge-table.nft', renderTable('bridge', plan.nft));
+  golden('inet-table.nft', renderTable('inet', plan.nft));
+  // behaviour, not only bytes: the points the issue names
+  assert.ok(plan.nft.bridge.disabled_ifs.includes('"vnet3"'));
+  assert.ok(plan.nft.bridge.locked_ifs.includes('"vnet1"') && plan.nft.bridge.locked_ifs.includes('"vnet4"'));
+  assert.ok(!plan.nft.bridge.locked_ifs.includes('"vnet2"'), 'network_default + unlocked network + no address = unlocked');
+  assert.ok(plan.nft.bridge.vif_ip4.includes('"vnet1" . 203.0.113.16/29'));
+  assert.ok(!plan.nft.bridge.vif_ip4.some((e) => e.includes('10.10.0.99')), 'reservations are not allowed sources');
+  assert.deepEqual(plan.iptablesForward.map((r) => r.args.slice(0, 4)), [['-d', '198.51.100.7/32', '-o', 'virbr1'], ['-s', '198.51.100.7/32', '-i', 'virbr1']]);
+  assert.ok(!plan.addresses.some((a) => a.dev === 'virbr1'), 'libvirt owns its own gateway address');
+  assert.ok(plan.nft.inet.nat_bridges.includes('"br-vms"') && !plan.nft.inet.nat_bridges.includes('"virbr1"'), 'never NAT on top of libvirt');
+  assert.deepEqual(plan.routes.find((r) => r.dst === 'default'), { dst: 'default', family: 4, dev: null, via: '10.30.0.1', metric: 1, why: 'ipvisor gateway' });
+  assert.deepEqual(plan.narrowings, [{ dev: 'xenbr1', family: 4, from: '10.30.0.254/24', to: '10.30.0.254/32' }]);
+  assert.ok(plan.warnings.some((w) => w.includes('br-absent')));
+});
+
+test('host plan: default route waits until the network is up with a same-family address', () => {
+  const { s, facts, xapi } = scenario();
+  facts.links.xenbr1 = { up: true, addresses: [] };
+  const plan = compileHostPlan(s, facts, { gateway: { via: '10.30.0.1', whenUp: xapi.uuid, metric: 1 } });
+  assert.equal(plan.routes.find((r) => r.dst === 'default'), undefined);
+  facts.links.xenbr1 = { up: true, addresses: ['fd00::1/64'] };
+  assert.equal(compileHostPlan(s, facts, { gateway: { via: '10.30.0.1', whenUp: xapi.uuid, metric: 1 } }).routes.find((r) => r.dst === 'default'), undefined);
+});
+
+test('host plan: a one-VIF change is only element adds/deletes', () => {
+  const { s, facts } = scenario();
+  const before = compileHostPlan(s, facts);
+  const p4 = s.pools[0];
+  s.assignments.push(assign(s.vifs[1], p4, '10.10.0.12'));
+  const after = compileHostPlan(s, facts);
+  const diff = diffElements(after.nft, before.nft, 'bridge');
+  golden('one-vif-change.nft', renderElementChanges(diff));
+  assert.equal(diffElements(after.nft, before.nft, 'inet').length, 0);
+  assert.equal(renderTable('bridge', emptyElements()).split('\n').filter((l) => l.includes('chain')).length, renderTable('bridge', after.nft).split('\n').filter((l) => l.includes('chain')).length);
+});
