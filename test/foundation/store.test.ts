@@ -1,0 +1,99 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { after, describe, test } from 'node:test';
+import Database from 'better-sqlite3';
+import { openStore } from '../../src/store/open.js';
+import { createNetwork } from '../../src/service/networks.js';
+import { createPool } from '../../src/service/pools.js';
+import { createVm, addVif } from '../../src/service/vms.js';
+import { allocate, release } from '../../src/service/ip.js';
+import { IpvisorError } from '../../src/model/errors.js';
+import { tempDb } from '../support/cli.js';
+
+const run = promisify(execFile);
+
+describe('SQLite store', () => {
+  const { db, cleanup } = tempDb();
+  after(cleanup);
+
+  test('is in WAL mode and refuses a store from a newer ipvisor', async () => {
+    const s = await openStore(db);
+    await s.close();
+    const raw = new Database(db);
+    assert.equal(raw.pragma('journal_mode', { simple: true }), 'wal');
+    raw.prepare("UPDATE meta SET value = '999' WHERE key = 'schema_version'").run();
+    raw.close();
+    await assert.rejects(openStore(db), (e: unknown) => e instanceof IpvisorError && e.code === 'STORE_SCHEMA');
+    const fix = new Database(db);
+    fix.prepare("UPDATE meta SET value = '1' WHERE key = 'schema_version'").run();
+    fix.close();
+  });
+
+  test('a failed transaction leaves nothing behind', async () => {
+    const s = await openStore(db);
+    await assert.rejects(s.transaction(async (tx) => {
+      await tx.putDoc('test', 'k', { a: 1 });
+      throw new Error('boom');
+    }, { write: true }));
+    assert.equal(await s.getDoc('test', 'k'), undefined);
+    await s.close();
+  });
+
+  test('the database enforces unique pool+address even if the allocator were bypassed', async () => {
+    const s = await openStore(db);
+    const n = await createNetwork(s, { name: 'u', subnets: ['10.1.0.0/24'] }, 't');
+    const p = await createPool(s, { name: 'u4', network: 'u', cidrs: ['10.1.0.0/24'] }, 't');
+    await createVm(s, { name: 'uvm' }, 't');
+    await addVif(s, { vm: 'uvm', network: 'u', mac: '52:54:00:01:00:01' }, 't');
+    const a = (await allocate(s, { vif: 'uvm:0' }, 't')).assignment;
+    await assert.rejects(s.insertAssignment({ ...a, uuid: crypto.randomUUID() }), /UNIQUE/);
+    assert.equal(n.uuid, p.networkUuid);
+    await s.close();
+  });
+
+  test('two processes allocating from one pool at once never hand out the same address', async () => {
+    const s = await openStore(db);
+    await createNetwork(s, { name: 'race', subnets: ['10.2.0.0/16'] }, 't');
+    await createPool(s, { name: 'race4', network: 'race', cidrs: ['10.2.0.0/16'] }, 't');
+    await createVm(s, { name: 'r1' }, 't');
+    await createVm(s, { name: 'r2' }, 't');
+    await addVif(s, { vm: 'r1', network: 'race', mac: '52:54:00:02:00:01' }, 't');
+    await addVif(s, { vm: 'r2', network: 'race', mac: '52:54:00:02:00:02' }, 't');
+    await s.close();
+    const worker = new URL('../support/alloc-worker.ts', import.meta.url).pathname;
+    const [a, b] = await Promise.all(['r1:0', 'r2:0'].map((vif) => run(process.execPath, ['--import', 'tsx', worker, db, vif, '300'])));
+    const all = [...JSON.parse(a.stdout).addresses, ...JSON.parse(b.stdout).addresses];
+    assert.equal(all.length, 600);
+    assert.equal(new Set(all).size, 600, 'no duplicates');
+    const s2 = await openStore(db);
+    const pool = await s2.findPoolByName('race4');
+    assert.equal((await s2.listAssignments({ poolUuid: pool!.uuid })).length, 600);
+    // The lowest 600 usable addresses were used: no gap, no double.
+    const free = await s2.lowestFree(pool!.uuid);
+    assert.equal(free!.start, (10n << 24n) + (2n << 16n) + 601n);
+    await s2.close();
+  });
+
+  test('a /8 IPv4 pool and a /64 IPv6 pool allocate, release and report usage without walking addresses', async () => {
+    const s = await openStore(db);
+    await createNetwork(s, { name: 'big', subnets: ['10.0.0.0/8', 'fd00:1::/64'] }, 't');
+    await createPool(s, { name: 'big4', network: 'big', cidrs: ['10.0.0.0/8'] }, 't');
+    await createPool(s, { name: 'big6', network: 'big', cidrs: ['fd00:1::/64'], exclude: ['fd00:1::/120'] }, 't');
+    await createVm(s, { name: 'bigvm' }, 't');
+    await addVif(s, { vm: 'bigvm', network: 'big', mac: '52:54:00:03:00:01' }, 't');
+    const a4 = await allocate(s, { vif: 'bigvm:0', family: 4 }, 't');
+    const a6 = await allocate(s, { vif: 'bigvm:0', family: 6 }, 't');
+    const high = await allocate(s, { vif: 'bigvm:0', address: 'fd00:1::ffff:ffff:ffff:fffe' }, 't');
+    assert.equal(a4.assignment.address, '10.0.0.1');
+    assert.equal(a6.assignment.address, 'fd00:1::100');
+    assert.equal(high.assignment.kind, 'additional');
+    await release(s, { address: 'fd00:1::ffff:ffff:ffff:fffe' }, 't');
+    const { poolUsage } = await import('../../src/service/pools.js');
+    const p6 = (await s.findPoolByName('big6'))!;
+    const usage = await s.transaction(async (tx) => poolUsage(tx, p6, (await tx.getNetwork(p6.networkUuid))!));
+    assert.equal(usage.total, ((1n << 64n) - 256n).toString());
+    assert.equal(usage.free, ((1n << 64n) - 257n).toString());
+    await s.close();
+  });
+});
