@@ -1,5 +1,165 @@
+// `ipvisor xapi ...` and `ipvisor import vif-ip-binder`.
 import type { Command } from 'commander';
+import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { ensureCommand, keyValues, runAction, table } from '../context.js';
+import { IpvisorError, invalid } from '../../model/errors.js';
+import { addConnection, checkConnectionInput, connectionClient, getConnection, listConnections, removeConnection, type XapiConnection } from '../../drivers/xapi/connections.js';
+import { XapiPoolSync, type SyncReport } from '../../drivers/xapi/sync.js';
+import { convertVifIpBinderConfig, isVifIpBinderConfig, parseDom0Config, DOM0_DEFAULT_CONFIG_PATH } from '../../drivers/xapi/dom0/config.js';
+
+interface ConnectOpts {
+  url: string;
+  user: string;
+  passwordFile: string;
+  ca?: string;
+  insecure?: boolean;
+  owner?: boolean;
+  check?: boolean;
+}
+
+function connectionRow(c: XapiConnection): Array<string | null> {
+  return [c.name, c.url, c.user, c.passwordFile, c.ca ?? (c.insecure ? 'insecure' : null), c.owner ? 'yes' : 'no'];
+}
+
+function reportText(r: SyncReport): string {
+  const lines = [`${r.connection}: ${r.created.length} created, ${r.updated.length} updated, ${r.deleted.length} deleted, ${r.released.length} address(es) released`];
+  for (const c of r.created) lines.push(`  + ${c}`);
+  for (const c of r.updated) lines.push(`  ~ ${c}`);
+  for (const c of r.deleted) lines.push(`  - ${c}`);
+  for (const a of r.released) lines.push(`  released ${a}`);
+  for (const e of r.errors) lines.push(`  error: ${e}`);
+  return lines.join('\n');
+}
 
 export function registerXapiCommands(program: Command): void {
-  void program;
+  const xapi = program.command('xapi').description('XCP-ng / XenServer pools (XAPI)');
+
+  xapi
+    .command('connect <name>')
+    .description('remember a pool: its master URL, user and password FILE (the password is never stored)')
+    .requiredOption('--url <url>', 'https://MASTER[:PORT] (a pool member redirects to the master)')
+    .requiredOption('--user <user>', 'XAPI user')
+    .requiredOption('--password-file <file>', 'file holding the password (mode 600)')
+    .option('--ca <file>', 'PEM CA certificate of the pool')
+    .option('--insecure', 'accept any TLS certificate (self-signed hosts)')
+    .option('--owner', 'ipvisor owns VIF locking on this pool: foreign changes are corrected, not only reported')
+    .option('--no-check', 'do not log in to check the connection now')
+    .action(
+      runAction(async (ctx, name: string, opts: ConnectOpts) => {
+        const input = { name, url: opts.url, user: opts.user, passwordFile: opts.passwordFile, ca: opts.ca, insecure: opts.insecure, owner: opts.owner };
+        const conn = checkConnectionInput(input);
+        let master = conn.url;
+        if (opts.check !== false) {
+          const client = connectionClient(conn);
+          try {
+            await client.login();
+            master = client.url;
+          } finally {
+            await client.logout();
+          }
+        }
+        // A member URL is replaced by the master's (same scheme and port).
+        const stored = await addConnection(await ctx.store(), { ...input, url: master }, ctx.actor);
+        return { json: stored, text: `connected '${stored.name}' to ${stored.url}` };
+      }),
+    );
+
+  xapi
+    .command('list')
+    .description('list XAPI connections')
+    .action(
+      runAction(async (ctx) => {
+        const conns = await listConnections(await ctx.store());
+        return { json: conns, text: conns.length ? table(['NAME', 'URL', 'USER', 'PASSWORD-FILE', 'TLS', 'OWNER'], conns.map(connectionRow)) : 'no XAPI connections' };
+      }),
+    );
+
+  xapi
+    .command('disconnect <name>')
+    .description('forget a connection (synced VMs, VIFs and networks stay in the store)')
+    .action(
+      runAction(async (ctx, name: string) => {
+        const conn = await removeConnection(await ctx.store(), name, ctx.actor);
+        return { json: conn, text: `disconnected '${conn.name}'` };
+      }),
+    );
+
+  xapi
+    .command('show <name>')
+    .description('show one connection')
+    .action(
+      runAction(async (ctx, name: string) => {
+        const c = await getConnection(await ctx.store(), name);
+        return { json: c, text: keyValues([['name', c.name], ['url', c.url], ['user', c.user], ['password-file', c.passwordFile], ['ca', c.ca], ['insecure', c.insecure], ['owner', c.owner]]) };
+      }),
+    );
+
+  xapi
+    .command('sync [name]')
+    .description('read pool, hosts, VMs, VIFs and networks into the store (all connections by default)')
+    .action(
+      runAction(async (ctx, name: string | undefined) => {
+        const store = await ctx.store();
+        const conns = name ? [await getConnection(store, name)] : await listConnections(store);
+        if (conns.length === 0) throw invalid('name', 'no XAPI connection; add one with `ipvisor xapi connect`');
+        const reports: SyncReport[] = [];
+        for (const conn of conns) {
+          const client = connectionClient(conn);
+          try {
+            reports.push(await new XapiPoolSync(store, conn, client, (l) => ctx.stderr(l)).full());
+          } finally {
+            await client.logout();
+          }
+        }
+        const failed = reports.some((r) => r.errors.length > 0);
+        return { json: reports, text: reports.map(reportText).join('\n'), exitCode: failed ? 1 : 0 };
+      }),
+    );
+
+  xapi
+    .command('dom0')
+    .description('run the dom0 binder (in dom0): bind addresses to private-network bridges when their VM starts')
+    .option('--config <file>', 'binder configuration', DOM0_DEFAULT_CONFIG_PATH)
+    .action(
+      runAction(async (ctx, opts: { config: string }) => {
+        const { runDom0 } = await import('../../drivers/xapi/dom0/main.js');
+        await runDom0({ configPath: opts.config, log: (l) => ctx.stderr(`${new Date().toISOString()} ipvisor-dom0: ${l}`) });
+        return { json: { stopped: true }, text: '' };
+      }),
+    );
+
+  const imp = ensureCommand(program, 'import', 'import configuration from other tools');
+  imp
+    .command('vif-ip-binder <file>')
+    .description("convert vif-ip-binder.json into the dom0 binder's configuration (password moved to a mode-600 file)")
+    .option('--out <file>', 'binder configuration to write', DOM0_DEFAULT_CONFIG_PATH)
+    .option('--force', 'overwrite an existing configuration')
+    .action(
+      runAction(async (_ctx, file: string, opts: { out: string; force?: boolean }) => {
+        let raw: unknown;
+        try {
+          raw = JSON.parse(readFileSync(file, 'utf8'));
+        } catch (err) {
+          throw invalid('file', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        }
+        if (!isVifIpBinderConfig(raw)) throw invalid('file', `${file} is not a vif-ip-binder.json (no vmName/sspnName/brName)`);
+        const converted = convertVifIpBinderConfig(raw) as { xapi: { url: string; user: string; password?: string; passwordFile?: string } };
+        if (existsSync(opts.out) && !opts.force) throw new IpvisorError('ALREADY_EXISTS', `out: ${opts.out} exists; use --force to overwrite`, { field: 'out' });
+        const passwordFile = join(dirname(opts.out), 'dom0.password');
+        mkdirSync(dirname(opts.out), { recursive: true, mode: 0o700 });
+        writeFileSync(passwordFile, `${converted.xapi.password ?? ''}\n`, { mode: 0o600 });
+        chmodSync(passwordFile, 0o600);
+        delete converted.xapi.password;
+        converted.xapi.passwordFile = passwordFile;
+        const cfg = parseDom0Config(converted);
+        writeFileSync(opts.out, JSON.stringify(converted, null, 2) + '\n', { mode: 0o600 });
+        chmodSync(opts.out, 0o600);
+        const b = cfg.bindings[0]!;
+        return {
+          json: { config: opts.out, passwordFile, bindings: cfg.bindings, management: cfg.management, netSRs: cfg.netSRs },
+          text: `wrote ${opts.out} (password in ${passwordFile}): VM '${b.vm}' on '${b.network}' gets ${b.addresses.join(', ')}; run \`ipvisor xapi dom0 --config ${opts.out}\``,
+        };
+      }),
+    );
 }

@@ -1,21 +1,11 @@
 // Entry point of the dom0 binder: `ipvisor xapi dom0` and the bundled dist/ipvisor-dom0.cjs (built by
 // scripts/build-dom0.mjs: one file, no native modules, for dom0's old userland).
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { assertPrivateFile } from '../files.js';
 import { createHostRunner } from '../../../host/exec.js';
 import { IpvisorError, invalid } from '../../../model/errors.js';
 import { DOM0_DEFAULT_CONFIG_PATH, parseDom0Config, type Dom0Config } from './config.js';
 import { Dom0Binder, readPasswordFile } from './binder.js';
-
-/** Refuses a secret file that group or others can read. */
-export function assertPrivateFile(field: string, path: string): void {
-  let mode: number;
-  try {
-    mode = statSync(path).mode;
-  } catch (err) {
-    throw invalid(field, `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  if ((mode & 0o077) !== 0) throw invalid(field, `${path} is readable by group or others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
-}
 
 export function loadDom0Config(path: string): Dom0Config {
   let raw: unknown;
