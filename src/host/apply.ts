@@ -29,6 +29,8 @@ export interface HostApplyOptions {
   scope?: { vifUuid?: string; networkUuid?: string };
   runner?: HostRunner;
   log?: (msg: string) => void;
+  /** Audit action for changes (default 'host.apply'; serve logs drift repairs as 'host.repair'). */
+  auditAction?: string;
 }
 
 type BridgeElements = NftElements['bridge'];
@@ -238,13 +240,13 @@ export async function applyHost(store: Store, opts: HostApplyOptions): Promise<P
     if (opts.scope?.vifUuid) {
       const fast = await runVif(store, opts.scope.vifUuid, opts, runner);
       if (fast) {
-        if (!opts.dryRun) await audit(store, opts.actor, 'host.apply', fast);
+        if (!opts.dryRun) await audit(store, opts.actor, opts.auditAction ?? 'host.apply', fast);
         return fast;
       }
     }
     const res = await runFull(store, opts, runner);
     for (const w of res.warnings) opts.log?.(`warning: ${w}`);
-    if (!opts.dryRun) await audit(store, opts.actor, 'host.apply', res.changes);
+    if (!opts.dryRun) await audit(store, opts.actor, opts.auditAction ?? 'host.apply', res.changes);
     return res.changes;
   });
 }

@@ -167,7 +167,7 @@ function routeText(r: DesiredRoute): string {
 }
 
 function routeArgs(r: DesiredRoute, proto: number): string {
-  return `-${r.family} route %OP% ${r.dst}${r.via ? ` via ${r.via}` : ''}${r.dev ? ` dev ${r.dev}` : ''} proto ${proto}${r.metric !== null ? ` metric ${r.metric}` : ''}`;
+  return `route %OP% ${r.dst}${r.via ? ` via ${r.via}` : ''}${r.dev ? ` dev ${r.dev}` : ''} proto ${proto}${r.metric !== null ? ` metric ${r.metric}` : ''}`;
 }
 
 export interface L3Diff {
@@ -235,7 +235,7 @@ export async function diffL3(runner: HostRunner, desired: DesiredL3, ownedIn: Ow
   for (const p of desired.proxyNeighbours) {
     if (!presentProxyKeys.has(pKey(p))) {
       changes.push({ op: '+', kind: 'proxy-neighbour', target: `${p.address} dev ${p.dev}` });
-      batch.push(`-${p.family} neigh replace proxy ${p.address} dev ${p.dev}`);
+      batch.push(`neigh replace proxy ${p.address} dev ${p.dev}`);
     }
     if (!owned.proxyNeighbours.some((o) => pKey(o) === pKey(p))) owned.proxyNeighbours.push(p);
   }
@@ -243,7 +243,7 @@ export async function diffL3(runner: HostRunner, desired: DesiredL3, ownedIn: Ow
     if (wantProxyKeys.has(pKey(o))) return true;
     if (presentProxyKeys.has(pKey(o))) {
       changes.push({ op: '-', kind: 'proxy-neighbour', target: `${o.address} dev ${o.dev}` });
-      batch.push(`-${o.family} neigh del proxy ${o.address} dev ${o.dev}`);
+      batch.push(`neigh del proxy ${o.address} dev ${o.dev}`);
     }
     return false;
   });
@@ -293,7 +293,7 @@ export async function revertL3(runner: HostRunner, owned: OwnedHostState, opts: 
   for (const p of owned.proxyNeighbours) {
     if (!presentProxy.some((x) => x.dev === p.dev && x.address === p.address)) continue;
     changes.push({ op: '-', kind: 'proxy-neighbour', target: `${p.address} dev ${p.dev}` });
-    batch.push(`-${p.family} neigh del proxy ${p.address} dev ${p.dev}`);
+    batch.push(`neigh del proxy ${p.address} dev ${p.dev}`);
   }
   for (const a of owned.addresses) {
     if (!(configured[a.dev] ?? []).includes(a.cidr)) continue;

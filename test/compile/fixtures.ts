@@ -15,7 +15,7 @@ export function network(p: Partial<Network> & Pick<Network, 'name'>): Network {
 }
 
 export function pool(net: Network, p: Partial<Pool> & { family: Family }): Pool {
-  return { uuid: uuid('pool'), name: `${net.name}-p${p.family}`, networkUuid: net.uuid, purpose: 'vif', entries: [], exclusions: [], holdSeconds: 0, createdAt: T, updatedAt: T, ...p };
+  return { uuid: uuid('pool'), name: `${net.name}-${p.purpose ?? 'vif'}${p.family}`, networkUuid: net.uuid, purpose: 'vif', entries: [], exclusions: [], holdSeconds: 0, createdAt: T, updatedAt: T, ...p };
 }
 
 export function vm(name: string): Vm {

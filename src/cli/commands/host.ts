@@ -1,5 +1,156 @@
+// Host enforcement commands: plan / apply / status / serve / teardown (all enforcers), and the
+// host's own default route (`host gateway`).
 import type { Command } from 'commander';
+import type { EnforcerContext, PlanChange } from '../../enforce/enforcer.js';
+import { formatPlanChange } from '../../enforce/enforcer.js';
+import { loadEnforcers } from '../../enforce/registry.js';
+import { DEFAULT_GATEWAY_METRIC } from '../../compile/host-plan.js';
+import type { HostGatewaySetting } from '../../compile/host-plan.js';
+import { DOC_SETTING } from '../../host/apply.js';
+import { parseAddress } from '../../ipam/addr.js';
+import { invalid } from '../../model/errors.js';
+import { networkRef } from '../../service/resolve.js';
+import { ensureCommand, runAction } from '../context.js';
+import type { CommandContext } from '../context.js';
+
+async function enforcerContext(ctx: CommandContext, dryRun: boolean): Promise<EnforcerContext> {
+  return { store: await ctx.store(), actor: ctx.actor, dryRun, log: (m) => ctx.stderr(m) };
+}
+
+function changesText(changes: Array<PlanChange & { enforcer: string }>, none: string): string {
+  return changes.length ? changes.map(formatPlanChange).join('\n') : none;
+}
+
+async function runAll(ctx: CommandContext, what: 'plan' | 'apply' | 'teardown') {
+  const ectx = await enforcerContext(ctx, what === 'plan');
+  const all: Array<PlanChange & { enforcer: string }> = [];
+  for (const e of await loadEnforcers()) {
+    const fn = what === 'plan' ? e.plan : what === 'apply' ? e.apply : e.teardown;
+    if (!fn) continue;
+    const changes = await fn.call(e, ectx);
+    all.push(...changes.map((c) => ({ ...c, enforcer: e.name })));
+  }
+  return all;
+}
 
 export function registerHostCommands(program: Command): void {
-  void program;
+  program
+    .command('plan')
+    .description('show what apply would change on this host (+ add, - remove, ~ change); nothing is applied')
+    .option('--exit-code', 'exit 3 when changes are pending')
+    .action(
+      runAction(async (ctx, opts: { exitCode?: boolean }) => {
+        const changes = await runAll(ctx, 'plan');
+        return { json: { changes }, text: changesText(changes, 'No changes.'), exitCode: opts.exitCode && changes.length ? 3 : 0 };
+      }),
+    );
+
+  program
+    .command('apply')
+    .description('apply the plan to this host atomically (a second apply reports no changes)')
+    .action(
+      runAction(async (ctx) => {
+        const changes = await runAll(ctx, 'apply');
+        return { json: { changes }, text: changesText(changes, 'No changes.') };
+      }),
+    );
+
+  program
+    .command('status')
+    .description('per VIF: effective locking mode, allowed addresses, drift found')
+    .action(
+      runAction(async (ctx) => {
+        const ectx = await enforcerContext(ctx, true);
+        const out: Record<string, unknown> = {};
+        const lines: string[] = [];
+        for (const e of await loadEnforcers()) {
+          if (!e.status) continue;
+          const s = (await e.status(ectx)) as any;
+          out[e.name] = s;
+          if (e.name === 'host' && s?.vifs) {
+            lines.push('VIF                                   IFNAME      LOCKING   ALLOWED                         DRIFT');
+            for (const v of s.vifs) {
+              lines.push(`${v.vifUuid.padEnd(37)} ${(v.ifname ?? '-').padEnd(11)} ${v.locking.padEnd(9)} ${(v.allowed.join(',') || '-').padEnd(31)} ${v.drift.length ? v.drift.join('; ') : '-'}`);
+            }
+            lines.push(s.pending.length ? `${s.pending.length} change(s) pending; run ipvisor plan` : 'host in sync');
+            for (const w of s.warnings) lines.push(`warning: ${w}`);
+          } else lines.push(`${e.name}: ${JSON.stringify(s)}`);
+        }
+        return { json: out, text: lines.join('\n') };
+      }),
+    );
+
+  program
+    .command('teardown')
+    .description('remove everything ipvisor put on this host and restore what it changed')
+    .action(
+      runAction(async (ctx) => {
+        const changes = await runAll(ctx, 'teardown');
+        return { json: { changes }, text: changesText(changes, 'Nothing to remove.') };
+      }),
+    );
+
+  program
+    .command('serve')
+    .description('daemon: apply on start, re-verify periodically and on change events, repair drift')
+    .option('--interval <seconds>', 're-verify interval', '5')
+    .action(
+      runAction(async (ctx, opts: { interval: string }) => {
+        const seconds = Number(opts.interval);
+        if (!Number.isFinite(seconds) || seconds <= 0) throw invalid('interval', `'${opts.interval}' is not a positive number of seconds`);
+        const { serve } = await import('../../daemon/serve.js');
+        const ac = new AbortController();
+        const stop = () => ac.abort();
+        process.once('SIGTERM', stop);
+        process.once('SIGINT', stop);
+        try {
+          await serve({ store: await ctx.store(), actor: 'serve', intervalMs: seconds * 1000, log: (m) => ctx.stderr(`${new Date().toISOString()} ${m}`), signal: ac.signal });
+        } finally {
+          process.off('SIGTERM', stop);
+          process.off('SIGINT', stop);
+        }
+        return { json: { stopped: true }, text: 'stopped' };
+      }),
+    );
+
+  const host = ensureCommand(program, 'host', 'this host: its own default route');
+  const gateway = host.command('gateway').description("ipvisor's own default route through a VM network");
+  gateway
+    .command('set')
+    .description('add a default route (proto ipvisor, preferred metric) once NET is up; never replaces the user\'s')
+    .requiredOption('--via <ip>', 'next hop')
+    .option('--when-up <network>', 'wait until this network\'s bridge is up with a same-family address')
+    .option('--metric <n>', 'route metric', String(DEFAULT_GATEWAY_METRIC))
+    .action(
+      runAction(async (ctx, opts: { via: string; whenUp?: string; metric: string }) => {
+        const store = await ctx.store();
+        const via = parseAddress(opts.via, 'via');
+        const metric = Number(opts.metric);
+        if (!Number.isInteger(metric) || metric < 0 || metric > 0xffffffff) throw invalid('metric', `'${opts.metric}' is not a route metric`);
+        let whenUp: string | null = null;
+        if (opts.whenUp) {
+          const n = await networkRef(store, opts.whenUp, 'when-up');
+          const families = new Set([...n.subnets.map((s) => s.family), ...n.hostAddresses.map((h) => (h.includes(':') ? 6 : 4))]);
+          if (families.size && !families.has(via.family)) throw invalid('via', `IPv${via.family} next hop but network ${n.name} has no IPv${via.family} subnet or host address`);
+          whenUp = n.uuid;
+        }
+        const value: HostGatewaySetting = { via: opts.via, whenUp, metric };
+        const before = await store.getDoc(DOC_SETTING, 'gateway');
+        await store.putDoc(DOC_SETTING, 'gateway', value);
+        await store.insertEvent({ time: new Date().toISOString(), actor: ctx.actor, action: 'host.gateway.set', objectKind: 'host', objectUuid: null, objectName: 'gateway', before: before?.value ?? null, after: value });
+        return { json: value, text: `default route via ${opts.via} metric ${metric}${opts.whenUp ? ` once ${opts.whenUp} is up` : ''} (run ipvisor apply)` };
+      }),
+    );
+  gateway
+    .command('unset')
+    .description("remove ipvisor's default route setting")
+    .action(
+      runAction(async (ctx) => {
+        const store = await ctx.store();
+        const before = await store.getDoc(DOC_SETTING, 'gateway');
+        await store.deleteDoc(DOC_SETTING, 'gateway');
+        if (before) await store.insertEvent({ time: new Date().toISOString(), actor: ctx.actor, action: 'host.gateway.unset', objectKind: 'host', objectUuid: null, objectName: 'gateway', before: before.value, after: null });
+        return { json: { unset: !!before }, text: before ? 'gateway unset (run ipvisor apply)' : 'no gateway was set' };
+      }),
+    );
 }

@@ -1,0 +1,160 @@
+// Routed IPs reachable from upstream (route + proxy ARP on the uplink), NAT for a bridge network,
+// the CLI's plan/apply/teardown, and `serve` repairing `nft flush ruleset` and a deleted route.
+// Root only; the namespaces and the serve process are removed in `after`.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runCli } from '../../src/cli/main.js';
+import { openStore } from '../../src/store/open.js';
+import type { Store } from '../../src/store/store.js';
+import { assign, network, pool, vif, vm } from '../compile/fixtures.js';
+import { Topology } from '../support/netns.js';
+import type { VmNs } from '../support/netns.js';
+import { netnsSkipReason } from '../support/netns.js';
+
+const skip = await netnsSkipReason();
+
+async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await runCli(args, { stdout: (s) => (out += s), stderr: (s) => (err += s), env: process.env });
+  return { code, out, err };
+}
+
+async function until(what: string, fn: () => Promise<boolean>, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await fn()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+describe('routed IPs, NAT, CLI and serve', { skip: skip ?? false }, () => {
+  const topo = new Topology();
+  const dir = mkdtempSync(join(tmpdir(), 'ipv-routed-'));
+  const db = join(dir, 'db.sqlite');
+  let store: Store;
+  let vm1: VmNs;
+  let up: { ns: string; uplink: string };
+  let serveProc: ChildProcess | undefined;
+  const saved = { netns: process.env.IPVISOR_NETNS, run: process.env.IPVISOR_RUN_DIR, db: process.env.IPVISOR_DB };
+
+  before(async () => {
+    await topo.create();
+    process.env.IPVISOR_NETNS = topo.host;
+    process.env.IPVISOR_RUN_DIR = dir;
+    process.env.IPVISOR_DB = db;
+    vm1 = await topo.addVm('r1', '52:54:00:bb:00:01', { addresses: ['10.60.0.10/24', '203.0.113.5/32'], gateway4: '10.60.0.1' });
+    up = await topo.addUpstream('198.18.0.1/24', ['198.18.0.2/24', '203.0.113.1/24']);
+    await topo.inHost(['ip', 'route', 'add', 'default', 'via', '198.18.0.2']);
+    store = await openStore(db);
+    const net = network({ name: 'pub', bridge: topo.bridge, mode: 'nat', uplink: up.uplink, subnets: [{ cidr: '10.60.0.0/24', family: 4, gateway: '10.60.0.1' }] });
+    const p4 = pool(net, { family: 4 });
+    const pr = pool(net, { family: 4, purpose: 'routed' });
+    await store.insertNetwork(net);
+    await store.insertPool(p4);
+    await store.insertPool(pr);
+    const a = vm('r');
+    await store.insertVm(a);
+    const f = vif(a, net, { mac: vm1.mac, ifname: vm1.vif });
+    await store.insertVif(f);
+    await store.insertAssignment(assign(f, p4, '10.60.0.10'));
+    await store.insertAssignment(assign(f, pr, '203.0.113.5', { kind: 'routed' }));
+    await store.close();
+  });
+
+  after(async () => {
+    try {
+      if (serveProc && serveProc.exitCode === null) {
+        const p = serveProc;
+        await new Promise<void>((r) => (p.once('exit', () => r()), p.kill('SIGTERM')));
+      }
+    } finally {
+      await topo.destroy();
+      rmSync(dir, { recursive: true, force: true });
+      for (const [k, v] of [['IPVISOR_NETNS', saved.netns], ['IPVISOR_RUN_DIR', saved.run], ['IPVISOR_DB', saved.db]] as const) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
+  });
+
+  const ping = (ns: string, addr: string, from?: string) =>
+    // proxy ARP answers after a random delay of up to proxy_delay (0.8 s): allow a few tries
+    topo.inNs(ns, ['ping', '-c', '3', '-i', '0.4', '-w', '3', ...(from ? ['-I', from] : []), addr], { allowFail: true }).then((o) => / [1-9]\d* received/.test(o));
+
+  test('plan shows the changes without applying; --exit-code gives 3', async () => {
+    const r = await cli(['plan', '--exit-code']);
+    assert.equal(r.code, 3, r.err);
+    assert.match(r.out, /\+ address 10\.60\.0\.1\/24 dev /);
+    assert.match(r.out, /\+ route 203\.0\.113\.5\/32 dev /);
+    assert.match(r.out, /\+ proxy-neighbour 203\.0\.113\.5 dev /);
+    assert.match(r.out, /\+ nft-table bridge ipvisor/);
+    assert.equal(await ping(up.ns, '203.0.113.5'), false, 'nothing applied yet');
+  });
+
+  test('apply: routed IP reachable from upstream, NAT to upstream works; second apply: no changes', async () => {
+    const r = await cli(['apply', '--json']);
+    assert.equal(r.code, 0, r.err);
+    assert.ok(JSON.parse(r.out).changes.length > 0);
+    assert.equal(await ping(up.ns, '203.0.113.5'), true, 'routed IP reachable through proxy ARP + route');
+    // upstream has no route to 10.60.0.0/24: a reply proves masquerading
+    assert.equal(await ping(vm1.ns, '198.18.0.2', '10.60.0.10'), true, 'NAT to upstream');
+    const again = await cli(['apply', '--json']);
+    assert.deepEqual(JSON.parse(again.out).changes, []);
+    const plan = await cli(['plan', '--exit-code']);
+    assert.equal(plan.code, 0);
+    assert.match(plan.out, /No changes/);
+  });
+
+  test('status lists the VIF with its effective locking mode and no drift', async () => {
+    const r = await cli(['status', '--json']);
+    assert.equal(r.code, 0, r.err);
+    const s = JSON.parse(r.out).host;
+    assert.equal(s.vifs[0].locking, 'locked');
+    assert.deepEqual(s.vifs[0].allowed, ['10.60.0.10/32', '203.0.113.5/32']);
+    assert.deepEqual(s.vifs[0].drift, []);
+  });
+
+  test('serve repairs nft flush ruleset and a deleted route, and logs it', async () => {
+    serveProc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/entry.ts', 'serve', '--interval', '2'], { env: process.env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    serveProc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+    await until('serve to start', async () => log.includes('serving:'));
+    await topo.inHost(['nft', 'flush', 'ruleset']);
+    await topo.inHost(['ip', 'route', 'del', '203.0.113.5/32']);
+    await until('tables and route back', async () => {
+      const t = await topo.inHost(['nft', 'list', 'tables']);
+      const r = await topo.inHost(['ip', 'route', 'show', '203.0.113.5']);
+      return t.includes('bridge ipvisor') && t.includes('inet ipvisor') && r.includes('proto 250');
+    });
+    assert.equal(await ping(up.ns, '203.0.113.5'), true);
+    const s = await openStore(db);
+    try {
+      const events = await s.listEvents({ limit: 50 });
+      assert.ok(events.some((e) => e.actor === 'serve' && e.action === 'host.repair'), 'a repair event was logged');
+    } finally {
+      await s.close();
+    }
+    const p = serveProc;
+    await new Promise<void>((r) => (p.once('exit', () => r()), p.kill('SIGTERM')));
+    assert.match(log, /repaired/);
+  });
+
+  test('teardown leaves the host as it was', async () => {
+    assert.ok(serveProc?.exitCode !== null, 'serve stopped before teardown');
+    const r = await cli(['teardown']);
+    assert.equal(r.code, 0, r.err);
+    assert.ok(!(await topo.inHost(['nft', 'list', 'tables'])).includes('ipvisor'));
+    assert.equal((await topo.inHost(['ip', 'route', 'show', 'proto', '250'])).trim(), '');
+    assert.equal((await topo.inHost(['ip', 'neigh', 'show', 'proxy'])).trim(), '');
+    assert.ok(!(await topo.inHost(['ip', 'addr', 'show', 'dev', topo.bridge])).includes('10.60.0.1/24'));
+    assert.equal((await topo.inHost(['sysctl', '-n', 'net.ipv4.ip_forward'])).trim(), '0', 'forwarding restored');
+    assert.equal(await ping(up.ns, '203.0.113.5'), false);
+  });
+});
