@@ -1,0 +1,72 @@
+// The store's view of a VM -> OpenStack network_data.json (pure): a link per VIF (MAC, the
+// network's MTU), a network per address (type, address, netmask, routes, DNS), global DNS.
+import { notFound } from '../model/errors.js';
+import type { Snapshot } from '../model/snapshot.js';
+import type { Family, Network } from '../model/types.js';
+import { BITS, formatAddress, hostMask, parseAddress, parseCidr } from '../ipam/addr.js';
+
+export interface NetworkDataJson {
+  links: Record<string, unknown>[];
+  networks: Record<string, unknown>[];
+  services: { type: 'dns'; address: string }[];
+}
+
+function netmask(family: Family, prefixLength: number): string {
+  return formatAddress(family, hostMask(family, 0) ^ hostMask(family, prefixLength));
+}
+
+function dnsServices(dns: string[]): { type: 'dns'; address: string }[] {
+  return dns.map((address) => ({ type: 'dns' as const, address }));
+}
+
+export function networkDataForVm(snapshot: Snapshot, vmUuid: string): NetworkDataJson {
+  const vm = snapshot.vms.find((v) => v.uuid === vmUuid);
+  if (!vm) throw notFound('vm', vmUuid);
+  const networksByUuid = new Map<string, Network>(snapshot.networks.map((n) => [n.uuid, n]));
+  const vifs = snapshot.vifs.filter((v) => v.vmUuid === vmUuid).sort((a, b) => a.device - b.device);
+  const out: NetworkDataJson = { links: [], networks: [], services: [] };
+  const globalDns: string[] = [];
+  for (const vif of vifs) {
+    const net = networksByUuid.get(vif.networkUuid);
+    const linkId = `interface${vif.device}`;
+    out.links.push({ id: linkId, type: 'phy', ethernet_mac_address: vif.mac, mtu: net?.mtu ?? null, vif_id: vif.uuid });
+    if (!net) continue;
+    for (const d of net.dns) if (!globalDns.includes(d)) globalDns.push(d);
+    const assignments = snapshot.assignments
+      .filter((a) => a.vifUuid === vif.uuid && (a.kind === 'primary' || a.kind === 'additional'))
+      .sort((a, b) => a.family - b.family || (a.kind === b.kind ? a.address.localeCompare(b.address) : a.kind === 'primary' ? -1 : 1));
+    const routedFamilies = new Set<Family>();
+    for (const a of assignments) {
+      const addr = parseAddress(a.address);
+      const subnet = net.subnets.find((s) => s.family === a.family && (() => {
+        const c = parseCidr(s.cidr);
+        return (addr.value & ~hostMask(c.family, c.prefixLength)) === c.network;
+      })());
+      const prefixLength = subnet ? parseCidr(subnet.cidr).prefixLength : a.prefixLength;
+      const routes: Record<string, unknown>[] = [];
+      // routes go with the first address of each family on the VIF; more would duplicate them
+      if (!routedFamilies.has(a.family)) {
+        routedFamilies.add(a.family);
+        const zero = a.family === 4 ? '0.0.0.0' : '::';
+        if (subnet?.gateway) routes.push({ network: zero, netmask: zero, gateway: subnet.gateway });
+        for (const r of net.routes) {
+          const c = parseCidr(r.cidr);
+          if (c.family !== a.family) continue;
+          routes.push({ network: formatAddress(c.family, c.network), netmask: netmask(c.family, c.prefixLength), gateway: r.via });
+        }
+      }
+      out.networks.push({
+        id: `network${out.networks.length}`,
+        link: linkId,
+        type: a.family === 4 ? 'ipv4' : 'ipv6',
+        ip_address: a.address,
+        netmask: netmask(a.family, Math.min(prefixLength, BITS[a.family])),
+        routes,
+        network_id: net.uuid,
+        services: dnsServices(net.dns),
+      });
+    }
+  }
+  out.services = dnsServices(globalDns);
+  return out;
+}

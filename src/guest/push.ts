@@ -1,0 +1,244 @@
+// Live push of a network_data.json document into a running guest through its QEMU guest agent:
+// sync, detect the OS and config format, render, back up, write, apply live with the `ip` script,
+// verify with guest-network-get-interfaces, and roll back when the new configuration does not
+// come up in time. A guard process inside the guest rolls back by itself unless the host
+// confirms, so even a host that loses the agent mid-push never leaves the guest unreachable.
+import { randomBytes } from 'node:crypto';
+import { IpvisorError } from '../model/errors.js';
+import type { GuestNetState } from './ir.js';
+import { parseNetworkData } from './parse.js';
+import { GuestAgent, PUSH_RPCS, type QgaInterface } from './qga.js';
+import { GUEST_FORMATS, render, type GuestFormat } from './render.js';
+import { IP_SCRIPT_PATH } from './renderers/ip.js';
+import { WINDOWS_PATH } from './renderers/windows.js';
+import { observedAddresses, renderRollbackScript, sq, type BackedUpFile, type ObservedNet } from './rollback.js';
+
+export type PersistFormat = Exclude<GuestFormat, 'ip' | 'windows'> | 'none';
+
+export interface PushOptions {
+  /** Persisted config format; detected in the guest when absent. */
+  format?: PersistFormat;
+  /** MAC -> name, overriding what the guest reports (--nic). */
+  nicNames?: Record<string, string>;
+  dryRun?: boolean;
+  /** How long the new configuration may take to come up. */
+  verifyTimeoutMs?: number;
+  /** The in-guest guard rolls back after this many seconds without confirmation. */
+  guardSeconds?: number;
+  /** Work directory inside a Linux guest (scripts, backups). */
+  workDir?: string;
+  log?: (line: string) => void;
+}
+
+export interface PushPlan {
+  os: string;
+  format: PersistFormat | 'windows';
+  /** Absolute guest path -> content, persisted configuration. */
+  files: Record<string, string>;
+  applyScript: string;
+  rollbackScript: string | null;
+}
+
+export interface PushResult {
+  plan: PushPlan;
+  applied: boolean;
+  /** Interfaces as the guest agent reports them after the push. */
+  interfaces: QgaInterface[];
+}
+
+const DETECT_FORMAT = [
+  'if [ -d /etc/netplan ] && command -v netplan >/dev/null 2>&1; then echo netplan',
+  'elif [ -d /etc/NetworkManager/system-connections ] && command -v nmcli >/dev/null 2>&1; then echo nm',
+  'elif [ -d /etc/sysconfig/network-scripts ]; then echo sysconfig',
+  'elif [ -d /etc/network/interfaces.d ] || [ -f /etc/network/interfaces ]; then echo eni',
+  'elif [ -d /etc/systemd/network ]; then echo networkd',
+  'else echo none; fi',
+].join('\n');
+
+/** Files that hold secrets-free but root-only config (netplan and NM refuse world-readable files). */
+const PRIVATE_FILE = /(\.yaml|\.nmconnection)$/;
+
+function nicNamesFromGuest(ifaces: QgaInterface[], explicit: Record<string, string> = {}): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const i of ifaces) {
+    const mac = i['hardware-address']?.toLowerCase();
+    if (!mac || mac === '00:00:00:00:00:00' || i.name === 'lo') continue;
+    // a bond or VLAN shares its member's MAC; the first (physical, lowest index) name wins
+    if (!(mac in out)) out[mac] = i.name;
+  }
+  for (const [mac, name] of Object.entries(explicit)) out[mac.toLowerCase().replace(/-/g, ':')] = name;
+  return out;
+}
+
+/** What is missing from the guest compared to the desired state ([] = everything is up). */
+export function missingInGuest(state: GuestNetState, ifaces: QgaInterface[], mtus: Record<string, number> | null): string[] {
+  const problems: string[] = [];
+  for (const i of state.interfaces) {
+    const g = ifaces.find((x) => x.name === i.name);
+    if (!g) {
+      problems.push(`no interface ${i.name}`);
+      continue;
+    }
+    for (const a of i.addresses) {
+      const have = (g['ip-addresses'] ?? []).some((x) => x['ip-address'].toLowerCase() === a.address && x.prefix === a.prefixLength);
+      if (!have) problems.push(`${a.address}/${a.prefixLength} missing on ${i.name}`);
+    }
+    if (mtus && i.mtu !== null && mtus[i.name] !== i.mtu) problems.push(`${i.name} has MTU ${mtus[i.name]}, not ${i.mtu}`);
+  }
+  return problems;
+}
+
+export async function pushNetworkData(agent: GuestAgent, doc: unknown, opts: PushOptions = {}): Promise<PushResult> {
+  const log = opts.log ?? (() => undefined);
+  await agent.ping();
+  if (!opts.dryRun) await agent.requireCommands(PUSH_RPCS);
+  const os = await agent.osInfo();
+  const windows = os?.id === 'mswindows';
+  const before = await agent.interfaces();
+  const state = parseNetworkData(doc, { nicNames: nicNamesFromGuest(before, opts.nicNames) });
+  for (const i of state.interfaces) {
+    if (i.type === 'physical' && !before.some((g) => g.name === i.name)) {
+      throw new IpvisorError('DRIVER', `guest has no interface for link '${i.linkId}'${i.mac ? ` (MAC ${i.mac})` : ''}; pass --nic NAME=MAC`, { field: 'nic' });
+    }
+  }
+  log(`guest: ${os?.['pretty-name'] ?? 'unknown OS'}`);
+  if (windows) return pushWindows(agent, state, opts);
+
+  const work = opts.workDir ?? '/run/ipvisor';
+  const run = async (path: string, args: string[], what: string, timeoutMs = 30_000): Promise<string> => {
+    const r = await agent.exec(path, args, { timeoutMs });
+    if (r.exitcode !== 0) throw new IpvisorError('DRIVER', `guest: ${what} failed (exit ${r.exitcode ?? `signal ${r.signal}`}): ${r.stderr.trim() || r.stdout.trim()}`);
+    return r.stdout;
+  };
+  const ipJson = async (args: string[]): Promise<never[]> => JSON.parse((await run('ip', ['-j', ...args], `ip -j ${args.join(' ')}`)) || '[]');
+  const observed: ObservedNet = {
+    links: await ipJson(['link', 'show']),
+    addrs: await ipJson(['addr', 'show']),
+    routes4: await ipJson(['-4', 'route', 'show', 'table', 'main']),
+    routes6: await ipJson(['-6', 'route', 'show', 'table', 'main']),
+  };
+  const format: PersistFormat = opts.format ?? ((await run('sh', ['-c', DETECT_FORMAT], 'detecting the network configuration format')).trim() as PersistFormat);
+  if (format !== 'none' && !(GUEST_FORMATS as readonly string[]).includes(format)) throw new IpvisorError('DRIVER', `guest: unknown configuration format '${format}'`);
+  const files: Record<string, string> = {};
+  if (format !== 'none') for (const [p, c] of Object.entries(render(state, format))) files[`/${p}`] = c;
+  const backups: BackedUpFile[] = Object.keys(files).map((path, n) => ({ path, backup: `${work}/backup/${n}` }));
+  const current = observedAddresses(observed);
+  const applyScript = render(state, 'ip', { current })[IP_SCRIPT_PATH]!;
+  const rollbackScript = renderRollbackScript(observed, state, backups);
+  const plan: PushPlan = { os: os?.['pretty-name'] ?? os?.id ?? 'linux', format, files, applyScript, rollbackScript };
+  if (opts.dryRun) return { plan, applied: false, interfaces: before };
+
+  const nonce = randomBytes(6).toString('hex');
+  const confirm = `${work}/confirm-${nonce}`;
+  const guardSeconds = opts.guardSeconds ?? 120;
+  const prepare = [
+    '#!/bin/sh',
+    'set -e',
+    `rm -rf ${sq(`${work}/backup`)}`,
+    `mkdir -p ${sq(`${work}/backup`)}`,
+    ...[...new Set(Object.keys(files).map((p) => p.slice(0, p.lastIndexOf('/'))))].map((d) => `mkdir -p ${sq(d)}`),
+    ...backups.map((b) => `if [ -e ${sq(b.path)} ]; then cp -p ${sq(b.path)} ${sq(b.backup)}; fi`),
+  ].join('\n');
+  const guard = [
+    '#!/bin/sh',
+    '# Rolls the network back unless ipvisor confirms the new configuration in time.',
+    'i=0',
+    `while [ $i -lt ${guardSeconds} ]; do`,
+    `  [ -e ${sq(confirm)} ] && exit 0`,
+    '  sleep 1',
+    '  i=$((i+1))',
+    'done',
+    `touch ${sq(confirm)}`,
+    `exec sh ${sq(`${work}/rollback.sh`)}`,
+  ].join('\n');
+
+  await run('mkdir', ['-p', work], `mkdir ${work}`);
+  await agent.writeFile(`${work}/prepare.sh`, prepare + '\n');
+  await run('sh', [`${work}/prepare.sh`], 'backing up the current configuration');
+  await agent.writeFile(`${work}/rollback.sh`, rollbackScript);
+  await agent.writeFile(`${work}/apply.sh`, applyScript);
+  await agent.writeFile(`${work}/guard.sh`, guard + '\n');
+  await agent.spawn('sh', [`${work}/guard.sh`]);
+  log(`guest: guard armed (rolls back in ${guardSeconds}s unless confirmed)`);
+
+  let failure: string | null = null;
+  try {
+    for (const [path, content] of Object.entries(files)) await agent.writeFile(path, content);
+    const priv = Object.keys(files).filter((p) => PRIVATE_FILE.test(p));
+    if (priv.length) await run('chmod', ['600', ...priv], 'chmod 600');
+    log(`guest: wrote ${Object.keys(files).length} ${format} file(s); applying`);
+    const r = await agent.exec('sh', [`${work}/apply.sh`], { timeoutMs: opts.verifyTimeoutMs ?? 20_000 });
+    if (r.exitcode !== 0) failure = `the apply script failed (exit ${r.exitcode ?? `signal ${r.signal}`}): ${r.stderr.trim().split('\n').pop()}`;
+    else failure = await waitUntilUp(agent, state, opts.verifyTimeoutMs ?? 20_000);
+  } catch (e) {
+    failure = e instanceof Error ? e.message : String(e);
+  }
+  if (failure === null) {
+    await run('touch', [confirm], 'confirming the new configuration');
+    log('guest: new configuration is up; confirmed');
+    return { plan, applied: true, interfaces: await agent.interfaces() };
+  }
+  log(`guest: ${failure}; rolling back`);
+  try {
+    await run('touch', [confirm], 'disarming the guard');
+    const r = await agent.exec('sh', [`${work}/rollback.sh`], { timeoutMs: 30_000 });
+    log(`guest: rollback finished (exit ${r.exitcode})`);
+  } catch (e) {
+    throw new IpvisorError('DRIVER', `guest push failed: ${failure}; the rollback through the agent failed too (${e instanceof Error ? e.message : String(e)}): the guest rolls back by itself within ${guardSeconds}s`);
+  }
+  throw new IpvisorError('DRIVER', `guest push failed: ${failure}; rolled back to the previous configuration`, { details: { rolledBack: true } });
+}
+
+async function guestMtus(agent: GuestAgent): Promise<Record<string, number> | null> {
+  const r = await agent.exec('ip', ['-j', 'link', 'show']);
+  if (r.exitcode !== 0) return null;
+  return Object.fromEntries((JSON.parse(r.stdout) as { ifname: string; mtu: number }[]).map((l) => [l.ifname, l.mtu]));
+}
+
+/** Polls the agent until every address and MTU is in place; returns the reason on timeout. */
+async function waitUntilUp(agent: GuestAgent, state: GuestNetState, timeoutMs: number): Promise<string | null> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const missing = missingInGuest(state, await agent.interfaces(), await guestMtus(agent));
+    if (missing.length === 0) return null;
+    if (Date.now() > deadline) return `the new configuration did not come up within ${timeoutMs} ms (${missing.join('; ')})`;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function pushWindows(agent: GuestAgent, state: GuestNetState, opts: PushOptions): Promise<PushResult> {
+  const script = render(state, 'windows')[WINDOWS_PATH]!;
+  const path = 'C:\\Windows\\Temp\\ipvisor-network.ps1';
+  const plan: PushPlan = { os: 'Windows', format: 'windows', files: { [path]: script }, applyScript: script, rollbackScript: null };
+  if (opts.dryRun) return { plan, applied: false, interfaces: await agent.interfaces() };
+  await agent.writeFile(path, script);
+  const r = await agent.exec('powershell.exe', ['-NoProfile', '-NonInteractive', '-ExecutionPolicy', 'Bypass', '-File', path], { timeoutMs: 120_000 });
+  if (r.exitcode !== 0) throw new IpvisorError('DRIVER', `guest: the PowerShell script failed (exit ${r.exitcode}): ${r.stderr.trim().split('\n').slice(-3).join(' ')}`);
+  const failure = await (async () => {
+    const deadline = Date.now() + (opts.verifyTimeoutMs ?? 60_000);
+    for (;;) {
+      const missing = missingInGuest(state, await agent.interfaces(), null);
+      if (!missing.length) return null;
+      if (Date.now() > deadline) return missing.join('; ');
+      await new Promise((res) => setTimeout(res, 500));
+    }
+  })();
+  if (failure) throw new IpvisorError('DRIVER', `guest: the Windows configuration did not come up: ${failure}`);
+  return { plan, applied: true, interfaces: await agent.interfaces() };
+}
+
+/**
+ * Seam for XCP-ng guests (the XAPI engineer fills it): push through XAPI (VIF.configure_ipv4/6)
+ * instead of a guest agent socket. Registered by src/drivers/xapi with setXapiGuestPush().
+ */
+export type XapiGuestPush = (vmUuid: string, doc: unknown, opts: PushOptions) => Promise<PushResult>;
+let xapiGuestPush: XapiGuestPush | null = null;
+
+export function setXapiGuestPush(fn: XapiGuestPush | null): void {
+  xapiGuestPush = fn;
+}
+
+export async function pushViaXapi(vmUuid: string, doc: unknown, opts: PushOptions = {}): Promise<PushResult> {
+  if (!xapiGuestPush) throw new IpvisorError('DRIVER', 'guest push through XAPI is not available in this build (no XAPI guest push registered)');
+  return xapiGuestPush(vmUuid, doc, opts);
+}

@@ -1,0 +1,114 @@
+// End to end: `ipvisor guest push` against the real qemu-ga in a stand-in guest (own network and
+// mount namespaces). The push changes the namespace's addresses, routes and MTU without a reboot;
+// a failing apply rolls back; blocked RPCs give a clear message.
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { IpvisorError } from '../../src/model/errors.js';
+import { pushNetworkData } from '../../src/guest/push.js';
+import { GuestAgent, QgaSocket } from '../../src/guest/qga.js';
+import { run, standinUnavailable, startStandinGuest, type StandinGuest } from './standin.js';
+
+const MAC = 'fa:16:3e:12:34:56';
+const skip = standinUnavailable();
+
+function doc(v4: string, gw: string, mtu: number, extra: Record<string, unknown>[] = []): unknown {
+  return {
+    links: [{ id: 'tap0', type: 'ovs', ethernet_mac_address: MAC.toUpperCase(), mtu }],
+    networks: [
+      {
+        id: 'network0',
+        link: 'tap0',
+        type: 'ipv4',
+        ip_address: v4,
+        netmask: '255.255.255.0',
+        routes: [
+          { network: '0.0.0.0', netmask: '0.0.0.0', gateway: gw },
+          { network: '10.99.0.0', netmask: '255.255.0.0', gateway: gw.replace(/\.\d+$/, '.254') },
+        ],
+        services: [{ type: 'dns', address: '192.0.2.53' }],
+      },
+      ...extra,
+    ],
+    services: [],
+  };
+}
+
+interface Addr {
+  ifname: string;
+  mtu: number;
+  addr_info: { family: string; local: string; prefixlen: number; scope: string }[];
+}
+
+describe('guest push through the real qemu-ga', { skip: skip ?? false }, () => {
+  let g: StandinGuest;
+  let agent: GuestAgent;
+  const state = async (): Promise<{ addrs: string[]; mtu: number; routes: string[] }> => {
+    const [a] = JSON.parse(await g.ip('-j', 'addr', 'show', 'dev', 'eth0')) as Addr[];
+    const routes = (JSON.parse(await g.ip('-j', 'route', 'show', 'dev', 'eth0')) as { dst: string; gateway?: string }[]).filter((r) => r.gateway).map((r) => `${r.dst} via ${r.gateway}`);
+    return { addrs: a!.addr_info.filter((i) => i.scope === 'global').map((i) => `${i.local}/${i.prefixlen}`).sort(), mtu: a!.mtu, routes: routes.sort() };
+  };
+
+  before(async () => {
+    g = await startStandinGuest(MAC);
+    await g.ip('addr', 'add', '198.51.100.10/24', 'dev', 'eth0');
+    await g.ip('route', 'add', 'default', 'via', '198.51.100.1');
+    agent = new GuestAgent(new QgaSocket(g.socket));
+  });
+  after(async () => {
+    await agent?.close();
+    await g?.stop();
+  });
+
+  test('dry run: shows the plan, changes nothing', async () => {
+    const r = await pushNetworkData(agent, doc('203.0.113.20', '203.0.113.1', 1400), { dryRun: true });
+    assert.equal(r.applied, false);
+    assert.equal(r.plan.format, 'netplan'); // detected: /etc/netplan exists and netplan is installed
+    assert.match(r.plan.applyScript, /ip -4 addr replace 203\.0\.113\.20\/24 dev eth0/);
+    assert.match(r.plan.applyScript, /ip -4 addr del 198\.51\.100\.10\/24 dev eth0/);
+    assert.deepEqual(await state(), { addrs: ['198.51.100.10/24'], mtu: 1500, routes: ['default via 198.51.100.1'] });
+  });
+
+  test('push changes addresses, routes and MTU live and persists the config', async () => {
+    const lines: string[] = [];
+    const r = await pushNetworkData(agent, doc('203.0.113.20', '203.0.113.1', 1400), { format: 'eni', log: (l) => lines.push(l) });
+    assert.equal(r.applied, true);
+    assert.deepEqual(await state(), { addrs: ['203.0.113.20/24'], mtu: 1400, routes: ['10.99.0.0/16 via 203.0.113.254', 'default via 203.0.113.1'] });
+    const eni = (await agent.readFile('/etc/network/interfaces.d/50-ipvisor'))?.toString();
+    assert.match(eni ?? '', /iface eth0 inet static\n {4}mtu 1400\n {4}address 203\.0\.113\.20\/24/);
+    assert.equal(existsSync('/etc/network/interfaces.d/50-ipvisor'), false, 'the stand-in guest must not write to the host /etc');
+    assert.ok(lines.some((l) => /confirmed/.test(l)), lines.join('\n'));
+  });
+
+  test('a failing apply rolls back addresses, routes and MTU and the persisted file', async () => {
+    const beforeState = await state();
+    const eniBefore = (await agent.readFile('/etc/network/interfaces.d/50-ipvisor'))?.toString();
+    // IPv6 switched off on eth0: the apply script fails after it already changed the IPv4 side
+    await run('ip', ['netns', 'exec', g.ns, 'sysctl', '-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=1']);
+    const lines: string[] = [];
+    const v6 = { id: 'network1', link: 'tap0', type: 'ipv6', ip_address: '2001:db8:77::30', netmask: 'ffff:ffff:ffff:ffff::', routes: [] };
+    await assert.rejects(
+      pushNetworkData(agent, doc('203.0.113.30', '203.0.113.1', 1300, [v6]), { format: 'eni', log: (l) => lines.push(l) }),
+      (e: unknown) => e instanceof IpvisorError && e.code === 'DRIVER' && /apply script failed.*rolled back/.test(e.message),
+    );
+    assert.ok(lines.some((l) => /rollback finished/.test(l)), lines.join('\n'));
+    assert.deepEqual(await state(), beforeState);
+    assert.equal((await agent.readFile('/etc/network/interfaces.d/50-ipvisor'))?.toString(), eniBefore);
+  });
+
+  test('an agent that blocks file and exec RPCs gets a clear message, nothing changes', async () => {
+    const socket = `${g.dir}/blocked.sock`;
+    await g.startAgent(socket, ['-b', 'guest-exec,guest-exec-status,guest-file-open,guest-file-write']);
+    const blocked = new GuestAgent(new QgaSocket(socket));
+    try {
+      const beforeState = await state();
+      await assert.rejects(
+        pushNetworkData(blocked, doc('203.0.113.40', '203.0.113.1', 1500), {}),
+        (e: unknown) => e instanceof IpvisorError && /blocks guest-file-open, guest-file-write, guest-exec, guest-exec-status/.test(e.message),
+      );
+      assert.deepEqual(await state(), beforeState);
+    } finally {
+      await blocked.close();
+    }
+  });
+});
