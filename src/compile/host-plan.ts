@@ -133,8 +133,10 @@ function libvirtFirewalled(n: Network): boolean {
   return n.driver === 'libvirt' && (n.mode === 'nat' || n.mode === 'routed') && !ownsFirewall(n);
 }
 
+/** Canonical "ADDR/LEN" (nft and ip print canonical text; a stray non-canonical record must not cause churn). */
 function hostCidr(a: Pick<Assignment, 'address' | 'prefixLength' | 'family'>): string {
-  return `${a.address}/${a.prefixLength}`;
+  const p = parseAddress(a.address, 'address');
+  return `${formatAddress(p.family, p.value)}/${a.prefixLength}`;
 }
 
 export { ipv6Hex };
@@ -231,13 +233,14 @@ export function compileHostPlan(snapshot: Snapshot, facts: HostFacts, settings: 
     const n = networks.get(a.networkUuid);
     if (!n || !n.bridge || !bridgeUp(n)) continue;
     const cidr = hostCidr(a);
+    const address = cidr.split('/')[0];
     plan.routes.push({ dst: cidr, family: a.family, dev: n.bridge, via: null, metric: null, why: `routed to ${n.name}` });
     (a.family === 4 ? plan.nft.inet.routed4 : plan.nft.inet.routed6).push(setAddr(cidr));
     sysctls.set(a.family === 4 ? 'net.ipv4.ip_forward' : 'net.ipv6.conf.all.forwarding', '1');
     if (n.uplink && a.prefixLength === (a.family === 4 ? 32 : 128)) {
       if (!facts.links[n.uplink]) plan.warnings.push(`network ${n.name}: uplink ${n.uplink} is not on this host; no proxy ARP/NDP`);
       else {
-        plan.proxyNeighbours.push({ dev: n.uplink, address: a.address, family: a.family });
+        plan.proxyNeighbours.push({ dev: n.uplink, address, family: a.family });
         if (a.family === 6) sysctls.set(`net.ipv6.conf.${n.uplink}.proxy_ndp`, '1');
       }
     }
@@ -322,10 +325,11 @@ function addVifElements(nft: NftElements, vif: Vif, locking: LockingMode, allowe
   nft.bridge.vif_mac.push(`${q} . ${vif.mac.toLowerCase()}`);
   const v4 = withoutOverlaps(allowed.filter((c) => !c.includes(':')));
   const v6 = withoutOverlaps(allowed.filter((c) => c.includes(':')));
-  for (const c of v4) nft.bridge.vif_ip4.push(`${q} . ${setAddr(c)}`);
+  for (const c of v4) (c.endsWith('/32') ? nft.bridge.vif_ip4 : nft.bridge.vif_net4).push(`${q} . ${setAddr(c)}`);
   for (const c of v6) {
-    nft.bridge.vif_ip6.push(`${q} . ${setAddr(c)}`);
-    nft.bridge.vif_nd6.push(nd6Element(vif.ifname!, c));
+    const single = c.endsWith('/128');
+    (single ? nft.bridge.vif_ip6 : nft.bridge.vif_net6).push(`${q} . ${setAddr(c)}`);
+    (single ? nft.bridge.vif_nd6 : nft.bridge.vif_ndnet6).push(nd6Element(vif.ifname!, c));
   }
 }
 

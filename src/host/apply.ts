@@ -156,7 +156,7 @@ function bridgeOnly(e: NftElements): BridgeElements {
 }
 
 function vifBridgeElements(all: NftElements, ifname: string | null): BridgeElements {
-  const out: BridgeElements = { locked_ifs: [], disabled_ifs: [], vif_mac: [], vif_ip4: [], vif_ip6: [], vif_nd6: [] };
+  const out: BridgeElements = { locked_ifs: [], disabled_ifs: [], vif_mac: [], vif_ip4: [], vif_net4: [], vif_ip6: [], vif_net6: [], vif_nd6: [], vif_ndnet6: [] };
   if (!ifname) return out;
   const q = `"${ifname}"`;
   for (const k of Object.keys(out) as (keyof BridgeElements)[]) out[k] = all.bridge[k].filter((e) => e === q || e.startsWith(`${q} . `));
@@ -181,17 +181,15 @@ async function syncVifRecords(store: Store, vifs: VifEnforcement[], nft: NftElem
 }
 
 /**
- * The one-VIF path: the VIF's wanted elements against what was recorded for it, applied blind
- * (add-before-delete) in one nft transaction, without listing the sets. Falls back to the full
- * path when ipvisor's tables are missing.
+ * The one-VIF path: the VIF's wanted elements against what was recorded for it, in one nft
+ * transaction, without listing anything. Falls back to the full path when that transaction fails
+ * (tables missing, recorded element gone: drift).
  */
 async function runVif(store: Store, vifUuid: string, opts: HostApplyOptions, runner: HostRunner): Promise<PlanChange[] | null> {
-  const tables = new Set(await nftListTables(runner));
-  if (!tables.has(`bridge ${NFT_TABLE}`) || !tables.has(`inet ${NFT_TABLE}`)) return null;
   const vif = await store.getVif(vifUuid);
   const recDoc = await store.getDoc<VifRecord>(DOC_VIF, vifUuid);
-  const old: BridgeElements = recDoc?.value.elements ?? { locked_ifs: [], disabled_ifs: [], vif_mac: [], vif_ip4: [], vif_ip6: [], vif_nd6: [] };
-  let want: BridgeElements = { locked_ifs: [], disabled_ifs: [], vif_mac: [], vif_ip4: [], vif_ip6: [], vif_nd6: [] };
+  const old: BridgeElements = recDoc?.value.elements ?? { locked_ifs: [], disabled_ifs: [], vif_mac: [], vif_ip4: [], vif_net4: [], vif_ip6: [], vif_net6: [], vif_nd6: [], vif_ndnet6: [] };
+  let want: BridgeElements = { locked_ifs: [], disabled_ifs: [], vif_mac: [], vif_ip4: [], vif_net4: [], vif_ip6: [], vif_net6: [], vif_nd6: [], vif_ndnet6: [] };
   let ifname: string | null = null;
   if (vif) {
     const network = await store.getNetwork(vif.networkUuid);
@@ -216,7 +214,13 @@ async function runVif(store: Store, vifUuid: string, opts: HostApplyOptions, run
     for (const e of add) planChanges.push({ op: '+', kind: 'nft-element', target: `bridge ${set} ${e}` });
   }
   if (opts.dryRun || !changes.length) return planChanges;
-  await nftApply(runner, renderElementChanges(changes, { blind: true }));
+  try {
+    // no listing first (at 20,000 VIFs even `nft list tables` takes ~0.2 s): the transaction fails
+    // as a whole when a table is missing or a recorded element is gone, and the full path takes over
+    await nftApply(runner, renderElementChanges(changes));
+  } catch {
+    return null;
+  }
   if (vif) await store.putDoc(DOC_VIF, vifUuid, { ifname, elements: want } satisfies VifRecord);
   else await store.deleteDoc(DOC_VIF, vifUuid);
   return planChanges;

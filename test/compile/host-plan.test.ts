@@ -74,7 +74,7 @@ test('host plan: addresses, routes, sysctls, nft elements, iptables accepts (gol
   assert.ok(plan.nft.bridge.disabled_ifs.includes('"vnet3"'));
   assert.ok(plan.nft.bridge.locked_ifs.includes('"vnet1"') && plan.nft.bridge.locked_ifs.includes('"vnet4"'));
   assert.ok(!plan.nft.bridge.locked_ifs.includes('"vnet2"'), 'network_default + unlocked network + no address = unlocked');
-  assert.ok(plan.nft.bridge.vif_ip4.includes('"vnet1" . 203.0.113.16/29'));
+  assert.ok(plan.nft.bridge.vif_net4.includes('"vnet1" . 203.0.113.16/29'));
   assert.ok(!plan.nft.bridge.vif_ip4.some((e) => e.includes('10.10.0.99')), 'reservations are not allowed sources');
   assert.deepEqual(plan.iptablesForward.map((r) => r.args.slice(0, 4)), [['-d', '198.51.100.7/32', '-o', 'virbr1'], ['-s', '198.51.100.7/32', '-i', 'virbr1']]);
   assert.ok(!plan.addresses.some((a) => a.dev === 'virbr1'), 'libvirt owns its own gateway address');
