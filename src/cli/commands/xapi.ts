@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'n
 import { dirname, join } from 'node:path';
 import { ensureCommand, keyValues, runAction, table } from '../context.js';
 import { IpvisorError, invalid } from '../../model/errors.js';
-import { addConnection, checkConnectionInput, connectionClient, getConnection, listConnections, removeConnection, type XapiConnection } from '../../drivers/xapi/connections.js';
+import { addConnection, checkConnectionInput, connectionClient, getConnection, listConnections, removeConnection, setConnection, type XapiConnection } from '../../drivers/xapi/connections.js';
 import { XapiPoolSync, type SyncReport } from '../../drivers/xapi/sync.js';
 import { convertVifIpBinderConfig, isVifIpBinderConfig, parseDom0Config, DOM0_DEFAULT_CONFIG_PATH } from '../../drivers/xapi/dom0/config.js';
 
@@ -82,6 +82,19 @@ export function registerXapiCommands(program: Command): void {
       runAction(async (ctx, name: string) => {
         const conn = await removeConnection(await ctx.store(), name, ctx.actor);
         return { json: conn, text: `disconnected '${conn.name}'` };
+      }),
+    );
+
+  xapi
+    .command('set <name>')
+    .description('change a connection: ownership of VIF locking, password file')
+    .option('--owner', 'ipvisor owns VIF locking: correct foreign changes')
+    .option('--no-owner', 'only report foreign changes')
+    .option('--password-file <file>', 'file holding the password (mode 600)')
+    .action(
+      runAction(async (ctx, name: string, opts: { owner?: boolean; passwordFile?: string }) => {
+        const c = await setConnection(await ctx.store(), name, { owner: opts.owner, passwordFile: opts.passwordFile }, ctx.actor);
+        return { json: c, text: `'${c.name}': owner ${c.owner ? 'yes' : 'no'}, password file ${c.passwordFile}` };
       }),
     );
 

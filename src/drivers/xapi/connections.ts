@@ -100,3 +100,14 @@ export function connectionClient(conn: XapiConnection, originator = 'ipvisor'): 
   const ca = conn.ca ? readFileSync(conn.ca, 'utf8') : undefined;
   return new XapiClient({ url: conn.url, user: conn.user, password, ca, insecure: conn.insecure, originator });
 }
+
+export async function setConnection(store: Store, name: string, ch: { owner?: boolean; passwordFile?: string }, actor: string): Promise<XapiConnection> {
+  if (ch.passwordFile !== undefined) assertPrivateFile('password-file', ch.passwordFile);
+  return store.transaction(async (tx) => {
+    const before = await getConnection(tx, name);
+    const after: XapiConnection = { ...before, owner: ch.owner ?? before.owner, passwordFile: ch.passwordFile ?? before.passwordFile };
+    await tx.putDoc(CONNECTION_KIND, name, after);
+    await audit(tx, { actor, action: 'set', kind: 'xapi-connection', uuid: null, name, before, after });
+    return after;
+  }, { write: true });
+}
