@@ -4,5 +4,6 @@ import type { DaemonWatcher } from './watcher.js';
 export async function loadWatchers(): Promise<DaemonWatcher[]> {
   const watchers: DaemonWatcher[] = [];
   watchers.push((await import('./nft-monitor.js')).createNftMonitorWatcher());
+  watchers.push((await import('../drivers/xapi/watcher.js')).createXapiWatcher());
   return watchers;
 }
