@@ -40,11 +40,11 @@ export function renderIp(state: GuestNetState, opts: IpRenderOptions = {}): Rend
       const managed = family === 4 ? !i.dhcp4 : i.ipv6 !== null && !i.ipv6.acceptRa;
       if (!current && managed) L.push(`ip -${family} addr flush dev ${i.name} scope global`);
       for (const a of want) L.push(`ip -${family} addr replace ${a.address}/${a.prefixLength} dev ${i.name}`);
-      if (current && managed) {
-        for (const c of current.filter((c) => c.family === family && !want.some((w) => w.address === c.address && w.prefixLength === c.prefixLength))) {
-          L.push(`ip -${family} addr del ${c.address}/${c.prefixLength} dev ${i.name}`);
-        }
-      }
+      const stale = current && managed ? current.filter((c) => c.family === family && !want.some((w) => w.address === c.address && w.prefixLength === c.prefixLength)) : [];
+      // without promote_secondaries, deleting the old primary IPv4 address also deletes the new
+      // one when both are in the same subnet (systemd sets it by default; plain Debian does not)
+      if (stale.length && family === 4) L.push(`echo 1 > /proc/sys/net/ipv4/conf/${i.name}/promote_secondaries`);
+      for (const c of stale) L.push(`ip -${family} addr del ${c.address}/${c.prefixLength} dev ${i.name}`);
     }
     for (const r of i.routes) {
       const dest = r.destination.endsWith('/0') ? 'default' : r.destination;
