@@ -1,5 +1,109 @@
+// libvirt/KVM commands: install/uninstall the hooks, sync, the hooks themselves, routed-ips import.
+import { readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
 import type { Command } from 'commander';
+import { invalid } from '../../model/errors.js';
+import { ensureCommand, runAction, table } from '../context.js';
 
 export function registerLibvirtCommands(program: Command): void {
-  void program;
+  const lv = program.command('libvirt').description('libvirt/KVM integration: hooks, discovery');
+
+  lv.command('install')
+    .description('install the libvirt hooks (network.d/ipvisor, qemu.d/ipvisor) and a systemd unit for serve; libvirtd must be restarted to pick up new hooks')
+    .option('--hooks-dir <dir>', 'libvirt hooks directory', '/etc/libvirt/hooks')
+    .option('--systemd-dir <dir>', 'where to write ipvisor-serve.service', '/etc/systemd/system')
+    .option('--no-systemd', 'do not write the systemd unit')
+    .option('--entry <path>', 'hook entry point (default: dist/libvirt-hook.mjs of this install)')
+    .option('--node <path>', 'node binary the hooks run (default: this one)')
+    .option('--log <path>', 'hook log file', '/var/log/ipvisor/libvirt-hooks.log')
+    .option('--refuse-disabled', 'refuse to start a domain whose VIF is disabled (qemu prepare hook)')
+    .option('--no-refuse-disabled', 'start domains with disabled VIFs (their traffic is still dropped)')
+    .action(runAction(async (ctx, o: { hooksDir: string; systemdDir: string; systemd: boolean; entry?: string; node?: string; log: string; refuseDisabled?: boolean }) => {
+      const { installHooks, defaultHookEntry } = await import('../../drivers/libvirt/install.js');
+      const { defaultStorePath } = await import('../../store/open.js');
+      const db = resolve(ctx.dbPath ?? defaultStorePath(ctx.io.env));
+      const entry = o.entry ? { entry: resolve(o.entry), nodeArgs: [] } : defaultHookEntry();
+      const node = o.node ?? process.execPath;
+      if (!isAbsolute(node)) throw invalid('node', `'${node}' must be an absolute path (libvirt gives hooks no useful PATH)`);
+      const res = installHooks({ hooksDir: resolve(o.hooksDir), systemdDir: o.systemd ? resolve(o.systemdDir) : null, command: { node, nodeArgs: entry.nodeArgs, entry: entry.entry, db, log: resolve(o.log) } });
+      if (o.refuseDisabled !== undefined) {
+        const store = await ctx.store();
+        const { DOC_SETTINGS } = await import('../../drivers/libvirt/facts.js');
+        const prev = (await store.getDoc<Record<string, unknown>>(DOC_SETTINGS, 'hooks'))?.value ?? {};
+        await store.putDoc(DOC_SETTINGS, 'hooks', { ...prev, refuseDisabledVifs: o.refuseDisabled });
+      }
+      const text = [
+        ...res.written.map((f) => `wrote ${f}`),
+        ...res.skipped.map((f) => `skipped ${f}`),
+        'restart libvirtd to pick up new hooks (libvirt looks for hook scripts only when it starts)',
+      ].join('\n');
+      return { json: { ...res, restartRequired: true, db, entry: entry.entry }, text };
+    }));
+
+  lv.command('uninstall')
+    .description("remove ipvisor's libvirt hooks and systemd unit (other hooks stay)")
+    .option('--hooks-dir <dir>', 'libvirt hooks directory', '/etc/libvirt/hooks')
+    .option('--systemd-dir <dir>', 'where ipvisor-serve.service is', '/etc/systemd/system')
+    .option('--no-systemd', 'leave the systemd unit')
+    .action(runAction(async (_ctx, o: { hooksDir: string; systemdDir: string; systemd: boolean }) => {
+      const { uninstallHooks } = await import('../../drivers/libvirt/install.js');
+      const res = uninstallHooks({ hooksDir: resolve(o.hooksDir), systemdDir: o.systemd ? resolve(o.systemdDir) : null });
+      const text = [...res.removed.map((f) => `removed ${f}`), ...res.skipped.map((f) => `skipped ${f}`)].join('\n') || 'nothing to remove';
+      return { json: res, text };
+    }));
+
+  lv.command('sync')
+    .description('discover libvirt networks, domains, interfaces and MACs into the store (virsh; $IPVISOR_LIBVIRT_URI picks the connection)')
+    .action(runAction(async (ctx) => {
+      const { syncLibvirt } = await import('../../drivers/libvirt/sync.js');
+      const res = await syncLibvirt(await ctx.store(), ctx.actor);
+      const text = [
+        res.networks.length ? table(['NETWORK', 'UUID', 'ACTION', 'NOTE'], res.networks.map((n) => [n.name, n.uuid, n.action, n.note])) : 'no libvirt networks',
+        res.domains.length ? table(['DOMAIN', 'STATE', 'VIFS'], res.domains.map((d) => [d.name, d.running ? 'running' : 'shut off', d.vifs.map((v) => `${v.mac}@${v.network}${v.ifname ? `=${v.ifname}` : ''}`).join(' ')])) : 'no domains',
+      ].join('\n\n');
+      return { json: res, text };
+    }));
+
+  const hook = ensureCommand(program, 'hook', 'entry points run by hypervisors (libvirt hooks); not for interactive use');
+  for (const kind of ['network', 'qemu'] as const) {
+    hook.command(`libvirt-${kind}`)
+      .description(`libvirt ${kind} hook: argv from libvirt, XML on stdin; prints nothing on stdout`)
+      .argument('[args...]', "libvirt's arguments (object operation sub-operation extra)")
+      .allowUnknownOption()
+      .helpOption(false)
+      .action(async (args: string[], _o: unknown, cmd: Command) => {
+        const { hookMain } = await import('../../drivers/libvirt/hook-main.js');
+        const db = (cmd.optsWithGlobals() as { db?: string }).db;
+        const code = await hookMain([`libvirt-${kind}`, ...(db ? ['--db', db] : []), '--', ...args.filter((a) => a !== '--')]);
+        process.exitCode = code;
+      });
+  }
+
+  const imp = ensureCommand(program, 'import', 'import configuration from other tools');
+  imp.command('routed-ips <file>')
+    .description("libvirt-nethook-helper's routed-ips file: '<ip> <libvirt network> [vm[:device]]' per line, '#' comments")
+    .option('--no-apply', 'only record; do not make the host match now')
+    .action(runAction(async (ctx, file: string, o: { apply: boolean }) => {
+      let text: string;
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch (err) {
+        throw invalid('file', `cannot read '${file}': ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      }
+      const store = await ctx.store();
+      const { importRoutedIps } = await import('../../drivers/libvirt/routed-import.js');
+      const res = await importRoutedIps(store, text, file, ctx.actor);
+      let applied = false;
+      if (o.apply && res.imported.some((i) => i.action !== 'exists')) {
+        const { applyHost } = await import('../../host/apply.js');
+        try {
+          await applyHost(store, { actor: ctx.actor, log: (m) => ctx.stderr(m) });
+          applied = true;
+        } catch (err) {
+          ctx.stderr(`ipvisor: warning: recorded, but applying to the host failed: ${(err as Error).message}`);
+        }
+      }
+      const out = res.imported.length ? table(['ADDRESS', 'NETWORK', 'VIF', 'ACTION'], res.imported.map((i) => [i.cidr, i.network, i.vif, i.action])) : 'no addresses in file';
+      return { json: { ...res, applied }, text: out };
+    }));
 }

@@ -51,9 +51,9 @@ export function ensureGuest(): { kernel: string; initrd: string; busybox: string
   return { kernel, initrd: join(GUEST_DIR, 'initrd.gz'), busybox: join(GUEST_DIR, 'busybox') };
 }
 
-async function sh(argv: string[], opts: { input?: string; timeoutMs?: number; allowFail?: boolean } = {}) {
+async function sh(argv: string[], opts: { input?: string; timeoutMs?: number; allowFail?: boolean; env?: NodeJS.ProcessEnv } = {}) {
   return new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = execFile(argv[0], argv.slice(1), { timeout: opts.timeoutMs ?? 60_000, maxBuffer: 32 << 20 }, (err, stdout, stderr) => {
+    const child = execFile(argv[0], argv.slice(1), { timeout: opts.timeoutMs ?? 60_000, maxBuffer: 32 << 20, env: opts.env ?? process.env }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
       if (code !== 0 && !opts.allowFail) {
         reject(new Error(`${argv.join(' ')} exited ${code}: ${String(stderr).trim()}`));
@@ -61,9 +61,19 @@ async function sh(argv: string[], opts: { input?: string; timeoutMs?: number; al
       }
       resolve({ code, stdout: String(stdout), stderr: String(stderr) });
     });
+    child.stdin?.on('error', () => undefined);
     if (opts.input !== undefined) child.stdin?.end(opts.input);
     else child.stdin?.end();
   });
+}
+
+/** The daemons (and so the hooks they run) already live in the namespace: IPVISOR_NETNS, which a
+ * test sets for its in-process CLI calls, must not reach them. */
+function daemonEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.IPVISOR_NETNS;
+  delete env.IPVISOR_LIBVIRT_URI;
+  return env;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -112,10 +122,10 @@ export async function startLibvirtHarness(opts: { name: string; beforeStart?: (h
     },
     async startLibvirtd() {
       if (!virtlogdPid || !pidAlive(virtlogdPid)) {
-        await sh(inNs(['virtlogd', '-d', '--pid-file', join(dir, 'virtlogd.pid')]));
+        await sh(inNs(['virtlogd', '-d', '--pid-file', join(dir, 'virtlogd.pid')]), { env: daemonEnv() });
         virtlogdPid = await readPid(join(dir, 'virtlogd.pid'));
       }
-      await sh(inNs(['libvirtd', '-d', '--pid-file', join(dir, 'libvirtd.pid')]));
+      await sh(inNs(['libvirtd', '-d', '--pid-file', join(dir, 'libvirtd.pid')]), { env: daemonEnv() });
       libvirtdPid = await readPid(join(dir, 'libvirtd.pid'));
       for (let i = 0; i < 600; i++) {
         const r = await sh(['virsh', '-q', '-c', uri, 'version'], { allowFail: true });

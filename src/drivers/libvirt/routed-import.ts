@@ -1,0 +1,88 @@
+// `ipvisor import routed-ips FILE`: libvirt-nethook-helper's file ("<ip> <libvirt network name>" per
+// line, '#' comments) turned into routed addresses in ipvisor's store, so that the route to the
+// bridge and the forward accepts come from the host plan (and so survive libvirtd restarts and
+// show up in `plan`) instead of from a hook script. An optional third column VM[:DEVICE] binds the
+// address to that VIF (a routed assignment the VIF may also send from, which locking needs).
+import { IpvisorError, invalid } from '../../model/errors.js';
+import type { Assignment, Pool } from '../../model/types.js';
+import type { Store } from '../../store/store.js';
+import { BITS, formatAddress, parseCidr } from '../../ipam/addr.js';
+import { entryIntervals } from '../../ipam/pool-space.js';
+import { allocate, reserve } from '../../service/ip.js';
+import { createPool, setPool } from '../../service/pools.js';
+import { findStoreNetwork } from './facts.js';
+
+export interface RoutedLine {
+  line: number;
+  cidr: string;
+  family: 4 | 6;
+  network: string;
+  vif: string | null;
+}
+
+/** Pure: parses the file; errors name the line. */
+export function parseRoutedIps(text: string, source = 'file'): RoutedLine[] {
+  const out: RoutedLine[] = [];
+  const lines = text.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const body = lines[i].replace(/#.*$/, '').trim();
+    if (!body) continue;
+    const parts = body.split(/\s+/);
+    const field = `${source}:${i + 1}`;
+    if (parts.length < 2 || parts.length > 3) throw invalid(field, `expected '<ip> <libvirt network name> [vm[:device]]', got '${body}'`);
+    const c = parseCidr(parts[0], field, { allowBare: true });
+    if (c.address !== c.network) throw invalid(field, `'${parts[0]}' has host bits set`);
+    out.push({ line: i + 1, cidr: `${formatAddress(c.family, c.network)}/${c.prefixLength}`, family: c.family, network: parts[1], vif: parts[2] ?? null });
+  }
+  return out;
+}
+
+export interface ImportResult {
+  imported: Array<{ cidr: string; network: string; vif: string | null; action: 'assigned' | 'reserved' | 'exists' }>;
+}
+
+function poolContains(p: Pool, start: bigint, end: bigint): boolean {
+  return entryIntervals(p).some((iv) => iv.start <= start && end <= iv.end);
+}
+
+export async function importRoutedIps(store: Store, text: string, source: string, actor: string): Promise<ImportResult> {
+  const lines = parseRoutedIps(text, source);
+  // Resolve every network before changing anything, so a typo on line 40 changes nothing.
+  const nets = new Map<string, Awaited<ReturnType<typeof findStoreNetwork>>>();
+  for (const l of lines) {
+    if (nets.has(l.network)) continue;
+    const n = await findStoreNetwork(store, { name: l.network });
+    if (!n) throw new IpvisorError('NOT_FOUND', `${source}:${l.line}: no network for libvirt network '${l.network}' (run 'ipvisor libvirt sync' first)`, { field: `${source}:${l.line}` });
+    nets.set(l.network, n);
+  }
+  const res: ImportResult = { imported: [] };
+  for (const l of lines) {
+    const n = nets.get(l.network)!;
+    const c = parseCidr(l.cidr);
+    const start = c.network;
+    const end = c.network + (1n << BigInt(BITS[c.family] - c.prefixLength)) - 1n;
+    const existing = (await store.listAssignments({ networkUuid: n.uuid, address: formatAddress(c.family, c.network) })).find((a: Assignment) => a.prefixLength === c.prefixLength);
+    if (existing) {
+      res.imported.push({ cidr: l.cidr, network: n.name, vif: l.vif, action: 'exists' });
+      continue;
+    }
+    const pools = (await store.listPools(n.uuid)).filter((p) => p.purpose === 'routed' && p.family === c.family);
+    let pool = pools.find((p) => poolContains(p, start, end));
+    if (!pool) {
+      const name = `${n.name}-routed${c.family === 6 ? '6' : ''}`;
+      const mine = pools.find((p) => p.name === name);
+      pool = mine
+        ? await setPool(store, mine.uuid, { addCidrs: [l.cidr] }, actor)
+        : await createPool(store, { name, network: n.uuid, cidrs: [l.cidr], purpose: 'routed', hold: 0 }, actor);
+    }
+    const address = c.prefixLength === BITS[c.family] ? formatAddress(c.family, c.network) : l.cidr;
+    if (l.vif) {
+      await allocate(store, { vif: l.vif, pool: pool.uuid, address, note: `imported from ${source}` }, actor);
+      res.imported.push({ cidr: l.cidr, network: n.name, vif: l.vif, action: 'assigned' });
+    } else {
+      await reserve(store, { address, pool: pool.uuid, note: `routed, imported from ${source}` }, actor);
+      res.imported.push({ cidr: l.cidr, network: n.name, vif: null, action: 'reserved' });
+    }
+  }
+  return res;
+}
