@@ -174,8 +174,9 @@ export async function pushNetworkData(agent: GuestAgent, doc: unknown, opts: Pus
     failure = e instanceof Error ? e.message : String(e);
   }
   if (failure === null) {
+    log('guest: new configuration is up; confirming');
     await run('touch', [confirm], 'confirming the new configuration');
-    log('guest: new configuration is up; confirmed');
+    log('guest: confirmed');
     return { plan, applied: true, interfaces: await agent.interfaces() };
   }
   log(`guest: ${failure}; rolling back`);

@@ -96,6 +96,48 @@ describe('guest push through the real qemu-ga', { skip: skip ?? false }, () => {
     assert.equal((await agent.readFile('/etc/network/interfaces.d/50-ipvisor'))?.toString(), eniBefore);
   });
 
+  test('a host that dies before confirming: the guard in the guest rolls back by itself', async () => {
+    await run('ip', ['netns', 'exec', g.ns, 'sysctl', '-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=0']);
+    const beforeState = await state();
+    const eniBefore = (await agent.readFile('/etc/network/interfaces.d/50-ipvisor'))?.toString();
+    await agent.close(); // qemu-ga serves one client at a time: hand the socket to the dying host
+    const helper = new URL('./push-then-die.ts', import.meta.url).pathname;
+    const child = await run(process.execPath, ['--import', 'tsx', helper, g.socket, JSON.stringify(doc('203.0.113.50', '203.0.113.1', 1280)), '2']).catch((e) => e);
+    assert.equal(child.signal, 'SIGKILL', String(child.stdout));
+    assert.match(String(child.stdout), /new configuration is up/);
+    assert.deepEqual((await state()).addrs, ['203.0.113.50/24'], 'the new config was applied before the host died');
+    // the guard waits 2 s for a confirmation that never comes, then rolls back
+    const deadline = Date.now() + 10_000;
+    while (JSON.stringify(await state()) !== JSON.stringify(beforeState) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(await state(), beforeState);
+    agent = new GuestAgent(new QgaSocket(g.socket));
+    assert.equal((await agent.readFile('/etc/network/interfaces.d/50-ipvisor'))?.toString(), eniBefore);
+  });
+
+  test('partial JSON left by a previous client does not wedge the next one (0xFF resync)', async () => {
+    await agent.close();
+    const { createConnection } = await import('node:net');
+    await new Promise<void>((resolve, reject) => {
+      const s = createConnection(g.socket, () => s.end('{"execute":"guest-ping"', () => resolve()));
+      s.on('error', reject);
+    });
+    // a naive client (no 0xFF sync) now gets no reply at all: the agent's parser is mid-object
+    const naive = await new Promise<string>((resolve, reject) => {
+      let got = '';
+      const s = createConnection(g.socket, () => s.write('{"execute":"guest-ping"}\n'));
+      s.on('data', (d) => (got += d));
+      s.on('error', reject);
+      setTimeout(() => {
+        s.destroy();
+        resolve(got);
+      }, 400);
+    });
+    assert.equal(naive, '');
+    agent = new GuestAgent(new QgaSocket(g.socket));
+    assert.deepEqual(await agent.ping(3000), {});
+    assert.equal((await agent.osInfo())?.id, 'debian');
+  });
+
   test('an agent that blocks file and exec RPCs gets a clear message, nothing changes', async () => {
     const socket = `${g.dir}/blocked.sock`;
     await g.startAgent(socket, ['-b', 'guest-exec,guest-exec-status,guest-file-open,guest-file-write']);
