@@ -91,8 +91,17 @@ test('static IP via VIF.configure_ipv4/6 when the guest supports it; a clear err
   const vif = sim.record('VIF', web1Ref);
   assert.deepEqual([vif.ipv4_configuration_mode, vif.ipv4_addresses, vif.ipv4_gateway], ['Static', ['10.99.0.10/24'], '10.99.0.1']);
   assert.deepEqual(vif.ipv6_addresses, ['fd99::10/64']);
+  // `ipvisor guest push` routes XAPI VMs here.
+  sim.modify('VIF', web1Ref, { ipv4_configuration_mode: 'None', ipv4_addresses: [''] });
+  const viaCli = await cli(db, 'guest', 'push', 'web-01', '--json');
+  assert.equal(viaCli.code, 0, viaCli.stderr);
+  assert.equal(viaCli.json.via, 'XAPI');
+  assert.deepEqual(sim.record('VIF', web1Ref).ipv4_addresses, ['10.99.0.10/24']);
   sim.setGuestFeature('web-01', 'feature-static-ip-setting', null);
   await assert.rejects(pushStaticIpViaXapi(store, 'web-01'), /does not advertise feature-static-ip-setting/);
+  const refused = await cli(db, 'guest', 'push', 'web-01');
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /^ipvisor: vm: the guest of 'web-01' does not advertise feature-static-ip-setting/);
   sim.setGuestFeature('web-01', 'feature-static-ip-setting', '1');
   // The simulator really enforces the locking constraint; ipvisor writes the allow list first.
   await allocate(store, { vif: 'db-01:0', address: '10.99.0.30' }, 'tester');

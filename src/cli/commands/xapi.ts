@@ -6,6 +6,7 @@ import { ensureCommand, keyValues, runAction, table } from '../context.js';
 import { IpvisorError, invalid } from '../../model/errors.js';
 import { addConnection, checkConnectionInput, connectionClient, getConnection, listConnections, removeConnection, setConnection, type XapiConnection } from '../../drivers/xapi/connections.js';
 import { XapiPoolSync, type SyncReport } from '../../drivers/xapi/sync.js';
+import { registerXapiGuestPush } from '../../drivers/xapi/guest-push.js';
 import { convertVifIpBinderConfig, isVifIpBinderConfig, parseDom0Config, DOM0_DEFAULT_CONFIG_PATH } from '../../drivers/xapi/dom0/config.js';
 
 interface ConnectOpts {
@@ -33,6 +34,18 @@ function reportText(r: SyncReport): string {
 }
 
 export function registerXapiCommands(program: Command): void {
+  // `guest push` on an XAPI VM goes through VIF.configure_ipv4/6 (src/guest/push.ts seam); it needs
+  // the store of the command being run.
+  let dbPath: string | undefined;
+  program.hook('preAction', (_root, action) => {
+    dbPath = (action.optsWithGlobals() as { db?: string }).db;
+  });
+  registerXapiGuestPush(async () => {
+    const { openStore } = await import('../../store/open.js');
+    const store = await openStore(dbPath ?? process.env.IPVISOR_DB ?? undefined);
+    return { store, close: () => store.close() };
+  });
+
   const xapi = program.command('xapi').description('XCP-ng / XenServer pools (XAPI)');
 
   xapi

@@ -18,7 +18,8 @@ export interface StaticIpResult {
 }
 
 /** Pushes each VIF's primary addresses (with the subnet's prefix and gateway) into the guest. */
-export async function pushStaticIpViaXapi(store: Store, vmUuidOrName: string, actor = 'guest-push'): Promise<StaticIpResult> {
+export async function pushStaticIpViaXapi(store: Store, vmUuidOrName: string, opts: { actor?: string; dryRun?: boolean } = {}): Promise<StaticIpResult> {
+  const actor = opts.actor ?? 'guest-push';
   const vm = await vmRef(store, vmUuidOrName);
   const x = xapiExtra(vm);
   if (!x) throw new IpvisorError('VALIDATION', `vm: '${vm.name}' is not an XAPI VM (no XAPI connection recorded)`, { field: 'vm' });
@@ -50,6 +51,10 @@ export async function pushStaticIpViaXapi(store: Store, vmUuidOrName: string, ac
     const gm = cache.get('VM_guest_metrics', vmEntry[1].guest_metrics);
     if (gm?.other?.['feature-static-ip-setting'] !== '1') {
       throw new IpvisorError('DRIVER', `vm: the guest of '${vm.name}' does not advertise feature-static-ip-setting (its agent cannot take a static IP from XAPI); use a config drive or the guest's own configuration`, { field: 'vm' });
+    }
+    if (opts.dryRun) {
+      result.configured = work.map((w) => ({ vif: w.label, family: w.family, address: w.cidr, gateway: w.gateway }));
+      return result;
     }
     // Allow lists first (a locked VIF would refuse an address it does not allow).
     const cp = await planConnection(store, conn, { client, cache, close: async () => undefined }, new Set(work.map((w) => w.vifUuid)));
