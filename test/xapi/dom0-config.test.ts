@@ -84,6 +84,7 @@ test('opt-in host recovery: enable a disabled host, start auto_poweron VMs in or
       xapi: { url: sim.url, password: 'secret' },
       bindings: [{ vm: 'web-01', network: 'sspn-internal', addresses: ['10.99.0.2/24'] }],
       recoverHost: true,
+      stateFile: null,
       eventTimeout: 0.2,
       retryDelayMs: 50,
     });
@@ -110,7 +111,7 @@ test('host recovery is off by default and respects Xen Orchestra maintenance', a
     const hostRef = [...sim.table('host').keys()][0]!;
     sim.modify('host', hostRef, { enabled: false, other_config: { 'xo:maintenanceState': '{}' } });
     for (const recoverHost of [false, true]) {
-      const cfg = parseDom0Config({ xapi: { url: sim.url, password: 'secret' }, bindings: [{ vm: 'x', network: 'y', addresses: ['10.0.0.1/24'] }], recoverHost, eventTimeout: 0.2 });
+      const cfg = parseDom0Config({ xapi: { url: sim.url, password: 'secret' }, bindings: [{ vm: 'x', network: 'y', addresses: ['10.0.0.1/24'] }], recoverHost, eventTimeout: 0.2, stateFile: null });
       const binder = new Dom0Binder(cfg, { runner: noDevices, log: () => undefined });
       const ac = new AbortController();
       const running = binder.run(ac.signal);

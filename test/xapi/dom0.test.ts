@@ -97,6 +97,7 @@ const baseConfig = (over: Record<string, unknown> = {}): Record<string, unknown>
   eventTimeout: 0.5,
   retryDelayMs: 100,
   replaceForeignDefault: true,
+  stateFile: join(tmp, 'state.json'),
   ...over,
 });
 
@@ -158,6 +159,18 @@ test('binder: narrows management, binds on VM start, routes, re-plugs the NFS PB
   }
   assert.equal(sim.sessions.size, 0, 'logged out on stop');
   assert.ok(sim.logins.every((l) => l[3] === 'ipvisor-dom0'));
+
+  // --teardown (a new process would read the same state file) undoes exactly what was recorded.
+  const again = new Dom0Binder(parseDom0Config(baseConfig()), { runner: dom0, log: () => undefined });
+  assert.deepEqual(again.state.narrowed, [{ dev: 'xenbr1', from: '192.168.77.11/24', to: '192.168.77.11/32' }]);
+  const undone = await again.teardown();
+  assert.ok(undone.length >= 4, undone.join('\n'));
+  const mgmt = await addrs(dom0, 'xenbr1');
+  assert.match(mgmt, /192\.168\.77\.11\/24/);
+  assert.doesNotMatch(mgmt, /192\.168\.77\.11\/32/);
+  assert.doesNotMatch(await addrs(dom0, 'xapi1'), /10\.99\.0\.2\//);
+  assert.doesNotMatch((await dom0.run(['ip', 'route', 'show', 'default'])).stdout, /proto 250/);
+  assert.doesNotMatch((await dom0.run(['ip', '-6', 'route', 'show', 'default'])).stdout, /proto 250/);
 });
 
 test('binder: ambiguous VM names are not guessed', { skip }, async () => {

@@ -147,9 +147,14 @@ export function registerXapiCommands(program: Command): void {
     .command('dom0')
     .description('run the dom0 binder (in dom0): bind addresses to private-network bridges when their VM starts')
     .option('--config <file>', 'binder configuration', DOM0_DEFAULT_CONFIG_PATH)
+    .option('--teardown', "undo what the binder recorded: its addresses and default routes, the management narrowing")
     .action(
-      runAction(async (ctx, opts: { config: string }) => {
-        const { runDom0 } = await import('../../drivers/xapi/dom0/main.js');
+      runAction(async (ctx, opts: { config: string; teardown?: boolean }) => {
+        const { runDom0, teardownDom0 } = await import('../../drivers/xapi/dom0/main.js');
+        if (opts.teardown) {
+          const done = await teardownDom0({ configPath: opts.config });
+          return { json: { changes: done }, text: done.length ? done.join('\n') : 'Nothing to undo.' };
+        }
         await runDom0({ configPath: opts.config, log: (l) => ctx.stderr(`${new Date().toISOString()} ipvisor-dom0: ${l}`) });
         return { json: { stopped: true }, text: '' };
       }),

@@ -4,7 +4,8 @@
 // through the binding's gateway, and once the network storage answers ping its unplugged PBDs are
 // plugged again. Every event.from batch (and every idle timeout) re-checks the bindings, so a bridge
 // recreated without a VM event is repaired too. Unexpected records are logged, never fatal.
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { isIP } from 'node:net';
 import { XapiClient, XapiError, NULL_REF } from '../client.js';
 import { XapiCache, isGuestVm, xint, type XRecord } from '../cache.js';
@@ -46,6 +47,12 @@ const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
     signal?.addEventListener('abort', done, { once: true });
   });
 
+/** What the binder changed on dom0, the same shape as host/iproute2.ts OwnedHostState's parts. */
+export interface Dom0State {
+  addresses: Array<{ dev: string; cidr: string }>;
+  narrowed: Array<{ dev: string; from: string; to: string }>;
+}
+
 export function readPasswordFile(path: string): string {
   return readFileSync(path, 'utf8').replace(/\r?\n$/, '');
 }
@@ -63,6 +70,7 @@ export class Dom0Binder {
   private hostRef: string | null = null;
   /** Resolves each time a reconcile pass finishes (tests wait on it). */
   passes = 0;
+  state: Dom0State = { addresses: [], narrowed: [] };
 
   constructor(
     readonly config: Dom0Config,
@@ -70,6 +78,55 @@ export class Dom0Binder {
   ) {
     this.ip = new Dom0Ip(deps.runner, config.ipBinary, config.pingBinary);
     this.log = deps.log ?? ((l) => process.stderr.write(`${new Date().toISOString()} ipvisor-dom0: ${l}\n`));
+    if (config.stateFile) {
+      try {
+        const s = JSON.parse(readFileSync(config.stateFile, 'utf8')) as Partial<Dom0State>;
+        this.state = { addresses: Array.isArray(s.addresses) ? s.addresses : [], narrowed: Array.isArray(s.narrowed) ? s.narrowed : [] };
+      } catch {
+        // no state yet
+      }
+    }
+  }
+
+  private saveState(): void {
+    const path = this.config.stateFile;
+    if (!path) return;
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    writeFileSync(`${path}.tmp`, JSON.stringify(this.state, null, 2) + '\n', { mode: 0o600 });
+    renameSync(`${path}.tmp`, path);
+  }
+
+  /** Undoes what the state file records: ipvisor's default routes, added addresses, narrowings. */
+  async teardown(): Promise<string[]> {
+    const done: string[] = [];
+    for (const fam of [4, 6] as const) {
+      for (const r of await this.ip.defaultRoutes(fam)) {
+        if (r.proto !== '250') continue;
+        await this.ip.delRoute(fam, r);
+        done.push(`- route ${r.text}`);
+      }
+    }
+    for (const a of this.state.addresses) {
+      const have = await this.ip.addresses(a.dev);
+      if (!have?.includes(a.cidr)) continue;
+      await this.ip.delAddress(a.dev, a.cidr);
+      done.push(`- address ${a.cidr} dev ${a.dev}`);
+    }
+    for (const n of this.state.narrowed) {
+      const have = await this.ip.addresses(n.dev);
+      if (have === null) continue;
+      if (familyOf(n.from) === 4) {
+        if (!have.includes(n.from)) await this.ip.addAddress(n.dev, n.from);
+        if (have.includes(n.to)) await this.ip.delAddress(n.dev, n.to);
+      } else {
+        if (have.includes(n.to)) await this.ip.delAddress(n.dev, n.to);
+        if (!have.includes(n.from)) await this.ip.addAddress(n.dev, n.from);
+      }
+      done.push(`~ address ${n.to} dev ${n.dev} restored to ${n.from}`);
+    }
+    this.state = { addresses: [], narrowed: [] };
+    this.saveState();
+    return done;
   }
 
   /** Logs a message once until `forget(key)` (so a waiting state does not flood the log). */
@@ -245,8 +302,12 @@ export class Dom0Binder {
         if (!have.includes(narrow)) this.once(`mgmt-missing:${m.address}`, `management address ${m.address} is not on ${m.bridge}; nothing to narrow`);
         continue;
       }
-      // Recorded in the log before the change (the only address ipvisor changes without owning it).
+      // Recorded before the change (the only address ipvisor changes without owning it); --teardown restores it.
       this.log(`narrowing management address ${m.address} on ${m.bridge} to ${narrow}`);
+      if (!this.state.narrowed.some((n) => n.dev === m.bridge && n.from === m.address)) {
+        this.state.narrowed.push({ dev: m.bridge, from: m.address, to: narrow });
+        this.saveState();
+      }
       if (fam === 4) {
         // IPv4 allows the same address with two prefix lengths: add first so dom0 never loses it.
         if (!have.includes(narrow)) await this.ip.addAddress(m.bridge, narrow);
@@ -300,6 +361,10 @@ export class Dom0Binder {
     for (const a of b.addresses) {
       if (have.includes(a)) continue;
       await this.ip.addAddress(bridge, a);
+      if (!this.state.addresses.some((x) => x.dev === bridge && x.cidr === a)) {
+        this.state.addresses.push({ dev: bridge, cidr: a });
+        this.saveState();
+      }
       this.log(`added ${a} to ${bridge} (VM ${vm.rec.name_label} domid ${xint(vm.rec.domid)})`);
       added = true;
     }

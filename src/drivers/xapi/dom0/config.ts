@@ -34,8 +34,11 @@ export interface Dom0Config {
   /** Delete a foreign default route that would win over ours (what vif-ip-binder always did). */
   replaceForeignDefault: boolean;
   retryDelayMs: number;
+  /** What the binder added or narrowed, kept for `--teardown` (null: not kept). */
+  stateFile: string | null;
 }
 
+export const DOM0_DEFAULT_STATE_PATH = '/var/lib/ipvisor/dom0-state.json';
 export const DOM0_DEFAULT_CONFIG_PATH = '/etc/ipvisor/dom0.json';
 export const DOM0_LOCAL_XAPI = 'unix:/var/lib/xcp/xapi';
 
@@ -163,5 +166,6 @@ export function parseDom0Config(raw: unknown): Dom0Config {
     routeMetric: Math.floor(num('routeMetric', raw.routeMetric, 1, 0)),
     replaceForeignDefault: raw.replaceForeignDefault === true,
     retryDelayMs: Math.floor(num('retryDelayMs', raw.retryDelayMs, 3000, 10)),
+    stateFile: raw.stateFile === null ? null : raw.stateFile === undefined ? DOM0_DEFAULT_STATE_PATH : str('stateFile', raw.stateFile),
   };
 }

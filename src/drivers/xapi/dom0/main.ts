@@ -28,6 +28,13 @@ export interface RunDom0Options {
   signal?: AbortSignal;
 }
 
+/** Undoes what the binder recorded in its state file; returns what it did. */
+export async function teardownDom0(opts: RunDom0Options = {}): Promise<string[]> {
+  const cfg = loadDom0Config(opts.configPath ?? DOM0_DEFAULT_CONFIG_PATH);
+  const binder = new Dom0Binder(cfg, { runner: createHostRunner({ netns: opts.netns }), log: opts.log });
+  return binder.teardown();
+}
+
 /** Runs the binder until SIGTERM/SIGINT (or the signal) and logs out. */
 export async function runDom0(opts: RunDom0Options = {}): Promise<void> {
   const cfg = loadDom0Config(opts.configPath ?? DOM0_DEFAULT_CONFIG_PATH);
@@ -50,12 +57,14 @@ export async function runDom0(opts: RunDom0Options = {}): Promise<void> {
 /** argv of the bundled binary: [--config FILE] [--netns NS] */
 export async function dom0Main(argv: string[]): Promise<number> {
   const opts: RunDom0Options = {};
+  let teardown = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--config' || a === '-c') opts.configPath = argv[++i];
     else if (a === '--netns') opts.netns = argv[++i];
+    else if (a === '--teardown') teardown = true;
     else if (a === '--help' || a === '-h') {
-      process.stdout.write(`usage: ipvisor-dom0 [--config FILE] (default ${DOM0_DEFAULT_CONFIG_PATH})\n`);
+      process.stdout.write(`usage: ipvisor-dom0 [--config FILE] [--teardown] (default config ${DOM0_DEFAULT_CONFIG_PATH})\n`);
       return 0;
     } else {
       process.stderr.write(`ipvisor-dom0: unknown argument '${a}'\n`);
@@ -63,6 +72,10 @@ export async function dom0Main(argv: string[]): Promise<number> {
     }
   }
   try {
+    if (teardown) {
+      for (const line of await teardownDom0(opts)) process.stdout.write(`${line}\n`);
+      return 0;
+    }
     await runDom0(opts);
     return 0;
   } catch (err) {
