@@ -5,5 +5,6 @@ export async function loadWatchers(): Promise<DaemonWatcher[]> {
   const watchers: DaemonWatcher[] = [];
   watchers.push((await import('./nft-monitor.js')).createNftMonitorWatcher());
   watchers.push((await import('../drivers/xapi/watcher.js')).createXapiWatcher());
+  watchers.push((await import('../guest/watcher.js')).createGuestPushWatcher());
   return watchers;
 }

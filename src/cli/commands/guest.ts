@@ -4,13 +4,15 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { invalid } from '../../model/errors.js';
+import type { Network, Vm } from '../../model/types.js';
 import { loadSnapshot } from '../../model/snapshot.js';
 import { networkDataForVm } from '../../guest/emit.js';
 import { normalizeMac, parseNetworkData } from '../../guest/parse.js';
 import type { PersistFormat } from '../../guest/push.js';
 import { GUEST_FORMATS, parseFormat, render } from '../../guest/render.js';
 import { pushVmNetwork } from '../../guest/vm-push.js';
-import { vmRef } from '../../service/resolve.js';
+import { networkRef, vmRef } from '../../service/resolve.js';
+import { GUEST_PUSH_DOC, setGuestAutoPush, type GuestPushRecord } from '../../guest/watcher.js';
 import { collect, runAction, type CommandContext } from '../context.js';
 
 /** --nic NAME=MAC (repeatable) -> MAC -> name. */
@@ -136,6 +138,26 @@ export function registerGuestCommands(program: Command): void {
           ? [`dry run: ${r.plan.os} via ${r.via}, persisted format ${r.plan.format}`, showFiles(r.plan.files), `==> apply (run live) <==\n${r.plan.applyScript}`, r.plan.rollbackScript ? `==> rollback (on failure) <==\n${r.plan.rollbackScript}` : ''].join('\n')
           : `pushed ${vm.name} via ${r.via}: ${Object.keys(r.plan.files).length} ${r.plan.format} file(s) written, applied live and verified`;
         return { json: { vm: vm.name, via: r.via, applied: r.applied, os: r.plan.os, format: r.plan.format, files: r.plan.files, applyScript: r.plan.applyScript, rollbackScript: r.plan.rollbackScript, interfaces: r.interfaces }, text };
+      }),
+    );
+
+  guest
+    .command('auto-push <on|off>')
+    .description('let `ipvisor serve` push the network into the guest whenever it changes (per VM or per network)')
+    .option('--vm <vm>', 'this VM (wins over its networks)')
+    .option('--network <network>', 'every VM with a VIF on this network')
+    .option('--socket <path>', "the VM's qemu-ga socket (default: libvirt agent channel / XAPI); 'none' to forget it")
+    .action(
+      runAction(async (ctx, state: string, o: { vm?: string; network?: string; socket?: string }) => {
+        if (state !== 'on' && state !== 'off') throw invalid('state', `'${state}' is not on or off`);
+        if (!!o.vm === !!o.network) throw invalid('vm', 'give exactly one of --vm VM or --network NETWORK');
+        if (o.socket !== undefined && !o.vm) throw invalid('socket', '--socket goes with --vm');
+        const store = await ctx.store();
+        const target: { vm: Vm } | { network: Network } = await store.transaction(async (tx) => (o.vm ? { vm: await vmRef(tx, o.vm) } : { network: await networkRef(tx, o.network!) }));
+        await setGuestAutoPush(store, target, state === 'on', ctx.actor, { socket: o.socket === 'none' ? null : o.socket });
+        const name = 'vm' in target ? `VM ${target.vm.name}` : `network ${target.network.name}`;
+        const last = 'vm' in target ? (await store.getDoc<GuestPushRecord>(GUEST_PUSH_DOC, target.vm.uuid))?.value ?? null : null;
+        return { json: { target: name, autoPush: state === 'on', lastPush: last }, text: `guest auto-push ${state} for ${name}` };
       }),
     );
 }

@@ -1,0 +1,79 @@
+// serve's guest auto-push: an opted-in VM's changed assignments reach the running stand-in guest
+// (real qemu-ga) without anyone running `guest push`; VMs not opted in are left alone.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { createGuestPushWatcher, GUEST_PUSH_DOC, type GuestPushRecord } from '../../src/guest/watcher.js';
+import { openStore } from '../../src/store/open.js';
+import type { Store } from '../../src/store/store.js';
+import { cli, tempDb } from '../support/cli.js';
+import { standinUnavailable, startStandinGuest, type StandinGuest } from './standin.js';
+
+const MAC = '52:54:00:aa:bb:02';
+
+describe('guest auto-push watcher', { skip: standinUnavailable() ?? false }, () => {
+  const { db, cleanup } = tempDb();
+  let g: StandinGuest;
+  let store: Store;
+  const abort = new AbortController();
+  const watcher = createGuestPushWatcher({ intervalMs: 100, retryMs: 200, guardSeconds: 30 });
+  const logs: string[] = [];
+
+  const ok = async (...a: string[]) => {
+    const r = await cli(db, ...a);
+    assert.equal(r.code, 0, `${a.join(' ')}: ${r.stderr}`);
+    return r;
+  };
+  const addrs = async () => {
+    const [a] = JSON.parse(await g.ip('-j', 'addr', 'show', 'dev', 'eth0')) as any[];
+    return a.addr_info.filter((i: any) => i.scope === 'global').map((i: any) => `${i.local}/${i.prefixlen}`).sort();
+  };
+  const until = async (what: string, fn: () => Promise<boolean>) => {
+    const deadline = Date.now() + 15_000;
+    while (!(await fn())) {
+      if (Date.now() > deadline) assert.fail(`${what} did not happen; log:\n${logs.join('\n')}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+
+  before(async () => {
+    g = await startStandinGuest(MAC);
+    await g.ip('addr', 'add', '198.51.100.10/24', 'dev', 'eth0');
+    await ok('network', 'create', 'lan', '--subnet', '203.0.113.0/24,gateway=203.0.113.1', '--mtu', '1450');
+    await ok('pool', 'create', 'lan4', '--network', 'lan', '--cidr', '203.0.113.0/24');
+    await ok('vm', 'add', 'web1');
+    await ok('vif', 'add', 'web1', '--network', 'lan', '--mac', MAC);
+    store = await openStore(db);
+    await watcher.start({ store, actor: 'serve', requestReconcile: () => undefined, log: (m) => logs.push(m), signal: abort.signal });
+  });
+  after(async () => {
+    abort.abort();
+    await watcher.stop();
+    await store?.close();
+    await g?.stop();
+    cleanup();
+  });
+
+  test('not opted in: nothing is pushed', async () => {
+    await ok('ip', 'allocate', '--vif', 'web1:0', '--address', '203.0.113.5');
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(await addrs(), ['198.51.100.10/24']);
+    assert.equal(await store.getDoc(GUEST_PUSH_DOC, (await store.findVmByName('web1'))!.uuid), undefined);
+  });
+
+  test('opted in per VM: the current addresses are pushed, then every change', async () => {
+    await ok('guest', 'auto-push', 'on', '--vm', 'web1', '--socket', g.socket);
+    await until('first auto-push', async () => JSON.stringify(await addrs()) === JSON.stringify(['203.0.113.5/24']));
+    await ok('ip', 'allocate', '--vif', 'web1:0', '--address', '203.0.113.6');
+    await until('second auto-push', async () => (await addrs()).includes('203.0.113.6/24'));
+    const rec = (await store.getDoc<GuestPushRecord>(GUEST_PUSH_DOC, (await store.findVmByName('web1'))!.uuid))!.value;
+    assert.equal(rec.ok, true);
+    assert.match(rec.via ?? '', /socket/);
+  });
+
+  test('opted out again: changes stay in the store', async () => {
+    await ok('guest', 'auto-push', 'off', '--vm', 'web1');
+    await ok('ip', 'release', '203.0.113.6');
+    await new Promise((r) => setTimeout(r, 500));
+    assert.ok((await addrs()).includes('203.0.113.6/24'));
+  });
+});
