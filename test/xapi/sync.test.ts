@@ -134,6 +134,22 @@ test('deleting a VIF or VM in XAPI releases its addresses (audit-logged, actor s
     assert.equal((await store.listAssignments({ address: '10.99.0.10' })).length, 0);
     const rel = (await store.listEvents({ limit: 200 })).find((e) => e.action === 'release' && e.objectName === '10.99.0.10');
     assert.equal(rel?.actor, 'sync');
+    // A device number freed and reused within one batch (delete + hot-plug) syncs cleanly.
+    const dev2 = sim.refByUuid('VIF', sim.record('VIF', newVif).uuid);
+    sim.deleteVif(dev2);
+    const reused = sim.addVif('web-01', 'sspn-internal', { MAC: '02:11:22:33:44:66' });
+    assert.equal(sim.record('VIF', reused).device, '1');
+    step = await syncer.step(2);
+    assert.deepEqual(step.report?.errors, []);
+    assert.equal((await store.getVif(sim.record('VIF', reused).uuid))?.device, 1);
+    const oldUuid = sim.record('VIF', reused).uuid as string;
+    sim.deleteVif(reused);
+    const again = sim.addVif('web-01', 'sspn-internal', { MAC: '02:11:22:33:44:77' });
+    assert.equal(sim.record('VIF', again).device, '1');
+    step = await syncer.step(2);
+    assert.deepEqual(step.report?.errors, []);
+    assert.equal(await store.getVif(oldUuid), undefined);
+    assert.equal((await store.getVif(sim.record('VIF', again).uuid))?.mac, '02:11:22:33:44:77');
     // EVENTS_LOST: the next step resyncs from scratch (and sees a deletion that happened meanwhile).
     sim.loseEvents();
     sim.deleteVm('db-01');
@@ -167,4 +183,12 @@ test('import vif-ip-binder writes the binder config and a private password file'
   assert.equal(r.code, 2);
   assert.match(r.stderr, /file: .* is not a vif-ip-binder\.json/);
   assert.ok(!existsSync(join(dir, 'x.json')));
+});
+
+test('xapi dom0 refuses a bad configuration with the field named (exit 2)', async () => {
+  const bad = join(dirname(db), 'bad-dom0.json');
+  writeFileSync(bad, JSON.stringify({ xapi: { passwordFile: pw }, bindings: [{ vm: 'fw', network: 'sspn', addresses: ['10.0.0.1'] }] }), { mode: 0o600 });
+  const r = await cli(db, 'xapi', 'dom0', '--config', bad, '--json');
+  assert.equal(r.code, 2);
+  assert.equal(r.error?.field, 'bindings[0].addresses[0]');
 });

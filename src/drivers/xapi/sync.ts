@@ -145,6 +145,28 @@ export async function applyInventory(store: Store, conn: XapiConnection, inv: In
   };
   const mine = (o: { extra: Record<string, unknown> }): boolean => xapiExtra(o)?.connection === conn.name;
 
+  const storeVmNames = new Map((await store.listVms()).map((v) => [v.uuid, v.name]));
+  const vmNameOf = (uuid: string): string => storeVmNames.get(uuid) ?? uuid;
+  // Deletions first (only objects this connection created, gone from XAPI), so a device number or
+  // name freed in the same batch can be taken by a new object.
+  const invVifs = new Set(inv.vifs.map((v) => v.uuid));
+  const invVms = new Set(inv.vms.map((v) => v.uuid));
+  for (const vif of await store.listVifs()) {
+    if (!mine(vif) || invVifs.has(vif.uuid)) continue;
+    await attempt(`vif ${vmNameOf(vif.vmUuid)}:${vif.device}`, async () => {
+      const res = await deleteVif(store, vif.uuid, actor);
+      report.released.push(...res.released);
+      report.deleted.push(`vif ${vmNameOf(vif.vmUuid)}:${vif.device}`);
+    });
+  }
+  for (const vm of await store.listVms()) {
+    if (!mine(vm) || invVms.has(vm.uuid)) continue;
+    await attempt(`vm ${vm.name}`, async () => {
+      const res = await deleteVm(store, vm.uuid, actor);
+      report.released.push(...res.released);
+      report.deleted.push(`vm ${vm.name}`);
+    });
+  }
   // Networks
   const networks = await store.listNetworks();
   const netNames = new Set(networks.map((n) => n.name));
@@ -229,26 +251,7 @@ export async function applyInventory(store: Store, conn: XapiConnection, inv: In
     }
   }
 
-  // Deletions: only objects this connection created, gone from XAPI.
-  const invVifs = new Set(inv.vifs.map((v) => v.uuid));
-  const invVms = new Set(inv.vms.map((v) => v.uuid));
   const invNets = new Set(inv.networks.map((n) => n.uuid));
-  for (const vif of await store.listVifs()) {
-    if (!mine(vif) || invVifs.has(vif.uuid)) continue;
-    await attempt(`vif ${vmName(vif.vmUuid)}:${vif.device}`, async () => {
-      const res = await deleteVif(store, vif.uuid, actor);
-      report.released.push(...res.released);
-      report.deleted.push(`vif ${vmName(vif.vmUuid)}:${vif.device}`);
-    });
-  }
-  for (const vm of await store.listVms()) {
-    if (!mine(vm) || invVms.has(vm.uuid)) continue;
-    await attempt(`vm ${vm.name}`, async () => {
-      const res = await deleteVm(store, vm.uuid, actor);
-      report.released.push(...res.released);
-      report.deleted.push(`vm ${vm.name}`);
-    });
-  }
   for (const n of await store.listNetworks()) {
     if (!mine(n) || invNets.has(n.uuid)) continue;
     await attempt(`network ${n.name}`, async () => {
