@@ -117,6 +117,8 @@ test('real libvirtd: hooks, managed network, DHCP reservation, anti-spoofing, ro
   const routedFile = join(work, 'routed-ips');
   writeFileSync(routedFile, `# libvirt-nethook-helper format\n${ROUTED} lvt ${VM}:0\n${UNBOUND_ROUTED}   lvt   # not bound to a VIF\n`);
   await cliOk('import', 'routed-ips', routedFile, '--no-apply');
+  const plan = await cliOk('plan');
+  assert.match(plan, new RegExp(`\\+ route.*${ROUTED.replace(/\./g, '\\.')}`), `the imported routed IP shows up in plan:\n${plan}`);
 
   // 5. Start the guest: hooks bind the tap and enforce.
   await h.virsh('start', VM);
@@ -171,6 +173,14 @@ test('real libvirtd: hooks, managed network, DHCP reservation, anti-spoofing, ro
   };
   const spoofIp = guestIp.replace(/\.\d+$/, '.99');
   await t.test('before restart', () => checks('before restart'));
+  await t.test('control: with the VIF unlocked the same spoofed packet passes', async () => {
+    await cliOk('vif', 'set', `${VM}:0`, '--locking', 'unlocked');
+    await cliOk('apply');
+    const spoof = await guest(guestIp, `ping -c 2 -W 2 -I ${spoofIp} ${gw} >/dev/null && echo SPOOF-PASSED || echo SPOOF-DROPPED`);
+    assert.match(spoof, /SPOOF-PASSED/);
+    await cliOk('vif', 'set', `${VM}:0`, '--locking', 'network_default');
+    await cliOk('apply');
+  });
 
   // 8. libvirtd restart: port-created replayed, reconnect per domain, libvirt rewrites its chains.
   const before = hooks().length;
