@@ -41,7 +41,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
         again = false;
         for (const e of enforcers) {
           try {
-            const changes: PlanChange[] = await e.apply({ store: opts.store, actor, dryRun: false, log: opts.log });
+            const changes: PlanChange[] = await e.apply({ store: opts.store, actor, dryRun: false, log: opts.log, reason });
             if (changes.length) {
               opts.log(`${e.name}: repaired ${changes.length} change(s) (${reason}): ${changes.slice(0, 5).map(formatPlanChange).join('; ')}${changes.length > 5 ? '; ...' : ''}`);
             }

@@ -6,5 +6,6 @@ export async function loadWatchers(): Promise<DaemonWatcher[]> {
   watchers.push((await import('./nft-monitor.js')).createNftMonitorWatcher());
   watchers.push((await import('../drivers/xapi/watcher.js')).createXapiWatcher());
   watchers.push((await import('../guest/watcher.js')).createGuestPushWatcher());
+  watchers.push((await import('../drivers/libvirt/watcher.js')).createLibvirtWatcher());
   return watchers;
 }

@@ -17,6 +17,8 @@ export interface EnforcerContext {
   actor: string;
   dryRun: boolean;
   log(msg: string): void;
+  /** Why this run happens (serve: 'start', 'periodic', a watcher's reason). Optional. */
+  reason?: string;
 }
 
 export interface Enforcer {

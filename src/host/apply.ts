@@ -15,7 +15,7 @@ import type { OwnedHostState } from './iproute2.js';
 import { applyL3Diff, diffL3, emptyOwnedState, observeLinks, revertL3 } from './iproute2.js';
 import { forwardPolicyDrops, syncForwardAccepts } from './iptables.js';
 import { withHostLock } from './lock.js';
-import { nftApply, nftListTables, nftObserve } from './nft.js';
+import { nftApply, nftListOwnChains, nftListTables, nftObserve } from './nft.js';
 import type { ObservedNft } from './nft.js';
 
 export const DOC_SETTING = 'host-setting';
@@ -31,6 +31,12 @@ export interface HostApplyOptions {
   log?: (msg: string) => void;
   /** Audit action for changes (default 'host.apply'; serve logs drift repairs as 'host.repair'). */
   auditAction?: string;
+  /**
+   * Periodic re-verify: when both tables exist with the current skeleton's chains, trust their
+   * elements (element and rule changes by others arrive as `nft monitor` events, which trigger a
+   * full verify) and check only addresses, routes and the rest. Saves ~1 s at 20,000 VIFs.
+   */
+  quick?: boolean;
 }
 
 type BridgeElements = NftElements['bridge'];
@@ -88,9 +94,18 @@ async function runFull(store: Store, opts: HostApplyOptions, runner: HostRunner)
   const changes: PlanChange[] = [];
 
   // nftables: one transaction for both tables.
-  const obs = await nftObserve(runner);
+  let families: NftFamily[] = ['bridge', 'inet'];
+  if (opts.quick) {
+    const chains = await nftListOwnChains(runner);
+    families = families.filter((f) => {
+      const want = Object.keys(expectedChains(f));
+      const have = chains[f] ?? [];
+      return !(have.length === want.length && want.every((c) => have.includes(c)));
+    });
+  }
+  const obs = await nftObserve(runner, families);
   let script = '';
-  for (const family of ['bridge', 'inet'] as NftFamily[]) {
+  for (const family of families) {
     if (!skeletonIntact(obs, family)) {
       const what = obs.tables[family].present ? '~' : '+';
       changes.push({ op: what, kind: 'nft-table', target: `${family} ${NFT_TABLE}`, detail: `${what === '~' ? 'rebuilt, ' : ''}${count(plan.nft, family)} set elements` });
@@ -129,7 +144,11 @@ async function runFull(store: Store, opts: HostApplyOptions, runner: HostRunner)
       }
     }
   }
-  if (!dryRun) await syncVifRecords(store, plan.vifs, plan.nft);
+  // the per-VIF records follow the elements; they only move when the nft state did (or on first use)
+  if (!dryRun && (script || !(await store.getDoc(DOC_CHANGE, 'vif-records')))) {
+    await syncVifRecords(store, plan.vifs, plan.nft);
+    await store.putDoc(DOC_CHANGE, 'vif-records', { syncedAt: new Date().toISOString() });
+  }
   for (const d of await forwardPolicyDrops(runner).catch(() => [])) {
     if (plan.routes.some((r) => r.family === d.family && r.dst !== 'default') || plan.nft.inet.nat_bridges.length) {
       plan.warnings.push(

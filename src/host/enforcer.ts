@@ -10,7 +10,7 @@ export const hostEnforcer: Enforcer = {
     return run.changes;
   },
   apply(ctx) {
-    return applyHost(ctx.store, { actor: ctx.actor, dryRun: ctx.dryRun, log: ctx.log, auditAction: ctx.actor === 'serve' ? 'host.repair' : 'host.apply' });
+    return applyHost(ctx.store, { actor: ctx.actor, dryRun: ctx.dryRun, log: ctx.log, auditAction: ctx.actor === 'serve' ? 'host.repair' : 'host.apply', quick: ctx.reason === 'periodic' });
   },
   status(ctx) {
     return hostStatus(ctx.store);

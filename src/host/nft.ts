@@ -24,11 +24,26 @@ export async function nftApply(runner: HostRunner, script: string): Promise<void
   await runner.run(['nft', '-f', '-'], { input: script });
 }
 
-/** Names of the tables that exist, as "family name". */
+/** Names of the tables that exist, as "family name". (Slow with big sets: nft 1.0.6 loads them.) */
 export async function nftListTables(runner: HostRunner): Promise<string[]> {
   const res = await runner.run(['nft', '-j', 'list', 'tables']);
   const doc = JSON.parse(res.stdout || '{"nftables":[]}') as { nftables: Array<Record<string, any>> };
   return doc.nftables.filter((o) => o.table).map((o) => `${o.table.family} ${o.table.name}`);
+}
+
+/**
+ * Chain names of ipvisor's tables, by family ("list chains" loads no set elements: ~3 ms at
+ * 20,000 VIFs, where "list tables" takes ~0.2 s). A family missing from the result has no table.
+ */
+export async function nftListOwnChains(runner: HostRunner): Promise<Partial<Record<NftFamily, string[]>>> {
+  const res = await runner.run(['nft', '-j', 'list', 'chains']);
+  const doc = JSON.parse(res.stdout || '{"nftables":[]}') as { nftables: Array<Record<string, any>> };
+  const out: Partial<Record<NftFamily, string[]>> = {};
+  for (const o of doc.nftables) {
+    if (!o.chain || o.chain.table !== NFT_TABLE || (o.chain.family !== 'bridge' && o.chain.family !== 'inet')) continue;
+    (out[o.chain.family as NftFamily] ??= []).push(o.chain.name);
+  }
+  return out;
 }
 
 type Json = any;
@@ -65,11 +80,11 @@ function elementTextTyped(e: Json, firstIsIfname: boolean): string {
 export async function nftObserve(runner: HostRunner, families: NftFamily[] = ['bridge', 'inet']): Promise<ObservedNft> {
   const tables = {} as Record<NftFamily, ObservedNftTable>;
   const elements = emptyElements();
-  const existing = new Set(await nftListTables(runner));
+  const existing = await nftListOwnChains(runner);
   for (const family of families) {
     const t: ObservedNftTable = { family, present: false, chains: {}, sets: [] };
     tables[family] = t;
-    if (!existing.has(`${family} ${NFT_TABLE}`)) continue;
+    if (!existing[family]) continue;
     const res = await runner.run(['nft', '-j', 'list', 'table', family, NFT_TABLE], { allowFail: true });
     if (res.code !== 0) continue;
     t.present = true;
