@@ -20,6 +20,7 @@ const NAME = 'e2e';
 const VM = 'ipv-e2e-vm1';
 const VM_UUID = '6d1f4a52-3c1e-4f7a-9d3b-0000000e2e01';
 const MAC = '52:54:00:e2:e0:01';
+const HOTPLUG_MAC = '52:54:00:e2:e0:02';
 const ROUTED = '198.51.100.10';
 const UNBOUND_ROUTED = '198.51.100.20';
 const UP_NS = `ipv-${NAME}-up`;
@@ -134,6 +135,34 @@ test('real libvirtd: hooks, managed network, DHCP reservation, anti-spoofing, ro
   }
   const nftHas = async (needle: string) => (await h!.nsExec(['nft', 'list', 'table', 'bridge', 'ipvisor'])).stdout.includes(needle);
   await waitFor('nft elements for the VIF', async () => (await nftHas(`"${tap}" . ${guestIp}`)) && (await nftHas(`"${tap}" . ${ROUTED}`)));
+
+  // 5b. Hot-plug fires only port-created (no tap name): serve's libvirt watcher binds the tap.
+  await t.test('hot-plugged interface bound by the event watcher', async () => {
+    const { createLibvirtWatcher } = await import('../../src/drivers/libvirt/watcher.js');
+    const ws = await openStore(db);
+    const ac = new AbortController();
+    const reasons: string[] = [];
+    const w = createLibvirtWatcher({ pollMs: 3_600_000 });
+    try {
+      await w.start({ store: ws, actor: 'serve', requestReconcile: (r) => reasons.push(r), log: () => undefined, signal: ac.signal });
+      await new Promise((r) => setTimeout(r, 800)); // connected; initial scan done
+      const mark = hooks().length;
+      await h!.virsh('attach-interface', VM, 'network', 'lvt', '--mac', HOTPLUG_MAC, '--model', 'virtio', '--live');
+      await waitFor('port-created for the hot-plugged NIC', () => hooks().slice(mark).includes('network lvt port-created begin -: port'));
+      assert.doesNotMatch(hooks().slice(mark), /qemu /, 'no qemu hook on hot-plug');
+      const bound = await waitFor('watcher binds the new tap', async () => {
+        const v = (await ws.listVifs(VM_UUID)).find((x) => x.mac === HOTPLUG_MAC);
+        return v?.ifname ? v : undefined;
+      }, 15_000);
+      assert.match(bound.ifname!, /^vnet\d+$/);
+      assert.notEqual(bound.ifname, tap);
+      assert.ok(reasons.some((r) => r.includes('tap(s) bound')), 'the watcher asked serve to reconcile');
+    } finally {
+      ac.abort();
+      await w.stop();
+      await ws.close();
+    }
+  });
 
   // 6. The guest got exactly its reserved address by DHCP.
   await waitFor('guest DHCP', () => existsSync(serialLog()) && /GUEST-READY/.test(readFileSync(serialLog(), 'utf8')), 60_000);

@@ -210,16 +210,3 @@ export async function forgetPort(tx: StoreTx, net: LibvirtNetworkInfo, port: Lib
   const vm = await tx.getVm(vif.vmUuid);
   return setIfname(tx, vif, vm?.name ?? owner, null, actor);
 }
-
-/** Binds a tap name learnt outside hooks (the event watcher, for hot-plugged interfaces). */
-export async function bindTap(tx: StoreTx, t: { domainUuid: string; domainName: string; mac: string; ifname: string; network: string | null; bridge: string | null; portid: string | null }, actor: string): Promise<Vif | undefined> {
-  const key = tapKey(t.domainUuid, t.mac);
-  const prev = (await tx.getDoc<TapDoc>(DOC_TAP, key))?.value;
-  if (!prev || prev.ifname !== t.ifname || !prev.running) await tx.putDoc(DOC_TAP, key, { ...t, running: true, updatedAt: now() });
-  const resolve = await networkResolver(tx);
-  const network = resolve(t.network, t.bridge);
-  if (!network) return undefined;
-  const vm = await ensureVm(tx, t.domainUuid, t.domainName, actor);
-  const vif = await ensureVif(tx, vm, network, t.mac, null, actor);
-  return setIfname(tx, vif, vm.name, t.ifname, actor);
-}
