@@ -31,6 +31,8 @@ export class XapiTransportError extends IpvisorError {
   }
 }
 
+class StaleSocketError extends XapiTransportError {}
+
 /** A float parameter: written with a fraction even when integral (older XAPI rejects `30`). */
 export class XapiFloat {
   constructor(readonly value: number) {}
@@ -192,7 +194,18 @@ export class XapiClient {
     this.agent?.destroy();
   }
 
-  private rpc(method: string, params: unknown[], timeoutMs?: number): Promise<unknown> {
+  private async rpc(method: string, params: unknown[], timeoutMs?: number): Promise<unknown> {
+    try {
+      return await this.rpcOnce(method, params, timeoutMs);
+    } catch (err) {
+      // A kept-alive socket the server closed while idle fails before the request reaches it: retry
+      // once on a fresh socket (Node's documented pattern; XAPI closes idle connections too).
+      if (err instanceof StaleSocketError) return this.rpcOnce(method, params, timeoutMs);
+      throw err;
+    }
+  }
+
+  private rpcOnce(method: string, params: unknown[], timeoutMs?: number): Promise<unknown> {
     const id = this.nextId++;
     const body = encodeRequest(id, method, params);
     const url = this.currentUrl;
@@ -241,7 +254,10 @@ export class XapiClient {
         },
       );
       req.setTimeout(timeout, () => req.destroy(new Error(`timed out after ${timeout} ms`)));
-      req.on('error', (e) => reject(e instanceof IpvisorError ? e : new XapiTransportError(`XAPI ${method}: ${redact(url)}: ${e.message}`, e)));
+      req.on('error', (e: NodeJS.ErrnoException) => {
+        if (req.reusedSocket && (e.code === 'ECONNRESET' || e.code === 'EPIPE')) reject(new StaleSocketError(`XAPI ${method}: ${e.message}`, e));
+        else reject(e instanceof IpvisorError ? e : new XapiTransportError(`XAPI ${method}: ${redact(url)}: ${e.message}`, e));
+      });
       req.end(body);
     });
   }

@@ -123,18 +123,26 @@ export function xapiExtra(o: { extra: Record<string, unknown> }): XapiExtra | un
 }
 
 /** A free name: the XAPI name, or with a stable suffix (the UUID's first 8 hex digits) when taken. */
-function chooseName(label: string, uuid: string, taken: (name: string) => boolean): string {
+async function chooseName(label: string, uuid: string, taken: (name: string) => Promise<boolean>): Promise<string> {
   const base = label.trim().replace(/^-+/, '').replace(/[\u0000-\u001f\u007f]/g, ' ').slice(0, 110) || uuid;
-  if (!taken(base)) return base;
+  if (!(await taken(base))) return base;
   const suffixed = `${base}~${uuid.slice(0, 8)}`;
-  return taken(suffixed) ? `${base}~${uuid}` : suffixed;
+  return (await taken(suffixed)) ? `${base}~${uuid}` : suffixed;
 }
 
 const sameJson = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
 
+/** Which objects a batch of events touched (UUIDs); `applyInventory` then looks at those only. */
+export interface InventoryScope {
+  networks: Set<string>;
+  vms: Set<string>;
+  vifs: Set<string>;
+}
+
 /** Writes the difference between the inventory and the store. Errors on one object are reported
- * and do not stop the others. */
-export async function applyInventory(store: Store, conn: XapiConnection, inv: Inventory, actor = SYNC_ACTOR): Promise<SyncReport> {
+ * and do not stop the others. With a scope, only the objects it names are compared (event batches);
+ * without, everything this connection created is (full sync). */
+export async function applyInventory(store: Store, conn: XapiConnection, inv: Inventory, actor = SYNC_ACTOR, scope?: InventoryScope): Promise<SyncReport> {
   const report: SyncReport = { connection: conn.name, created: [], updated: [], deleted: [], released: [], errors: [] };
   const attempt = async (what: string, fn: () => Promise<void>): Promise<void> => {
     try {
@@ -144,39 +152,65 @@ export async function applyInventory(store: Store, conn: XapiConnection, inv: In
     }
   };
   const mine = (o: { extra: Record<string, unknown> }): boolean => xapiExtra(o)?.connection === conn.name;
+  const inScope = (set: keyof InventoryScope, uuid: string): boolean => !scope || scope[set].has(uuid);
 
-  const storeVmNames = new Map((await store.listVms()).map((v) => [v.uuid, v.name]));
-  const vmNameOf = (uuid: string): string => storeVmNames.get(uuid) ?? uuid;
+  // Store lookups: everything prefetched for a full sync, one row at a time for an event batch.
+  const vmRows = new Map<string, Vm | undefined>();
+  const vifRows = new Map<string, Vif | undefined>();
+  const vmNames = new Set<string>();
+  if (!scope) {
+    for (const v of await store.listVms()) (vmRows.set(v.uuid, v), vmNames.add(v.name));
+    for (const v of await store.listVifs()) vifRows.set(v.uuid, v);
+  }
+  const getVmRow = async (uuid: string): Promise<Vm | undefined> => {
+    if (!vmRows.has(uuid)) vmRows.set(uuid, await store.getVm(uuid));
+    return vmRows.get(uuid);
+  };
+  const getVifRow = async (uuid: string): Promise<Vif | undefined> => {
+    if (!vifRows.has(uuid)) vifRows.set(uuid, await store.getVif(uuid));
+    return vifRows.get(uuid);
+  };
+  const vmNameTaken = async (name: string): Promise<boolean> => vmNames.has(name) || (!!scope && !!(await store.findVmByName(name)));
+  const vmNameOf = (uuid: string): string => vmRows.get(uuid)?.name ?? uuid;
+
   // Deletions first (only objects this connection created, gone from XAPI), so a device number or
   // name freed in the same batch can be taken by a new object.
   const invVifs = new Set(inv.vifs.map((v) => v.uuid));
   const invVms = new Set(inv.vms.map((v) => v.uuid));
-  for (const vif of await store.listVifs()) {
+  const candidates = async <T>(set: 'vifs' | 'vms', list: () => Promise<T[]>, get: (uuid: string) => Promise<T | undefined>): Promise<T[]> =>
+    scope ? ((await Promise.all([...scope[set]].map(get))).filter(Boolean) as T[]) : list();
+  for (const vif of await candidates('vifs', () => store.listVifs(), getVifRow)) {
     if (!mine(vif) || invVifs.has(vif.uuid)) continue;
+    await getVmRow(vif.vmUuid);
     await attempt(`vif ${vmNameOf(vif.vmUuid)}:${vif.device}`, async () => {
       const res = await deleteVif(store, vif.uuid, actor);
       report.released.push(...res.released);
       report.deleted.push(`vif ${vmNameOf(vif.vmUuid)}:${vif.device}`);
+      vifRows.set(vif.uuid, undefined);
     });
   }
-  for (const vm of await store.listVms()) {
+  for (const vm of await candidates('vms', () => store.listVms(), getVmRow)) {
     if (!mine(vm) || invVms.has(vm.uuid)) continue;
     await attempt(`vm ${vm.name}`, async () => {
       const res = await deleteVm(store, vm.uuid, actor);
       report.released.push(...res.released);
       report.deleted.push(`vm ${vm.name}`);
+      vmNames.delete(vm.name);
+      vmRows.set(vm.uuid, undefined);
     });
   }
-  // Networks
+
+  // Networks (few: always listed)
   const networks = await store.listNetworks();
   const netNames = new Set(networks.map((n) => n.name));
   const byUuid = new Map(networks.map((n) => [n.uuid, n]));
   for (const n of inv.networks) {
+    if (!inScope('networks', n.uuid)) continue;
     const extra = { xapi: { connection: conn.name, uuid: n.uuid, ref: n.ref, pool: inv.poolUuid, bridge: n.bridge } satisfies XapiExtra };
     const existing = byUuid.get(n.uuid);
     if (!existing) {
       await attempt(`network ${n.nameLabel}`, async () => {
-        const name = chooseName(n.nameLabel, n.uuid, (x) => netNames.has(x));
+        const name = await chooseName(n.nameLabel, n.uuid, async (x) => netNames.has(x));
         const input = { uuid: n.uuid, name, driver: 'xapi', bridge: n.bridge, mode: n.mode, defaultLocking: n.defaultLocking, extra };
         let created: Network;
         try {
@@ -199,28 +233,30 @@ export async function applyInventory(store: Store, conn: XapiConnection, inv: In
   }
 
   // VMs
-  const vms = await store.listVms();
-  const vmNames = new Set(vms.map((v) => v.name));
-  const vmByUuid = new Map(vms.map((v) => [v.uuid, v]));
   for (const v of inv.vms) {
+    if (!inScope('vms', v.uuid)) continue;
     const extra = { xapi: { connection: conn.name, ref: v.ref, powerState: v.powerState, residentOn: v.residentOn } satisfies XapiExtra };
-    const existing = vmByUuid.get(v.uuid);
+    const existing = await getVmRow(v.uuid);
     if (!existing) {
       await attempt(`vm ${v.nameLabel}`, async () => {
-        const name = chooseName(v.nameLabel, v.uuid, (x) => vmNames.has(x));
+        const name = await chooseName(v.nameLabel, v.uuid, vmNameTaken);
         const vm = await createVm(store, { uuid: v.uuid, name, host: conn.name, extra }, actor);
         vmNames.add(vm.name);
-        vmByUuid.set(vm.uuid, vm);
+        vmRows.set(vm.uuid, vm);
         report.created.push(`vm ${vm.name}`);
       });
     } else {
       // A rename in XAPI follows (unless the name is taken); the suffix of a collision is kept stable.
-      const wanted = existing.name === v.nameLabel || existing.name.startsWith(`${v.nameLabel}~`) ? existing.name : chooseName(v.nameLabel, v.uuid, (x) => vmNames.has(x) && x !== existing.name);
+      const wanted =
+        existing.name === v.nameLabel || existing.name.startsWith(`${v.nameLabel}~`)
+          ? existing.name
+          : await chooseName(v.nameLabel, v.uuid, async (x) => x !== existing.name && (await vmNameTaken(x)));
       if (wanted !== existing.name || !sameJson(xapiExtra(existing), extra.xapi)) {
         await attempt(`vm ${existing.name}`, async () => {
-          await setVm(store, existing.uuid, { name: wanted, extra }, actor);
+          const after = await setVm(store, existing.uuid, { name: wanted, extra }, actor);
           vmNames.delete(existing.name);
           vmNames.add(wanted);
+          vmRows.set(after.uuid, after);
           report.updated.push(`vm ${wanted}`);
         });
       }
@@ -228,14 +264,12 @@ export async function applyInventory(store: Store, conn: XapiConnection, inv: In
   }
 
   // VIFs
-  const vifs = await store.listVifs();
-  const vifByUuid = new Map(vifs.map((v) => [v.uuid, v]));
-  const vmName = (uuid: string): string => vmByUuid.get(uuid)?.name ?? uuid;
   for (const f of inv.vifs) {
-    if (!vmByUuid.has(f.vmUuid)) continue;
+    if (!inScope('vifs', f.uuid)) continue;
+    if (!(await getVmRow(f.vmUuid))) continue;
     const extra = { xapi: { connection: conn.name, ref: f.ref } satisfies XapiExtra };
-    const existing = vifByUuid.get(f.uuid);
-    const label = `vif ${vmName(f.vmUuid)}:${f.device}`;
+    const existing = await getVifRow(f.uuid);
+    const label = `vif ${vmNameOf(f.vmUuid)}:${f.device}`;
     if (!existing) {
       await attempt(label, async () => {
         await addVif(store, { uuid: f.uuid, vm: f.vmUuid, network: f.networkUuid, mac: f.mac, device: f.device, ifname: f.ifname, extra }, actor);
@@ -253,7 +287,7 @@ export async function applyInventory(store: Store, conn: XapiConnection, inv: In
 
   const invNets = new Set(inv.networks.map((n) => n.uuid));
   for (const n of await store.listNetworks()) {
-    if (!mine(n) || invNets.has(n.uuid)) continue;
+    if (!mine(n) || invNets.has(n.uuid) || !inScope('networks', n.uuid)) continue;
     await attempt(`network ${n.name}`, async () => {
       try {
         await deleteNetwork(store, n.uuid, {}, actor);
@@ -275,6 +309,33 @@ export async function applyInventory(store: Store, conn: XapiConnection, inv: In
 export function ownedBy(conn: string, objects: { vms: Vm[]; vifs: Vif[]; networks: Network[] }): { vms: Vm[]; vifs: Vif[]; networks: Network[] } {
   const f = <T extends { extra: Record<string, unknown> }>(xs: T[]): T[] => xs.filter((x) => xapiExtra(x)?.connection === conn);
   return { vms: f(objects.vms), vifs: f(objects.vifs), networks: f(objects.networks) };
+}
+
+/** The objects a batch touched: a VM change covers its VIFs (their ifname follows its domid); a
+ * host change (names in extra) means everything. */
+export function scopeOf(cache: XapiCache, changes: CacheChange[]): InventoryScope | 'all' | 'none' {
+  const scope: InventoryScope = { networks: new Set(), vms: new Set(), vifs: new Set() };
+  let any = false;
+  for (const c of changes) {
+    const rec = c.after ?? c.before;
+    const uuid = typeof rec?.uuid === 'string' ? rec.uuid : undefined;
+    if (c.cls === 'host') return 'all';
+    if (!uuid) {
+      if (c.cls === 'VM' || c.cls === 'VIF' || c.cls === 'network') return 'all'; // a del we never saw
+      continue;
+    }
+    if (c.cls === 'network') scope.networks.add(uuid);
+    else if (c.cls === 'VIF') scope.vifs.add(uuid);
+    else if (c.cls === 'VM') {
+      scope.vms.add(uuid);
+      for (const r of [...(Array.isArray(c.after?.VIFs) ? c.after!.VIFs : []), ...(Array.isArray(c.before?.VIFs) ? c.before!.VIFs : [])]) {
+        const v = cache.get('VIF', r);
+        if (typeof v?.uuid === 'string') scope.vifs.add(v.uuid);
+      }
+    } else continue;
+    any = true;
+  }
+  return any ? scope : 'none';
 }
 
 const RESYNC_CODES = new Set(['EVENTS_LOST', 'EVENT_FROM_TOKEN_PARSE_FAILURE', 'SESSION_INVALID']);
@@ -313,7 +374,8 @@ export class XapiPoolSync {
     }
     this.token = batch.token;
     const changes = this.cache.applyEvents(Array.isArray(batch.events) ? batch.events : []);
-    const relevant = changes.some((c) => c.cls === 'VM' || c.cls === 'VIF' || c.cls === 'network' || c.cls === 'host');
-    return { changes, report: relevant ? await applyInventory(this.store, this.conn, compileInventory(this.cache)) : null };
+    const scope = scopeOf(this.cache, changes);
+    if (scope === 'none') return { changes, report: null };
+    return { changes, report: await applyInventory(this.store, this.conn, compileInventory(this.cache), SYNC_ACTOR, scope === 'all' ? undefined : scope) };
   }
 }
