@@ -138,3 +138,13 @@ test('alternative wire name Class_message answers too', async () => {
   assert.equal(json.result.length, sim.table('VM').size);
   await c.logout();
 });
+
+test('network.set_default_locking_mode is refused with VIF_IN_USE while a VIF is attached', async () => {
+  const c = client();
+  const net = sim.refByName('network', 'sspn-internal');
+  await assert.rejects(c.call('network.set_default_locking_mode', net, 'disabled'), (e: unknown) => e instanceof XapiError && e.xapiCode === 'VIF_IN_USE' && e.params[0] === net);
+  const himn = sim.refByName('network', 'Host internal management network');
+  await c.call('network.set_default_locking_mode', himn, 'disabled');
+  assert.equal(sim.record('network', himn).default_locking_mode, 'disabled');
+  await c.logout();
+});

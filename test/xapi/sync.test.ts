@@ -150,6 +150,11 @@ test('deleting a VIF or VM in XAPI releases its addresses (audit-logged, actor s
     assert.deepEqual(step.report?.errors, []);
     assert.equal(await store.getVif(oldUuid), undefined);
     assert.equal((await store.getVif(sim.record('VIF', again).uuid))?.mac, '02:11:22:33:44:77');
+    // SESSION_INVALID (toolstack restart): log in again and resync from scratch.
+    sim.invalidateSessions();
+    step = await syncer.step(1);
+    assert.deepEqual(step.report?.errors, []);
+    assert.ok(client.session && sim.sessions.has(client.session));
     // EVENTS_LOST: the next step resyncs from scratch (and sees a deletion that happened meanwhile).
     sim.loseEvents();
     sim.deleteVm('db-01');

@@ -6,6 +6,7 @@
 // SESSION_INVALID, EVENTS_LOST, VIF_IN_USE, ADDRESS_VIOLATES_LOCKING_CONSTRAINT, VM_LACKS_FEATURE and
 // LICENCE_RESTRICTION. Test-control methods change the pool "from outside" (as Xen Orchestra would).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
@@ -40,6 +41,8 @@ export interface XapiSimOptions {
   /** Listen address and port (default 127.0.0.1, ephemeral); another 127.x address lets a member share the master's port. */
   host?: string;
   port?: number;
+  /** Serve HTTPS with this key and certificate (PEM), like a real pool master on 443. */
+  tls?: { key: string; cert: string };
   /** Also listen on this Unix socket path (dom0's local XAPI). */
   socketPath?: string;
   /** Called before a VM becomes Running (e.g. a test creates the VM's bridges here). */
@@ -123,7 +126,8 @@ export class XapiSim {
   // ----- lifecycle -----
 
   async start(): Promise<this> {
-    this.server = createServer((req, res) => void this.handle(req, res));
+    const handler = (req: IncomingMessage, res: ServerResponse): void => void this.handle(req, res);
+    this.server = this.opts.tls ? createHttpsServer({ key: this.opts.tls.key, cert: this.opts.tls.cert }, handler) : createServer(handler);
     const host = this.opts.host ?? '127.0.0.1';
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
@@ -132,7 +136,7 @@ export class XapiSim {
     const addr = this.server.address();
     if (addr === null || typeof addr === 'string') throw new Error('sim: no address');
     this.port = addr.port;
-    this.url = `http://${host}:${this.port}`;
+    this.url = `${this.opts.tls ? 'https' : 'http'}://${host}:${this.port}`;
     if (this.opts.socketPath) {
       this.socketServer = createServer((req, res) => void this.handle(req, res));
       await new Promise<void>((resolve) => this.socketServer!.listen(this.opts.socketPath, resolve));
