@@ -71,8 +71,13 @@ export async function hookMain(argv: string[], deps?: HookDeps): Promise<number>
     process.stderr.write('ipvisor hook: expected libvirt-network or libvirt-qemu\n');
     return 0;
   }
+  // performance.now() counts from process start: Node start-up and module loading show up too.
+  const tMain = performance.now();
   const xml = await readStdin();
-  const res = await runLibvirtHook(inv.kind, inv.args, xml, deps ?? defaultHookDeps(inv));
+  const tStdin = performance.now();
+  const d = deps ?? defaultHookDeps(inv);
+  const res = await runLibvirtHook(inv.kind, inv.args, xml, d);
+  if (process.env.IPVISOR_HOOK_TIMING) d.log(`timing: start-up+load ${tMain.toFixed(1)} ms, stdin ${(tStdin - tMain).toFixed(1)} ms, hook ${(performance.now() - tStdin).toFixed(1)} ms`);
   if (res.code !== 0 && res.refusal) process.stderr.write(res.refusal + '\n');
   return res.code;
 }

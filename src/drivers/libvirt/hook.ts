@@ -84,7 +84,9 @@ export async function runLibvirtHook(kind: HookKind, argv: string[], xml: string
   }
   let store: Store | undefined;
   try {
+    const t = process.env.IPVISOR_HOOK_TIMING ? performance.now() : 0;
     store = await deps.openStore();
+    if (t) deps.log(`timing: store open ${(performance.now() - t).toFixed(1)} ms`);
     return kind === 'network' ? await networkHook(store, args, xml, deps, actor, what) : await qemuHook(store, args, xml, deps, actor, what);
   } catch (err) {
     deps.log(`${what}: error: ${err instanceof Error ? err.message : String(err)}; exit 0 so libvirt goes on`);
@@ -96,7 +98,9 @@ export async function runLibvirtHook(kind: HookKind, argv: string[], xml: string
 
 async function applySafely(store: Store, scope: ApplyScope, deps: HookDeps, actor: string, what: string): Promise<void> {
   try {
+    const t = process.env.IPVISOR_HOOK_TIMING ? performance.now() : 0;
     await deps.apply(store, scope, actor);
+    if (t) deps.log(`timing: apply ${(performance.now() - t).toFixed(1)} ms`);
   } catch (err) {
     deps.log(`${what}: host apply for ${JSON.stringify(scope)} failed: ${err instanceof Error ? err.message : String(err)}`);
   }

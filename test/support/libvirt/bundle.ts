@@ -20,6 +20,7 @@ export async function buildHookBundle(): Promise<string> {
     outfile,
     external: ['better-sqlite3'],
     banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+    minify: true,
     logLevel: 'error',
   });
   return outfile;

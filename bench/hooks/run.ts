@@ -1,0 +1,114 @@
+// Wall time of one libvirt hook call as libvirt makes it: a fresh process (Node start-up included),
+// argv + XML on stdin, the environment libvirt gives hooks (LC_ALL, PATH, HOME), inside a network
+// namespace this benchmark creates (so the nft/ip work is real but touches nothing else).
+// Two operations: `network port-created` (libvirtd restart replay: the tap is known, the VIF is
+// re-applied) and `qemu started` (tap recorded and applied). Side by side: the Node start-up floor,
+// a shell hook that only drains stdin (what the reference logging hook does), and the same hook run
+// unbundled through tsx (why the hook has its own bundled entry).
+//   node --import tsx bench/hooks/run.ts [iterations]
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openStore } from '../../src/store/open.js';
+import { createNetwork } from '../../src/service/networks.js';
+import { createVm, addVif } from '../../src/service/vms.js';
+import { createPool } from '../../src/service/pools.js';
+import { allocate } from '../../src/service/ip.js';
+import { packageRoot } from '../../src/drivers/libvirt/install.js';
+import { pathToFileURL } from 'node:url';
+import { buildHookBundle } from '../../test/support/libvirt/bundle.js';
+
+const N = Number(process.argv[2] ?? 40);
+const NS = 'ipv-bench-hooks';
+const root = packageRoot();
+const FIX = join(root, 'test', 'libvirt', 'fixtures');
+const DOM = '3aaa57e8-1e22-4bff-9586-6a05259a2f80';
+const PORT = '719654f5-613c-4b78-9995-53b7660e6ee5';
+
+function fixture(name: string, tap = 'vnet2'): string {
+  return readFileSync(join(FIX, name), 'utf8')
+    .replaceAll('8c2a3b9e-0000-4000-8000-00000000d001', DOM)
+    .replace(/portid='[0-9a-f-]+'/g, `portid='${PORT}'`)
+    .replace(/<target dev='vnet\d+'\/>/g, `<target dev='${tap}'/>`);
+}
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
+}
+
+const libvirtEnv = (extra: NodeJS.ProcessEnv = {}) => ({ LC_ALL: 'C', PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root', ...extra });
+
+function time(argv: string[], input: string, env: NodeJS.ProcessEnv): number {
+  const t = process.hrtime.bigint();
+  const r = spawnSync('ip', ['netns', 'exec', NS, ...argv], { input, env, stdio: ['pipe', 'pipe', 'pipe'] });
+  const ms = Number(process.hrtime.bigint() - t) / 1e6;
+  if (r.status !== 0) throw new Error(`${argv.join(' ')}: exit ${r.status}: ${r.stderr}`);
+  if (r.stdout.length) throw new Error(`${argv.join(' ')} printed on stdout: ${r.stdout}`);
+  return ms;
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) {
+    console.log('bench/hooks: needs root (network namespace); skipped');
+    return;
+  }
+  const work = mkdtempSync(join(tmpdir(), 'ipv-bench-hooks-'));
+  const db = join(work, 'ipvisor.db');
+  const log = join(work, 'hooks.log');
+  spawnSync('ip', ['netns', 'del', NS]);
+  execFileSync('ip', ['netns', 'add', NS]);
+  try {
+    const store = await openStore(db);
+    const net = await createNetwork(store, { name: 'lvnat', driver: 'libvirt', mode: 'nat', bridge: 'virbrT0', subnets: ['192.168.100.0/24,gateway=192.168.100.1'], extra: { libvirtName: 'lvnat', libvirtUuid: 'fb2da05d-7e6c-41e1-bd0b-a277dd20526e' } }, 'bench');
+    await createPool(store, { name: 'lvnat-v4', network: net.uuid, ranges: ['192.168.100.2-192.168.100.127'] }, 'bench');
+    await createVm(store, { name: 'lvdom1', uuid: DOM }, 'bench');
+    await addVif(store, { vm: 'lvdom1', network: 'lvnat', mac: '52:54:00:12:34:56', device: 0, ifname: 'vnet2' }, 'bench');
+    await allocate(store, { vif: 'lvdom1:0' }, 'bench');
+    await store.close();
+
+    const bundle = await buildHookBundle();
+    const node = process.execPath;
+    const env = libvirtEnv({ IPVISOR_RUN_DIR: join(work, 'run') });
+    const hook = (kind: string, entry: string, nodeArgs: string[] = []) => [node, ...nodeArgs, entry, `libvirt-${kind}`, '--db', db, '--log', log, '--'];
+    const shellHook = join(work, 'drain.sh');
+    writeFileSync(shellHook, '#!/bin/sh\ncat >/dev/null\nexit 0\n');
+    chmodSync(shellHook, 0o755);
+    const src = { nodeArgs: ['--import', pathToFileURL(join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href] };
+    const srcEntry = join(root, 'src', 'drivers', 'libvirt', 'hook-main.ts');
+
+    // Seed: first started creates ipvisor's nft tables (full apply); then record the tap for port-created.
+    time([...hook('qemu', bundle), 'lvdom1', 'started', 'begin', '-'], fixture('qemu-lvdom1-started-begin.xml', 'vnet2'), env);
+    time([...hook('qemu', bundle), 'lvdom1', 'started', 'begin', '-'], fixture('qemu-lvdom1-started-begin.xml', 'vnet3'), env);
+
+    const rows: Array<[string, number[]]> = [];
+    const measure = (label: string, fn: (i: number) => number) => {
+      const xs: number[] = [];
+      for (let i = 0; i < N; i++) xs.push(fn(i));
+      rows.push([label, xs]);
+    };
+    measure('node -e 0 (start-up floor)', () => time([node, '-e', '0'], '', env));
+    measure('sh hook draining stdin (reference loghook)', () => time([shellHook, 'lvnat', 'port-created', 'begin', '-'], fixture('network-lvnat-port-created-begin.xml'), env));
+    measure('ipvisor port-created (bundle)', () => time([...hook('network', bundle), 'lvnat', 'port-created', 'begin', '-'], fixture('network-lvnat-port-created-begin.xml'), env));
+    // Alternate the tap so that every started call records a change and applies it.
+    measure('ipvisor started (bundle)', (i) => time([...hook('qemu', bundle), 'lvdom1', 'started', 'begin', '-'], fixture('qemu-lvdom1-started-begin.xml', i % 2 ? 'vnet3' : 'vnet2'), env));
+    const M = Math.max(5, Math.floor(N / 4));
+    const xsSrc: number[] = [];
+    for (let i = 0; i < M; i++) xsSrc.push(time([...hook('qemu', srcEntry, src.nodeArgs), 'lvdom1', 'started', 'begin', '-'], fixture('qemu-lvdom1-started-begin.xml', i % 2 ? 'vnet2' : 'vnet3'), env));
+    rows.push(['ipvisor started (unbundled, tsx)', xsSrc]);
+
+    const w = Math.max(...rows.map(([l]) => l.length));
+    console.log(`libvirt hook wall time, ${N} calls each (tsx: ${M}), Node ${process.version}, incl. 'ip netns exec' (~2 ms)`);
+    console.log(`${'hook'.padEnd(w)}  ${'p50 ms'.padStart(8)}  ${'p95 ms'.padStart(8)}`);
+    for (const [label, xs] of rows) console.log(`${label.padEnd(w)}  ${percentile(xs, 50).toFixed(1).padStart(8)}  ${percentile(xs, 95).toFixed(1).padStart(8)}`);
+    const logText = readFileSync(log, 'utf8');
+    const errors = logText.split('\n').filter((l) => /error|failed/.test(l));
+    if (errors.length) console.log(`hook log reported problems:\n${errors.slice(0, 5).join('\n')}`);
+  } finally {
+    spawnSync('ip', ['netns', 'del', NS]);
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+await main();
