@@ -1,0 +1,140 @@
+// Pure parts of the libvirt driver: subnet picking and clash detection, DHCP reservation diffs,
+// the routed-ips file, hook script install/uninstall, event-stream lines.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { addrsToUsed, findClash, pickFreeIpv4Subnet, pickUla64, routesToUsed, splitIpv4Subnet } from '../../src/drivers/libvirt/subnets.js';
+import { desiredDhcpHosts, diffDhcpHosts } from '../../src/drivers/libvirt/network.js';
+import { parseRoutedIps } from '../../src/drivers/libvirt/routed-import.js';
+import { HOOK_MARKER, installHooks, renderHookScript, uninstallHooks } from '../../src/drivers/libvirt/install.js';
+import { domainNeedingScan } from '../../src/drivers/libvirt/watcher.js';
+import { IpvisorError } from '../../src/model/errors.js';
+import type { Network } from '../../src/model/types.js';
+
+test('auto subnet: a private /24 that overlaps no route, address or network', () => {
+  const used = [
+    { cidr: '10.0.0.0/8', what: 'route 10.0.0.0/8' },
+    { cidr: '172.16.0.0/12', what: 'route 172.16.0.0/12' },
+    { cidr: '192.168.0.0/17', what: 'address' },
+  ];
+  for (let i = 0; i < 50; i++) {
+    const s = pickFreeIpv4Subnet(used)!;
+    assert.match(s, /^192\.168\.(12[89]|1[3-9]\d|2\d\d)\.0\/24$/);
+    assert.equal(findClash(s, used), undefined);
+  }
+  // Deterministic with an injected random source; falls back to a scan when probes keep hitting.
+  assert.equal(pickFreeIpv4Subnet([], { random: () => 0 }), '10.0.0.0/24');
+  const almostFull = [{ cidr: '10.0.0.0/8', what: 'x' }, { cidr: '172.16.0.0/12', what: 'x' }, { cidr: '192.168.0.0/17', what: 'x' }, { cidr: '192.168.128.0/18', what: 'x' }, { cidr: '192.168.192.0/19', what: 'x' }, { cidr: '192.168.224.0/20', what: 'x' }, { cidr: '192.168.240.0/21', what: 'x' }, { cidr: '192.168.248.0/22', what: 'x' }, { cidr: '192.168.252.0/23', what: 'x' }, { cidr: '192.168.254.0/24', what: 'x' }];
+  assert.equal(pickFreeIpv4Subnet(almostFull, { random: () => 0 }), '192.168.255.0/24');
+  assert.equal(pickFreeIpv4Subnet([...almostFull, { cidr: '192.168.255.0/24', what: 'x' }]), undefined);
+});
+
+test('ULA /64: fd00::/8 with a random 40-bit global ID, avoiding used prefixes', () => {
+  const u = pickUla64([]);
+  assert.match(u, /^fd[0-9a-f]{2}:[0-9a-f]{1,4}:[0-9a-f]{1,4}:[0-9a-f]{1,4}::\/64$/);
+  let n = 0;
+  const seq = () => Buffer.from([0, 0, 0, 0, 0, 0, n++]);
+  assert.equal(pickUla64([{ cidr: 'fd00::/64', what: 'x' }], seq), 'fd00:0:0:1::/64');
+});
+
+test('clash detection reads ip -j route/addr output and skips default, local, link-local', () => {
+  const routes4 = JSON.stringify([
+    { dst: 'default', gateway: '192.0.2.1', dev: 'eth0' },
+    { dst: '192.0.2.0/24', dev: 'eth0', protocol: 'kernel' },
+    { type: 'local', dst: '192.0.2.10', table: 'local', dev: 'eth0' },
+    { type: 'broadcast', dst: '192.0.2.255', table: 'local', dev: 'eth0' },
+    { dst: '10.20.0.0/16', dev: 'virbr9' },
+  ]);
+  const used = routesToUsed(4, routes4);
+  assert.deepEqual(used.map((u) => u.cidr), ['192.0.2.0/24', '10.20.0.0/16']);
+  assert.deepEqual(routesToUsed(4, routes4, 'virbr9').map((u) => u.cidr), ['192.0.2.0/24']);
+  const routes6 = JSON.stringify([{ dst: 'fe80::/64', dev: 'eth0' }, { dst: '2001:db8::/64', dev: 'eth0' }, { type: 'multicast', dst: 'ff00::/8', dev: 'eth0' }]);
+  assert.deepEqual(routesToUsed(6, routes6).map((u) => u.cidr), ['2001:db8::/64']);
+  const addrs = JSON.stringify([{ ifname: 'lo', addr_info: [{ family: 'inet', local: '127.0.0.1', prefixlen: 8, scope: 'host' }] }, { ifname: 'eth0', addr_info: [{ family: 'inet', local: '198.51.100.7', prefixlen: 25, scope: 'global' }, { family: 'inet6', local: 'fe80::1', prefixlen: 64, scope: 'link' }] }]);
+  assert.deepEqual(addrsToUsed(addrs), [{ cidr: '198.51.100.0/25', what: 'address 198.51.100.7/25 on eth0' }]);
+  assert.equal(findClash('10.20.5.0/24', used)?.what, 'route 10.20.0.0/16 dev virbr9');
+  assert.equal(findClash('10.21.0.0/24', used), undefined);
+  assert.equal(routesToUsed(4, 'not json').length, 0);
+});
+
+test('IPv4 split: gateway .1, pool in the lower half, DHCP in the upper half', () => {
+  assert.deepEqual(splitIpv4Subnet('10.1.2.0/24'), { gateway: '10.1.2.1', prefix: 24, pool: { first: '10.1.2.1', last: '10.1.2.127' }, dhcp: { start: '10.1.2.128', end: '10.1.2.254' } });
+  assert.deepEqual(splitIpv4Subnet('10.1.0.0/22', '10.1.3.254').dhcp, { start: '10.1.2.0', end: '10.1.3.254' });
+  assert.throws(() => splitIpv4Subnet('10.1.2.0/30'), /too small/);
+});
+
+const net = { uuid: 'n1', subnets: [{ cidr: '10.1.2.0/24', family: 4, gateway: '10.1.2.1' }, { cidr: 'fd00:1::/64', family: 6, gateway: null }] } as unknown as Network;
+
+test('DHCP reservations: one per VIF (its primary IPv4), diff touches only what ipvisor owns', () => {
+  const vifs = [{ uuid: 'v1', mac: '52:54:00:00:00:01', name: 'a' }, { uuid: 'v2', mac: '52:54:00:00:00:02', name: 'b' }, { uuid: 'v3', mac: '52:54:00:00:00:03', name: 'c' }];
+  const as = [
+    { vifUuid: 'v1', family: 4, address: '10.1.2.20', kind: 'additional', createdAt: '2' },
+    { vifUuid: 'v1', family: 4, address: '10.1.2.10', kind: 'primary', createdAt: '1' },
+    { vifUuid: 'v1', family: 6, address: 'fd00:1::5054:ff:fe00:1', kind: 'primary', createdAt: '1' },
+    { vifUuid: 'v2', family: 4, address: '10.1.2.11', kind: 'primary', createdAt: '1' },
+    { vifUuid: 'v3', family: 4, address: '203.0.113.5', kind: 'routed', createdAt: '1' },
+  ];
+  const desired = desiredDhcpHosts(net, vifs, as);
+  assert.deepEqual(desired, [{ mac: '52:54:00:00:00:01', ip: '10.1.2.10', name: 'a' }, { mac: '52:54:00:00:00:02', ip: '10.1.2.11', name: 'b' }]);
+  const current = [
+    { mac: '52:54:00:00:00:01', ip: '10.1.2.10' }, // right already
+    { mac: '52:54:00:00:00:02', ip: '10.1.2.99' }, // wrong ip
+    { mac: '52:54:00:00:00:09', ip: '10.1.2.50' }, // the user's own: untouched
+    { mac: '52:54:00:00:00:08', ip: '10.1.2.51' }, // ours, VIF gone
+  ];
+  const d = diffDhcpHosts(current, desired, ['52:54:00:00:00:01', '52:54:00:00:00:02', '52:54:00:00:00:08']);
+  assert.deepEqual(d.remove.map((h) => h.mac), ['52:54:00:00:00:02', '52:54:00:00:00:08']);
+  assert.deepEqual(d.add.map((h) => `${h.mac}=${h.ip}`), ['52:54:00:00:00:02=10.1.2.11']);
+  assert.deepEqual(diffDhcpHosts(current.slice(0, 1), desired.slice(0, 1), []), { remove: [], add: [] });
+});
+
+test('routed-ips file: "<ip> <network> [vm[:device]]", comments, errors name the line', () => {
+  const lines = parseRoutedIps('# header\n\n198.51.100.10 lvnat\n  2001:db8::/64\tlvroute  # a routed /64\n203.0.113.7 lvnat web1:0\n', 'routed-ips');
+  assert.deepEqual(lines, [
+    { line: 3, cidr: '198.51.100.10/32', family: 4, network: 'lvnat', vif: null },
+    { line: 4, cidr: '2001:db8::/64', family: 6, network: 'lvroute', vif: null },
+    { line: 5, cidr: '203.0.113.7/32', family: 4, network: 'lvnat', vif: 'web1:0' },
+  ]);
+  assert.throws(() => parseRoutedIps('198.51.100.10\n', 'f'), (e: unknown) => e instanceof IpvisorError && e.code === 'VALIDATION' && /^f:1: expected/.test(e.message));
+  assert.throws(() => parseRoutedIps('ok 1 2 3\n', 'f'), /f:1/);
+  assert.throws(() => parseRoutedIps('\n300.1.1.1 lvnat\n', 'f'), /f:2/);
+  assert.throws(() => parseRoutedIps('198.51.100.1/24 lvnat\n', 'f'), /host bits/);
+});
+
+test('install writes .d hooks with absolute paths, keeps foreign hooks, uninstall removes only ours', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ipv-lvinst-'));
+  try {
+    const hooks = join(dir, 'hooks');
+    mkdirSync(join(hooks, 'qemu.d'), { recursive: true });
+    writeFileSync(join(hooks, 'qemu'), '#!/bin/sh\nexit 0\n'); // the user's own main hook
+    writeFileSync(join(hooks, 'qemu.d', 'other'), '#!/bin/sh\nexit 0\n');
+    const cmd = { node: '/usr/bin/node', nodeArgs: [], entry: "/opt/ipvisor it's/dist/libvirt-hook.mjs", db: '/var/lib/ipvisor/ipvisor.db', log: '/var/log/ipvisor/libvirt-hooks.log' };
+    const res = installHooks({ hooksDir: hooks, systemdDir: join(dir, 'systemd'), command: cmd, cli: '/opt/ipvisor/bin/ipvisor' });
+    assert.deepEqual(res.written, [join(hooks, 'network.d', 'ipvisor'), join(hooks, 'qemu.d', 'ipvisor'), join(dir, 'systemd', 'ipvisor-serve.service')]);
+    const script = readFileSync(join(hooks, 'qemu.d', 'ipvisor'), 'utf8');
+    assert.equal(script, renderHookScript('qemu', cmd));
+    assert.match(script, /exec '\/usr\/bin\/node' '\/opt\/ipvisor it'\\''s\/dist\/libvirt-hook\.mjs' 'libvirt-qemu' '--db' '\/var\/lib\/ipvisor\/ipvisor\.db' '--log' '\/var\/log\/ipvisor\/libvirt-hooks\.log' -- "\$@"/);
+    assert.equal(statSync(join(hooks, 'network.d', 'ipvisor')).mode & 0o777, 0o755);
+    assert.match(readFileSync(join(dir, 'systemd', 'ipvisor-serve.service'), 'utf8'), /ExecStart=\/usr\/bin\/node \/opt\/ipvisor\/bin\/ipvisor serve --db \/var\/lib\/ipvisor\/ipvisor\.db/);
+    // A foreign file with our name is never overwritten.
+    writeFileSync(join(hooks, 'network.d', 'ipvisor'), '#!/bin/sh\n# somebody else\n');
+    assert.equal(installHooks({ hooksDir: hooks, systemdDir: null, command: cmd }).skipped.length, 1);
+    const un = uninstallHooks({ hooksDir: hooks, systemdDir: join(dir, 'systemd') });
+    assert.deepEqual(un.removed, [join(hooks, 'qemu.d', 'ipvisor'), join(dir, 'systemd', 'ipvisor-serve.service')]);
+    assert.equal(un.skipped.length, 1);
+    assert.ok(existsSync(join(hooks, 'qemu')) && existsSync(join(hooks, 'qemu.d', 'other')) && existsSync(join(hooks, 'network.d', 'ipvisor')));
+    assert.ok(!readFileSync(join(hooks, 'network.d', 'ipvisor'), 'utf8').includes(HOOK_MARKER));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('event stream lines that may bring a tap', () => {
+  assert.equal(domainNeedingScan("event 'device-added' for domain 'lvdom1': net1"), 'lvdom1');
+  assert.equal(domainNeedingScan("2026-11-23 03:35:04.202+0000: event 'lifecycle' for domain 'lvdom1': Started Booted"), 'lvdom1');
+  assert.equal(domainNeedingScan("event 'lifecycle' for domain 'lvdom1': Stopped Destroyed"), undefined);
+  assert.equal(domainNeedingScan("event 'reboot' for domain 'lvdom1'"), undefined);
+  assert.equal(domainNeedingScan('events received: 3'), undefined);
+});
