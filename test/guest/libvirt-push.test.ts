@@ -1,0 +1,84 @@
+// `ipvisor guest push` through libvirt's agent channel (virsh qemu-agent-command): a real libvirtd
+// (confined to its own namespaces by the libvirt test harness) runs a tiny TCG guest whose
+// initramfs carries the real qemu-ga on the org.qemu.guest_agent.0 virtio port. The push changes
+// the guest's address and MTU through libvirt, which holds the agent socket.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { GuestAgent, QgaVirsh } from '../../src/guest/qga.js';
+import { ensureGuest, GUEST_DIR, libvirtSkipReason, startLibvirtHarness, type LibvirtHarness } from '../support/libvirt/daemon.js';
+import { cli, tempDb } from '../support/cli.js';
+
+const DOMAIN = 'ipvisor-gpush';
+const MAC = '52:54:00:71:00:01';
+const AGENT_DIR = process.env.IPVISOR_TEST_AGENT_GUEST_DIR ?? '/var/cache/ipvisor-test/guest-agent';
+const skip = libvirtSkipReason() ?? (existsSync('/usr/sbin/qemu-ga') ? null : 'qemu-ga is not installed (qemu-guest-agent)');
+
+function domainXml(kernel: string, initrd: string, serialLog: string): string {
+  return `<domain type='qemu'>
+  <name>${DOMAIN}</name>
+  <memory unit='MiB'>256</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>${kernel}</kernel><initrd>${initrd}</initrd><cmdline>console=ttyS0 panic=-1 quiet rdinit=/agent-init</cmdline></os>
+  <on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot><on_crash>destroy</on_crash>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <interface type='user'><mac address='${MAC}'/><model type='virtio'/></interface>
+    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
+    <serial type='pty'><log file='${serialLog}' append='off'/></serial>
+    <console type='pty'/>
+  </devices>
+</domain>`;
+}
+
+test('guest push through libvirt agent channel changes a running domain', { skip: skip ?? false, timeout: 300_000 }, async () => {
+  const g = ensureGuest();
+  const build = spawnSync('bash', [new URL('./build-agent-guest.sh', import.meta.url).pathname, GUEST_DIR, AGENT_DIR], { stdio: ['ignore', 'inherit', 'inherit'] });
+  assert.equal(build.status, 0, 'building the agent guest');
+  const work = mkdtempSync(join(tmpdir(), 'ipvisor-gpush-'));
+  const { db, cleanup } = tempDb();
+  let h: LibvirtHarness | undefined;
+  try {
+    h = await startLibvirtHarness({ name: 'gpush' });
+    writeFileSync(join(work, 'dom.xml'), domainXml(g.kernel, join(AGENT_DIR, 'agent-initrd.img'), join(h.dir, 'gpush-serial.log')));
+    await h.virsh('create', join(work, 'dom.xml'));
+    const agent = new GuestAgent(new QgaVirsh(DOMAIN, { uri: h.uri }));
+    const deadline = Date.now() + 180_000;
+    for (;;) {
+      try {
+        await agent.ping(2000);
+        break;
+      } catch (e) {
+        if (Date.now() > deadline) throw new Error(`the guest agent never answered through libvirt: ${(e as Error).message}`);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+    const eth0 = async () => (await agent.interfaces()).find((i) => i['hardware-address'] === MAC)!;
+    assert.deepEqual((await eth0())['ip-addresses']?.filter((a) => a['ip-address-type'] === 'ipv4').map((a) => a['ip-address']), ['198.51.100.10']);
+
+    const ok = async (...a: string[]) => {
+      const r = await cli(db, ...a);
+      assert.equal(r.code, 0, `${a.join(' ')}: ${r.stderr}`);
+      return r;
+    };
+    await ok('network', 'create', 'lan', '--subnet', '203.0.113.0/24,gateway=203.0.113.1', '--mtu', '1400');
+    await ok('pool', 'create', 'lan4', '--network', 'lan', '--cidr', '203.0.113.0/24');
+    await ok('vm', 'add', DOMAIN);
+    await ok('vif', 'add', DOMAIN, '--network', 'lan', '--mac', MAC);
+    await ok('ip', 'allocate', '--vif', `${DOMAIN}:0`, '--address', '203.0.113.9');
+    const r = await ok('guest', 'push', DOMAIN, '--connect', h.uri, '--json');
+    assert.match(r.json.via, new RegExp(`libvirt domain ${DOMAIN}`));
+    assert.equal(r.json.format, 'eni');
+    assert.deepEqual((await eth0())['ip-addresses']?.filter((a) => a['ip-address-type'] === 'ipv4').map((a) => `${a['ip-address']}/${a.prefix}`), ['203.0.113.9/24']);
+    const link = JSON.parse((await agent.exec('ip', ['-j', 'link', 'show', 'dev', 'eth0'])).stdout)[0];
+    assert.equal(link.mtu, 1400);
+  } finally {
+    await h?.teardown();
+    cleanup();
+    rmSync(work, { recursive: true, force: true });
+  }
+});
