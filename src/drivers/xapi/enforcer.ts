@@ -15,6 +15,10 @@ export const APPLIED_KIND = 'xapi-vif-applied';
 
 /** Live pools kept by the serve watcher (connection name -> its client and cache). */
 export const livePools = new Map<string, { client: XapiClient; cache: XapiCache }>();
+/** Set while the serve watcher runs: reconciles then use live pools only, so an unreachable pool
+ * never stalls the other enforcers behind a connect timeout (the watcher reconnects on its own). */
+export const watcherState = { active: false };
+const skipLogged = new Map<string, number>();
 
 interface PoolView {
   client: XapiClient;
@@ -72,6 +76,14 @@ async function forEachConnection<T>(ctx: EnforcerContext, fn: (conn: XapiConnect
   const out: T[] = [];
   for (const conn of await listConnections(ctx.store)) {
     let pool: PoolView;
+    if (watcherState.active && !livePools.has(conn.name)) {
+      const last = skipLogged.get(conn.name) ?? 0;
+      if (Date.now() - last > 60_000) {
+        skipLogged.set(conn.name, Date.now());
+        ctx.log(`xapi ${conn.name}: not connected; locking is enforced again once the event loop reconnects`);
+      }
+      continue;
+    }
     try {
       pool = await openPool(conn);
     } catch (err) {

@@ -3,7 +3,7 @@
 // XAPI enforcer (reading the same live cache) re-checks locking and repairs foreign changes.
 import type { DaemonContext, DaemonWatcher } from '../../daemon/watcher.js';
 import { connectionClient, listConnections, type XapiConnection } from './connections.js';
-import { livePools } from './enforcer.js';
+import { livePools, watcherState } from './enforcer.js';
 import { XapiPoolSync } from './sync.js';
 
 const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
@@ -59,12 +59,14 @@ export function createXapiWatcher(opts: XapiWatcherOptions = {}): DaemonWatcher 
     name: 'xapi',
     async start(ctx) {
       const conns = await listConnections(ctx.store);
+      watcherState.active = conns.length > 0;
       const signal = AbortSignal.any([ac.signal, ctx.signal]);
       for (const conn of conns) loops.push(follow(ctx, conn, signal));
     },
     async stop() {
       ac.abort();
       await Promise.all(loops);
+      watcherState.active = false;
     },
   };
 }
