@@ -218,11 +218,36 @@ test('real libvirtd: hooks, managed network, DHCP reservation, anti-spoofing, ro
   assert.match(hooks().slice(before), /network lvt port-created begin -: port/);
   await t.test('after libvirtd restart', () => checks('after restart'));
 
-  // 9. Release: the reservation goes, the address is held for the lease time.
+  // 9. Clash checks: at create time (explicit CIDR) and, by the start hook, every time a network starts.
+  const overlap = await cli('network', 'create', 'lvt-dup', '--driver', 'libvirt', '--subnet', v4.cidr);
+  assert.equal(overlap.code, 2);
+  assert.match(overlap.err, /^ipvisor: subnet: .* overlaps /);
+  const second = JSON.parse(await cliOk('--json', 'network', 'create', 'lvt2', '--driver', 'libvirt', '--subnet', 'auto', '--mode', 'routed'));
+  const v4b = second.subnets[0].cidr as string;
+  assert.notEqual(v4b, v4.cidr);
+  assert.match(await h.virsh('net-dumpxml', 'lvt2'), /<forward mode='route'\/>/);
+  await h.virsh('net-destroy', 'lvt2');
+  await h.nsExec(['ip', 'link', 'add', 'ipvclash0', 'type', 'veth', 'peer', 'name', 'ipvclash1']); // no dummy module on every kernel
+  await h.nsExec(['ip', 'addr', 'add', v4b.replace(/0\/24$/, '200/28'), 'dev', 'ipvclash0']);
+  await h.nsExec(['ip', 'link', 'set', 'ipvclash0', 'up']);
+  const refused = await run(['virsh', '-c', h.uri, 'net-start', 'lvt2']);
+  assert.notEqual(refused.code, 0, `net-start should be refused; hook log:\n${hooks().split('\n').filter((l) => l.includes('lvt2')).join('\n')}`);
+  assert.match(refused.stderr, new RegExp(`ipvisor: network lvt2: subnet ${v4b.replace(/0\/24$/, '1/24').replace(/\./g, '\\.')} clashes with route`));
+  await h.nsExec(['ip', 'link', 'del', 'ipvclash0']);
+  await h.virsh('net-start', 'lvt2');
+  // Deleting the network in ipvisor removes the libvirt network it created.
+  await cliOk('network', 'delete', 'lvt2');
+  assert.doesNotMatch(await h.virsh('net-list', '--all', '--name'), /lvt2/);
+
+  // 10. Release: the reservation goes, the address is held for the lease time.
   await cliOk('ip', 'release', guestIp);
   assert.doesNotMatch(await h.virsh('net-dumpxml', 'lvt'), new RegExp(`ip='${guestIp.replace(/\./g, '\\.')}'`));
   const show = await cliOk('--json', 'network', 'show', 'lvt');
   assert.equal(Number(JSON.parse(show).pools.find((p: { family: number; purpose: string }) => p.family === 4 && p.purpose === 'vif').held), 1);
+
+  // 11. Uninstall removes ipvisor's hooks only.
+  await cliOk('libvirt', 'uninstall', '--hooks-dir', h.hooksDir, '--no-systemd');
+  assert.ok(!existsSync(join(h.hooksDir, 'qemu.d', 'ipvisor')) && !existsSync(join(h.hooksDir, 'network.d', 'ipvisor')));
 });
 
 before(async () => {
