@@ -6,9 +6,14 @@ import { spawnSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { compileHostPlan } from '../../src/compile/host-plan.js';
 import type { HostFacts } from '../../src/compile/host-plan.js';
-import { diffElements, renderElementChanges, renderTableReplace } from '../../src/compile/nft-ruleset.js';
+import { renderTableReplace } from '../../src/compile/nft-ruleset.js';
 import { createHostRunner } from '../../src/host/exec.js';
-import { nftApply, nftObserve } from '../../src/host/nft.js';
+import { nftApply } from '../../src/host/nft.js';
+import { applyHost } from '../../src/host/apply.js';
+import { openStore } from '../../src/store/open.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Snapshot } from '../../src/model/snapshot.js';
 import { assign, emptySnapshot, network, pool, vif, vm } from '../../test/compile/fixtures.js';
 
@@ -19,7 +24,7 @@ if (!process.env.IPVISOR_BENCH_INNER) {
 
 const quick = process.argv.includes('--quick');
 const runner = createHostRunner({ netns: undefined });
-const sizes = quick ? [1000] : [1000, 5000, 20000];
+const sizes = process.argv.includes("--size") ? [Number(process.argv[process.argv.indexOf("--size") + 1])] : quick ? [1000] : [1000, 5000, 20000];
 
 function snapshotOf(n: number): Snapshot {
   const s = emptySnapshot();
@@ -115,14 +120,15 @@ const say = (line: string) => {
 say(`host enforcement apply benchmark (${new Date().toISOString()}), inside unshare -n; nft ${runner ? (await runner.run(['nft', '--version'])).stdout.trim() : ''}`);
 say('VIFs have 1 MAC + 2 IPv4 + 1 IPv6 each; times in seconds (median of 3 unless noted)');
 say('');
-say('| VIFs | ipvisor full apply (compile+nft -f) | ipvisor re-verify, no change (observe+diff) | one-VIF change (elements only) | drift repair after flush | (a) chain per VIF | (b) iptables process per rule (extrapolated) | (a)/ipvisor | (b)/ipvisor |');
-say('|---|---|---|---|---|---|---|---|---|');
+say('| VIFs | ipvisor full apply (compile+nft -f) | same, end to end from the store (applyHost) | re-verify, full (observe+diff) | re-verify, quick (periodic) | one-VIF change, end to end (applyHost scope, median of 10) | drift repair after flush (applyHost) | (a) chain per VIF | (b) iptables process per rule (extrapolated) | (a)/ipvisor | (b)/ipvisor |');
+say('|---|---|---|---|---|---|---|---|---|---|---|');
 
 for (const n of sizes) {
   const s = snapshotOf(n);
   // ipvisor: full apply into an empty ruleset
   const full: number[] = [];
   let plan = compileHostPlan(s, facts);
+  void plan;
   for (let k = 0; k < 3; k++) {
     await flush();
     const [t] = await time(async () => {
@@ -131,33 +137,46 @@ for (const n of sizes) {
     });
     full.push(t);
   }
-  // re-verify: observe both tables and diff, nothing to do
+  // end to end through the store: the path `ipvisor apply`, serve and the hooks take
+  await flush();
+  const dir = mkdtempSync(join(tmpdir(), 'ipv-bench-'));
+  process.env.IPVISOR_RUN_DIR = dir;
+  const store = await openStore(join(dir, 'db.sqlite'));
+  await store.transaction(async (tx) => {
+    for (const x of s.networks) await tx.insertNetwork(x);
+    for (const x of s.pools) await tx.insertPool(x);
+    for (const x of s.vms) await tx.insertVm(x);
+    for (const x of s.vifs) await tx.insertVif(x);
+    for (const x of s.assignments) await tx.insertAssignment(x);
+  }, { write: true });
+  const [e2e] = await time(() => applyHost(store, { actor: 'bench', runner }));
   const verify: number[] = [];
+  const quickVerify: number[] = [];
   for (let k = 0; k < 3; k++) {
-    const [t, changes] = await time(async () => {
-      const obs = await nftObserve(runner);
-      const p = compileHostPlan(s, facts);
-      return [...diffElements(p.nft, obs.elements, 'bridge'), ...diffElements(p.nft, obs.elements, 'inet')];
-    });
+    const [t, changes] = await time(() => applyHost(store, { actor: 'bench', runner }));
     if (changes.length) throw new Error(`re-verify found differences: ${JSON.stringify(changes).slice(0, 600)}`);
     verify.push(t);
+    const [tq, cq] = await time(() => applyHost(store, { actor: 'bench', runner, quick: true }));
+    if (cq.length) throw new Error(`quick re-verify found differences: ${JSON.stringify(cq).slice(0, 600)}`);
+    quickVerify.push(tq);
   }
-  // one-VIF change: a new IPv4 on one VIF, then removed again (blind add/delete, one nft process)
+  // one-VIF change: a new IPv4 on one VIF, then released again, each through applyHost's one-VIF path
   const one: number[] = [];
   for (let k = 0; k < 10; k++) {
-    const elem = `"vn${k}" . 172.16.${k}.9`;
-    const [t1] = await time(() => nftApply(runner, renderElementChanges([{ family: 'bridge', set: 'vif_ip4', add: [elem], remove: [] }], )));
-    const [t2] = await time(() => nftApply(runner, renderElementChanges([{ family: 'bridge', set: 'vif_ip4', add: [], remove: [elem] }], )));
+    const f = s.vifs[k * 7];
+    const a = assign(f, s.pools[0], `172.16.${k}.9`);
+    await store.insertAssignment(a);
+    const [t1, c1] = await time(() => applyHost(store, { actor: 'bench', runner, scope: { vifUuid: f.uuid } }));
+    await store.deleteAssignment(a.uuid);
+    const [t2, c2] = await time(() => applyHost(store, { actor: 'bench', runner, scope: { vifUuid: f.uuid } }));
+    if (c1.length !== 1 || c2.length !== 1) throw new Error(`one-VIF change touched ${JSON.stringify(c1)} / ${JSON.stringify(c2)}`);
     one.push(t1, t2);
   }
-  // drift repair: after `nft flush ruleset`, observe (nothing there) + full rebuild
+  // drift repair: `nft flush ruleset`, then the reconcile serve runs on the monitor event
   await flush();
-  const [repair] = await time(async () => {
-    const obs = await nftObserve(runner);
-    if (obs.tables.bridge.present) throw new Error('flush did not flush');
-    const p = compileHostPlan(s, facts);
-    await nftApply(runner, renderTableReplace('bridge', p.nft) + renderTableReplace('inet', p.nft));
-  });
+  const [repair] = await time(() => applyHost(store, { actor: 'bench', runner }));
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
   // (a) chain per VIF, one nft -f (one run; it is slow)
   let a = NaN;
   if (n <= 5000) {
@@ -177,7 +196,7 @@ for (const n of sizes) {
   }
   await flush();
   const f = median(full);
-  say(`| ${n} | ${f.toFixed(3)} | ${median(verify).toFixed(3)} | ${(median(one) * 1000).toFixed(1)} ms | ${repair.toFixed(3)} | ${Number.isNaN(a) ? 'not run' : a.toFixed(3)} | ${Number.isNaN(b) ? 'not run' : b.toFixed(1)} | ${Number.isNaN(a) ? '-' : (a / f).toFixed(1) + 'x'} | ${Number.isNaN(b) ? '-' : (b / f).toFixed(0) + 'x'} |`);
+  say(`| ${n} | ${f.toFixed(3)} | ${e2e.toFixed(3)} | ${median(verify).toFixed(3)} | ${median(quickVerify).toFixed(3)} | ${(median(one) * 1000).toFixed(1)} ms | ${repair.toFixed(3)} | ${Number.isNaN(a) ? 'not run' : a.toFixed(3)} | ${Number.isNaN(b) ? 'not run' : b.toFixed(1)} | ${Number.isNaN(a) ? '-' : (a / f).toFixed(1) + 'x'} | ${Number.isNaN(b) ? '-' : (b / f).toFixed(0) + 'x'} |`);
 }
 say('');
 say('Targets: 20,000 VIFs full apply <= 1.5 s; one-VIF change <= 20 ms.');

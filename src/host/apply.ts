@@ -2,7 +2,7 @@
 // (`ip -j`, `nft -j`) and applies only the difference in one nft transaction; the one-VIF path
 // (libvirt hooks) touches only that VIF's set elements, from what it recorded last time.
 import type { HostFacts, HostPlan, HostSettings, HostGatewaySetting, HostNarrowSetting, VifEnforcement } from '../compile/host-plan.js';
-import { IPVISOR_RT_PROTO, compileHostPlan, vifElements } from '../compile/host-plan.js';
+import { IPVISOR_RT_PROTO, compileHostPlan, hostCidr, vifElements } from '../compile/host-plan.js';
 import type { ElementChange, NftElements, NftFamily } from '../compile/nft-ruleset.js';
 import { NFT_TABLE, diffElements, expectedChains, renderElementChanges, renderTableDelete, renderTableReplace, setNames, skeletonMarker } from '../compile/nft-ruleset.js';
 import type { PlanChange } from '../enforce/enforcer.js';
@@ -149,7 +149,8 @@ async function runFull(store: Store, opts: HostApplyOptions, runner: HostRunner)
     await syncVifRecords(store, plan.vifs, plan.nft);
     await store.putDoc(DOC_CHANGE, 'vif-records', { syncedAt: new Date().toISOString() });
   }
-  for (const d of await forwardPolicyDrops(runner).catch(() => [])) {
+  const forwards = plan.routes.some((r) => r.dst !== 'default') || plan.nft.inet.nat_bridges.length > 0;
+  for (const d of forwards ? await forwardPolicyDrops(runner).catch(() => []) : []) {
     if (plan.routes.some((r) => r.family === d.family && r.dst !== 'default') || plan.nft.inet.nat_bridges.length) {
       plan.warnings.push(
         `${d.family === 4 ? 'iptables' : 'ip6tables'} FORWARD policy is DROP (Docker sets this): forwarded VM traffic is dropped there. ` +
@@ -174,20 +175,32 @@ function bridgeOnly(e: NftElements): BridgeElements {
   return e.bridge;
 }
 
-function vifBridgeElements(all: NftElements, ifname: string | null): BridgeElements {
-  const out: BridgeElements = { locked_ifs: [], disabled_ifs: [], vif_mac: [], vif_ip4: [], vif_net4: [], vif_ip6: [], vif_net6: [], vif_nd6: [], vif_ndnet6: [] };
-  if (!ifname) return out;
-  const q = `"${ifname}"`;
-  for (const k of Object.keys(out) as (keyof BridgeElements)[]) out[k] = all.bridge[k].filter((e) => e === q || e.startsWith(`${q} . `));
+function emptyBridge(): BridgeElements {
+  return { locked_ifs: [], disabled_ifs: [], vif_mac: [], vif_ip4: [], vif_net4: [], vif_ip6: [], vif_net6: [], vif_nd6: [], vif_ndnet6: [] };
+}
+
+/** Bridge-table elements grouped by the interface name they start with (one pass, not one per VIF). */
+function elementsByIfname(all: NftElements): Map<string, BridgeElements> {
+  const out = new Map<string, BridgeElements>();
+  for (const k of Object.keys(all.bridge) as (keyof BridgeElements)[]) {
+    for (const e of all.bridge[k]) {
+      const end = e.indexOf('"', 1);
+      const ifname = e.slice(1, end);
+      let b = out.get(ifname);
+      if (!b) out.set(ifname, (b = emptyBridge()));
+      b[k].push(e);
+    }
+  }
   return out;
 }
 
 /** Records, per VIF, the elements the host now holds for it: what the one-VIF path removes next time. */
 async function syncVifRecords(store: Store, vifs: VifEnforcement[], nft: NftElements): Promise<void> {
   const existing = new Map((await store.listDocs<VifRecord>(DOC_VIF)).map((d) => [d.key, d.value]));
+  const byIf = elementsByIfname(nft);
   const writes: Array<[string, VifRecord]> = [];
   for (const v of vifs) {
-    const rec: VifRecord = { ifname: v.ifname, elements: vifBridgeElements(nft, v.ifname) };
+    const rec: VifRecord = { ifname: v.ifname, elements: (v.ifname && byIf.get(v.ifname)) || emptyBridge() };
     const old = existing.get(v.vifUuid);
     existing.delete(v.vifUuid);
     if (!old || JSON.stringify(old) !== JSON.stringify(rec)) writes.push([v.vifUuid, rec]);
@@ -207,15 +220,15 @@ async function syncVifRecords(store: Store, vifs: VifEnforcement[], nft: NftElem
 async function runVif(store: Store, vifUuid: string, opts: HostApplyOptions, runner: HostRunner): Promise<PlanChange[] | null> {
   const vif = await store.getVif(vifUuid);
   const recDoc = await store.getDoc<VifRecord>(DOC_VIF, vifUuid);
-  const old: BridgeElements = recDoc?.value.elements ?? { locked_ifs: [], disabled_ifs: [], vif_mac: [], vif_ip4: [], vif_net4: [], vif_ip6: [], vif_net6: [], vif_nd6: [], vif_ndnet6: [] };
-  let want: BridgeElements = { locked_ifs: [], disabled_ifs: [], vif_mac: [], vif_ip4: [], vif_net4: [], vif_ip6: [], vif_net6: [], vif_nd6: [], vif_ndnet6: [] };
+  const old: BridgeElements = recDoc?.value.elements ?? emptyBridge();
+  let want: BridgeElements = emptyBridge();
   let ifname: string | null = null;
   if (vif) {
     const network = await store.getNetwork(vif.networkUuid);
     if (network && network.driver !== 'xapi') {
       const assigned = (await store.listAssignments({ vifUuid })).filter((a) => a.kind !== 'reserved');
       const locking = effectiveLocking(vif, network, assigned.length);
-      want = bridgeOnly(vifElements(vif, locking, assigned.map((a) => `${a.address}/${a.prefixLength}`)));
+      want = bridgeOnly(vifElements(vif, locking, assigned.map(hostCidr).sort()));
       ifname = vif.ifname;
       // routed addresses also need routes and forward accepts: the full path handles those
       if (assigned.some((a) => a.kind === 'routed')) return null;
@@ -321,8 +334,9 @@ export async function hostStatus(store: Store, opts: { runner?: HostRunner } = {
   const run = await withHostLock(() => runFull(store, { actor: 'status', dryRun: true }, runner));
   const obs = await nftObserve(runner, ['bridge']);
   const present = new Set(Object.values(obs.elements.bridge).flat());
+  const byIf = elementsByIfname(run.plan.nft);
   const vifs: VifStatus[] = run.plan.vifs.map((v) => {
-    const want = Object.values(vifBridgeElements(run.plan.nft, v.ifname)).flat();
+    const want = Object.values((v.ifname && byIf.get(v.ifname)) || emptyBridge()).flat();
     const missing = want.filter((e) => !present.has(e));
     return {
       ...v,
