@@ -23,12 +23,12 @@ function connectionRow(c: XapiConnection): Array<string | null> {
   return [c.name, c.url, c.user, c.passwordFile, c.ca ?? (c.insecure ? 'insecure' : null), c.owner ? 'yes' : 'no'];
 }
 
-function reportText(r: SyncReport): string {
+/** Human summary; a first import of a big pool lists only the first objects (--json has all). */
+function reportText(r: SyncReport, max = 40): string {
   const lines = [`${r.connection}: ${r.created.length} created, ${r.updated.length} updated, ${r.deleted.length} deleted, ${r.released.length} address(es) released`];
-  for (const c of r.created) lines.push(`  + ${c}`);
-  for (const c of r.updated) lines.push(`  ~ ${c}`);
-  for (const c of r.deleted) lines.push(`  - ${c}`);
-  for (const a of r.released) lines.push(`  released ${a}`);
+  const items = [...r.created.map((c) => `  + ${c}`), ...r.updated.map((c) => `  ~ ${c}`), ...r.deleted.map((c) => `  - ${c}`), ...r.released.map((a) => `  released ${a}`)];
+  lines.push(...items.slice(0, max));
+  if (items.length > max) lines.push(`  ... ${items.length - max} more (use --json for all)`);
   for (const e of r.errors) lines.push(`  error: ${e}`);
   return lines.join('\n');
 }
