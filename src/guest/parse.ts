@@ -330,6 +330,9 @@ export function parseNetworkData(doc: unknown, opts: ParseOptions = {}): GuestNe
       }
       if (parent.bondMaster) throw invalid(`${f}.vlan_link`, `'${parent.linkId}' is a member of bond '${parent.bondMaster}'; put the VLAN on the bond`);
       const id = intIn(l.raw.vlan_id, `${f}.vlan_id`, 1, 4094);
+      if (mtu !== null && parent.mtu !== null && mtu > parent.mtu) {
+        throw invalid(`${f}.mtu`, `${mtu} is larger than the MTU of its parent '${parent.linkId}' (${parent.mtu}); the kernel refuses that`);
+      }
       iface.vlan = { id, parent: parent.name };
       let name = typeof l.raw.name === 'string' && l.raw.name !== '' ? l.raw.name : `${parent.name}.${id}`;
       if (name.length > 15 && l.raw.name === undefined) name = `vlan${id}`;

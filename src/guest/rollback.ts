@@ -9,6 +9,7 @@ export interface ObservedLink {
   ifname: string;
   mtu?: number;
   master?: string;
+  flags?: string[];
 }
 export interface ObservedAddr {
   ifname: string;
@@ -64,8 +65,14 @@ export function renderRollbackScript(observed: ObservedNet, next: GuestNetState,
   const before = new Map(observed.links.map((l) => [l.ifname, l]));
   const touched = next.interfaces.map((i) => i.name).filter((n) => before.has(n));
   // links the push created: VLANs before bonds, members released first
+  // members go back to their previous bond, or to none
   for (const i of next.interfaces) {
-    if (i.type === 'bond' && !before.has(i.name)) for (const m of i.bond!.members) if (before.has(m)) L.push(`ip link set dev ${m} nomaster`);
+    if (i.type !== 'bond') continue;
+    for (const m of i.bond!.members) {
+      const was = before.get(m);
+      if (!was || was.master === i.name) continue;
+      L.push(was.master ? `ip link set dev ${m} master ${was.master}` : `ip link set dev ${m} nomaster`);
+    }
   }
   for (const type of ['vlan', 'bond'] as const) {
     for (const i of next.interfaces) if (i.type === type && !before.has(i.name)) L.push(`ip link del dev ${i.name}`);
@@ -76,6 +83,7 @@ export function renderRollbackScript(observed: ObservedNet, next: GuestNetState,
     const iface = next.interfaces.find((i) => i.name === name)!;
     L.push('', `# ${name}`);
     if (link.mtu) L.push(`ip link set dev ${name} mtu ${link.mtu}`);
+    if (link.flags?.includes('UP')) L.push(`ip link set dev ${name} up`);
     const old = oldAddrs[name] ?? [];
     for (const a of iface.addresses) {
       if (!old.some((o) => o.address === a.address && o.prefixLength === a.prefixLength)) L.push(`ip -${a.family} addr del ${a.address}/${a.prefixLength} dev ${name}`);

@@ -14,6 +14,7 @@ import { cli, tempDb } from '../support/cli.js';
 
 const DOMAIN = 'ipvisor-gpush';
 const MAC = '52:54:00:71:00:01';
+const MAC2 = '52:54:00:71:00:02';
 const AGENT_DIR = process.env.IPVISOR_TEST_AGENT_GUEST_DIR ?? '/var/cache/ipvisor-test/guest-agent';
 const skip = libvirtSkipReason() ?? (existsSync('/usr/sbin/qemu-ga') ? null : 'qemu-ga is not installed (qemu-guest-agent)');
 
@@ -28,6 +29,7 @@ function domainXml(kernel: string, initrd: string, serialLog: string): string {
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
     <interface type='user'><mac address='${MAC}'/><model type='virtio'/></interface>
+    <interface type='user'><mac address='${MAC2}'/><model type='virtio'/></interface>
     <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
     <serial type='pty'><log file='${serialLog}' append='off'/></serial>
     <console type='pty'/>
@@ -35,7 +37,7 @@ function domainXml(kernel: string, initrd: string, serialLog: string): string {
 </domain>`;
 }
 
-test('guest push through libvirt agent channel changes a running domain', { skip: skip ?? false, timeout: 300_000 }, async () => {
+test('guest push through libvirt agent channel changes a running domain; bonds and VLANs are created live and removed on rollback', { skip: skip ?? false, timeout: 300_000 }, async () => {
   const g = ensureGuest();
   const build = spawnSync('bash', [new URL('./build-agent-guest.sh', import.meta.url).pathname, GUEST_DIR, AGENT_DIR], { stdio: ['ignore', 'inherit', 'inherit'] });
   assert.equal(build.status, 0, 'building the agent guest');
@@ -76,6 +78,45 @@ test('guest push through libvirt agent channel changes a running domain', { skip
     assert.deepEqual((await eth0())['ip-addresses']?.filter((a) => a['ip-address-type'] === 'ipv4').map((a) => `${a['ip-address']}/${a.prefix}`), ['203.0.113.9/24']);
     const link = JSON.parse((await agent.exec('ip', ['-j', 'link', 'show', 'dev', 'eth0'])).stdout)[0];
     assert.equal(link.mtu, 1400);
+
+    // a bond of both NICs with a VLAN on it, live (the guest kernel has bonding and 8021q)
+    const bondDoc = (vlans: { id: number; addr: string }[], extra: unknown[] = []) => ({
+      links: [
+        { id: 'p0', type: 'phy', ethernet_mac_address: MAC },
+        { id: 'p1', type: 'phy', ethernet_mac_address: MAC2 },
+        { id: 'b', type: 'bond', bond_links: ['p0', 'p1'], bond_mode: '1', bond_miimon: 100 },
+        ...vlans.map((v) => ({ id: `v${v.id}`, type: 'vlan', vlan_link: 'b', vlan_id: v.id })),
+      ],
+      networks: [
+        { id: 'n0', link: 'b', type: 'ipv4', ip_address: '192.0.2.10', netmask: '255.255.255.0', routes: [{ network: '0.0.0.0', netmask: '0.0.0.0', gateway: '192.0.2.1' }] },
+        ...vlans.map((v) => ({ id: `n${v.id}`, link: `v${v.id}`, type: 'ipv4', ip_address: v.addr, netmask: '255.255.255.0' })),
+        ...extra,
+      ],
+      services: [],
+    });
+    const docFile = join(work, 'bond.json');
+    writeFileSync(docFile, JSON.stringify(bondDoc([{ id: 10, addr: '10.10.0.5' }])));
+    await ok('guest', 'push', DOMAIN, '--connect', h.uri, '--input', docFile);
+    const v4 = async () =>
+      Object.fromEntries(
+        (await agent.interfaces()).filter((i) => i.name !== 'lo').map((i) => [i.name, (i['ip-addresses'] ?? []).filter((a) => a['ip-address-type'] === 'ipv4').map((a) => `${a['ip-address']}/${a.prefix}`)]),
+      );
+    assert.deepEqual(await v4(), { eth0: [], eth1: [], bond0: ['192.0.2.10/24'], 'bond0.10': ['10.10.0.5/24'] });
+    const bondInfo = (await agent.exec('cat', ['/proc/net/bonding/bond0'])).stdout;
+    assert.match(bondInfo, /Bonding Mode: fault-tolerance \(active-backup\)/);
+    assert.match(bondInfo, /MII Polling Interval \(ms\): 100/);
+    assert.match(bondInfo, /Slave Interface: eth0[\s\S]*Slave Interface: eth1/);
+
+    // a push that creates VLAN 20 and then fails (its MTU 9000 exceeds the bond's 1500, which
+    // the kernel refuses): VLAN 20 is deleted again and everything else is as before
+    const failing = bondDoc([{ id: 10, addr: '10.10.0.6' }, { id: 20, addr: '10.20.0.5' }]);
+    (failing.links.find((l) => l.id === 'v20') as Record<string, unknown>).mtu = 9000;
+    writeFileSync(docFile, JSON.stringify(failing));
+    const bad = await cli(db, 'guest', 'push', DOMAIN, '--connect', h.uri, '--input', docFile);
+    assert.equal(bad.code, 1, bad.stderr);
+    assert.match(bad.stderr, /guest push failed: the apply script failed .*rolled back to the previous configuration/);
+    assert.match(bad.stderr, /guest: wrote 1 eni file/);
+    assert.deepEqual(await v4(), { eth0: [], eth1: [], bond0: ['192.0.2.10/24'], 'bond0.10': ['10.10.0.5/24'] });
   } finally {
     await h?.teardown();
     cleanup();

@@ -166,6 +166,7 @@ test('invalid documents: the error names the element', () => {
   rejects(doc([{ ...l[0], mtu: 10 }], []), 'links[0].mtu', /between 68 and 65535/);
   rejects(doc([phy('l', '02:00:00:00:00:01', { name: 'bad name' })], []), 'links[0].name', /not a valid interface name/);
   rejects(doc([...l, { id: 'b', type: 'bond', bond_links: ['l'], bond_mode: '4' }], [{ id: 'n', link: 'l', type: 'ipv4_dhcp' }]), 'networks[0].link', /member of bond 'bond0'/);
+  rejects(doc([{ ...l[0], mtu: 1500 }, { id: 'v', type: 'vlan', vlan_link: 'l', vlan_id: 5, mtu: 9000 }], []), 'links[1].mtu', /larger than the MTU of its parent 'l' \(1500\)/);
   rejects([], 'network_data', /expected a JSON object/);
   rejects({ links: {} }, 'links', /expected a list/);
 });

@@ -19,9 +19,14 @@ export function renderIp(state: GuestNetState, opts: IpRenderOptions = {}): Rend
     if (i.type === 'bond') {
       const b = i.bond!;
       const opt = b.options.filter((o) => o.name !== 'primary').map((o) => ` ${o.name} ${o.value}`).join('');
-      L.push(`${exists(i.name)} || ip link add ${i.name} type bond mode ${b.mode}${opt}`);
+      // The bond may exist already (loading the bonding module creates an empty bond0). Its mode
+      // can only change while it is down and has no members, so members are released first.
+      L.push(`${exists(i.name)} || ip link add ${i.name} type bond`, `ip link set dev ${i.name} down`);
+      for (const m of b.members) L.push(`ip link set dev ${m} nomaster`);
+      L.push(`ip link set dev ${i.name} type bond mode ${b.mode}${opt}`);
       if (i.mac) L.push(`ip link set dev ${i.name} address ${i.mac}`);
-      for (const m of b.members) L.push(`ip link set dev ${m} down`, `ip link set dev ${m} master ${i.name}`);
+      // a member must be down to be enslaved, and its own addresses would linger unused
+      for (const m of b.members) L.push(`ip link set dev ${m} down`, `ip addr flush dev ${m} scope global`, `ip link set dev ${m} master ${i.name}`);
       const primary = b.options.find((o) => o.name === 'primary');
       if (primary) L.push(`ip link set dev ${i.name} type bond primary ${primary.value}`);
     }
