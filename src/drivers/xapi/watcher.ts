@@ -60,7 +60,10 @@ export function createXapiWatcher(opts: XapiWatcherOptions = {}): DaemonWatcher 
     async start(ctx) {
       const conns = await listConnections(ctx.store);
       watcherState.active = conns.length > 0;
-      const signal = AbortSignal.any([ac.signal, ctx.signal]);
+      // Stops with serve (ctx.signal) or stop() (ac).
+      if (ctx.signal.aborted) ac.abort();
+      else ctx.signal.addEventListener('abort', () => ac.abort(), { once: true });
+      const signal = ac.signal;
       for (const conn of conns) loops.push(follow(ctx, conn, signal));
     },
     async stop() {
