@@ -148,3 +148,23 @@ test('network.set_default_locking_mode is refused with VIF_IN_USE while a VIF is
   assert.equal(sim.record('network', himn).default_locking_mode, 'disabled');
   await c.logout();
 });
+
+test('HA failover: an unreachable master is replaced by a listed member (which may redirect to the new master)', async () => {
+  const master = await startXapiSim({ host: '127.0.0.4' });
+  const member = await startXapiSim({ host: '127.0.0.6', port: master.port, slaveOf: '127.0.0.4' });
+  try {
+    // Nothing listens on 127.0.0.5: the old master is gone.
+    const c = new XapiClient({ url: `http://127.0.0.5:${master.port}`, user: 'root', password: 'secret', members: ['127.0.0.6'] });
+    assert.equal((await c.call<string[]>('pool.get_all')).length, 1);
+    assert.equal(c.url, `http://127.0.0.4:${master.port}`);
+    assert.equal(member.logins.length, 1, 'the member was asked and redirected');
+    await c.logout();
+    // A XAPI answer is never failed over.
+    const bad = new XapiClient({ url: master.url, user: 'root', password: 'nope', members: ['127.0.0.6'] });
+    await assert.rejects(bad.call('pool.get_all'), (e: unknown) => e instanceof XapiError && e.xapiCode === 'SESSION_AUTHENTICATION_FAILED');
+    assert.equal(member.logins.length, 1);
+  } finally {
+    await member.close();
+    await master.close();
+  }
+});

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { ensureCommand, keyValues, runAction, table } from '../context.js';
+import { collect, ensureCommand, keyValues, runAction, table } from '../context.js';
 import { IpvisorError, invalid } from '../../model/errors.js';
 import { addConnection, checkConnectionInput, connectionClient, getConnection, listConnections, removeConnection, setConnection, type XapiConnection } from '../../drivers/xapi/connections.js';
 import { XapiPoolSync, type SyncReport } from '../../drivers/xapi/sync.js';
@@ -17,6 +17,7 @@ interface ConnectOpts {
   insecure?: boolean;
   owner?: boolean;
   check?: boolean;
+  member?: string[];
 }
 
 function connectionRow(c: XapiConnection): Array<string | null> {
@@ -57,10 +58,11 @@ export function registerXapiCommands(program: Command): void {
     .option('--ca <file>', 'PEM CA certificate of the pool')
     .option('--insecure', 'accept any TLS certificate (self-signed hosts)')
     .option('--owner', 'ipvisor owns VIF locking on this pool: foreign changes are corrected, not only reported')
+    .option('--member <address>', 'another pool member to try when the master is unreachable (HA failover); repeatable', collect)
     .option('--no-check', 'do not log in to check the connection now')
     .action(
       runAction(async (ctx, name: string, opts: ConnectOpts) => {
-        const input = { name, url: opts.url, user: opts.user, passwordFile: opts.passwordFile, ca: opts.ca, insecure: opts.insecure, owner: opts.owner };
+        const input = { name, url: opts.url, user: opts.user, passwordFile: opts.passwordFile, ca: opts.ca, insecure: opts.insecure, owner: opts.owner, members: opts.member };
         const conn = checkConnectionInput(input);
         let master = conn.url;
         if (opts.check !== false) {
@@ -117,7 +119,7 @@ export function registerXapiCommands(program: Command): void {
     .action(
       runAction(async (ctx, name: string) => {
         const c = await getConnection(await ctx.store(), name);
-        return { json: c, text: keyValues([['name', c.name], ['url', c.url], ['user', c.user], ['password-file', c.passwordFile], ['ca', c.ca], ['insecure', c.insecure], ['owner', c.owner]]) };
+        return { json: c, text: keyValues([['name', c.name], ['url', c.url], ['user', c.user], ['password-file', c.passwordFile], ['ca', c.ca], ['insecure', c.insecure], ['owner', c.owner], ['members', c.members ?? []]]) };
       }),
     );
 

@@ -56,6 +56,9 @@ export interface XapiClientOptions {
   callTimeoutMs?: number;
   /** How many HOST_IS_SLAVE redirects to follow. */
   maxRedirects?: number;
+  /** Other pool members (addresses) to try when the URL's host is unreachable (HA failover); each
+   * answers HOST_IS_SLAVE with the current master or is the master itself. Same scheme and port. */
+  members?: string[];
 }
 
 /** Serialises params, writing XapiFloat values with a decimal point. */
@@ -133,6 +136,27 @@ export class XapiClient {
   }
 
   private async doLogin(): Promise<string> {
+    try {
+      return await this.loginFollowingRedirects();
+    } catch (err) {
+      // Only an unreachable host is failed over; a XAPI answer (bad password, ...) is final.
+      if (!(err instanceof XapiTransportError) || !this.opts.members?.length || this.currentUrl.startsWith('unix:')) throw err;
+      const first = this.currentUrl;
+      for (const m of this.opts.members) {
+        this.currentUrl = masterUrl(first, m);
+        if (this.currentUrl === first) continue;
+        try {
+          return await this.loginFollowingRedirects();
+        } catch (e) {
+          if (!(e instanceof XapiTransportError)) throw e;
+        }
+      }
+      this.currentUrl = first;
+      throw err;
+    }
+  }
+
+  private async loginFollowingRedirects(): Promise<string> {
     const max = this.opts.maxRedirects ?? 3;
     for (let hop = 0; ; hop++) {
       try {

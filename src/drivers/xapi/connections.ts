@@ -2,6 +2,7 @@
 // The password itself is never stored: only the path of a file that holds it, which must not be
 // readable by group or others.
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { IpvisorError, invalid, notFound } from '../../model/errors.js';
 import { validateName } from '../../model/validate.js';
 import type { Store, StoreTx } from '../../store/store.js';
@@ -21,6 +22,8 @@ export interface XapiConnection {
   insecure: boolean;
   /** ipvisor owns VIF locking on this pool: foreign changes are corrected, not only reported. */
   owner: boolean;
+  /** Other pool members to try when the master is unreachable (HA failover). */
+  members?: string[];
 }
 
 export interface ConnectionInput {
@@ -31,6 +34,7 @@ export interface ConnectionInput {
   ca?: string;
   insecure?: boolean;
   owner?: boolean;
+  members?: string[];
 }
 
 export function validateUrl(text: string): string {
@@ -61,7 +65,15 @@ export function checkConnectionInput(input: ConnectionInput): XapiConnection {
       throw invalid('ca', `cannot read ${input.ca}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
   }
-  return { name, url, user: input.user, passwordFile: input.passwordFile, ca: input.ca ?? null, insecure: !!input.insecure, owner: !!input.owner };
+  const members = (input.members ?? []).map((m, i) => {
+    const host = m.replace(/^\[|\]$/g, '');
+    if (isIP(host) === 0 && !/^[A-Za-z0-9.-]{1,253}$/.test(host)) throw invalid('member', `'${m}' is not an address or host name`);
+    void i;
+    return host;
+  });
+  const out: XapiConnection = { name, url, user: input.user, passwordFile: input.passwordFile, ca: input.ca ?? null, insecure: !!input.insecure, owner: !!input.owner };
+  if (members.length) out.members = members;
+  return out;
 }
 
 export async function addConnection(store: Store, input: ConnectionInput, actor: string): Promise<XapiConnection> {
@@ -98,7 +110,7 @@ export function connectionClient(conn: XapiConnection, originator = 'ipvisor'): 
   assertPrivateFile('password-file', conn.passwordFile);
   const password = readFileSync(conn.passwordFile, 'utf8').replace(/\r?\n$/, '');
   const ca = conn.ca ? readFileSync(conn.ca, 'utf8') : undefined;
-  return new XapiClient({ url: conn.url, user: conn.user, password, ca, insecure: conn.insecure, originator });
+  return new XapiClient({ url: conn.url, user: conn.user, password, ca, insecure: conn.insecure, originator, members: conn.members });
 }
 
 export async function setConnection(store: Store, name: string, ch: { owner?: boolean; passwordFile?: string }, actor: string): Promise<XapiConnection> {
