@@ -55,7 +55,7 @@ const DETECT_FORMAT = [
   'else echo none; fi',
 ].join('\n');
 
-/** Files that hold secrets-free but root-only config (netplan and NM refuse world-readable files). */
+/** Files that must be root-only (netplan warns about, and NetworkManager ignores, readable ones). */
 const PRIVATE_FILE = /(\.yaml|\.nmconnection)$/;
 
 function nicNamesFromGuest(ifaces: QgaInterface[], explicit: Record<string, string> = {}): Record<string, string> {
@@ -131,13 +131,26 @@ export async function pushNetworkData(agent: GuestAgent, doc: unknown, opts: Pus
   const nonce = randomBytes(6).toString('hex');
   const confirm = `${work}/confirm-${nonce}`;
   const guardSeconds = opts.guardSeconds ?? 120;
+  // Files are staged in the root-only work directory and installed with their final mode: the
+  // agent creates files world-writable, and a world-writable ifupdown file runs commands as root.
+  const staged = Object.keys(files).map((path, n) => ({ path, staged: `${work}/new/${n}`, mode: PRIVATE_FILE.test(path) ? '600' : '644' }));
   const prepare = [
     '#!/bin/sh',
     'set -e',
-    `rm -rf ${sq(`${work}/backup`)}`,
-    `mkdir -p ${sq(`${work}/backup`)}`,
-    ...[...new Set(Object.keys(files).map((p) => p.slice(0, p.lastIndexOf('/'))))].map((d) => `mkdir -p ${sq(d)}`),
+    `rm -rf ${sq(`${work}/backup`)} ${sq(`${work}/new`)}`,
+    `mkdir -p ${sq(`${work}/backup`)} ${sq(`${work}/new`)}`,
     ...backups.map((b) => `if [ -e ${sq(b.path)} ]; then cp -p ${sq(b.path)} ${sq(b.backup)}; fi`),
+  ].join('\n');
+  const install = [
+    '#!/bin/sh',
+    'set -e',
+    ...[...new Set(Object.keys(files).map((p) => p.slice(0, p.lastIndexOf('/'))))].map((d) => `mkdir -p ${sq(d)}`),
+    // mode set in the private directory, copied next to the target under a hidden name, renamed
+    // into place: no reader ever sees a partial or a world-writable file
+    ...staged.flatMap((f) => {
+      const tmp = `${f.path.slice(0, f.path.lastIndexOf('/'))}/.${f.path.slice(f.path.lastIndexOf('/') + 1)}.ipvisor-new`;
+      return [`chmod ${f.mode} ${sq(f.staged)}`, `cp -p ${sq(f.staged)} ${sq(tmp)}`, `mv -f ${sq(tmp)} ${sq(f.path)}`];
+    }),
   ].join('\n');
   const guard = [
     '#!/bin/sh',
@@ -153,19 +166,20 @@ export async function pushNetworkData(agent: GuestAgent, doc: unknown, opts: Pus
   ].join('\n');
 
   await run('mkdir', ['-p', work], `mkdir ${work}`);
+  await run('chmod', ['700', work], `chmod 700 ${work}`);
   await agent.writeFile(`${work}/prepare.sh`, prepare + '\n');
   await run('sh', [`${work}/prepare.sh`], 'backing up the current configuration');
   await agent.writeFile(`${work}/rollback.sh`, rollbackScript);
   await agent.writeFile(`${work}/apply.sh`, applyScript);
+  await agent.writeFile(`${work}/install.sh`, install + '\n');
   await agent.writeFile(`${work}/guard.sh`, guard + '\n');
+  for (const f of staged) await agent.writeFile(f.staged, files[f.path]!);
   await agent.spawn('sh', [`${work}/guard.sh`]);
   log(`guest: guard armed (rolls back in ${guardSeconds}s unless confirmed)`);
 
   let failure: string | null = null;
   try {
-    for (const [path, content] of Object.entries(files)) await agent.writeFile(path, content);
-    const priv = Object.keys(files).filter((p) => PRIVATE_FILE.test(p));
-    if (priv.length) await run('chmod', ['600', ...priv], 'chmod 600');
+    await run('sh', [`${work}/install.sh`], 'installing the configuration files');
     log(`guest: wrote ${Object.keys(files).length} ${format} file(s); applying`);
     const r = await agent.exec('sh', [`${work}/apply.sh`], { timeoutMs: opts.verifyTimeoutMs ?? 20_000 });
     if (r.exitcode !== 0) failure = `the apply script failed (exit ${r.exitcode ?? `signal ${r.signal}`}): ${r.stderr.trim().split('\n').pop()}`;

@@ -77,6 +77,8 @@ describe('guest push through the real qemu-ga', { skip: skip ?? false }, () => {
     const eni = (await agent.readFile('/etc/network/interfaces.d/50-ipvisor'))?.toString();
     assert.match(eni ?? '', /iface eth0 inet static\n {4}mtu 1400\n {4}address 203\.0\.113\.20\/24/);
     assert.equal(existsSync('/etc/network/interfaces.d/50-ipvisor'), false, 'the stand-in guest must not write to the host /etc');
+    const modes = (await agent.exec('stat', ['-c', '%a %n', '/etc/network/interfaces.d/50-ipvisor', '/run/ipvisor'])).stdout;
+    assert.equal(modes, '644 /etc/network/interfaces.d/50-ipvisor\n700 /run/ipvisor\n', 'no world-writable config (the agent creates files 0666)');
     assert.ok(lines.some((l) => /confirmed/.test(l)), lines.join('\n'));
   });
 
