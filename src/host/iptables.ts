@@ -63,7 +63,8 @@ export async function syncForwardAccepts(runner: HostRunner, wanted: PlannedIpta
       changes.push({ op: '-', kind: 'iptables', target: `${BIN[family]} FORWARD ${r}` });
       if (!opts.dryRun) await runner.run([BIN[family], '-w', '-D', 'FORWARD', ...splitRule(r)]);
     }
-    for (const w of additions) {
+    // each goes in at position 1, so insert the last first to keep the planned order
+    for (const w of [...additions].reverse()) {
       changes.push({ op: '+', kind: 'iptables', target: `${BIN[family]} FORWARD ${w}`, detail: 'inserted at the top' });
       if (!opts.dryRun) await runner.run([BIN[family], '-w', '-I', 'FORWARD', '1', ...splitRule(w)]);
     }

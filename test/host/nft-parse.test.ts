@@ -1,0 +1,25 @@
+// nft -j element forms -> the compiler's canonical element text (what observe diffs against).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { elementText } from '../../src/host/nft.js';
+import { isRelevantNftEvent } from '../../src/daemon/nft-monitor.js';
+
+test('nft -j elements become the compiler\'s element text', () => {
+  assert.equal(elementText({ concat: ['vnet1', '52:54:00:AA:00:01'] }), '"vnet1" . 52:54:00:aa:00:01');
+  assert.equal(elementText({ concat: ['vnet1', { prefix: { addr: '203.0.113.16', len: 29 } }] }), '"vnet1" . 203.0.113.16/29');
+  assert.equal(elementText({ concat: ['vnet1', { range: ['0x20010db8000000000000000000000000', '0x20010db800000000ffffffffffffffff'] }] }),
+    '"vnet1" . 0x20010db8000000000000000000000000-0x20010db800000000ffffffffffffffff');
+  assert.equal(elementText({ concat: ['vnet2', '0x1'] }), '"vnet2" . 0x00000000000000000000000000000001');
+  assert.equal(elementText('2001:db8::5'), '2001:db8::5');
+  assert.equal(elementText({ elem: { val: '10.0.0.1', counter: { packets: 0, bytes: 0 } } }), '10.0.0.1');
+});
+
+test('nft monitor lines that need a reconcile', () => {
+  assert.ok(isRelevantNftEvent('flush ruleset'));
+  assert.ok(isRelevantNftEvent('delete table bridge ipvisor'));
+  assert.ok(isRelevantNftEvent('delete element bridge ipvisor vif_ip4 { "vnet1" . 10.0.0.5 }'));
+  assert.ok(isRelevantNftEvent('delete rule inet ipvisor forward handle 4'));
+  assert.ok(!isRelevantNftEvent('add element bridge ipvisor vif_ip4 { "vnet1" . 10.0.0.5 }'));
+  assert.ok(!isRelevantNftEvent('delete table ip filter'));
+  assert.ok(!isRelevantNftEvent('delete rule ip filter FORWARD handle 9'));
+});
