@@ -100,8 +100,7 @@ async function whyTaken(tx: StoreTx, pool: Pool, network: Network, value: bigint
 }
 
 async function primaryKind(tx: StoreTx, vif: Vif, family: Family): Promise<AssignmentKind> {
-  const existing = await tx.listAssignments({ vifUuid: vif.uuid });
-  return existing.some((a) => a.family === family && (a.kind === 'primary' || a.kind === 'additional')) ? 'additional' : 'primary';
+  return (await tx.vifHoldsAddress(vif.uuid, family)) ? 'additional' : 'primary';
 }
 
 export async function allocate(store: Store, input: AllocateInput, actor: string): Promise<AllocationResult> {

@@ -79,6 +79,8 @@ export interface StoreTx {
   insertAssignment(a: Assignment): Promise<void>;
   updateAssignment(a: Assignment): Promise<void>;
   deleteAssignment(uuid: string): Promise<void>;
+  /** Whether the VIF already holds a (non-routed) address of the family: decides primary vs additional. */
+  vifHoldsAddress(vifUuid: string, family: number): Promise<boolean>;
   countAssignments(poolUuid: string): Promise<{ addresses: number; routedPrefixes: Array<{ family: number; prefixLength: number }> }>;
   // free-space index of pools (ipam/allocator.ts maintains it)
   lowestFree(poolUuid: string): Promise<FreeInterval | undefined>;

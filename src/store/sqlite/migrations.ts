@@ -52,9 +52,9 @@ export const MIGRATIONS: Migration[] = [
         doc TEXT NOT NULL,
         UNIQUE (pool_uuid, addr_key),
         UNIQUE (network_uuid, family, addr_key)
-      );
+      ) WITHOUT ROWID;
+      -- (network_uuid, ...) lookups use the unique index above; each index is a page per commit.
       CREATE INDEX assignments_vif ON assignments(vif_uuid);
-      CREATE INDEX assignments_network ON assignments(network_uuid);
       CREATE TABLE free_space (
         pool_uuid TEXT NOT NULL,
         start_key TEXT NOT NULL,
@@ -76,7 +76,8 @@ export const MIGRATIONS: Migration[] = [
       );
       CREATE INDEX requests_assignment ON requests(assignment_uuid);
       CREATE TABLE events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        -- No AUTOINCREMENT: rows are never deleted, and it would cost a write to sqlite_sequence per event.
+        id INTEGER PRIMARY KEY,
         time TEXT NOT NULL,
         actor TEXT NOT NULL,
         action TEXT NOT NULL,

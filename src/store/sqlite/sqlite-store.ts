@@ -180,6 +180,9 @@ class SqliteTx implements StoreTx {
   async deleteAssignment(uuid: string): Promise<void> {
     this.run('DELETE FROM assignments WHERE uuid = ?', uuid);
   }
+  async vifHoldsAddress(vifUuid: string, family: number): Promise<boolean> {
+    return !!this.get("SELECT 1 FROM assignments WHERE vif_uuid = ? AND family = ? AND kind IN ('primary', 'additional') LIMIT 1", vifUuid, family);
+  }
   async countAssignments(poolUuid: string): Promise<{ addresses: number; routedPrefixes: Array<{ family: number; prefixLength: number }> }> {
     const row = this.get("SELECT count(*) AS n FROM assignments WHERE pool_uuid = ? AND prefix_length = CASE family WHEN 4 THEN 32 ELSE 128 END", poolUuid)!;
     const prefixes = this.all("SELECT family, prefix_length FROM assignments WHERE pool_uuid = ? AND prefix_length <> CASE family WHEN 4 THEN 32 ELSE 128 END", poolUuid);
