@@ -22,7 +22,7 @@ await build({
 });
 
 // Other bundles (the dom0 binder) build themselves.
-for (const extra of ['scripts/build-dom0.mjs']) {
+for (const extra of ['scripts/build-dom0.mjs', 'scripts/build-libvirt-hook.mjs']) {
   if (existsSync(extra)) {
     const r = spawnSync(process.execPath, [extra], { stdio: 'inherit' });
     if (r.status !== 0) process.exit(r.status ?? 1);

@@ -70,7 +70,7 @@ async function main(): Promise<void> {
 
     const bundle = await buildHookBundle();
     const node = process.execPath;
-    const env = libvirtEnv({ IPVISOR_RUN_DIR: join(work, 'run') });
+    const env = libvirtEnv({ IPVISOR_RUN_DIR: join(work, 'run'), IPVISOR_HOOK_TIMING: '1' });
     const hook = (kind: string, entry: string, nodeArgs: string[] = []) => [node, ...nodeArgs, entry, `libvirt-${kind}`, '--db', db, '--log', log, '--'];
     const shellHook = join(work, 'drain.sh');
     writeFileSync(shellHook, '#!/bin/sh\ncat >/dev/null\nexit 0\n');
@@ -102,8 +102,16 @@ async function main(): Promise<void> {
     console.log(`libvirt hook wall time, ${N} calls each (tsx: ${M}), Node ${process.version}, incl. 'ip netns exec' (~2 ms)`);
     console.log(`${'hook'.padEnd(w)}  ${'p50 ms'.padStart(8)}  ${'p95 ms'.padStart(8)}`);
     for (const [label, xs] of rows) console.log(`${label.padEnd(w)}  ${percentile(xs, 50).toFixed(1).padStart(8)}  ${percentile(xs, 95).toFixed(1).padStart(8)}`);
+    // Where the time goes (IPVISOR_HOOK_TIMING lines of the timed bundle calls), medians.
     const logText = readFileSync(log, 'utf8');
-    const errors = logText.split('\n').filter((l) => /error|failed/.test(l));
+    const med = (re: RegExp) => {
+      const xs = [...logText.matchAll(re)].map((m) => Number(m[1]));
+      return xs.length ? percentile(xs, 50).toFixed(1) : '-';
+    };
+    console.log(`breakdown (medians over all bundle calls): start-up+module load ${med(/start-up\+load ([\d.]+) ms/g)} ms, store open ${med(/store open ([\d.]+) ms/g)} ms, host apply ${med(/apply ([\d.]+) ms/g)} ms, whole hook after stdin ${med(/hook ([\d.]+) ms/g)} ms`);
+    const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+    console.log(`load average during the run: ${load} (2 cores)`);
+    const errors = logText.split('\n').filter((l) => /error|failed/.test(l) && !/timing:/.test(l));
     if (errors.length) console.log(`hook log reported problems:\n${errors.slice(0, 5).join('\n')}`);
   } finally {
     spawnSync('ip', ['netns', 'del', NS]);

@@ -13,7 +13,7 @@ export function registerLibvirtCommands(program: Command): void {
     .option('--hooks-dir <dir>', 'libvirt hooks directory', '/etc/libvirt/hooks')
     .option('--systemd-dir <dir>', 'where to write ipvisor-serve.service', '/etc/systemd/system')
     .option('--no-systemd', 'do not write the systemd unit')
-    .option('--entry <path>', 'hook entry point (default: dist/libvirt-hook.mjs of this install)')
+    .option('--entry <path>', 'hook entry point (default: dist/libvirt-hook.cjs of this install)')
     .option('--node <path>', 'node binary the hooks run (default: this one)')
     .option('--log <path>', 'hook log file', '/var/log/ipvisor/libvirt-hooks.log')
     .option('--refuse-disabled', 'refuse to start a domain whose VIF is disabled (qemu prepare hook)')

@@ -1,4 +1,4 @@
-// The process entry libvirt's hook scripts exec (bundled to dist/libvirt-hook.mjs, so that a hook
+// The process entry libvirt's hook scripts exec (bundled to dist/libvirt-hook.cjs, so that a hook
 // call pays only for what it uses, not for the whole CLI). Also reached as
 // `ipvisor hook libvirt-network|libvirt-qemu ...` through the CLI.
 //   argv: libvirt-network|libvirt-qemu [--db PATH] [--log PATH] -- <libvirt's argv...>

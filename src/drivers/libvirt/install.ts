@@ -18,7 +18,7 @@ export interface HookCommand {
   node: string;
   /** Extra node arguments (e.g. ['--import', 'tsx'] when running from source). */
   nodeArgs: string[];
-  /** Absolute path of the hook entry (dist/libvirt-hook.mjs, or hook-main.ts from source). */
+  /** Absolute path of the hook entry (dist/libvirt-hook.cjs, or hook-main.ts from source). */
   entry: string;
   db: string;
   log: string;
@@ -55,10 +55,10 @@ export function packageRoot(): string {
   return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 }
 
-/** The hook entry to exec: the bundled dist/libvirt-hook.mjs when built, else the TypeScript
+/** The hook entry to exec: the bundled dist/libvirt-hook.cjs when built (scripts/build-libvirt-hook.cjs), else the TypeScript
  * source through tsx (slow start-up; fine for development). */
 export function defaultHookEntry(root = packageRoot()): { entry: string; nodeArgs: string[] } {
-  const built = join(root, 'dist', 'libvirt-hook.mjs');
+  const built = join(root, 'dist', 'libvirt-hook.cjs');
   if (existsSync(built)) return { entry: built, nodeArgs: [] };
   // Hooks run with cwd '/', so tsx must be named by its absolute URL, not as a bare package name.
   return { entry: join(root, 'src', 'drivers', 'libvirt', 'hook-main.ts'), nodeArgs: ['--import', pathToFileURL(join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href] };

@@ -29,7 +29,9 @@ export function findClash(cidr: string, used: UsedPrefix[]): UsedPrefix | undefi
   return used.find((u) => overlap(r, toRange(u.cidr)));
 }
 
-const PRIVATE_V4 = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16'].map(toRange);
+// Computed on first use: the hook loads this module, only `network create` needs it.
+let privateV4: Range[] | undefined;
+const PRIVATE_V4_CIDRS = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16'];
 
 /** A random /prefix (default /24) from the RFC 1918 ranges overlapping nothing in `used`. Random
  * rather than first-fit so that two hosts (or two ipvisor installs) rarely pick the same one. */
@@ -37,6 +39,7 @@ export function pickFreeIpv4Subnet(used: UsedPrefix[], opts: { prefix?: number; 
   const prefix = opts.prefix ?? 24;
   const random = opts.random ?? ((n: number) => randomBytes(4).readUInt32BE(0) % n);
   const size = 1n << BigInt(32 - prefix);
+  const PRIVATE_V4 = (privateV4 ??= PRIVATE_V4_CIDRS.map(toRange));
   const usedRanges = used.map((u) => toRange(u.cidr)).filter((r) => r.family === 4);
   const counts = PRIVATE_V4.map((r) => Number((r.end - r.start + 1n) / size));
   const total = counts.reduce((a, b) => a + b, 0);
