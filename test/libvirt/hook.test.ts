@@ -249,3 +249,41 @@ test('parallel port-created + reconnect for the same domain (libvirtd restart re
     await h.cleanup();
   }
 });
+
+test('`ipvisor hook libvirt-qemu|libvirt-network` as libvirt runs it: XML on stdin, nothing on stdout, refusal exit 1', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const dir = mkdtempSync(join(tmpdir(), 'ipv-lvhookcli-'));
+  try {
+    const db = join(dir, 'db.sqlite');
+    const store = await openStore(db);
+    await createNetwork(store, { name: 'lvnat', driver: 'libvirt', mode: 'nat', subnets: ['192.168.100.0/24'] }, 'test');
+    await store.close();
+    const entry = new URL('../../src/cli/entry.ts', import.meta.url).pathname;
+    const env = { ...process.env, IPVISOR_HOOK_LOG: join(dir, 'hooks.log'), IPVISOR_RUN_DIR: join(dir, 'run'), IPVISOR_NETNS: '' };
+    const call = (args: string[], xml: string) => spawnSync(process.execPath, ['--import', new URL('../../node_modules/tsx/dist/loader.mjs', import.meta.url).href, entry, '--db', db, 'hook', ...args], { input: xml, env, cwd: '/', encoding: 'utf8' });
+    // prepare: records the VM (no host apply needed at prepare)
+    const ok = call(['libvirt-qemu', 'lvdom1', 'prepare', 'begin', '-'], fx('qemu-lvdom1-prepare-begin.xml'));
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.equal(ok.stdout, '');
+    // migrate: stdout must stay empty (libvirt would read it as the new domain XML)
+    const mig = call(['libvirt-qemu', 'lvdom1', 'migrate', 'begin', '-'], fx('qemu-lvdom1-started-begin.xml'));
+    assert.equal(mig.status, 0);
+    assert.equal(mig.stdout, '');
+    const s2 = await openStore(db);
+    assert.equal((await s2.getVm(DOM_UUID))?.name, 'lvdom1');
+    await s2.close();
+    // start begin with a clashing host route cannot be staged without root; a disabled VIF can:
+    const s3 = await openStore(db);
+    await s3.putDoc(DOC_SETTINGS, 'hooks', { refuseDisabledVifs: true });
+    const [vif] = await s3.listVifs(DOM_UUID);
+    await s3.updateVif({ ...vif, locking: 'disabled' });
+    await s3.close();
+    const refused = call(['libvirt-qemu', 'lvdom1', 'prepare', 'begin', '-'], fx('qemu-lvdom1-prepare-begin.xml'));
+    assert.equal(refused.status, 1);
+    assert.equal(refused.stdout, '');
+    assert.match(refused.stderr, /^ipvisor: domain lvdom1: VIF 52:54:00:12:34:56 on network lvnat is disabled; not starting it.*\n$/);
+    assert.match(readFileSync(join(dir, 'hooks.log'), 'utf8'), /qemu lvdom1 migrate begin -: nothing to do/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -71,12 +71,12 @@ export function registerLibvirtCommands(program: Command): void {
       .argument('[args...]', "libvirt's arguments (object operation sub-operation extra)")
       .allowUnknownOption()
       .helpOption(false)
-      .action(async (args: string[], _o: unknown, cmd: Command) => {
+      .action(runAction(async (ctx, args: string[]) => {
         const { hookMain } = await import('../../drivers/libvirt/hook-main.js');
-        const db = (cmd.optsWithGlobals() as { db?: string }).db;
-        const code = await hookMain([`libvirt-${kind}`, ...(db ? ['--db', db] : []), '--', ...args.filter((a) => a !== '--')]);
-        process.exitCode = code;
-      });
+        const code = await hookMain([`libvirt-${kind}`, ...(ctx.dbPath ? ['--db', ctx.dbPath] : []), '--', ...args.filter((a) => a !== '--')]);
+        // Nothing on stdout (no --json here): libvirt reads stdout on migrate/restore.
+        return { json: undefined, text: '', exitCode: code };
+      }));
   }
 
   const imp = ensureCommand(program, 'import', 'import configuration from other tools');
