@@ -11,7 +11,7 @@ import { GuestAgent, PUSH_RPCS, type QgaInterface } from './qga.js';
 import { GUEST_FORMATS, render, type GuestFormat } from './render.js';
 import { IP_SCRIPT_PATH } from './renderers/ip.js';
 import { WINDOWS_PATH } from './renderers/windows.js';
-import { observedAddresses, renderRollbackScript, sq, type BackedUpFile, type ObservedNet } from './rollback.js';
+import { observedAddresses, renderRollbackScript, sq, type BackedUpFile, type ObservedLink, type ObservedNet } from './rollback.js';
 
 export type PersistFormat = Exclude<GuestFormat, 'ip' | 'windows'> | 'none';
 
@@ -58,15 +58,24 @@ const DETECT_FORMAT = [
 /** Files that must be root-only (netplan warns about, and NetworkManager ignores, readable ones). */
 const PRIVATE_FILE = /(\.yaml|\.nmconnection)$/;
 
-function nicNamesFromGuest(ifaces: QgaInterface[], explicit: Record<string, string> = {}): Record<string, string> {
+/**
+ * MAC -> name as the guest sees it. A bond member shows the bond's MAC, so `ip -j link`'s
+ * `permaddr` (the NIC's own address) is preferred over the current one; guest-network-get-interfaces
+ * is the fallback when the agent cannot run ip. Lower ifindex wins (a NIC before its bond/VLANs).
+ */
+export function guestNicNames(ifaces: QgaInterface[], links: ObservedLink[] | null): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const i of ifaces) {
-    const mac = i['hardware-address']?.toLowerCase();
-    if (!mac || mac === '00:00:00:00:00:00' || i.name === 'lo') continue;
-    // a bond or VLAN shares its member's MAC; the first (physical, lowest index) name wins
-    if (!(mac in out)) out[mac] = i.name;
+  const add = (mac: string | undefined, name: string): void => {
+    const m = mac?.toLowerCase();
+    if (!m || m === '00:00:00:00:00:00' || name === 'lo' || m in out) return;
+    out[m] = name;
+  };
+  if (links) {
+    const sorted = [...links].sort((a, b) => (a.ifindex ?? 0) - (b.ifindex ?? 0));
+    for (const l of sorted) add(l.permaddr, l.ifname);
+    for (const l of sorted) if (!l.link_type || l.link_type === 'ether') add(l.address, l.ifname);
   }
-  for (const [mac, name] of Object.entries(explicit)) out[mac.toLowerCase().replace(/-/g, ':')] = name;
+  for (const i of ifaces) add(i['hardware-address'], i.name);
   return out;
 }
 
@@ -95,10 +104,22 @@ export async function pushNetworkData(agent: GuestAgent, doc: unknown, opts: Pus
   const os = await agent.osInfo();
   const windows = os?.id === 'mswindows';
   const before = await agent.interfaces();
-  const state = parseNetworkData(doc, { nicNames: nicNamesFromGuest(before, opts.nicNames) });
+  let links: ObservedLink[] | null = null;
+  if (!windows) {
+    const r = await agent.exec('ip', ['-j', 'link', 'show']).catch(() => null);
+    if (r?.exitcode === 0) links = JSON.parse(r.stdout || '[]') as ObservedLink[];
+  }
+  const fromGuest = guestNicNames(before, links);
+  const explicit = new Set(Object.keys(opts.nicNames ?? {}).map((m) => m.toLowerCase().replace(/-/g, ':')));
+  const state = parseNetworkData(doc, { nicNames: { ...fromGuest, ...(opts.nicNames ?? {}) } });
   for (const i of state.interfaces) {
-    if (i.type === 'physical' && !before.some((g) => g.name === i.name)) {
-      throw new IpvisorError('DRIVER', `guest has no interface for link '${i.linkId}'${i.mac ? ` (MAC ${i.mac})` : ''}; pass --nic NAME=MAC`, { field: 'nic' });
+    if (i.type !== 'physical') continue;
+    // never configure some other NIC that merely happens to be called ethN
+    if (i.mac && !explicit.has(i.mac) && !(i.mac in fromGuest)) {
+      throw new IpvisorError('DRIVER', `guest has no NIC with MAC ${i.mac} (link '${i.linkId}'); pass --nic NAME=MAC`, { field: 'nic' });
+    }
+    if (!before.some((g) => g.name === i.name)) {
+      throw new IpvisorError('DRIVER', `guest has no interface ${i.name} (link '${i.linkId}'); pass --nic NAME=MAC`, { field: 'nic' });
     }
   }
   log(`guest: ${os?.['pretty-name'] ?? 'unknown OS'}`);
@@ -112,7 +133,7 @@ export async function pushNetworkData(agent: GuestAgent, doc: unknown, opts: Pus
   };
   const ipJson = async (args: string[]): Promise<never[]> => JSON.parse((await run('ip', ['-j', ...args], `ip -j ${args.join(' ')}`)) || '[]');
   const observed: ObservedNet = {
-    links: await ipJson(['link', 'show']),
+    links: links ?? (await ipJson(['link', 'show'])),
     addrs: await ipJson(['addr', 'show']),
     routes4: await ipJson(['-4', 'route', 'show', 'table', 'main']),
     routes6: await ipJson(['-6', 'route', 'show', 'table', 'main']),

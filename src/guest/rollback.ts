@@ -7,6 +7,11 @@ import type { GuestAddress, GuestNetState } from './ir.js';
 
 export interface ObservedLink {
   ifname: string;
+  ifindex?: number;
+  address?: string;
+  /** The NIC's own MAC when the current one differs (a bond member). */
+  permaddr?: string;
+  link_type?: string;
   mtu?: number;
   master?: string;
   flags?: string[];

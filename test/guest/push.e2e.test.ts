@@ -69,6 +69,13 @@ describe('guest push through the real qemu-ga', { skip: skip ?? false }, () => {
     assert.deepEqual(await state(), { addrs: ['198.51.100.10/24'], mtu: 1500, routes: ['default via 198.51.100.1'] });
   });
 
+  test('a link whose MAC the guest does not have is refused before anything changes', async () => {
+    const d = doc('203.0.113.20', '203.0.113.1', 1400) as { links: { ethernet_mac_address: string }[] };
+    d.links[0]!.ethernet_mac_address = '02:00:00:00:99:99';
+    await assert.rejects(pushNetworkData(agent, d, { format: 'eni' }), /guest has no NIC with MAC 02:00:00:00:99:99 \(link 'tap0'\); pass --nic NAME=MAC/);
+    assert.deepEqual((await state()).addrs, ['198.51.100.10/24']);
+  });
+
   test('push changes addresses, routes and MTU live and persists the config', async () => {
     const lines: string[] = [];
     const r = await pushNetworkData(agent, doc('203.0.113.20', '203.0.113.1', 1400), { format: 'eni', log: (l) => lines.push(l) });

@@ -13,7 +13,7 @@ const VALIDATORS: [string, 'netplan' | 'eni' | 'nm' | 'networkd' | 'sysconfig' |
   ['netplan generate --root-dir', 'netplan', validateNetplan, 'netplan.io'],
   ['ifup --no-act', 'eni', validateEni, 'ifupdown'],
   ['nmcli --offline', 'nm', validateNm, 'network-manager'],
-  ['systemd-networkd in a private namespace', 'networkd', validateNetworkd, 'systemd (and root)'],
+  ['systemd-networkd in a private namespace', 'networkd', validateNetworkd, 'systemd; needs root for the namespaces'],
   ['bash -n', 'sysconfig', (f) => validateShellSyntax(f, 'bash'), 'bash'],
   ['sh -n', 'ip', (f) => validateShellSyntax(f, 'sh'), 'dash'],
 ];
