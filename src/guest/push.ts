@@ -32,7 +32,7 @@ export interface PushOptions {
 
 export interface PushPlan {
   os: string;
-  format: PersistFormat | 'windows';
+  format: PersistFormat | 'windows' | 'xapi';
   /** Absolute guest path -> content, persisted configuration. */
   files: Record<string, string>;
   applyScript: string;
