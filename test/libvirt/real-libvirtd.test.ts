@@ -212,6 +212,9 @@ test('real libvirtd: hooks, managed network, DHCP reservation, anti-spoofing, ro
   });
 
   // 8. libvirtd restart: port-created replayed, reconnect per domain, libvirt rewrites its chains.
+  // Lose ipvisor's bridge table too (as after a firewall reload): the replayed hooks must restore it.
+  await h.nsExec(['nft', 'delete', 'table', 'bridge', 'ipvisor']);
+  assert.equal(await nftHas(`"${tap}" . ${guestIp}`), false);
   const before = hooks().length;
   await h.restartLibvirtd();
   await waitFor('reconnect hook', () => hooks().slice(before).includes(`qemu ${VM} reconnect begin -`));
