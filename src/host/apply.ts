@@ -8,6 +8,8 @@ import { NFT_TABLE, diffElements, expectedChains, renderElementChanges, renderTa
 import type { PlanChange } from '../enforce/enforcer.js';
 import { effectiveLocking } from '../model/locking.js';
 import { loadSnapshot } from '../model/snapshot.js';
+import { createHash } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import type { Store } from '../store/store.js';
 import type { HostRunner } from './exec.js';
 import { createHostRunner } from './exec.js';
@@ -78,6 +80,17 @@ function count(e: NftElements, family: NftFamily): number {
   return Object.values(e[family] as Record<string, string[]>).reduce((n, l) => n + l.length, 0);
 }
 
+/** IPVISOR_TRACE_HOST=1 prints how long each phase of a full run took (stderr). */
+function phaseTimer(): (phase: string) => void {
+  if (!process.env.IPVISOR_TRACE_HOST) return () => undefined;
+  let last = performance.now();
+  return (phase) => {
+    const now = performance.now();
+    process.stderr.write(`ipvisor host: ${phase} ${(now - last).toFixed(1)} ms\n`);
+    last = now;
+  };
+}
+
 export interface HostRun {
   plan: HostPlan;
   changes: PlanChange[];
@@ -87,10 +100,13 @@ export interface HostRun {
 /** The whole host: observe, diff, and (unless dryRun) apply. */
 async function runFull(store: Store, opts: HostApplyOptions, runner: HostRunner): Promise<HostRun> {
   const dryRun = !!opts.dryRun;
+  const trace = phaseTimer();
   const settings = await loadHostSettings(store);
   const snapshot = await loadSnapshot(store);
   let facts = await observeHostFacts(runner);
+  trace('snapshot+facts');
   let plan = compileHostPlan(snapshot, facts, settings);
+  trace('compile');
   const changes: PlanChange[] = [];
 
   // nftables: one transaction for both tables.
@@ -104,6 +120,7 @@ async function runFull(store: Store, opts: HostApplyOptions, runner: HostRunner)
     });
   }
   const obs = await nftObserve(runner, families);
+  trace('nft observe');
   let script = '';
   for (const family of families) {
     if (!skeletonIntact(obs, family)) {
@@ -126,9 +143,11 @@ async function runFull(store: Store, opts: HostApplyOptions, runner: HostRunner)
   changes.push(...l3.changes);
   const ipt = await syncForwardAccepts(runner, plan.iptablesForward, { dryRun: true });
   changes.push(...ipt);
+  trace('l3+iptables observe');
 
   if (!dryRun && changes.length) {
     await nftApply(runner, script);
+    trace('nft apply');
     await applyL3Diff(runner, l3);
     if (ipt.length) await syncForwardAccepts(runner, plan.iptablesForward);
     await store.putDoc(DOC_CHANGE, OWNED_KEY, l3.owned);
@@ -144,10 +163,16 @@ async function runFull(store: Store, opts: HostApplyOptions, runner: HostRunner)
       }
     }
   }
-  // the per-VIF records follow the elements; they only move when the nft state did (or on first use)
-  if (!dryRun && (script || !(await store.getDoc(DOC_CHANGE, 'vif-records')))) {
-    await syncVifRecords(store, plan.vifs, plan.nft);
-    await store.putDoc(DOC_CHANGE, 'vif-records', { syncedAt: new Date().toISOString() });
+  // the per-VIF records follow the wanted elements: rewrite them only when those changed since the
+  // last sync (a drift repair re-applies the same elements and leaves them alone)
+  if (!dryRun) {
+    const digest = createHash('sha1').update(JSON.stringify([plan.nft.bridge, plan.vifs.map((v) => [v.vifUuid, v.ifname])])).digest('hex');
+    const last = await store.getDoc<{ digest?: string }>(DOC_CHANGE, 'vif-records');
+    if (last?.value.digest !== digest) {
+      await syncVifRecords(store, plan.vifs, plan.nft);
+      await store.putDoc(DOC_CHANGE, 'vif-records', { digest, syncedAt: new Date().toISOString() });
+      trace('vif records');
+    }
   }
   const forwards = plan.routes.some((r) => r.dst !== 'default') || plan.nft.inet.nat_bridges.length > 0;
   for (const d of forwards ? await forwardPolicyDrops(runner).catch(() => []) : []) {
@@ -255,6 +280,8 @@ async function runVif(store: Store, vifUuid: string, opts: HostApplyOptions, run
   }
   if (vif) await store.putDoc(DOC_VIF, vifUuid, { ifname, elements: want } satisfies VifRecord);
   else await store.deleteDoc(DOC_VIF, vifUuid);
+  // the records no longer match the last full sync's digest: the next full run re-checks them all
+  await store.deleteDoc(DOC_CHANGE, 'vif-records');
   return planChanges;
 }
 
@@ -314,6 +341,7 @@ export async function teardownHost(store: Store, opts: HostApplyOptions): Promis
       await revertL3(runner, owned, { proto: IPVISOR_RT_PROTO });
       if (ipt.length) await syncForwardAccepts(runner, []);
       await store.deleteDoc(DOC_CHANGE, OWNED_KEY);
+      await store.deleteDoc(DOC_CHANGE, 'vif-records');
       await store.transaction(async (tx) => {
         for (const d of await tx.listDocs(DOC_VIF)) await tx.deleteDoc(DOC_VIF, d.key);
       }, { write: true });
