@@ -89,10 +89,10 @@ export class Topology {
     const uplink = `${this.prefix}upl`;
     await this.addNs(ns);
     await this.inHost(['ip', 'link', 'add', uplink, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
-    await this.inHost(['ip', 'addr', 'add', hostAddr, 'dev', uplink]);
+    await this.inHost(['ip', 'addr', 'add', hostAddr, 'dev', uplink, ...(hostAddr.includes(':') ? ['nodad'] : [])]);
     await this.inHost(['ip', 'link', 'set', uplink, 'up']);
     await this.inNs(ns, ['ip', 'link', 'set', 'lo', 'up']);
-    for (const a of upstreamAddrs) await this.inNs(ns, ['ip', 'addr', 'add', a, 'dev', 'eth0']);
+    for (const a of upstreamAddrs) await this.inNs(ns, ['ip', 'addr', 'add', a, 'dev', 'eth0', ...(a.includes(':') ? ['nodad'] : [])]);
     await this.inNs(ns, ['ip', 'link', 'set', 'eth0', 'up']);
     return { ns, uplink };
   }
