@@ -136,7 +136,12 @@ test('real libvirtd: hooks, managed network, DHCP reservation, anti-spoofing, ro
   const nftHas = async (needle: string) => (await h!.nsExec(['nft', 'list', 'table', 'bridge', 'ipvisor'])).stdout.includes(needle);
   await waitFor('nft elements for the VIF', async () => (await nftHas(`"${tap}" . ${guestIp}`)) && (await nftHas(`"${tap}" . ${ROUTED}`)));
 
-  // 5b. Hot-plug fires only port-created (no tap name): serve's libvirt watcher binds the tap.
+  // 6. The guest got exactly its reserved address by DHCP.
+  await waitFor('guest DHCP', () => existsSync(serialLog()) && /GUEST-READY/.test(readFileSync(serialLog(), 'utf8')), 60_000);
+  assert.match(readFileSync(serialLog(), 'utf8'), new RegExp(`GUEST: eth0 bound ${guestIp.replace(/\./g, '\\.')}/`));
+
+  // 6b. Hot-plug fires only port-created (no tap name): serve's libvirt watcher binds the tap.
+  // After the guest booted: its init runs udhcpc only at boot.
   await t.test('hot-plugged interface bound by the event watcher', async () => {
     const { createLibvirtWatcher } = await import('../../src/drivers/libvirt/watcher.js');
     const ws = await openStore(db);
@@ -144,8 +149,11 @@ test('real libvirtd: hooks, managed network, DHCP reservation, anti-spoofing, ro
     const reasons: string[] = [];
     const w = createLibvirtWatcher({ pollMs: 3_600_000 });
     try {
+      // Drift: the reservation vanished behind ipvisor's back; the watcher's connect scan restores it.
+      await h!.virsh('net-update', 'lvt', 'delete', 'ip-dhcp-host', `<host mac='${MAC}'/>`, '--live', '--config');
+      assert.doesNotMatch(await h!.virsh('net-dumpxml', 'lvt'), new RegExp(`<host mac='${MAC}'`));
       await w.start({ store: ws, actor: 'serve', requestReconcile: (r) => reasons.push(r), log: () => undefined, signal: ac.signal });
-      await new Promise((r) => setTimeout(r, 800)); // connected; initial scan done
+      await waitFor('reservation restored by the watcher', async () => new RegExp(`<host mac='${MAC}' name='${VM}' ip='${guestIp.replace(/\./g, '\\.')}'/>`).test(await h!.virsh('net-dumpxml', 'lvt')), 10_000);
       const mark = hooks().length;
       await h!.virsh('attach-interface', VM, 'network', 'lvt', '--mac', HOTPLUG_MAC, '--model', 'virtio', '--live');
       await waitFor('port-created for the hot-plugged NIC', () => hooks().slice(mark).includes('network lvt port-created begin -: port'));
@@ -163,10 +171,6 @@ test('real libvirtd: hooks, managed network, DHCP reservation, anti-spoofing, ro
       await ws.close();
     }
   });
-
-  // 6. The guest got exactly its reserved address by DHCP.
-  await waitFor('guest DHCP', () => existsSync(serialLog()) && /GUEST-READY/.test(readFileSync(serialLog(), 'utf8')), 60_000);
-  assert.match(readFileSync(serialLog(), 'utf8'), new RegExp(`GUEST: eth0 bound ${guestIp.replace(/\./g, '\\.')}/`));
 
   // 7. Upstream namespace for the routed IP: veth to libvirtd's namespace, route to the routed IP.
   await run(['ip', 'netns', 'del', UP_NS]);

@@ -35,6 +35,17 @@ export async function scanDomains(ctx: Pick<DaemonContext, 'store' | 'actor'>, v
   return changed;
 }
 
+/** DHCP reservations of every libvirt network ipvisor knows, re-checked on (re)connect and poll:
+ * changes made without the CLI (REST, `vm delete`) or while libvirtd was down catch up here. */
+async function syncAllDhcp(ctx: Pick<DaemonContext, 'store' | 'actor' | 'log'>, virsh: Virsh): Promise<void> {
+  const { syncDhcpReservations } = await import('./network.js');
+  for (const n of await ctx.store.listNetworks()) {
+    if (n.driver !== 'libvirt') continue;
+    const r = await syncDhcpReservations(ctx.store, n, ctx.actor, { virsh });
+    if (r.added.length || r.removed.length) ctx.log(`libvirt watcher: ${n.name}: DHCP reservations +${r.added.length} -${r.removed.length}`);
+  }
+}
+
 export function createLibvirtWatcher(opts: { virsh?: Virsh; pollMs?: number; retryMs?: number } = {}): DaemonWatcher {
   let child: ChildProcess | undefined;
   let timer: NodeJS.Timeout | undefined;
@@ -53,6 +64,7 @@ export function createLibvirtWatcher(opts: { virsh?: Virsh; pollMs?: number; ret
           try {
             const n = await scanDomains(ctx, virsh, domain);
             if (n) ctx.requestReconcile(`libvirt: ${n} tap(s) bound${domain ? ` on ${domain}` : ''}`);
+            if (!domain) await syncAllDhcp(ctx, virsh);
           } catch (err) {
             ctx.log(`libvirt watcher: scan failed: ${(err as Error).message}`);
           }
