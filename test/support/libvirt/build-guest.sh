@@ -8,8 +8,11 @@
 set -euo pipefail
 OUT=${1:-${OUT:-/var/cache/ipvisor-test/guest}}
 if [ -s "$OUT/vmlinuz" ] && [ -s "$OUT/initrd.gz" ] && [ -s "$OUT/busybox" ]; then exit 0; fi
-W=$(mktemp -d); trap 'rm -rf "$W"' EXIT; cd "$W"
-KPKG=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/{print $2; exit}')
+W=$(mktemp -d); trap 'rm -rf "$W"' EXIT; chmod 755 "$W"; cd "$W"   # 755: apt-get download runs as _apt
+kernel_pkg() { apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}'; }
+KPKG=$(kernel_pkg)
+if [ -z "$KPKG" ]; then apt-get update -qq; KPKG=$(kernel_pkg); fi   # fresh machine: no package lists yet
+[ -n "$KPKG" ] || { echo "build-guest: cannot find the Debian cloud kernel package" >&2; exit 1; }
 apt-get download "$KPKG" busybox-static >/dev/null
 dpkg-deb -x "$KPKG"_*.deb kx; dpkg-deb -x busybox-static_*.deb bb
 BB=$W/bb/bin/busybox
