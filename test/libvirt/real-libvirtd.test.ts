@@ -11,6 +11,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../../src/cli/main.js';
+import { eui64, formatAddress, parseCidr } from '../../src/ipam/addr.js';
 import { openStore } from '../../src/store/open.js';
 import { ensureGuest, guestDomainXml, libvirtSkipReason, startLibvirtHarness, type LibvirtHarness } from '../support/libvirt/daemon.js';
 import { buildHookBundle } from '../support/libvirt/bundle.js';
@@ -201,11 +202,26 @@ test('real libvirtd: hooks, managed network, DHCP reservation, anti-spoofing, ro
     // the routed IP is reachable from upstream
     const up = await run(['ip', 'netns', 'exec', UP_NS, 'ping', '-c', '2', '-W', '3', ROUTED]);
     assert.equal(up.code, 0, `${phase}: routed IP reachable from upstream: ${up.stdout}${up.stderr}`);
-    // the unbound routed IP is recorded and planned
     assert.ok(await nftHas(`"${tap}" . ${guestIp}`), `${phase}: VIF still enforced`);
+    if (phase !== 'before restart') {
+      assert.match(await guest(guestIp, `ping6 -c 2 -W 2 -I ${slaac} ${gw6} >/dev/null && echo V6-OK || echo V6-FAIL`), /V6-OK/, `${phase}: IPv6 from the assigned SLAAC address`);
+    }
   };
   const spoofIp = guestIp.replace(/\.\d+$/, '.99');
   await t.test('before restart', () => checks('before restart'));
+  // IPv6 on the RA network: the guest configures its EUI-64 SLAAC address by itself; the VIF is
+  // locked (it holds an IPv4 address), so that address may send only once it is assigned.
+  const gw6 = created.subnets.find((s: { family: number }) => s.family === 6).gateway as string;
+  const prefix6 = parseCidr(created.subnets.find((s: { family: number }) => s.family === 6).cidr).network;
+  const slaac = formatAddress(6, prefix6 | eui64(MAC));
+  await t.test('IPv6: the SLAAC (EUI-64) address passes once assigned', async () => {
+    await waitFor('guest SLAAC address', async () => (await guest(guestIp, 'ip -6 addr show dev eth0')).includes(slaac), 20_000);
+    const ping6 = `ping6 -c 2 -W 2 -I ${slaac} ${gw6} >/dev/null && echo V6-OK || echo V6-FAIL`;
+    assert.match(await guest(guestIp, ping6), /V6-FAIL/, 'not assigned yet: dropped');
+    await cliOk('ip', 'allocate', '--vif', `${VM}:0`, '--address', slaac);
+    await cliOk('apply');
+    assert.match(await guest(guestIp, ping6), /V6-OK/);
+  });
   await t.test('control: with the VIF unlocked the same spoofed packet passes', async () => {
     await cliOk('vif', 'set', `${VM}:0`, '--locking', 'unlocked');
     await cliOk('apply');
