@@ -287,3 +287,20 @@ test('`ipvisor hook libvirt-qemu|libvirt-network` as libvirt runs it: XML on std
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a domain that starts here is recorded on this host (migration, shared store)', async () => {
+  const h = await harness();
+  try {
+    const { hostname } = await import('node:os');
+    await createNetwork(h.store, { name: 'lvnat', driver: 'libvirt', mode: 'nat', subnets: ['192.168.100.0/24'] }, 'test');
+    assert.equal((await runLibvirtHook('qemu', ['lvdom1', 'prepare', 'begin', '-'], fx('qemu-lvdom1-prepare-begin.xml'), h.deps)).code, 0);
+    const vm = (await h.store.getVm(DOM_UUID))!;
+    await h.store.updateVm({ ...vm, host: 'elsewhere' });
+    assert.equal((await runLibvirtHook('qemu', ['lvdom1', 'prepare', 'begin', '-'], fx('qemu-lvdom1-prepare-begin.xml'), h.deps)).code, 0);
+    assert.equal((await h.store.getVm(DOM_UUID))?.host, 'elsewhere', 'prepare alone does not move it');
+    assert.equal((await runLibvirtHook('qemu', ['lvdom1', 'reconnect', 'begin', '-'], fx('qemu-lvdom1-reconnect-begin.xml'), h.deps)).code, 0);
+    assert.equal((await h.store.getVm(DOM_UUID))?.host, hostname());
+  } finally {
+    await h.cleanup();
+  }
+});

@@ -92,15 +92,18 @@ export async function recordNetworkFacts(tx: StoreTx, info: LibvirtNetworkInfo, 
   return after;
 }
 
-async function ensureVm(tx: StoreTx, uuid: string, name: string, actor: string): Promise<Vm> {
+/** The VM record of a domain. `runningHere`: the domain runs on this host now (start, reconnect),
+ * so a VM that moved (migration, a store shared by several hosts) is recorded on this host. */
+async function ensureVm(tx: StoreTx, uuid: string, name: string, actor: string, runningHere = false): Promise<Vm> {
   const existing = await tx.getVm(uuid);
   if (existing) {
-    if (existing.name === name) return existing;
+    const host = runningHere ? hostname() : existing.host;
     // libvirt allows renaming a domain; follow it unless the name belongs to another VM.
-    if (await tx.findVmByName(name)) return existing;
-    const after = { ...existing, name, updatedAt: now() };
+    const newName = existing.name !== name && !(await tx.findVmByName(name)) ? name : existing.name;
+    if (newName === existing.name && host === existing.host) return existing;
+    const after = { ...existing, name: newName, host, updatedAt: now() };
     await tx.updateVm(after);
-    await audit(tx, { actor, action: 'set', kind: 'vm', uuid, name, before: existing, after });
+    await audit(tx, { actor, action: 'set', kind: 'vm', uuid, name: newName, before: existing, after });
     return after;
   }
   const t = now();
@@ -165,7 +168,7 @@ export async function recordDomain(tx: StoreTx, dom: LibvirtDomainInfo, state: '
     }
     const network = resolve(iface.network, iface.bridge ?? prevTap?.bridge ?? null);
     if (!network) continue;
-    out.vm ??= await ensureVm(tx, dom.uuid, dom.name, actor);
+    out.vm ??= await ensureVm(tx, dom.uuid, dom.name, actor, state === 'running');
     let vif = await ensureVif(tx, out.vm, network, iface.mac, i, actor);
     const before = vif.ifname;
     if (state === 'running' && iface.target) vif = await setIfname(tx, vif, out.vm.name, iface.target, actor);
