@@ -1,7 +1,7 @@
 // The real offline validators for each rendered format (NOTES.md section 5). Each returns the
 // problems found (empty = valid) or null when the tool is not installed here.
 import { execFile, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -53,7 +53,12 @@ export async function validateNetplan(files: RenderedFiles): Promise<string[] | 
     for (const p of Object.keys(files)) chmodSync(join(root, p), 0o600);
     const r = await exec('netplan', ['generate', '--root-dir', root]);
     // any output is a warning (deprecated keys, permissions) or an error
-    return r.code !== 0 || r.out.trim() !== '' ? [`netplan generate rc=${r.code}: ${r.out.trim()}`] : [];
+    if (r.code !== 0 || r.out.trim() !== '') return [`netplan generate rc=${r.code}: ${r.out.trim()}`];
+    // and what netplan generated for its networkd backend must satisfy networkd itself
+    const generated = join(root, 'run/systemd/network');
+    if (!existsSync(generated)) return [];
+    const units = Object.fromEntries(readdirSync(generated).filter((f) => /\.(network|netdev)$/.test(f)).map((f) => [f, readFileSync(join(generated, f), 'utf8')]));
+    return ((await validateNetworkd(units)) ?? []).map((p) => `netplan's networkd output: ${p}`);
   });
 }
 

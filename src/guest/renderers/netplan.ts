@@ -51,9 +51,16 @@ export function renderNetplan(state: GuestNetState): RenderedFiles {
 
 function addIp(c: Record<string, unknown>, state: GuestNetState, i: GuestInterface, carriers: Set<GuestInterface>): void {
   c.dhcp4 = i.dhcp4;
+  const dhcp6 = i.ipv6 !== null && i.ipv6.dhcp !== 'none';
   if (i.ipv6) {
-    c.dhcp6 = i.ipv6.dhcp !== 'none';
+    c.dhcp6 = dhcp6;
     c['accept-ra'] = i.ipv6.acceptRa;
+  }
+  // the MTU from the metadata wins over one a DHCP server offers (networkd would otherwise say
+  // so); networkd needs the same use-mtu for both families
+  if (i.mtu !== null && (i.dhcp4 || dhcp6)) {
+    if (i.dhcp4) c['dhcp4-overrides'] = { 'use-mtu': false };
+    if (dhcp6) c['dhcp6-overrides'] = { 'use-mtu': false };
   }
   if (i.addresses.length) c.addresses = i.addresses.map((a) => `${a.address}/${a.prefixLength}`);
   if (i.routes.length) {
