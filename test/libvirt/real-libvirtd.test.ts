@@ -108,7 +108,15 @@ test('real libvirtd: hooks, managed network, DHCP reservation, anti-spoofing, ro
   // 3. A defined domain, discovered by sync; its address allocated -> DHCP reservation.
   writeFileSync(join(work, 'dom.xml'), guestDomainXml({ name: VM, uuid: VM_UUID, network: 'lvt', mac: MAC, serialLog: serialLog() }));
   await h.virsh('define', join(work, 'dom.xml'));
+  // A network made with virsh, not ipvisor, is adopted by sync (and never removed from libvirt by it).
+  writeFileSync(join(work, 'plain.xml'), `<network><name>lvplain</name><forward mode='route'/><bridge name='ipvplain0'/><ip address='10.99.7.1' prefix='24'/></network>`);
+  await h.virsh('net-define', join(work, 'plain.xml'));
   await cliOk('libvirt', 'sync');
+  const plain = JSON.parse(await cliOk('--json', 'network', 'show', 'lvplain'));
+  assert.deepEqual([plain.driver, plain.mode, plain.bridge, plain.subnets[0].cidr, plain.subnets[0].gateway, plain.extra.managed], ['libvirt', 'routed', 'ipvplain0', '10.99.7.0/24', '10.99.7.1', false]);
+  await cliOk('network', 'delete', 'lvplain');
+  assert.match(await h.virsh('net-list', '--all', '--name'), /lvplain/, 'an adopted network stays in libvirt');
+  await h.virsh('net-undefine', 'lvplain');
   const vifList = await cliOk('--json', 'vif', 'list', '--vm', VM);
   assert.equal(JSON.parse(vifList).length, 1);
   const alloc = JSON.parse(await cliOk('--json', 'ip', 'allocate', '--vif', `${VM}:0`, '--family', '4'));
