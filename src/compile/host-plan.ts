@@ -26,6 +26,8 @@ export interface HostLinkFact {
 /** What the compiler needs to know about the host (observed by src/host/observe.ts). */
 export interface HostFacts {
   links: Record<string, HostLinkFact>;
+  /** This host's name: VIFs of VMs recorded on another host (Vm.host) are not enforced here. Unset: all. */
+  hostname?: string;
 }
 
 export interface HostGatewaySetting {
@@ -168,7 +170,7 @@ function fastCanonical(text: string): string {
 }
 
 /** Canonical "ADDR/LEN" (nft and ip print canonical text; a stray non-canonical record must not cause churn). */
-function hostCidr(a: Pick<Assignment, 'address' | 'prefixLength' | 'family'>): string {
+export function hostCidr(a: Pick<Assignment, 'address' | 'prefixLength' | 'family'>): string {
   return `${fastCanonical(a.address)}/${a.prefixLength}`;
 }
 
@@ -303,6 +305,7 @@ export function compileHostPlan(snapshot: Snapshot, facts: HostFacts, settings: 
 
   // Per-VIF anti-spoofing: elements of the bridge table's sets.
   const ifnamesSeen = new Map<string, string>();
+  const vmHost = new Map(snapshot.vms.map((v) => [v.uuid, v.host]));
   for (const vif of [...snapshot.vifs].sort((a, b) => (a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0))) {
     const n = networks.get(vif.networkUuid);
     if (!n) continue;
@@ -312,6 +315,7 @@ export function compileHostPlan(snapshot: Snapshot, facts: HostFacts, settings: 
     plan.vifs.push({ vifUuid: vif.uuid, vmUuid: vif.vmUuid, device: vif.device, networkUuid: n.uuid, ifname: vif.ifname, mac: vif.mac, locking, allowed });
     if (!vif.ifname) continue;
     if (n.driver === 'xapi') continue; // Open vSwitch: locking goes through XAPI
+    if (facts.hostname && vmHost.get(vif.vmUuid) !== facts.hostname) continue; // runs on another host
     if (!isValidIfname(vif.ifname)) {
       plan.warnings.push(`vif ${vif.uuid}: ifname '${vif.ifname}' is not a valid interface name; not enforced`);
       continue;

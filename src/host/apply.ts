@@ -9,6 +9,7 @@ import type { PlanChange } from '../enforce/enforcer.js';
 import { effectiveLocking } from '../model/locking.js';
 import { loadSnapshot } from '../model/snapshot.js';
 import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Store } from '../store/store.js';
 import type { HostRunner } from './exec.js';
@@ -24,6 +25,8 @@ export const DOC_SETTING = 'host-setting';
 export const DOC_CHANGE = 'host-change';
 export const DOC_VIF = 'host-vif';
 const OWNED_KEY = 'state';
+/** A new table's elements are listed one by one in plans up to this many (else only counted). */
+const PLAN_ELEMENT_LINES = 200;
 
 export interface HostApplyOptions {
   actor: string;
@@ -56,7 +59,7 @@ export async function loadHostSettings(store: Store): Promise<HostSettings> {
 
 export async function observeHostFacts(runner: HostRunner): Promise<HostFacts> {
   const links = await observeLinks(runner);
-  const facts: HostFacts = { links: {} };
+  const facts: HostFacts = { links: {}, hostname: hostname() };
   for (const [name, l] of Object.entries(links)) facts.links[name] = { up: l.up, addresses: l.addresses };
   return facts;
 }
@@ -127,6 +130,12 @@ async function runFull(store: Store, opts: HostApplyOptions, runner: HostRunner)
       const what = obs.tables[family].present ? '~' : '+';
       changes.push({ op: what, kind: 'nft-table', target: `${family} ${NFT_TABLE}`, detail: `${what === '~' ? 'rebuilt, ' : ''}${count(plan.nft, family)} set elements` });
       script += renderTableReplace(family, plan.nft);
+      // what goes in, element by element, as long as that stays readable
+      if (count(plan.nft, family) <= PLAN_ELEMENT_LINES) {
+        for (const [set, elems] of Object.entries(plan.nft[family] as Record<string, string[]>)) {
+          for (const e of elems) changes.push({ op: '+', kind: 'nft-element', target: `${family} ${set} ${e}` });
+        }
+      }
       continue;
     }
     const diff = diffElements(plan.nft, obs.elements, family);
@@ -250,7 +259,8 @@ async function runVif(store: Store, vifUuid: string, opts: HostApplyOptions, run
   let ifname: string | null = null;
   if (vif) {
     const network = await store.getNetwork(vif.networkUuid);
-    if (network && network.driver !== 'xapi') {
+    const vm = await store.getVm(vif.vmUuid);
+    if (network && network.driver !== 'xapi' && vm?.host === hostname()) {
       const assigned = (await store.listAssignments({ vifUuid })).filter((a) => a.kind !== 'reserved');
       const locking = effectiveLocking(vif, network, assigned.length);
       want = bridgeOnly(vifElements(vif, locking, assigned.map(hostCidr).sort()));

@@ -1,4 +1,5 @@
 // Builders for Snapshot records used by the host-plan golden tests and the netns packet tests.
+import { hostname } from 'node:os';
 import type { Snapshot } from '../../src/model/snapshot.js';
 import type { Assignment, Family, Network, Pool, Vif, Vm } from '../../src/model/types.js';
 
@@ -19,7 +20,7 @@ export function pool(net: Network, p: Partial<Pool> & { family: Family }): Pool 
 }
 
 export function vm(name: string): Vm {
-  return { uuid: uuid('vm'), name, host: 'h', owner: null, extra: {}, createdAt: T, updatedAt: T };
+  return { uuid: uuid('vm'), name, host: hostname(), owner: null, extra: {}, createdAt: T, updatedAt: T };
 }
 
 export function vif(v: Vm, net: Network, p: Partial<Vif> & Pick<Vif, 'mac'>): Vif {

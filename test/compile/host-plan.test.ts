@@ -104,3 +104,11 @@ test('host plan: a one-VIF change is only element adds/deletes', () => {
   assert.equal(diffElements(after.nft, before.nft, 'inet').length, 0);
   assert.equal(renderTable('bridge', emptyElements()).split('\n').filter((l) => l.includes('chain')).length, renderTable('bridge', after.nft).split('\n').filter((l) => l.includes('chain')).length);
 });
+
+test('host plan: VIFs of VMs on another host are not enforced here', () => {
+  const { s, facts } = scenario();
+  s.vms[1] = { ...s.vms[1], host: 'elsewhere' };
+  const plan = compileHostPlan(s, { ...facts, hostname: s.vms[0].host });
+  assert.ok(plan.nft.bridge.locked_ifs.includes('"vnet1"'), 'this host\'s VM is enforced');
+  assert.ok(!plan.nft.bridge.disabled_ifs.includes('"vnet3"') && !plan.nft.bridge.locked_ifs.includes('"vnet4"'), 'the other host\'s are not');
+});
