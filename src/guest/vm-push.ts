@@ -2,6 +2,7 @@
 // agent channel (virsh qemu-agent-command) for libvirt domains, or XAPI for XCP-ng VMs.
 import type { Snapshot } from '../model/snapshot.js';
 import type { Vm } from '../model/types.js';
+import { withHostLock } from '../host/lock.js';
 import { networkDataForVm } from './emit.js';
 import { pushNetworkData, pushViaXapi, type PushOptions, type PushResult } from './push.js';
 import { GuestAgent, QgaSocket, QgaVirsh, type QgaTransport } from './qga.js';
@@ -26,14 +27,21 @@ export function guestRouteForVm(snapshot: Snapshot, vm: Vm, opts: GuestTransport
   return { kind: 'agent', transport: new QgaVirsh(domain, { uri: opts.connect }) };
 }
 
+/**
+ * Pushes one VM at a time, across processes (CLI, serve): qemu-ga serves one client at a time and
+ * two overlapping pushes would each roll back the other's changes.
+ */
 export async function pushVmNetwork(snapshot: Snapshot, vm: Vm, opts: PushOptions & GuestTransportOptions & { doc?: unknown }): Promise<PushResult & { via: string }> {
   const doc = opts.doc ?? networkDataForVm(snapshot, vm.uuid);
   const route = guestRouteForVm(snapshot, vm, opts);
   if (route.kind === 'xapi') return { ...(await pushViaXapi(vm.uuid, doc, opts)), via: 'XAPI' };
-  const agent = new GuestAgent(route.transport);
-  try {
-    return { ...(await pushNetworkData(agent, doc, opts)), via: route.transport.description };
-  } finally {
-    await agent.close();
-  }
+  const push = async (): Promise<PushResult & { via: string }> => {
+    const agent = new GuestAgent(route.transport);
+    try {
+      return { ...(await pushNetworkData(agent, doc, opts)), via: route.transport.description };
+    } finally {
+      await agent.close();
+    }
+  };
+  return opts.dryRun ? push() : withHostLock(push, { name: `guest-${vm.uuid}.lock`, timeoutMs: 300_000 });
 }

@@ -108,5 +108,12 @@ describe('guest CLI', () => {
       assert.equal(r2.code, 0, r2.stderr);
       assert.deepEqual((await observe()).addrs, ['2001:db8:10::1/64', '203.0.113.77/24']);
     });
+
+    test('two pushes of one VM at once both succeed, one after the other', async () => {
+      const [a, b] = await Promise.all([cli(db, 'guest', 'push', 'web1', '--socket', g.socket, '--timeout', '5'), cli(db, 'guest', 'push', 'web1', '--socket', g.socket, '--timeout', '5')]);
+      assert.equal(a.code, 0, a.stderr);
+      assert.equal(b.code, 0, b.stderr);
+      assert.deepEqual((await observe()).addrs, ['2001:db8:10::1/64', '203.0.113.77/24']);
+    });
   });
 });

@@ -117,6 +117,17 @@ test('guest push through libvirt agent channel changes a running domain; bonds a
     assert.match(bad.stderr, /guest push failed: the apply script failed .*rolled back to the previous configuration/);
     assert.match(bad.stderr, /guest: wrote 1 eni file/);
     assert.deepEqual(await v4(), { eth0: [], eth1: [], bond0: ['192.0.2.10/24'], 'bond0.10': ['10.10.0.5/24'] });
+
+    // two pushes at once through libvirt (which serialises single commands, not whole pushes):
+    // ipvisor's per-VM lock keeps them from interleaving, so both succeed
+    const docA = join(work, 'a.json');
+    const docB = join(work, 'b.json');
+    writeFileSync(docA, JSON.stringify(bondDoc([{ id: 10, addr: '10.10.0.7' }])));
+    writeFileSync(docB, JSON.stringify(bondDoc([{ id: 10, addr: '10.10.0.8' }])));
+    const [ra, rb] = await Promise.all([cli(db, 'guest', 'push', DOMAIN, '--connect', h.uri, '--input', docA), cli(db, 'guest', 'push', DOMAIN, '--connect', h.uri, '--input', docB)]);
+    assert.equal(ra.code, 0, ra.stderr);
+    assert.equal(rb.code, 0, rb.stderr);
+    assert.equal((await v4())['bond0.10']!.length, 1);
   } finally {
     await h?.teardown();
     cleanup();
