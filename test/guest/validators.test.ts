@@ -7,7 +7,40 @@ import type { RenderedFiles } from '../../src/guest/ir.js';
 import { loadCorpus, REJECTED } from './corpus.js';
 import { validateEni, validateNetplan, validateNetworkd, validateNm, validateShellSyntax } from './validators.js';
 
-const docs = loadCorpus().filter((c) => !REJECTED[c.name]);
+const phy = (id: string, mac: string, extra: Record<string, unknown> = {}) => ({ id, type: 'phy', ethernet_mac_address: mac, ...extra });
+/** Edge cases the corpus lacks, written for these validators. */
+const SYNTHETIC = [
+  {
+    name: 'synthetic-v6-only-search-dhcp6-mtu',
+    nics: {},
+    doc: {
+      links: [phy('a', '02:00:00:00:00:01', { mtu: 1400 }), phy('b', '02:00:00:00:00:02')],
+      networks: [
+        { id: 'x', link: 'a', type: 'ipv6_dhcp' },
+        { id: 'y', link: 'b', type: 'ipv6', ip_address: '2001:db8::5/64', routes: [{ network: '::', netmask: '::', gateway: 'fe80::1' }], dns_search: ['v6.example'], services: [{ type: 'dns', address: '2001:db8::53' }] },
+      ],
+    },
+  },
+  {
+    name: 'synthetic-vlan-on-phy-bond-options',
+    nics: { '02:00:00:00:00:03': 'ens5' },
+    doc: {
+      links: [
+        phy('a', '02:00:00:00:00:01'),
+        phy('b', '02:00:00:00:00:02'),
+        phy('c', '02:00:00:00:00:03'),
+        { id: 'bond', type: 'bond', bond_links: ['a', 'b'], bond_mode: '1', bond_miimon: 100, bond_primary: 'eth0', bond_updelay: 200, bond_downdelay: 200, bond_fail_over_mac: 'active' },
+        { id: 'v', type: 'vlan', vlan_link: 'c', vlan_id: 42 },
+      ],
+      networks: [
+        { id: 'n0', link: 'bond', type: 'ipv4_dhcp' },
+        { id: 'n1', link: 'v', type: 'ipv4', ip_address: '10.42.0.2', netmask: '255.255.255.0', routes: [{ network: '10.0.0.0', netmask: '255.0.0.0', gateway: '10.42.0.1' }] },
+      ],
+      services: [{ type: 'dns', address: '10.42.0.53', search: ['lan.example'] }],
+    },
+  },
+];
+const docs = [...loadCorpus().filter((c) => !REJECTED[c.name]), ...SYNTHETIC];
 
 const VALIDATORS: [string, 'netplan' | 'eni' | 'nm' | 'networkd' | 'sysconfig' | 'ip', (f: RenderedFiles) => Promise<string[] | null>, string][] = [
   ['netplan generate --root-dir', 'netplan', validateNetplan, 'netplan.io'],

@@ -39,6 +39,8 @@ export function renderNm(state: GuestNetState): RenderedFiles {
     if (i.type === 'vlan') parts.push('\n', section('vlan', [['id', i.vlan!.id], ['parent', i.vlan!.parent]]));
     if (!i.bondMaster) {
       const dns = interfaceDns(state, i, carriers);
+      // search domains go with IPv4, or with IPv6 on an interface without IPv4
+      const searchFamily = !i.dhcp4 && !i.addresses.some((a) => a.family === 4) ? 6 : 4;
       for (const family of [4, 6] as const) {
         const addrs = i.addresses.filter((a) => a.family === family);
         const ip: [string, string | number | boolean][] = [];
@@ -55,7 +57,7 @@ export function renderNm(state: GuestNetState): RenderedFiles {
           });
         const ns = dns.nameservers.filter((n) => (family === 4 ? !n.includes(':') : n.includes(':')));
         if (ns.length && method !== 'disabled' && method !== 'ignore') ip.push(['dns', ns.join(';') + ';']);
-        if (dns.search.length && family === 4 && method !== 'disabled') ip.push(['dns-search', dns.search.join(';') + ';']);
+        if (dns.search.length && family === searchFamily && method !== 'disabled' && method !== 'ignore') ip.push(['dns-search', dns.search.join(';') + ';']);
         parts.push('\n', section(family === 4 ? 'ipv4' : 'ipv6', ip));
       }
     }
