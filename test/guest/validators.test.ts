@@ -9,7 +9,7 @@ import { validateEni, validateNetplan, validateNetworkd, validateNm, validateShe
 
 const phy = (id: string, mac: string, extra: Record<string, unknown> = {}) => ({ id, type: 'phy', ethernet_mac_address: mac, ...extra });
 /** Edge cases the corpus lacks, written for these validators. */
-const SYNTHETIC = [
+const SYNTHETIC: { name: string; nics: Record<string, string>; doc: unknown }[] = [
   {
     name: 'synthetic-v6-only-search-dhcp6-mtu',
     nics: {},
