@@ -1,0 +1,67 @@
+// networkDataForVm (pure): the store's view of a VM as network_data.json, and back through the parser.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { networkDataForVm } from '../../src/guest/emit.js';
+import { parseNetworkData } from '../../src/guest/parse.js';
+import type { Snapshot } from '../../src/model/snapshot.js';
+import type { Assignment, Network, Vif, Vm } from '../../src/model/types.js';
+
+const t = '2026-01-01T00:00:00.000Z';
+const net = (uuid: string, over: Partial<Network>): Network => ({
+  uuid, name: uuid, driver: 'bridge', bridge: null, mode: 'bridged', subnets: [], mtu: null, dns: [], routes: [], defaultLocking: 'unlocked', uplink: null, hostAddresses: [], extra: {}, createdAt: t, updatedAt: t, ...over,
+});
+const vif = (uuid: string, device: number, mac: string, networkUuid: string): Vif => ({ uuid, vmUuid: 'vm1', device, mac, networkUuid, locking: 'network_default', ifname: null, extra: {}, createdAt: t, updatedAt: t });
+const asg = (uuid: string, vifUuid: string | null, networkUuid: string, address: string, kind: Assignment['kind'], prefixLength?: number): Assignment => {
+  const family = address.includes(':') ? 6 : 4;
+  return { uuid, networkUuid, poolUuid: 'p', vifUuid, family, address, prefixLength: prefixLength ?? (family === 4 ? 32 : 128), kind, note: null, requestId: null, createdAt: t };
+};
+
+const snapshot: Snapshot = {
+  networks: [
+    net('lan', { subnets: [{ cidr: '192.0.2.0/24', family: 4, gateway: '192.0.2.1' }, { cidr: '2001:db8:1::/64', family: 6, gateway: 'fe80::1' }], mtu: 9000, dns: ['192.0.2.53', '2001:db8:1::53'], routes: [{ cidr: '10.0.0.0/8', via: '192.0.2.254' }] }),
+    net('dmz', { subnets: [{ cidr: '198.51.100.0/25', family: 4, gateway: '198.51.100.1' }], dns: ['192.0.2.53'] }),
+  ],
+  pools: [],
+  vms: [{ uuid: 'vm1', name: 'web1', host: 'hv1', owner: null, extra: {}, createdAt: t, updatedAt: t } satisfies Vm],
+  vifs: [vif('v1', 1, '52:54:00:00:00:02', 'dmz'), vif('v0', 0, '52:54:00:00:00:01', 'lan')],
+  assignments: [
+    asg('a1', 'v0', 'lan', '192.0.2.11', 'additional'),
+    asg('a0', 'v0', 'lan', '192.0.2.10', 'primary'),
+    asg('a2', 'v0', 'lan', '2001:db8:1::10', 'primary'),
+    asg('a3', 'v1', 'dmz', '198.51.100.5', 'primary'),
+    asg('a4', 'v1', 'dmz', '203.0.113.0', 'routed', 29),
+    asg('a5', null, 'lan', '192.0.2.99', 'reserved'),
+  ],
+};
+
+test('a link per VIF in device order, a network per address, routes with the first address of a family', () => {
+  const d = networkDataForVm(snapshot, 'vm1');
+  assert.deepEqual(d.links, [
+    { id: 'interface0', type: 'phy', ethernet_mac_address: '52:54:00:00:00:01', mtu: 9000, vif_id: 'v0' },
+    { id: 'interface1', type: 'phy', ethernet_mac_address: '52:54:00:00:00:02', mtu: null, vif_id: 'v1' },
+  ]);
+  assert.deepEqual(
+    d.networks.map((n) => [n.link, n.type, n.ip_address, n.netmask, (n.routes as { network: string; netmask: string; gateway: string }[]).map((r) => `${r.network}/${r.netmask}>${r.gateway}`)]),
+    [
+      ['interface0', 'ipv4', '192.0.2.10', '255.255.255.0', ['0.0.0.0/0.0.0.0>192.0.2.1', '10.0.0.0/255.0.0.0>192.0.2.254']],
+      ['interface0', 'ipv4', '192.0.2.11', '255.255.255.0', []],
+      ['interface0', 'ipv6', '2001:db8:1::10', 'ffff:ffff:ffff:ffff::', ['::/::>fe80::1']],
+      ['interface1', 'ipv4', '198.51.100.5', '255.255.255.128', ['0.0.0.0/0.0.0.0>198.51.100.1']],
+    ],
+  );
+  assert.deepEqual(d.services, [{ type: 'dns', address: '192.0.2.53' }, { type: 'dns', address: '2001:db8:1::53' }]);
+});
+
+test('the emitted document parses; two VIFs with gateways get default routes with distinct metrics', () => {
+  const s = parseNetworkData(networkDataForVm(snapshot, 'vm1'));
+  assert.deepEqual(s.interfaces.map((i) => [i.name, i.mtu, i.addresses.map((a) => `${a.address}/${a.prefixLength}`)]), [
+    ['eth0', 9000, ['192.0.2.10/24', '192.0.2.11/24', '2001:db8:1::10/64']],
+    ['eth1', null, ['198.51.100.5/25']],
+  ]);
+  const defaults = s.interfaces.flatMap((i) => i.routes.filter((r) => r.destination === '0.0.0.0/0').map((r) => `${i.name} ${r.gateway} ${r.metric}`));
+  assert.deepEqual(defaults, ['eth0 192.0.2.1 100', 'eth1 198.51.100.1 200']);
+});
+
+test('an unknown VM is NOT_FOUND', () => {
+  assert.throws(() => networkDataForVm(snapshot, 'nope'), (e: unknown) => (e as { code?: string }).code === 'NOT_FOUND');
+});
