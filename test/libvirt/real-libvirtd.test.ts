@@ -22,6 +22,7 @@ const VM = 'ipv-e2e-vm1';
 const VM_UUID = '6d1f4a52-3c1e-4f7a-9d3b-0000000e2e01';
 const MAC = '52:54:00:e2:e0:01';
 const HOTPLUG_MAC = '52:54:00:e2:e0:02';
+const HOTPLUG_MAC2 = '52:54:00:e2:e0:03';
 const ROUTED = '198.51.100.10';
 const UNBOUND_ROUTED = '198.51.100.20';
 const UP_NS = `ipv-${NAME}-up`;
@@ -31,6 +32,8 @@ let work = '';
 let db = '';
 let hookLog = '';
 const savedEnv = { ...process.env };
+const watcherAc = new AbortController();
+let stopWatcher: () => Promise<void> = async () => undefined;
 
 function run(argv: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -151,33 +154,37 @@ test('real libvirtd: hooks, managed network, DHCP reservation, anti-spoofing, ro
 
   // 6b. Hot-plug fires only port-created (no tap name): serve's libvirt watcher binds the tap.
   // After the guest booted: its init runs udhcpc only at boot.
+  // The watcher keeps running across the libvirtd restart below (stopped in after()).
+  const { createLibvirtWatcher } = await import('../../src/drivers/libvirt/watcher.js');
+  const ws = await openStore(db);
+  const reasons: string[] = [];
+  const w = createLibvirtWatcher({ pollMs: 3_600_000, retryMs: 500 });
+  stopWatcher = async () => {
+    watcherAc.abort();
+    await w.stop();
+    await ws.close();
+  };
+  const hotplug = async (mac: string) => {
+    const mark = hooks().length;
+    await h!.virsh('attach-interface', VM, 'network', 'lvt', '--mac', mac, '--model', 'virtio', '--live');
+    await waitFor('port-created for the hot-plugged NIC', () => hooks().slice(mark).includes('network lvt port-created begin -: port'));
+    assert.doesNotMatch(hooks().slice(mark), /qemu /, 'no qemu hook on hot-plug');
+    return waitFor('watcher binds the new tap', async () => {
+      const v = (await ws.listVifs(VM_UUID)).find((x) => x.mac === mac);
+      return v?.ifname ? v : undefined;
+    }, 15_000);
+  };
   await t.test('hot-plugged interface bound by the event watcher', async () => {
-    const { createLibvirtWatcher } = await import('../../src/drivers/libvirt/watcher.js');
-    const ws = await openStore(db);
-    const ac = new AbortController();
-    const reasons: string[] = [];
-    const w = createLibvirtWatcher({ pollMs: 3_600_000 });
-    try {
+    {
       // Drift: the reservation vanished behind ipvisor's back; the watcher's connect scan restores it.
       await h!.virsh('net-update', 'lvt', 'delete', 'ip-dhcp-host', `<host mac='${MAC}'/>`, '--live', '--config');
       assert.doesNotMatch(await h!.virsh('net-dumpxml', 'lvt'), new RegExp(`<host mac='${MAC}'`));
-      await w.start({ store: ws, actor: 'serve', requestReconcile: (r) => reasons.push(r), log: () => undefined, signal: ac.signal });
+      await w.start({ store: ws, actor: 'serve', requestReconcile: (r) => reasons.push(r), log: () => undefined, signal: watcherAc.signal });
       await waitFor('reservation restored by the watcher', async () => new RegExp(`<host mac='${MAC}' name='${VM}' ip='${guestIp.replace(/\./g, '\\.')}'/>`).test(await h!.virsh('net-dumpxml', 'lvt')), 10_000);
-      const mark = hooks().length;
-      await h!.virsh('attach-interface', VM, 'network', 'lvt', '--mac', HOTPLUG_MAC, '--model', 'virtio', '--live');
-      await waitFor('port-created for the hot-plugged NIC', () => hooks().slice(mark).includes('network lvt port-created begin -: port'));
-      assert.doesNotMatch(hooks().slice(mark), /qemu /, 'no qemu hook on hot-plug');
-      const bound = await waitFor('watcher binds the new tap', async () => {
-        const v = (await ws.listVifs(VM_UUID)).find((x) => x.mac === HOTPLUG_MAC);
-        return v?.ifname ? v : undefined;
-      }, 15_000);
+      const bound = await hotplug(HOTPLUG_MAC);
       assert.match(bound.ifname!, /^vnet\d+$/);
       assert.notEqual(bound.ifname, tap);
       assert.ok(reasons.some((r) => r.includes('tap(s) bound')), 'the watcher asked serve to reconcile');
-    } finally {
-      ac.abort();
-      await w.stop();
-      await ws.close();
     }
   });
 
@@ -249,6 +256,12 @@ test('real libvirtd: hooks, managed network, DHCP reservation, anti-spoofing, ro
   // The replayed port-created already re-binds the tap it remembered (same port id as in the domain XML).
   assert.match(hooks().slice(before), new RegExp(`network lvt port-created begin -: port [0-9a-f-]+ mac ${MAC} recorded, vif [0-9a-f-]+ on ${tap}, host applied`));
   await t.test('after libvirtd restart', () => checks('after restart'));
+  await t.test('the watcher reconnected after the restart: another hot-plugged NIC is bound', async () => {
+    const bound = await hotplug(HOTPLUG_MAC2);
+    assert.match(bound.ifname!, /^vnet\d+$/);
+  });
+  await stopWatcher();
+  stopWatcher = async () => undefined;
 
   // 9. Clash checks: at create time (explicit CIDR) and, by the start hook, every time a network starts.
   const overlap = await cli('network', 'create', 'lvt-dup', '--driver', 'libvirt', '--subnet', v4.cidr);
@@ -294,6 +307,7 @@ before(async () => {
 after(async () => {
   if (skip) return;
   try {
+    await stopWatcher().catch(() => undefined);
     if (h) await h.teardown();
   } finally {
     await run(['ip', 'netns', 'del', UP_NS]);

@@ -51,6 +51,7 @@ export function createLibvirtWatcher(opts: { virsh?: Virsh; pollMs?: number; ret
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
   let scanning: Promise<void> = Promise.resolve();
+  let idle = false;
   return {
     name: 'libvirt-events',
     async start(ctx: DaemonContext) {
@@ -60,7 +61,7 @@ export function createLibvirtWatcher(opts: { virsh?: Virsh; pollMs?: number; ret
       // Scans run one after another: the store transaction serialises anyway, and order keeps logs readable.
       const scan = (domain?: string) => {
         scanning = scanning.then(async () => {
-          if (stopped) return;
+          if (stopped || idle) return;
           try {
             const n = await scanDomains(ctx, virsh, domain);
             if (n) ctx.requestReconcile(`libvirt: ${n} tap(s) bound${domain ? ` on ${domain}` : ''}`);
@@ -71,44 +72,45 @@ export function createLibvirtWatcher(opts: { virsh?: Virsh; pollMs?: number; ret
         });
         return scanning;
       };
-      let warned = false;
-      const launch = (): void => {
+      let backoff = retryMs;
+      const retry = () => {
+        if (!stopped && !ctx.signal.aborted) setTimeout(() => void launch(), backoff).unref();
+        backoff = Math.min(backoff * 2, 30_000);
+      };
+      const launch = async (): Promise<void> => {
+        if (stopped || ctx.signal.aborted) return;
+        // libvirtd down (or restarting): wait quietly until it answers.
+        let up = false;
+        try {
+          up = (await virsh.run(['version'], { allowFail: true, timeoutMs: 10_000 })).code === 0;
+        } catch (err) {
+          // No libvirt client on this host (an XCP-ng dom0, a plain-bridge host): stay idle.
+          ctx.log(`libvirt watcher: ${(err as Error).message}; idle`);
+          idle = true;
+          return;
+        }
+        if (!up) return retry();
         if (stopped || ctx.signal.aborted) return;
         const argv = ['-q', ...(virsh.uri ? ['-c', virsh.uri] : []), 'event', '--all', '--loop'];
         const c = spawn('virsh', argv, { stdio: ['ignore', 'pipe', 'pipe'] });
         child = c;
-        let connected = false;
-        c.on('error', (e: NodeJS.ErrnoException) => {
-          if (e.code === 'ENOENT') {
-            // No libvirt client on this host (an XCP-ng dom0, a plain-bridge host): stay idle.
-            ctx.log('libvirt watcher: virsh not installed; idle');
-            stopped = true;
-            return;
-          }
-          if (!warned) ctx.log(`libvirt watcher: ${e.message}`);
-          warned = true;
-        });
+        const startedAt = Date.now();
+        c.on('error', (e) => ctx.log(`libvirt watcher: ${e.message}`));
         createInterface({ input: c.stdout! }).on('line', (line) => {
           const d = domainNeedingScan(line);
           if (d) void scan(d);
         });
         createInterface({ input: c.stderr! }).on('line', () => undefined);
-        // virsh prints nothing on connect: a process still alive shortly after start is connected.
-        const connectedCheck = setTimeout(() => {
-          if (c.exitCode === null) {
-            connected = true;
-            warned = false;
-            void scan();
-          }
-        }, 300);
+        void scan(); // taps missed while disconnected
         c.on('exit', () => {
-          clearTimeout(connectedCheck);
           if (child === c) child = undefined;
-          if (connected) ctx.log('libvirt watcher: event stream ended (libvirtd restarted?); reconnecting');
-          if (!stopped && !ctx.signal.aborted) setTimeout(launch, retryMs).unref();
+          if (stopped || ctx.signal.aborted) return;
+          ctx.log('libvirt watcher: event stream ended (libvirtd restarted?); reconnecting');
+          if (Date.now() - startedAt > 10_000) backoff = retryMs;
+          retry();
         });
       };
-      launch();
+      void launch();
       timer = setInterval(() => void scan(), pollMs);
       timer.unref();
     },
