@@ -121,17 +121,19 @@ describe('routed IPs, NAT, CLI and serve', { skip: skip ?? false }, () => {
     assert.deepEqual(s.vifs[0].drift, []);
   });
 
-  test('serve repairs nft flush ruleset and a deleted route, and logs it', async () => {
+  test('serve repairs nft flush ruleset, a deleted route and a deleted bridge address, and logs it', async () => {
     serveProc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/entry.ts', 'serve', '--interval', '2'], { env: process.env, stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     serveProc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
     await until('serve to start', async () => log.includes('serving:'));
     await topo.inHost(['nft', 'flush', 'ruleset']);
     await topo.inHost(['ip', 'route', 'del', '203.0.113.5/32']);
+    await topo.inHost(['ip', 'addr', 'del', '10.60.0.1/24', 'dev', topo.bridge]);
     await until('tables and route back', async () => {
       const t = await topo.inHost(['nft', 'list', 'tables']);
       const r = await topo.inHost(['ip', 'route', 'show', '203.0.113.5']);
-      return t.includes('bridge ipvisor') && t.includes('inet ipvisor') && r.includes('proto 250');
+      const a = await topo.inHost(['ip', '-4', 'addr', 'show', 'dev', topo.bridge]);
+      return t.includes('bridge ipvisor') && t.includes('inet ipvisor') && r.includes('proto 250') && a.includes('10.60.0.1/24');
     });
     assert.equal(await ping(up.ns, '203.0.113.5'), true);
     const s = await openStore(db);
