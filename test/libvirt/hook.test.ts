@@ -304,3 +304,38 @@ test('a domain that starts here is recorded on this host (migration, shared stor
     await h.cleanup();
   }
 });
+
+test('a VM recorded by hand (own name and UUID, same MAC) is the domain: no second record, its name stays', async () => {
+  const h = await harness();
+  try {
+    const { createVm, addVif } = await import('../../src/service/vms.js');
+    await createNetwork(h.store, { name: 'lvnat', driver: 'libvirt', mode: 'nat', subnets: ['192.168.100.0/24'] }, 'test');
+    await createVm(h.store, { name: 'web' }, 'test');
+    const mine = await addVif(h.store, { vm: 'web', network: 'lvnat', mac: MAC }, 'test');
+    assert.equal((await runLibvirtHook('qemu', ['lvdom1', 'start', 'begin', '-'], fx('qemu-lvdom1-start-begin.xml'), h.deps)).code, 0);
+    assert.deepEqual((await h.store.listVms()).map((v) => v.name), ['web']);
+    assert.equal((await h.store.getVif(mine.uuid))?.ifname, 'vnet2');
+    // A VM named by the user keeps its name when the domain has another one.
+    await createVm(h.store, { name: 'db', uuid: '11111111-2222-4333-8444-555555555555' }, 'test');
+    const renamed = fx('qemu-lvdom1-start-begin.xml').replaceAll(DOM_UUID, '11111111-2222-4333-8444-555555555555').replaceAll('52:54:00:12:34:56', '52:54:00:12:34:99');
+    assert.equal((await runLibvirtHook('qemu', ['lvdom1', 'start', 'begin', '-'], renamed, h.deps)).code, 0);
+    assert.equal((await h.store.getVm('11111111-2222-4333-8444-555555555555'))?.name, 'db');
+  } finally {
+    await h.cleanup();
+  }
+});
+
+test('a VM named from libvirt follows a domain rename', async () => {
+  const h = await harness();
+  try {
+    await createNetwork(h.store, { name: 'lvnat', driver: 'libvirt', mode: 'nat', subnets: ['192.168.100.0/24'] }, 'test');
+    await runLibvirtHook('qemu', ['lvdom1', 'prepare', 'begin', '-'], fx('qemu-lvdom1-prepare-begin.xml'), h.deps);
+    assert.equal((await h.store.getVm(DOM_UUID))?.name, 'lvdom1');
+    await runLibvirtHook('qemu', ['lvdom1b', 'prepare', 'begin', '-'], fx('qemu-lvdom1-prepare-begin.xml').replace('<name>lvdom1</name>', '<name>lvdom1b</name>'), h.deps);
+    const vm = await h.store.getVm(DOM_UUID);
+    assert.equal(vm?.name, 'lvdom1b');
+    assert.equal(vm?.extra.libvirtDomain, 'lvdom1b');
+  } finally {
+    await h.cleanup();
+  }
+});

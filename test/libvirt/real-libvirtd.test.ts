@@ -17,9 +17,11 @@ import { ensureGuest, guestDomainXml, libvirtSkipReason, startLibvirtHarness, ty
 import { buildHookBundle } from '../support/libvirt/bundle.js';
 
 const skip = libvirtSkipReason();
-const NAME = 'e2e';
-const VM = 'ipv-e2e-vm1';
-const VM_UUID = '6d1f4a52-3c1e-4f7a-9d3b-0000000e2e01';
+// Per-process names: two runs on one machine (a developer's and a full suite) must not collide on
+// namespaces, the run dir or libvirt's shared per-domain state under /var/lib/libvirt/qemu.
+const NAME = `e2e${process.pid}`;
+const VM = `ipv-vm-${process.pid}`;
+const VM_UUID = `6d1f4a52-3c1e-4f7a-9d3b-${process.pid.toString(16).padStart(12, '0')}`;
 const MAC = '52:54:00:e2:e0:01';
 const HOTPLUG_MAC = '52:54:00:e2:e0:02';
 const HOTPLUG_MAC2 = '52:54:00:e2:e0:03';

@@ -98,10 +98,13 @@ async function ensureVm(tx: StoreTx, uuid: string, name: string, actor: string, 
   const existing = await tx.getVm(uuid);
   if (existing) {
     const host = runningHere ? hostname() : existing.host;
-    // libvirt allows renaming a domain; follow it unless the name belongs to another VM.
-    const newName = existing.name !== name && !(await tx.findVmByName(name)) ? name : existing.name;
-    if (newName === existing.name && host === existing.host) return existing;
-    const after = { ...existing, name: newName, host, updatedAt: now() };
+    // libvirt allows renaming a domain: follow it when the name came from libvirt in the first
+    // place (a name the user gave stays), unless the new name belongs to another VM.
+    const fromLibvirt = existing.extra.libvirtDomain === existing.name;
+    const newName = fromLibvirt && existing.name !== name && !(await tx.findVmByName(name)) ? name : existing.name;
+    const extra = fromLibvirt || existing.extra.libvirtDomain === undefined ? { ...existing.extra, libvirtDomain: newName === name ? name : existing.extra.libvirtDomain ?? name } : existing.extra;
+    if (newName === existing.name && host === existing.host && JSON.stringify(extra) === JSON.stringify(existing.extra)) return existing;
+    const after = { ...existing, name: newName, host, extra, updatedAt: now() };
     await tx.updateVm(after);
     await audit(tx, { actor, action: 'set', kind: 'vm', uuid, name: newName, before: existing, after });
     return after;
@@ -113,6 +116,14 @@ async function ensureVm(tx: StoreTx, uuid: string, name: string, actor: string, 
   await tx.insertVm(vm);
   await audit(tx, { actor, action: 'create', kind: 'vm', uuid, name: finalName, after: vm });
   return vm;
+}
+
+/** A VM the user recorded by hand (another UUID) whose VIF has this MAC on this network: the MAC
+ * identifies the NIC, so that VM is the domain; no second record is made. */
+async function adoptedVm(tx: StoreTx, domainUuid: string, network: Network, mac: string): Promise<Vm | undefined> {
+  if (await tx.getVm(domainUuid)) return undefined;
+  const vif = await tx.findVifByMac(network.uuid, mac);
+  return vif ? tx.getVm(vif.vmUuid) : undefined;
 }
 
 async function ensureVif(tx: StoreTx, vm: Vm, network: Network, mac: string, device: number | null, actor: string): Promise<Vif> {
@@ -168,6 +179,7 @@ export async function recordDomain(tx: StoreTx, dom: LibvirtDomainInfo, state: '
     }
     const network = resolve(iface.network, iface.bridge ?? prevTap?.bridge ?? null);
     if (!network) continue;
+    out.vm ??= await adoptedVm(tx, dom.uuid, network, iface.mac);
     out.vm ??= await ensureVm(tx, dom.uuid, dom.name, actor, state === 'running');
     let vif = await ensureVif(tx, out.vm, network, iface.mac, i, actor);
     const before = vif.ifname;
@@ -190,7 +202,7 @@ export async function recordPort(tx: StoreTx, net: LibvirtNetworkInfo, port: Lib
   const tap = (await tx.getDoc<TapDoc>(DOC_TAP, tapKey(port.ownerUuid, port.mac)))?.value;
   const ifname = tap?.running && tap.portid === port.uuid ? tap.ifname : null;
   if (!network) return { vif: undefined, ifname };
-  const vm = await ensureVm(tx, port.ownerUuid, port.ownerName ?? port.ownerUuid, actor);
+  const vm = (await adoptedVm(tx, port.ownerUuid, network, port.mac)) ?? (await ensureVm(tx, port.ownerUuid, port.ownerName ?? port.ownerUuid, actor));
   let vif = await ensureVif(tx, vm, network, port.mac, null, actor);
   if (ifname) vif = await setIfname(tx, vif, vm.name, ifname, actor);
   return { vif, ifname };
