@@ -292,7 +292,16 @@ test('real libvirtd: hooks, managed network, DHCP reservation, anti-spoofing, ro
   const show = await cliOk('--json', 'network', 'show', 'lvt');
   assert.equal(Number(JSON.parse(show).pools.find((p: { family: number; purpose: string }) => p.family === 4 && p.purpose === 'vif').held), 1);
 
-  // 11. Uninstall removes ipvisor's hooks only.
+  // 11. Opt-in refusal: a domain with a disabled VIF does not start (qemu prepare hook, exit 1).
+  await cliOk('libvirt', 'install', '--hooks-dir', h.hooksDir, '--no-systemd', '--entry', entry, '--log', hookLog, '--refuse-disabled');
+  await cliOk('vif', 'set', `${VM}:0`, '--locking', 'disabled');
+  await h.virsh('destroy', VM);
+  const startRefused = await run(['virsh', '-c', h.uri, 'start', VM]);
+  assert.notEqual(startRefused.code, 0);
+  assert.match(startRefused.stderr, new RegExp(`ipvisor: domain ${VM}: VIF ${MAC} on network lvt is disabled; not starting it`));
+  assert.match(await h.virsh('domstate', VM), /shut off/);
+
+  // 12. Uninstall removes ipvisor's hooks only.
   await cliOk('libvirt', 'uninstall', '--hooks-dir', h.hooksDir, '--no-systemd');
   assert.ok(!existsSync(join(h.hooksDir, 'qemu.d', 'ipvisor')) && !existsSync(join(h.hooksDir, 'network.d', 'ipvisor')));
 });
