@@ -362,6 +362,8 @@ export async function teardownHost(store: Store, opts: HostApplyOptions): Promis
 }
 
 export interface VifStatus extends VifEnforcement {
+  /** "VM:DEVICE" */
+  label: string;
   enforced: boolean;
   drift: string[];
 }
@@ -373,11 +375,13 @@ export async function hostStatus(store: Store, opts: { runner?: HostRunner } = {
   const obs = await nftObserve(runner, ['bridge']);
   const present = new Set(Object.values(obs.elements.bridge).flat());
   const byIf = elementsByIfname(run.plan.nft);
+  const vmNames = new Map((await store.listVms()).map((v) => [v.uuid, v.name]));
   const vifs: VifStatus[] = run.plan.vifs.map((v) => {
     const want = Object.values((v.ifname && byIf.get(v.ifname)) || emptyBridge()).flat();
     const missing = want.filter((e) => !present.has(e));
     return {
       ...v,
+      label: `${vmNames.get(v.vmUuid) ?? v.vmUuid}:${v.device}`,
       enforced: !!v.ifname && obs.tables.bridge.present,
       drift: missing.map((e) => `missing ${e}`),
     };

@@ -10,7 +10,7 @@ import { DOC_SETTING } from '../../host/apply.js';
 import { parseAddress } from '../../ipam/addr.js';
 import { invalid } from '../../model/errors.js';
 import { networkRef } from '../../service/resolve.js';
-import { ensureCommand, runAction } from '../context.js';
+import { ensureCommand, runAction, table } from '../context.js';
 import type { CommandContext } from '../context.js';
 
 async function enforcerContext(ctx: CommandContext, dryRun: boolean): Promise<EnforcerContext> {
@@ -68,10 +68,12 @@ export function registerHostCommands(program: Command): void {
           const s = (await e.status(ectx)) as any;
           out[e.name] = s;
           if (e.name === 'host' && s?.vifs) {
-            lines.push('VIF                                   IFNAME      LOCKING   ALLOWED                         DRIFT');
-            for (const v of s.vifs) {
-              lines.push(`${v.vifUuid.padEnd(37)} ${(v.ifname ?? '-').padEnd(11)} ${v.locking.padEnd(9)} ${(v.allowed.join(',') || '-').padEnd(31)} ${v.drift.length ? v.drift.join('; ') : '-'}`);
-            }
+            lines.push(
+              table(
+                ['VIF', 'IFNAME', 'LOCKING', 'ALLOWED', 'DRIFT'],
+                s.vifs.map((v: any) => [v.label, v.ifname, v.locking, v.allowed.join(','), v.drift.join('; ')]),
+              ),
+            );
             lines.push(s.pending.length ? `${s.pending.length} change(s) pending; run ipvisor plan` : 'host in sync');
             for (const w of s.warnings) lines.push(`warning: ${w}`);
           } else lines.push(`${e.name}: ${JSON.stringify(s)}`);
