@@ -88,6 +88,12 @@ test('DHCP reservations: one per VIF (its primary IPv4), diff touches only what 
   assert.deepEqual(d.remove.map((h) => h.mac), ['52:54:00:00:00:02', '52:54:00:00:00:08']);
   assert.deepEqual(d.add.map((h) => `${h.mac}=${h.ip}`), ['52:54:00:00:00:02=10.1.2.11']);
   assert.deepEqual(diffDhcpHosts(current.slice(0, 1), desired.slice(0, 1), []), { remove: [], add: [] });
+  // Two NICs of one VM on the network: libvirt rejects a duplicate host name, so only one is named.
+  const two = desiredDhcpHosts(net, [{ uuid: 'v1', mac: '52:54:00:00:00:01', name: 'a' }, { uuid: 'v4', mac: '52:54:00:00:00:04', name: 'a' }], [
+    { vifUuid: 'v1', family: 4, address: '10.1.2.10', kind: 'primary', createdAt: '1' },
+    { vifUuid: 'v4', family: 4, address: '10.1.2.14', kind: 'primary', createdAt: '1' },
+  ]);
+  assert.deepEqual(two, [{ mac: '52:54:00:00:00:01', ip: '10.1.2.10', name: 'a' }, { mac: '52:54:00:00:00:04', ip: '10.1.2.14' }]);
 });
 
 test('routed-ips file: "<ip> <network> [vm[:device]]", comments, errors name the line', () => {

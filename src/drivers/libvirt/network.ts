@@ -157,7 +157,14 @@ export function desiredDhcpHosts(network: Network, vifs: Array<{ uuid: string; m
       .sort((a, b) => (a.kind === b.kind ? a.createdAt.localeCompare(b.createdAt) : a.kind === 'primary' ? -1 : 1));
     if (mine[0]) out.push({ mac: vif.mac, ip: mine[0].address, name: vif.name });
   }
-  return out.sort((a, b) => a.mac.localeCompare(b.mac));
+  out.sort((a, b) => a.mac.localeCompare(b.mac));
+  // libvirt refuses a second <host> with the same name: a VM with two NICs here names one of them.
+  const named = new Set<string>();
+  for (const h of out) {
+    if (!h.name || named.has(h.name)) delete h.name;
+    else named.add(h.name);
+  }
+  return out;
 }
 
 /** Pure: which net-update calls turn `current` into `desired`, touching only reservations ipvisor
