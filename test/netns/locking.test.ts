@@ -155,6 +155,16 @@ describe('VIF locking with real packets', { skip: skip ?? false }, () => {
     assert.deepEqual(await applyHost(store, { actor: 'test', runner }), [], 'the full path agrees with the one-VIF path');
   });
 
+  test('the one-VIF path falls back to a full apply when the tables are gone', async () => {
+    await topo.inHost(['nft', 'flush', 'ruleset']);
+    const v = (await store.listVifs()).find((x) => x.ifname === vm1.vif)!;
+    const changes = await applyHost(store, { actor: 'test', runner, scope: { vifUuid: v.uuid } });
+    assert.ok(changes.some((c) => c.kind === 'nft-table' && c.target === 'bridge ipvisor'), JSON.stringify(changes.slice(0, 3)));
+    const frames = [{ marker: 'spoof-after-flush', frame: eth(MO, M1, ETH_IP4, ipv4('10.50.0.99', '10.50.0.200', 17, udp(1, 2, Buffer.from('spoof-after-flush')))) }];
+    assert.equal((await deliver(tx(vm1), tx(obs), frames)).size, 0);
+    assert.deepEqual(await applyHost(store, { actor: 'test', runner }), []);
+  });
+
   test('teardown removes the tables; spoofed frames pass again', async () => {
     await teardownHost(store, { actor: 'test', runner });
     const tables = await topo.inHost(['nft', 'list', 'tables']);
