@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { IpvisorError, invalid } from '../model/errors.js';
 import type { Assignment, AssignmentKind, Family, Network, Pool, Vif } from '../model/types.js';
 import { validateInt } from '../model/validate.js';
-import { BITS, formatAddress, parseAddress, parseCidr, prefixSize } from '../ipam/addr.js';
+import { BITS, eui64, formatAddress, parseAddress, parseCidr, prefixSize } from '../ipam/addr.js';
 import { describeBlock, freeAssignment, reclaimHolds, takeAlignedBlock, takeLowest, takeSpecific } from '../ipam/allocator.js';
 import { entryIntervals, networkReservedIntervals, exclusionIntervals } from '../ipam/pool-space.js';
 import type { Store, StoreTx } from '../store/store.js';
@@ -99,6 +99,14 @@ async function whyTaken(tx: StoreTx, pool: Pool, network: Network, value: bigint
   return invalid('address', `${text} is not inside pool '${pool.name}'`);
 }
 
+/** The VIF's EUI-64 address in the /64 subnet of the network that holds the pool. */
+function slaacAddress(network: Network, pool: Pool, mac: string): bigint {
+  const first = entryIntervals(pool)[0].start;
+  const subnet = network.subnets.map((s) => parseCidr(s.cidr)).find((c) => c.family === 6 && c.prefixLength === 64 && first >= c.network && first <= c.network + (1n << 64n) - 1n);
+  if (!subnet) throw invalid('pool', `network '${network.name}' hands out SLAAC addresses but pool '${pool.name}' is not inside a /64 subnet`);
+  return subnet.network | eui64(mac);
+}
+
 async function primaryKind(tx: StoreTx, vif: Vif, family: Family): Promise<AssignmentKind> {
   return (await tx.vifHoldsAddress(vif.uuid, family)) ? 'additional' : 'primary';
 }
@@ -148,6 +156,11 @@ export async function allocate(store: Store, input: AllocateInput, actor: string
       if (addr.network % size !== 0n) throw invalid('address', `${input.address} is not aligned on a /${len}`);
       if (!(await takeSpecific(tx, pool, addr.network, size))) throw await whyTaken(tx, pool, network, addr.network, len);
       start = addr.network;
+    } else if (len === max && pool.family === 6 && pool.purpose === 'vif' && network.extra.ipv6Slaac === true) {
+      // Router-advertisement networks: the guest configures its EUI-64 SLAAC address by itself, so
+      // that is the address to assign (and lock to); libvirt's IPv6 <host> cannot key on a MAC.
+      start = slaacAddress(network, pool, vif.mac);
+      if (!(await takeSpecific(tx, pool, start, 1n))) throw await whyTaken(tx, pool, network, start, max);
     } else if (len === max) {
       start = await takeLowest(tx, pool);
     } else {

@@ -262,3 +262,25 @@ describe('foundation CLI', () => {
     assert.equal(set.before.mtu !== undefined, true);
   });
 });
+
+describe('IPv6 on router-advertisement networks', () => {
+  const { db, cleanup } = tempDb();
+  after(cleanup);
+
+  test('a VIF gets its EUI-64 SLAAC address, as a default guest configures it', async () => {
+    const { openStore } = await import('../../src/store/open.js');
+    const { createNetwork } = await import('../../src/service/networks.js');
+    const s = await openStore(db);
+    await createNetwork(s, { name: 'ra', subnets: ['fd12:3456:789a:1::/64'], extra: { ipv6Slaac: true } }, 'tester');
+    await s.close();
+    await cli(db, 'pool', 'create', 'ra6', '--network', 'ra', '--cidr', 'fd12:3456:789a:1::/64');
+    await cli(db, 'vm', 'add', 's');
+    await cli(db, 'vif', 'add', 's', '--network', 'ra', '--mac', '52:54:00:12:34:56');
+    const r = await cli(db, 'ip', 'allocate', '--vif', 's:0', '--json');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.json.address, 'fd12:3456:789a:1:5054:ff:fe12:3456');
+    const again = await cli(db, 'ip', 'allocate', '--vif', 's:0', '--json');
+    assert.equal(again.code, 1);
+    assert.equal(again.error?.code, 'ADDRESS_TAKEN');
+  });
+});

@@ -30,6 +30,23 @@ describe('SQLite store', () => {
     fix.close();
   });
 
+  test('events since a time: the binary search over ids finds the first one at or after it', async () => {
+    const s = await openStore(db);
+    const base = Date.parse('2030-01-01T00:00:00Z');
+    for (let i = 0; i < 37; i++) {
+      await s.insertEvent({ time: new Date(base + i * 60_000).toISOString(), actor: 't', action: 'x', objectKind: 'k', objectUuid: null, objectName: `e${i}`, before: null, after: null });
+    }
+    for (const i of [0, 1, 17, 36]) {
+      const got = await s.listEvents({ since: new Date(base + i * 60_000).toISOString() });
+      assert.equal(got.length, 37 - i);
+      assert.equal(got[0].objectName, `e${i}`);
+    }
+    const between = await s.listEvents({ since: new Date(base + 5 * 60_000 + 1).toISOString() });
+    assert.equal(between[0].objectName, 'e6');
+    assert.equal((await s.listEvents({ since: '2031-01-01T00:00:00Z' })).length, 0);
+    await s.close();
+  });
+
   test('a failed transaction leaves nothing behind', async () => {
     const s = await openStore(db);
     await assert.rejects(s.transaction(async (tx) => {

@@ -50,10 +50,10 @@ export const MIGRATIONS: Migration[] = [
         kind TEXT NOT NULL,
         request_id TEXT,
         doc TEXT NOT NULL,
-        UNIQUE (pool_uuid, addr_key),
-        UNIQUE (network_uuid, family, addr_key)
+        UNIQUE (pool_uuid, addr_key)
       ) WITHOUT ROWID;
-      -- (network_uuid, ...) lookups use the unique index above; each index is a page per commit.
+      -- Every index costs a page write per allocation. An address is unique per network because it
+      -- is unique per pool and the pools of a network never overlap (checked on every pool change).
       CREATE INDEX assignments_vif ON assignments(vif_uuid);
       CREATE TABLE free_space (
         pool_uuid TEXT NOT NULL,
@@ -87,7 +87,7 @@ export const MIGRATIONS: Migration[] = [
         before TEXT,
         after TEXT
       );
-      CREATE INDEX events_time ON events(time);
+      -- No index on time: ids grow with time, so 'since' is a binary search over ids (sqlite-store.ts).
       CREATE INDEX events_object_uuid ON events(object_uuid);
       CREATE INDEX events_object_name ON events(object_name);
       CREATE TABLE docs (

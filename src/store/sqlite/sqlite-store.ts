@@ -28,6 +28,22 @@ function freeRow(row: Row | undefined): FreeInterval | undefined {
   return { poolUuid: row.pool_uuid as string, start: keyToBigInt(row.start_key as string), end: keyToBigInt(row.end_key as string) };
 }
 
+/** First event id at or after `since`: ids grow with time, so a binary search over rowids
+ * replaces an index on time (one less page written per change). */
+function firstEventIdSince(get: (sql: string, ...p: unknown[]) => Row | undefined, since: string): number {
+  const bounds = get('SELECT min(id) AS lo, max(id) AS hi FROM events')!;
+  if (bounds.lo === null) return 1;
+  let lo = bounds.lo as number, hi = (bounds.hi as number) + 1;
+  while (lo < hi) {
+    const mid = Math.floor((lo + hi) / 2);
+    // The first row at or after mid (ids have no gaps unless a transaction rolled back).
+    const row = get('SELECT id, time FROM events WHERE id >= ? ORDER BY id LIMIT 1', mid);
+    if (!row || (row.time as string) >= since) hi = mid;
+    else lo = (row.id as number) + 1;
+  }
+  return lo;
+}
+
 class SqliteTx implements StoreTx {
   private readonly cache = new Map<string, Database.Statement>();
   constructor(protected readonly db: Database.Database) {}
@@ -156,7 +172,8 @@ class SqliteTx implements StoreTx {
     }
     if (q.address) {
       const a = parseAddress(q.address);
-      (where.push('family = ? AND addr_key = ?'), params.push(a.family, addressKey(a.value)));
+      // Through the (pool_uuid, addr_key) unique index, one probe per pool: never a table scan.
+      (where.push('addr_key = ? AND family = ? AND pool_uuid IN (SELECT uuid FROM pools)'), params.push(addressKey(a.value), a.family));
     }
     const sql = `SELECT doc FROM assignments ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY family, addr_key`;
     return this.all(sql, ...params).map((r) => parseDoc<Assignment>(r)!);
@@ -254,7 +271,7 @@ class SqliteTx implements StoreTx {
   async listEvents(q: EventQuery = {}): Promise<AuditEvent[]> {
     const where: string[] = [];
     const params: unknown[] = [];
-    if (q.since) (where.push('time >= ?'), params.push(q.since));
+    if (q.since) (where.push('id >= ?'), params.push(firstEventIdSince((sql, ...p) => this.get(sql, ...p), q.since)));
     if (q.object) (where.push('(object_uuid = ? OR object_name = ?)'), params.push(q.object, q.object));
     const sql = `SELECT * FROM events ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id LIMIT ?`;
     params.push(q.limit ?? -1);
@@ -311,6 +328,10 @@ export class SqliteStore extends SqliteTx implements Store {
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
     db.pragma('foreign_keys = ON');
+    // Each checkpoint fsyncs; at the default 1,000 pages that is every ~100 allocations and costs
+    // about a third of the commit rate here (bench/ipam). 10,000 pages (40 MB of WAL) at most.
+    db.pragma('wal_autocheckpoint = 10000');
+    db.pragma('cache_size = -32000');
     this.migrate();
     // Every plain call outside transaction() is serialised with the transactions of this process.
     for (const m of STORE_METHODS) {
