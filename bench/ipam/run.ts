@@ -110,7 +110,7 @@ console.log('per-allocation latency by fill level (naive = walk the assigned add
 const v4 = await latencyAt('10.0.0.0/16', 4, [{ label: '0%', count: 0 }, { label: '50%', count: Math.floor(size16 * 0.5) }, { label: '99%', count: Math.floor(size16 * 0.99) }]);
 // A /64 cannot be filled to a percentage; the same assignment counts show that latency depends on
 // the number of assignments in the index, not on the pool size.
-const v6 = await latencyAt('fd00:bench::/64', 6, [{ label: '0%', count: 0 }, { label: '32767 used', count: 32767 }, { label: '64880 used', count: 64880 }]);
+const v6 = await latencyAt('fd00:be:c::/64', 6, [{ label: '0%', count: 0 }, { label: '32767 used', count: 32767 }, { label: '64880 used', count: 64880 }]);
 console.table([...v4, ...v6]);
 const ratio4 = Number(v4[2].p50_ms) / Number(v4[0].p50_ms);
 const ratio6 = Number(v6[2].p50_ms) / Number(v6[0].p50_ms);
