@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { StoreTx } from '../store/store.js';
+import type { Store, StoreTx } from '../store/store.js';
 
 export function now(): string {
   return new Date().toISOString();
@@ -31,4 +31,10 @@ export async function audit(tx: StoreTx, e: AuditInput): Promise<void> {
     before: e.before ?? null,
     after: e.after ?? null,
   });
+}
+
+/** Runs `run` in a write transaction of its own, or inside the caller's when given a transaction
+ * (hooks and sync compose several operations into one). */
+export function inWriteTx<T>(store: Store | StoreTx, run: (tx: StoreTx) => Promise<T>): Promise<T> {
+  return 'transaction' in store ? (store as Store).transaction(run, { write: true }) : run(store);
 }

@@ -6,7 +6,7 @@ import { rebuildFreeSpace } from '../ipam/allocator.js';
 import { entryIntervals, networkReservedIntervals } from '../ipam/pool-space.js';
 import { overlaps } from '../ipam/intervals.js';
 import type { Store, StoreTx } from '../store/store.js';
-import { audit, newUuid, now } from './context.js';
+import { audit, inWriteTx, newUuid, now } from './context.js';
 import { networkRef } from './resolve.js';
 
 
@@ -174,7 +174,7 @@ export async function updateNetworkFacts(store: Store | StoreTx, uuid: string, p
     await audit(tx, { actor, action: 'set', kind: 'network', uuid, name: after.name, before, after });
     return after;
   };
-  return 'transaction' in store ? (store as Store).transaction(run, { write: true }) : run(store);
+  return inWriteTx(store, run);
 }
 
 export async function deleteNetwork(store: Store, ref: string, opts: { force?: boolean }, actor: string): Promise<Network> {

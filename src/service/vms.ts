@@ -3,7 +3,7 @@ import { IpvisorError, invalid } from '../model/errors.js';
 import { VIF_LOCKINGS, type Vif, type VifLocking, type Vm } from '../model/types.js';
 import { isUuid, normalizeMac, oneOf, validateInt, validateName } from '../model/validate.js';
 import type { Store, StoreTx } from '../store/store.js';
-import { audit, newUuid, now } from './context.js';
+import { audit, inWriteTx, newUuid, now } from './context.js';
 import { releaseAssignmentTx } from './ip.js';
 import { networkRef, vifRef, vmRef } from './resolve.js';
 import { validateIfname } from './networks.js';
@@ -30,7 +30,7 @@ export async function createVm(store: Store | StoreTx, input: VmInput, actor: st
     await audit(tx, { actor, action: 'create', kind: 'vm', uuid, name, after: vm });
     return vm;
   };
-  return 'transaction' in store ? (store as Store).transaction(run, { write: true }) : run(store);
+  return inWriteTx(store, run);
 }
 
 export async function setVm(store: Store | StoreTx, ref: string, input: Partial<VmInput>, actor: string): Promise<Vm> {
@@ -51,7 +51,7 @@ export async function setVm(store: Store | StoreTx, ref: string, input: Partial<
     await audit(tx, { actor, action: 'set', kind: 'vm', uuid: after.uuid, name: after.name, before, after });
     return after;
   };
-  return 'transaction' in store ? (store as Store).transaction(run, { write: true }) : run(store);
+  return inWriteTx(store, run);
 }
 
 /** Deletes a VM with its VIFs, releasing their addresses (each release audit-logged). */
@@ -64,7 +64,7 @@ export async function deleteVm(store: Store | StoreTx, ref: string, actor: strin
     await audit(tx, { actor, action: 'delete', kind: 'vm', uuid: vm.uuid, name: vm.name, before: vm });
     return { vm, released };
   };
-  return 'transaction' in store ? (store as Store).transaction(run, { write: true }) : run(store);
+  return inWriteTx(store, run);
 }
 
 export interface VifInput {
@@ -106,7 +106,7 @@ export async function addVif(store: Store | StoreTx, input: VifInput, actor: str
     await audit(tx, { actor, action: 'create', kind: 'vif', uuid: vif.uuid, name: `${vm.name}:${device}`, after: vif });
     return vif;
   };
-  return 'transaction' in store ? (store as Store).transaction(run, { write: true }) : run(store);
+  return inWriteTx(store, run);
 }
 
 export interface VifChanges {
@@ -148,7 +148,7 @@ export async function setVif(store: Store | StoreTx, ref: string, ch: VifChanges
     await audit(tx, { actor, action: 'set', kind: 'vif', uuid: after.uuid, name: `${vm.name}:${after.device}`, before, after });
     return { vif: after, released };
   };
-  return 'transaction' in store ? (store as Store).transaction(run, { write: true }) : run(store);
+  return inWriteTx(store, run);
 }
 
 /** Records the host-side interface of a VIF (vnet3, vif5.0); null unbinds it. */
@@ -169,5 +169,5 @@ export async function deleteVif(store: Store | StoreTx, ref: string, actor: stri
     const { vif, vm } = await vifRef(tx, ref);
     return { vif, released: await deleteVifTx(tx, vm, vif, actor) };
   };
-  return 'transaction' in store ? (store as Store).transaction(run, { write: true }) : run(store);
+  return inWriteTx(store, run);
 }
