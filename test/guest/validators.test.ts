@@ -5,7 +5,7 @@ import { parseNetworkData } from '../../src/guest/parse.js';
 import { render } from '../../src/guest/render.js';
 import type { RenderedFiles } from '../../src/guest/ir.js';
 import { loadCorpus, REJECTED } from './corpus.js';
-import { validateEni, validateNetplan, validateNetworkd, validateNm, validateShellSyntax } from './validators.js';
+import { validateEni, validateNetplan, validateNetworkd, validateNm, validatePowerShell, validateShellSyntax } from './validators.js';
 
 const phy = (id: string, mac: string, extra: Record<string, unknown> = {}) => ({ id, type: 'phy', ethernet_mac_address: mac, ...extra });
 /** Edge cases the corpus lacks, written for these validators. */
@@ -42,13 +42,14 @@ const SYNTHETIC: { name: string; nics: Record<string, string>; doc: unknown }[] 
 ];
 const docs = [...loadCorpus().filter((c) => !REJECTED[c.name]), ...SYNTHETIC];
 
-const VALIDATORS: [string, 'netplan' | 'eni' | 'nm' | 'networkd' | 'sysconfig' | 'ip', (f: RenderedFiles) => Promise<string[] | null>, string][] = [
+const VALIDATORS: [string, 'netplan' | 'eni' | 'nm' | 'networkd' | 'sysconfig' | 'ip' | 'windows', (f: RenderedFiles) => Promise<string[] | null>, string][] = [
   ['netplan generate --root-dir', 'netplan', validateNetplan, 'netplan.io'],
   ['ifup --no-act', 'eni', validateEni, 'ifupdown'],
   ['nmcli --offline', 'nm', validateNm, 'network-manager'],
   ['systemd-networkd in a private namespace', 'networkd', validateNetworkd, 'systemd; needs root for the namespaces'],
   ['bash -n', 'sysconfig', (f) => validateShellSyntax(f, 'bash'), 'bash'],
   ['sh -n', 'ip', (f) => validateShellSyntax(f, 'sh'), 'dash'],
+  ['the tree-sitter PowerShell grammar', 'windows', validatePowerShell, 'npm: web-tree-sitter, tree-sitter-powershell'],
 ];
 
 for (const [label, format, validate, pkg] of VALIDATORS) {
@@ -60,7 +61,13 @@ for (const [label, format, validate, pkg] of VALIDATORS) {
     }
     const problems: string[] = [];
     for (const c of docs) {
-      const files = render(parseNetworkData(c.doc, { nicNames: c.nics }), format);
+      const state = parseNetworkData(c.doc, { nicNames: c.nics });
+      if (format === 'windows' && state.interfaces.some((i) => i.vlan && state.interfaces.find((p) => p.name === i.vlan!.parent)?.type !== 'bond')) {
+        // documented limit: Windows has VLAN interfaces only on LBFO teams
+        assert.throws(() => render(state, format), /Windows supports VLANs only on a bond/);
+        continue;
+      }
+      const files = render(state, format);
       const found = await validate(files);
       for (const p of found ?? []) problems.push(`${c.name}: ${p}`);
     }
@@ -79,4 +86,6 @@ test('validators catch broken input (they are not no-ops)', async (t) => {
   if (nd) assert.ok(nd.some((p) => /BogusKey/.test(p)), String(nd));
   else t.diagnostic('networkd check skipped (needs root and systemd-networkd)');
   assert.ok((await validateShellSyntax({ f: 'A="x\n' })).length > 0);
+  const ps = await validatePowerShell({ 'x.ps1': "if ($a -eq 'x' {\n  Write-Output 'y'\n}\n" });
+  assert.ok(ps.some((p) => /PowerShell syntax x\.ps1:1:/.test(p)), String(ps));
 });

@@ -4,6 +4,7 @@ import { execFile, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { createRequire } from 'node:module';
 import { promisify } from 'node:util';
 import type { RenderedFiles } from '../../src/guest/ir.js';
 
@@ -129,6 +130,41 @@ export async function validateShellSyntax(files: RenderedFiles, shell: 'bash' | 
   for (const [p, text] of Object.entries(files)) {
     const r = await exec(shell, ['-n'], { input: text });
     if (r.code !== 0) problems.push(`${shell} -n ${p}: ${r.out.trim()}`);
+  }
+  return problems;
+}
+
+/**
+ * PowerShell syntax through tree-sitter's PowerShell grammar (WebAssembly; there is no pwsh in
+ * Debian). It catches syntax errors (unbalanced braces, bad quoting), not unknown cmdlets.
+ */
+let psParser: Promise<{ parse(text: string): { rootNode: TsNode } | null }> | undefined;
+interface TsNode {
+  type: string;
+  isMissing: boolean;
+  text: string;
+  startPosition: { row: number; column: number };
+  children: (TsNode | null)[];
+}
+export async function validatePowerShell(files: RenderedFiles): Promise<string[]> {
+  psParser ??= (async () => {
+    const { Parser, Language } = await import('web-tree-sitter');
+    await Parser.init();
+    const lang = await Language.load(createRequire(import.meta.url).resolve('tree-sitter-powershell/tree-sitter-powershell.wasm'));
+    const parser = new Parser();
+    parser.setLanguage(lang);
+    return parser as unknown as { parse(text: string): { rootNode: TsNode } | null };
+  })();
+  const parser = await psParser;
+  const problems: string[] = [];
+  for (const [p, text] of Object.entries(files)) {
+    const tree = parser.parse(text);
+    const walk = (n: TsNode | null): void => {
+      if (!n) return;
+      if (n.type === 'ERROR' || n.isMissing) problems.push(`PowerShell syntax ${p}:${n.startPosition.row + 1}:${n.startPosition.column + 1}: ${n.isMissing ? `missing ${n.type}` : `unexpected '${n.text.slice(0, 40)}'`}`);
+      n.children.forEach(walk);
+    };
+    walk(tree?.rootNode ?? null);
   }
   return problems;
 }
