@@ -42,6 +42,8 @@ export interface PushPlan {
 export interface PushResult {
   plan: PushPlan;
   applied: boolean;
+  /** Other configuration in the guest that also names the pushed interfaces (it may add to or fight ours at the next boot). */
+  warnings?: string[];
   /** Interfaces as the guest agent reports them after the push. */
   interfaces: QgaInterface[];
 }
@@ -147,7 +149,9 @@ export async function pushNetworkData(agent: GuestAgent, doc: unknown, opts: Pus
   const applyScript = render(state, 'ip', { current })[IP_SCRIPT_PATH]!;
   const rollbackScript = renderRollbackScript(observed, state, backups);
   const plan: PushPlan = { os: os?.['pretty-name'] ?? os?.id ?? 'linux', format, files, applyScript, rollbackScript };
-  if (opts.dryRun) return { plan, applied: false, interfaces: before };
+  const warnings = format === 'none' ? [] : await otherConfigNaming(agent, format, state, Object.keys(files));
+  for (const w of warnings) log(`guest: warning: ${w}`);
+  if (opts.dryRun) return { plan, applied: false, interfaces: before, warnings };
 
   const nonce = randomBytes(6).toString('hex');
   const confirm = `${work}/confirm-${nonce}`;
@@ -212,7 +216,7 @@ export async function pushNetworkData(agent: GuestAgent, doc: unknown, opts: Pus
     log('guest: new configuration is up; confirming');
     await run('touch', [confirm], 'confirming the new configuration');
     log('guest: confirmed');
-    return { plan, applied: true, interfaces: await agent.interfaces() };
+    return { plan, applied: true, interfaces: await agent.interfaces(), warnings };
   }
   log(`guest: ${failure}; rolling back`);
   try {
@@ -223,6 +227,39 @@ export async function pushNetworkData(agent: GuestAgent, doc: unknown, opts: Pus
     throw new IpvisorError('DRIVER', `guest push failed: ${failure}; the rollback through the agent failed too (${e instanceof Error ? e.message : String(e)}): the guest rolls back by itself within ${guardSeconds}s`);
   }
   throw new IpvisorError('DRIVER', `guest push failed: ${failure}; rolled back to the previous configuration`, { details: { rolledBack: true } });
+}
+
+/** Where each persisted format keeps its files (directory, file-name filter). */
+const CONFIG_DIRS: Record<Exclude<PersistFormat, 'none'>, [string, RegExp][]> = {
+  netplan: [['/etc/netplan', /\.yaml$/]],
+  eni: [['/etc/network', /^interfaces$/], ['/etc/network/interfaces.d', /^[^.]/]],
+  nm: [['/etc/NetworkManager/system-connections', /^[^.]/]],
+  networkd: [['/etc/systemd/network', /\.(network|netdev)$/], ['/run/systemd/network', /\.(network|netdev)$/]],
+  sysconfig: [['/etc/sysconfig/network-scripts', /^(ifcfg|route6?)-/]],
+};
+
+/**
+ * Other files of the same format that name a pushed interface or MAC: netplan appends their
+ * addresses to ours at the next boot, ifupdown and NetworkManager may bring up both.
+ */
+async function otherConfigNaming(agent: GuestAgent, format: Exclude<PersistFormat, 'none'>, state: GuestNetState, own: string[]): Promise<string[]> {
+  const names = state.interfaces.map((i) => i.name);
+  const macs = state.interfaces.filter((i) => i.type === 'physical' && i.mac).map((i) => i.mac!);
+  const word = (w: string) => new RegExp(`(^|[^A-Za-z0-9_.:-])${w.replace(/\./g, '\\.')}([^A-Za-z0-9_.:-]|$)`, 'm');
+  const out: string[] = [];
+  for (const [dir, filter] of CONFIG_DIRS[format]) {
+    const ls = await agent.exec('ls', ['-1', dir]).catch(() => null);
+    if (!ls || ls.exitcode !== 0) continue;
+    for (const f of ls.stdout.split('\n').filter((x) => x && filter.test(x))) {
+      const path = `${dir}/${f}`;
+      if (own.includes(path)) continue;
+      const text = (await agent.readFile(path).catch(() => null))?.toString('utf8');
+      if (!text) continue;
+      const hits = [...names.filter((n) => word(n).test(text)), ...macs.filter((m) => text.toLowerCase().includes(m))];
+      if (hits.length) out.push(`${path} also configures ${[...new Set(hits)].join(', ')}; at the next boot it adds to (or fights) ipvisor's ${format} file`);
+    }
+  }
+  return out;
 }
 
 async function guestMtus(agent: GuestAgent): Promise<Record<string, number> | null> {

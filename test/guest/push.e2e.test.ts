@@ -77,9 +77,12 @@ describe('guest push through the real qemu-ga', { skip: skip ?? false }, () => {
   });
 
   test('push changes addresses, routes and MTU live and persists the config', async () => {
+    // another ifupdown file that also configures eth0: the push warns about it
+    await agent.writeFile('/etc/network/interfaces.d/60-old', 'auto eth0\niface eth0 inet dhcp\n');
     const lines: string[] = [];
     const r = await pushNetworkData(agent, doc('203.0.113.20', '203.0.113.1', 1400), { format: 'eni', log: (l) => lines.push(l) });
     assert.equal(r.applied, true);
+    assert.deepEqual(r.warnings, ["/etc/network/interfaces.d/60-old also configures eth0; at the next boot it adds to (or fights) ipvisor's eni file"]);
     assert.deepEqual(await state(), { addrs: ['203.0.113.20/24'], mtu: 1400, routes: ['10.99.0.0/16 via 203.0.113.254', 'default via 203.0.113.1'] });
     const eni = (await agent.readFile('/etc/network/interfaces.d/50-ipvisor'))?.toString();
     assert.match(eni ?? '', /iface eth0 inet static\n {4}mtu 1400\n {4}address 203\.0\.113\.20\/24/);
