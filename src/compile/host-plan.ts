@@ -232,11 +232,13 @@ export function compileHostPlan(snapshot: Snapshot, facts: HostFacts, settings: 
   const byVif = new Map<string, Assignment[]>();
   const routed: Assignment[] = [];
   for (const a of snapshot.assignments) {
+    // A routed pool's addresses are routed to their network even when reserved for no VIF: that is
+    // libvirt-nethook-helper's "<ip> <network>" line (import routed-ips). No VIF is locked to them.
+    if (a.kind === 'routed' || routedPools.has(a.poolUuid)) routed.push(a);
     if (a.kind === 'reserved' || !a.vifUuid) continue;
     const list = byVif.get(a.vifUuid) ?? [];
     list.push(a);
     byVif.set(a.vifUuid, list);
-    if (a.kind === 'routed' || routedPools.has(a.poolUuid)) routed.push(a);
   }
   const bridgeUp = (n: Network): boolean => !!n.bridge && !!facts.links[n.bridge];
   const sysctls = new Map<string, string>();

@@ -29,12 +29,14 @@ function bytesToBigInt(bytes: number[]): bigint {
 function tryParse(text: string): ParsedAddress | undefined {
   if (typeof text !== 'string' || text.length === 0 || text.length > 45) return undefined;
   if (text.includes('%')) return undefined; // zone ids are not addresses we store
-  if (ipaddr.IPv4.isValidFourPartDecimal(text)) {
-    return { family: 4, value: bytesToBigInt(ipaddr.IPv4.parse(text).toByteArray()) };
-  }
-  if (text.includes(':') && ipaddr.IPv6.isValid(text)) {
+  // IPv6 first when there is a ':': ipaddr's IPv4 probe throws (slowly) on IPv6 text.
+  if (text.includes(':')) {
+    if (!ipaddr.IPv6.isValid(text)) return undefined;
     const v6 = ipaddr.IPv6.parse(text);
     return { family: 6, value: bytesToBigInt(v6.toByteArray()) };
+  }
+  if (ipaddr.IPv4.isValidFourPartDecimal(text)) {
+    return { family: 4, value: bytesToBigInt(ipaddr.IPv4.parse(text).toByteArray()) };
   }
   return undefined;
 }

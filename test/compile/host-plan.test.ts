@@ -112,3 +112,17 @@ test('host plan: VIFs of VMs on another host are not enforced here', () => {
   assert.ok(plan.nft.bridge.locked_ifs.includes('"vnet1"'), 'this host\'s VM is enforced');
   assert.ok(!plan.nft.bridge.disabled_ifs.includes('"vnet3"') && !plan.nft.bridge.locked_ifs.includes('"vnet4"'), 'the other host\'s are not');
 });
+
+test('host plan: a reservation in a routed pool is routed to its network but locked to no VIF (import routed-ips)', () => {
+  const { s, facts, nat } = scenario();
+  const routedPool = s.pools.find((p) => p.networkUuid === nat.uuid && p.purpose === 'routed' && p.family === 4)!;
+  const vifPool = s.pools.find((p) => p.networkUuid === nat.uuid && p.purpose === 'vif' && p.family === 4)!;
+  s.assignments.push(assign(null, routedPool, '203.0.113.77', { kind: 'reserved' }));
+  const plan = compileHostPlan(s, facts);
+  assert.ok(plan.routes.some((r) => r.dst === '203.0.113.77/32' && r.dev === 'br-vms'), 'routed to the bridge');
+  assert.ok(plan.nft.inet.routed4.some((e) => e.includes('203.0.113.77')), 'forward accept');
+  assert.ok(!plan.vifs.some((v) => v.allowed.some((x: string) => x.includes('203.0.113.77'))), 'no VIF may send from it');
+  // A reservation in a vif pool is only held: no route.
+  assert.equal(vifPool.purpose, 'vif');
+  assert.ok(!plan.routes.some((r) => r.dst === '10.10.0.99/32'));
+});
