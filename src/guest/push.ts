@@ -49,7 +49,9 @@ export interface PushResult {
 }
 
 const DETECT_FORMAT = [
-  'if [ -d /etc/netplan ] && command -v netplan >/dev/null 2>&1; then echo netplan',
+  // netplan, and its backend when the guest's own netplan files pick NetworkManager (desktops)
+  'if [ -d /etc/netplan ] && command -v netplan >/dev/null 2>&1; then',
+  "  if grep -qsE '^[[:space:]]*renderer:[[:space:]]*NetworkManager' /etc/netplan/*.yaml; then echo netplan NetworkManager; else echo netplan; fi",
   'elif [ -d /etc/NetworkManager/system-connections ] && command -v nmcli >/dev/null 2>&1; then echo nm',
   'elif [ -d /etc/sysconfig/network-scripts ]; then echo sysconfig',
   'elif [ -d /etc/network/interfaces.d ] || [ -f /etc/network/interfaces ]; then echo eni',
@@ -140,10 +142,12 @@ export async function pushNetworkData(agent: GuestAgent, doc: unknown, opts: Pus
     routes4: await ipJson(['-4', 'route', 'show', 'table', 'main']),
     routes6: await ipJson(['-6', 'route', 'show', 'table', 'main']),
   };
-  const format: PersistFormat = opts.format ?? ((await run('sh', ['-c', DETECT_FORMAT], 'detecting the network configuration format')).trim() as PersistFormat);
+  const detected = opts.format ? [opts.format] : (await run('sh', ['-c', DETECT_FORMAT], 'detecting the network configuration format')).trim().split(/\s+/);
+  const format = detected[0] as PersistFormat;
+  const netplanRenderer = detected[1] === 'NetworkManager' ? ('NetworkManager' as const) : undefined;
   if (format !== 'none' && !(GUEST_FORMATS as readonly string[]).includes(format)) throw new IpvisorError('DRIVER', `guest: unknown configuration format '${format}'`);
   const files: Record<string, string> = {};
-  if (format !== 'none') for (const [p, c] of Object.entries(render(state, format))) files[`/${p}`] = c;
+  if (format !== 'none') for (const [p, c] of Object.entries(render(state, format, { netplanRenderer }))) files[`/${p}`] = c;
   const backups: BackedUpFile[] = Object.keys(files).map((path, n) => ({ path, backup: `${work}/backup/${n}` }));
   const current = observedAddresses(observed);
   const applyScript = render(state, 'ip', { current })[IP_SCRIPT_PATH]!;

@@ -3,7 +3,7 @@ import { invalid } from '../model/errors.js';
 import type { GuestNetState, RenderedFiles } from './ir.js';
 import { renderEni } from './renderers/eni.js';
 import { renderIp, type IpRenderOptions } from './renderers/ip.js';
-import { renderNetplan } from './renderers/netplan.js';
+import { renderNetplan, type NetplanRenderOptions } from './renderers/netplan.js';
 import { renderNetworkd } from './renderers/networkd.js';
 import { renderNm } from './renderers/nm.js';
 import { renderSysconfig } from './renderers/sysconfig.js';
@@ -12,7 +12,7 @@ import { renderWindows } from './renderers/windows.js';
 export const GUEST_FORMATS = ['netplan', 'eni', 'sysconfig', 'networkd', 'nm', 'windows', 'ip'] as const;
 export type GuestFormat = (typeof GUEST_FORMATS)[number];
 
-export type RenderOptions = IpRenderOptions;
+export type RenderOptions = IpRenderOptions & NetplanRenderOptions;
 
 const RENDERERS: Record<GuestFormat, (s: GuestNetState, o: RenderOptions) => RenderedFiles> = {
   netplan: renderNetplan,

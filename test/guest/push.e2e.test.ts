@@ -69,6 +69,18 @@ describe('guest push through the real qemu-ga', { skip: skip ?? false }, () => {
     assert.deepEqual(await state(), { addrs: ['198.51.100.10/24'], mtu: 1500, routes: ['default via 198.51.100.1'] });
   });
 
+  test('a netplan guest whose own files pick NetworkManager gets renderer: NetworkManager', async () => {
+    await agent.writeFile('/etc/netplan/01-network-manager-all.yaml', 'network:\n  version: 2\n  renderer: NetworkManager\n');
+    try {
+      const r = await pushNetworkData(agent, doc('203.0.113.20', '203.0.113.1', 1400), { dryRun: true });
+      assert.equal(r.plan.format, 'netplan');
+      assert.match(r.plan.files['/etc/netplan/50-ipvisor.yaml']!, /^network:\n {2}version: 2\n {2}renderer: NetworkManager\n/m);
+      assert.deepEqual(r.warnings, []);
+    } finally {
+      await agent.exec('rm', ['-f', '/etc/netplan/01-network-manager-all.yaml']);
+    }
+  });
+
   test('a link whose MAC the guest does not have is refused before anything changes', async () => {
     const d = doc('203.0.113.20', '203.0.113.1', 1400) as { links: { ethernet_mac_address: string }[] };
     d.links[0]!.ethernet_mac_address = '02:00:00:00:99:99';

@@ -75,6 +75,19 @@ for (const [label, format, validate, pkg] of VALIDATORS) {
   });
 }
 
+test('netplan with renderer NetworkManager: every corpus document passes netplan generate and nmcli on its keyfiles', async (t) => {
+  if ((await validateNetplan({})) === null || (await validateNm({})) === null) {
+    t.skip('needs netplan.io and network-manager');
+    return;
+  }
+  const problems: string[] = [];
+  for (const c of docs) {
+    const files = render(parseNetworkData(c.doc, { nicNames: c.nics }), 'netplan', { netplanRenderer: 'NetworkManager' });
+    for (const p of (await validateNetplan(files)) ?? []) problems.push(`${c.name}: ${p}`);
+  }
+  assert.deepEqual(problems, []);
+});
+
 test('validators catch broken input (they are not no-ops)', async (t) => {
   const netplan = await validateNetplan({ 'etc/netplan/x.yaml': 'network:\n  version: 2\n  bonds:\n    bond0:\n      interfaces: []\n      parameters: {mode: "4"}\n' });
   if (netplan) assert.ok(netplan.some((p) => /unknown bond mode/.test(p)), String(netplan));

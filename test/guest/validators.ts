@@ -55,6 +55,12 @@ export async function validateNetplan(files: RenderedFiles): Promise<string[] | 
     const r = await exec('netplan', ['generate', '--root-dir', root]);
     // any output is a warning (deprecated keys, permissions) or an error
     if (r.code !== 0 || r.out.trim() !== '') return [`netplan generate rc=${r.code}: ${r.out.trim()}`];
+    // with renderer NetworkManager netplan writes keyfiles: they must satisfy nmcli
+    const nmDir = join(root, 'run/NetworkManager/system-connections');
+    if (existsSync(nmDir)) {
+      const keyfiles = Object.fromEntries(readdirSync(nmDir).map((f) => [f, readFileSync(join(nmDir, f), 'utf8')]));
+      return ((await validateNm(keyfiles)) ?? []).map((p) => `netplan's NetworkManager output: ${p}`);
+    }
     // and what netplan generated for its networkd backend must satisfy networkd itself
     const generated = join(root, 'run/systemd/network');
     if (!existsSync(generated)) return [];
@@ -100,9 +106,14 @@ export async function validateNm(files: RenderedFiles): Promise<string[] | null>
       continue;
     }
     const back = keyfile(r.out);
-    for (const [k, v] of keyfile(text)) {
+    const sent = keyfile(text);
+    const port = sent.has('connection.master') || sent.has('connection.controller');
+    for (const [k, v] of sent) {
       if (k === 'connection.autoconnect' && v === 'true') continue; // the default, so nmcli omits it
-      if (back.get(k) !== v) problems.push(`nmcli --offline ${p}: ${k}=${v} came back as ${back.get(k) ?? '(dropped)'}`);
+      if (port && /^ipv[46]\./.test(k)) continue; // a bond port has no IP settings of its own
+      const got = back.get(k);
+      const same = /mac-address$/.test(k) ? got?.toLowerCase() === v.toLowerCase() : got === v;
+      if (!same) problems.push(`nmcli --offline ${p}: ${k}=${v} came back as ${got ?? '(dropped)'}`);
     }
   }
   return problems;

@@ -11,7 +11,12 @@ function num(v: string): number | string {
   return /^\d+$/.test(v) ? Number(v) : v;
 }
 
-export function renderNetplan(state: GuestNetState): RenderedFiles {
+export interface NetplanRenderOptions {
+  /** netplan's backend; absent = netplan's default (networkd). Ubuntu desktops use NetworkManager. */
+  netplanRenderer?: 'networkd' | 'NetworkManager';
+}
+
+export function renderNetplan(state: GuestNetState, opts: NetplanRenderOptions = {}): RenderedFiles {
   const carriers = globalDnsCarriers(state);
   const ethernets: Record<string, unknown> = {};
   const bonds: Record<string, unknown> = {};
@@ -38,20 +43,23 @@ export function renderNetplan(state: GuestNetState): RenderedFiles {
       c.link = i.vlan!.parent;
     }
     if (i.mtu !== null) c.mtu = i.mtu;
-    if (!i.bondMaster) addIp(c, state, i, carriers);
+    if (!i.bondMaster) addIp(c, state, i, carriers, opts);
     else c.dhcp4 = false;
     (i.type === 'bond' ? bonds : i.type === 'vlan' ? vlans : ethernets)[i.name] = c;
   }
   const network: Record<string, unknown> = { version: 2 };
+  if (opts.netplanRenderer) network.renderer = opts.netplanRenderer;
   if (Object.keys(ethernets).length) network.ethernets = ethernets;
   if (Object.keys(bonds).length) network.bonds = bonds;
   if (Object.keys(vlans).length) network.vlans = vlans;
   return { [NETPLAN_PATH]: `# ${HEADER}\n` + stringify({ network }, { lineWidth: 0 }) };
 }
 
-function addIp(c: Record<string, unknown>, state: GuestNetState, i: GuestInterface, carriers: Set<GuestInterface>): void {
+function addIp(c: Record<string, unknown>, state: GuestNetState, i: GuestInterface, carriers: Set<GuestInterface>, opts: NetplanRenderOptions): void {
   c.dhcp4 = i.dhcp4;
-  const dhcp6 = i.ipv6 !== null && i.ipv6.dhcp !== 'none';
+  // netplan's NetworkManager backend has no SLAAC-only mode: accept-ra without dhcp6 becomes
+  // "[ipv6] method=manual" without addresses; NetworkManager's method=auto follows the RA's flags
+  const dhcp6 = i.ipv6 !== null && (i.ipv6.dhcp !== 'none' || (opts.netplanRenderer === 'NetworkManager' && i.ipv6.acceptRa));
   if (i.ipv6) {
     c.dhcp6 = dhcp6;
     c['accept-ra'] = i.ipv6.acceptRa;
@@ -71,7 +79,14 @@ function addIp(c: Record<string, unknown>, state: GuestNetState, i: GuestInterfa
       return out;
     });
   }
-  const dns = interfaceDns(state, i, carriers);
+  let dns = interfaceDns(state, i, carriers);
+  if (opts.netplanRenderer === 'NetworkManager') {
+    // netplan's NetworkManager backend turns an IPv6 server on an IPv4-only link into
+    // "[ipv6] method=manual" without addresses, which NetworkManager rejects
+    const has6 = i.ipv6 !== null || i.addresses.some((a) => a.family === 6);
+    const has4 = i.dhcp4 || i.addresses.some((a) => a.family === 4);
+    dns = { ...dns, nameservers: dns.nameservers.filter((n) => (n.includes(':') ? has6 : has4)) };
+  }
   if (dns.nameservers.length || dns.search.length) {
     const ns: Record<string, unknown> = {};
     if (dns.nameservers.length) ns.addresses = dns.nameservers;
