@@ -257,9 +257,27 @@ describe('foundation CLI', () => {
     assert.deepEqual(future.json, []);
     const recent = await cli(db, 'events', '--since', '1h', '--object', 'lan', '--json');
     assert.ok(recent.json.length >= 3);
-    assert.ok(recent.json.every((e: any) => e.objectName === 'lan' || e.objectUuid === recent.json[0].objectUuid));
+    const lanUuid = recent.json[0].objectUuid;
+    assert.ok(recent.json.every((e: any) => e.objectUuid === lanUuid || (e.after ?? e.before).networkUuid === lanUuid));
     const set = recent.json.find((e: any) => e.action === 'set');
     assert.equal(set.before.mtu !== undefined, true);
+  });
+
+  test("a VM's events include its VIFs and their addresses, also after they are gone", async () => {
+    await cli(db, 'network', 'create', 'evnet', '--subnet', '10.5.0.0/24');
+    await cli(db, 'pool', 'create', 'ev4', '--network', 'evnet', '--cidr', '10.5.0.0/24');
+    await cli(db, 'vm', 'add', 'evvm');
+    await cli(db, 'vif', 'add', 'evvm', '--network', 'evnet', '--mac', '52:54:00:00:00:e1');
+    await cli(db, 'ip', 'allocate', '--vif', 'evvm:0');
+    await cli(db, 'vm', 'add', 'bystander');
+    await cli(db, 'vif', 'add', 'bystander', '--network', 'evnet', '--mac', '52:54:00:00:00:e2');
+    await cli(db, 'ip', 'allocate', '--vif', 'bystander:0');
+    await cli(db, 'vif', 'delete', 'evvm:0');
+    const ev = await cli(db, 'events', '--object', 'evvm', '--json');
+    assert.deepEqual(ev.json.map((e: any) => `${e.objectKind}:${e.action}`), ['vm:create', 'vif:create', 'assignment:allocate', 'assignment:release', 'vif:delete']);
+    const byNet = await cli(db, 'events', '--object', 'evnet', '--json');
+    assert.ok(byNet.json.some((e: any) => e.objectKind === 'pool'));
+    assert.equal(byNet.json.filter((e: any) => e.action === 'allocate').length, 2);
   });
 });
 

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { invalid } from '../../model/errors.js';
+import type { AuditEvent } from '../../model/types.js';
 import { findNetwork, findVm } from '../../service/resolve.js';
 import { runAction, table } from '../context.js';
 
@@ -13,6 +14,28 @@ export function parseSince(text: string, nowMs = Date.now()): string {
   const t = Date.parse(text);
   if (Number.isNaN(t)) throw invalid('since', `'${text}' is not a time (ISO 8601, or relative like 30m, 2h, 7d)`);
   return new Date(t).toISOString();
+}
+
+type Ev = AuditEvent;
+
+function field(e: Ev, key: string): unknown {
+  const pick = (v: unknown) => (v && typeof v === 'object' ? (v as Record<string, unknown>)[key] : undefined);
+  return pick(e.after) ?? pick(e.before);
+}
+
+/** Events about an object and what hangs off it: a VM's VIFs and their addresses; a network's pools,
+ * VIFs and addresses; a pool's addresses. */
+export function relatedTo(all: Ev[], obj: { kind: 'vm' | 'network' | 'pool'; uuid: string; name: string }): Ev[] {
+  const vifUuids = new Set<string>();
+  if (obj.kind === 'vm') {
+    for (const e of all) if (e.objectKind === 'vif' && (field(e, 'vmUuid') === obj.uuid) && e.objectUuid) vifUuids.add(e.objectUuid);
+  }
+  return all.filter((e) => {
+    if (e.objectUuid === obj.uuid) return true;
+    if (obj.kind === 'vm') return (e.objectKind === 'vif' && !!e.objectUuid && vifUuids.has(e.objectUuid)) || (e.objectKind === 'assignment' && vifUuids.has(field(e, 'vifUuid') as string));
+    if (obj.kind === 'network') return field(e, 'networkUuid') === obj.uuid;
+    return e.objectKind === 'assignment' && field(e, 'poolUuid') === obj.uuid;
+  });
 }
 
 function brief(v: unknown): string {
@@ -31,12 +54,17 @@ export function registerEventCommands(program: Command): void {
       const since = o.since ? parseSince(o.since) : undefined;
       let events = await store.listEvents({ since, object: o.object });
       if (o.object) {
-        // A renamed object is still found by its current name: match its UUID too.
-        const obj = (await findNetwork(store, o.object)) ?? (await findVm(store, o.object)) ?? (await store.findPoolByName(o.object));
+        // A renamed object is still found by its current name (its UUID), and a VM's or network's
+        // history includes what happened to its VIFs, pools and addresses.
+        const vm = await findVm(store, o.object);
+        const net = vm ? undefined : await findNetwork(store, o.object);
+        const pool = vm || net ? undefined : await store.findPoolByName(o.object);
+        const obj = vm ?? net ?? pool;
         if (obj) {
-          const extra = await store.listEvents({ since, object: obj.uuid });
+          const all = await store.listEvents({ since });
+          const related = relatedTo(all, vm ? { kind: 'vm', uuid: vm.uuid, name: vm.name } : net ? { kind: 'network', uuid: net.uuid, name: net.name } : { kind: 'pool', uuid: pool!.uuid, name: pool!.name });
           const ids = new Set(events.map((e) => e.id));
-          events = [...events, ...extra.filter((e) => !ids.has(e.id))].sort((a, b) => a.id - b.id);
+          events = [...events, ...related.filter((e) => !ids.has(e.id))].sort((a, b) => a.id - b.id);
         }
       }
       if (o.limit) events = events.slice(-Number(o.limit));
