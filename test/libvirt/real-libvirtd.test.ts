@@ -134,6 +134,7 @@ test('real libvirtd: hooks, managed network, DHCP reservation, anti-spoofing, ro
   await cliOk('import', 'routed-ips', routedFile, '--no-apply');
   const plan = await cliOk('plan');
   assert.match(plan, new RegExp(`\\+ route.*${ROUTED.replace(/\./g, '\\.')}`), `the imported routed IP shows up in plan:\n${plan}`);
+  assert.match(plan, new RegExp(`\\+ route.*${UNBOUND_ROUTED.replace(/\./g, '\\.')}`), `a line without a VM is routed too:\n${plan}`);
 
   // 5. Start the guest: hooks bind the tap and enforce.
   await h.virsh('start', VM);
@@ -201,6 +202,7 @@ test('real libvirtd: hooks, managed network, DHCP reservation, anti-spoofing, ro
     ['ip', '-n', UP_NS, 'link', 'set', 'ipvup1', 'up'],
     ['ip', '-n', UP_NS, 'link', 'set', 'lo', 'up'],
     ['ip', '-n', UP_NS, 'route', 'add', `${ROUTED}/32`, 'via', '198.18.0.1'],
+    ['ip', '-n', UP_NS, 'route', 'add', `${UNBOUND_ROUTED}/32`, 'via', '198.18.0.1'],
   ]) {
     const r = await run(argv);
     assert.equal(r.code, 0, `${argv.join(' ')}: ${r.stderr}`);
@@ -244,8 +246,15 @@ test('real libvirtd: hooks, managed network, DHCP reservation, anti-spoofing, ro
     await cliOk('apply');
     const spoof = await guest(guestIp, `ping -c 2 -W 2 -I ${spoofIp} ${gw} >/dev/null && echo SPOOF-PASSED || echo SPOOF-DROPPED`);
     assert.match(spoof, /SPOOF-PASSED/);
+    // The routed-ips line without a VM is routed to the bridge with forward accepts (the reply
+    // can leave the guest only while its VIF is unlocked: no VIF is locked to that address).
+    await guest(guestIp, `ip addr add ${UNBOUND_ROUTED}/32 dev eth0`);
+    const unbound = await run(['ip', 'netns', 'exec', UP_NS, 'ping', '-c', '2', '-W', '3', UNBOUND_ROUTED]);
+    assert.equal(unbound.code, 0, `unbound routed IP reachable from upstream: ${unbound.stdout}${unbound.stderr}`);
     await cliOk('vif', 'set', `${VM}:0`, '--locking', 'network_default');
     await cliOk('apply');
+    const locked = await run(['ip', 'netns', 'exec', UP_NS, 'ping', '-c', '1', '-W', '2', UNBOUND_ROUTED]);
+    assert.notEqual(locked.code, 0, 'locked again: the guest may not answer from an address no VIF holds');
   });
 
   // 8. libvirtd restart: port-created replayed, reconnect per domain, libvirt rewrites its chains.
