@@ -259,10 +259,37 @@ export async function diffL3(runner: HostRunner, desired: DesiredL3, ownedIn: Ow
   return { changes, batch, sysctlWrites, owned };
 }
 
+/**
+ * Runs `fn` with `promote_secondaries` on for every device the batch deletes an IPv4 address from,
+ * then restores it. Without it the kernel deletes every secondary address of the same subnet along
+ * with a primary one: removing ipvisor's gateway would take the user's addresses with it.
+ */
+export async function withPromotedSecondaries<T>(runner: HostRunner, batch: string[], fn: () => Promise<T>): Promise<T> {
+  const devs = new Set<string>();
+  for (const line of batch) {
+    const m = /^addr del \d+\.\d+\.\d+\.\d+\/\d+ dev (\S+)$/.exec(line);
+    if (m) devs.add(m[1]);
+  }
+  // slash form: interface names may contain dots (eth0.100)
+  const restore: string[] = [];
+  for (const dev of devs) {
+    const key = `net/ipv4/conf/${dev}/promote_secondaries`;
+    if ((await readSysctl(runner, key)) === '0') {
+      await writeSysctl(runner, key, '1');
+      restore.push(key);
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    for (const key of restore) await writeSysctl(runner, key, '0').catch(() => undefined);
+  }
+}
+
 /** Applies a diff: sysctls first (forwarding before routes), then one `ip -batch`. */
 export async function applyL3Diff(runner: HostRunner, diff: L3Diff): Promise<void> {
   for (const s of diff.sysctlWrites) await writeSysctl(runner, s.key, s.value);
-  await ipBatch(runner, diff.batch);
+  await withPromotedSecondaries(runner, diff.batch, () => ipBatch(runner, diff.batch));
 }
 
 /**
@@ -308,7 +335,7 @@ export async function revertL3(runner: HostRunner, owned: OwnedHostState, opts: 
   }
   for (const s of owned.sysctls) changes.push({ op: '~', kind: 'sysctl', target: s.key, detail: `restored to ${s.before}` });
   if (!opts.dryRun) {
-    await ipBatch(runner, batch, { force: true });
+    await withPromotedSecondaries(runner, batch, () => ipBatch(runner, batch, { force: true }));
     for (const s of owned.sysctls) await writeSysctl(runner, s.key, s.before).catch(() => undefined);
   }
   return changes;

@@ -150,8 +150,13 @@ describe('routed IPs, NAT, CLI and serve', { skip: skip ?? false }, () => {
 
   test('teardown leaves the host as it was', async () => {
     assert.ok(serveProc?.exitCode !== null, 'serve stopped before teardown');
+    // the user's own address in the gateway's subnet: a secondary of ipvisor's 10.60.0.1/24, which
+    // the kernel deletes along with its primary unless promote_secondaries is on
+    await topo.inHost(['ip', 'addr', 'add', '10.60.0.77/24', 'dev', topo.bridge]);
     const r = await cli(['teardown']);
     assert.equal(r.code, 0, r.err);
+    assert.match(await topo.inHost(['ip', '-4', 'addr', 'show', 'dev', topo.bridge]), /10\.60\.0\.77\/24/, 'the user\'s address stays');
+    assert.equal((await topo.inHost(['sysctl', '-n', `net/ipv4/conf/${topo.bridge}/promote_secondaries`])).trim(), '0', 'promote_secondaries restored');
     assert.ok(!(await topo.inHost(['nft', 'list', 'tables'])).includes('ipvisor'));
     assert.equal((await topo.inHost(['ip', 'route', 'show', 'proto', '250'])).trim(), '');
     assert.equal((await topo.inHost(['ip', 'neigh', 'show', 'proxy'])).trim(), '');
