@@ -134,8 +134,12 @@ test('a foreign change is drift: reported, corrected only when ipvisor owns lock
   logs.length = 0;
   assert.deepEqual(await xapiEnforcer.plan(ctx(true)), []);
   assert.ok(logs.some((l) => /web-01:1 \(lab\): foreign change ipv4 \[10\.99\.0\.11\] -> \[10\.99\.0\.11, 10\.99\.0\.99\]; not corrected/.test(l)), logs.join('\n'));
-  const status = (await xapiEnforcer.status!(ctx(true))) as { pools: Array<{ vifs: Array<{ vif: string; drift: string | null }> }> };
+  const status = (await xapiEnforcer.status!(ctx(true))) as { pools: Array<{ vifs: Array<{ vif: string; locking: string; ipv4: string[]; managed: boolean; drift: string | null }> }> };
   assert.match(status.pools[0]!.vifs.find((v) => v.vif === 'web-01:1')!.drift!, /10\.99\.0\.99/);
+  // status shows what XAPI holds: the kept foreign list, and Xen Orchestra's lock on web-01:0 that ipvisor leaves alone.
+  assert.deepEqual(status.pools[0]!.vifs.find((v) => v.vif === 'web-01:1')!.ipv4, ['10.99.0.11', '10.99.0.99']);
+  const web0 = status.pools[0]!.vifs.find((v) => v.vif === 'web-01:0')!;
+  assert.deepEqual([web0.locking, web0.ipv4, web0.managed], ['locked', ['192.168.10.50'], false]);
   const r = await cli(db, 'xapi', 'set', 'lab', '--owner');
   assert.equal(r.code, 0, r.stderr);
   const plan = await xapiEnforcer.plan(ctx(true));

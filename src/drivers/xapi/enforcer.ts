@@ -155,7 +155,8 @@ export const xapiEnforcer: Enforcer = {
           connection: conn.name,
           owner: conn.owner,
           licenceRestricted: cp.restricted,
-          vifs: cp.plans.map((p) => ({ vif: p.label, vifUuid: p.vifUuid, locking: p.want.mode, ipv4: p.want.ipv4, ipv6: p.want.ipv6, pending: p.change?.detail ?? null, drift: p.drift })),
+          // What XAPI holds now (a lock ipvisor leaves alone shows as it is); `pending` says what apply would change.
+          vifs: cp.plans.map((p) => ({ vif: p.label, vifUuid: p.vifUuid, locking: p.current.mode, ipv4: p.current.ipv4, ipv6: p.current.ipv6, managed: p.managed, pending: p.change?.detail ?? null, drift: p.drift })),
           warnings: cp.warnings,
         },
       ];

@@ -38,6 +38,8 @@ export interface VifLockPlan {
   vifUuid: string;
   label: string;
   want: VifLockState;
+  /** What XAPI holds now. */
+  current: VifLockState;
   /** ipvisor manages this VIF (it wrote it, or has intent for it, or owns the pool). */
   managed: boolean;
   calls: LockingCall[];
@@ -126,6 +128,7 @@ export function compileLockingPlan(
       vifUuid: d.vifUuid,
       label: d.label,
       want,
+      current: normState(cur),
       managed: d.managed || opts.owner || !!last,
       calls,
       drift,
