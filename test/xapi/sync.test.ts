@@ -196,4 +196,14 @@ test('xapi dom0 refuses a bad configuration with the field named (exit 2)', asyn
   const r = await cli(db, 'xapi', 'dom0', '--config', bad, '--json');
   assert.equal(r.code, 2);
   assert.equal(r.error?.field, 'bindings[0].addresses[0]');
+  // A file that is not JSON: one line naming the field (JSON.parse's message quotes the text, newline included).
+  const notJson = join(dirname(db), 'not-json.json');
+  writeFileSync(notJson, 'nonjson\n{\n', { mode: 0o600 });
+  for (const argv of [['xapi', 'dom0', '--config', notJson], ['import', 'vif-ip-binder', notJson, '--out', join(dirname(db), 'never.json')]]) {
+    const bad2 = await cli(db, ...argv);
+    assert.equal(bad2.code, 2, argv.join(' '));
+    assert.match(bad2.stderr, /^ipvisor: (config|file): cannot read .*not valid JSON.*\n$/, argv.join(' '));
+    assert.equal(bad2.stderr.split('\n').length, 2, `one line: ${bad2.stderr}`);
+  }
+  assert.equal(existsSync(join(dirname(db), 'never.json')), false, 'nothing written');
 });

@@ -174,7 +174,8 @@ export function registerXapiCommands(program: Command): void {
         try {
           raw = JSON.parse(readFileSync(file, 'utf8'));
         } catch (err) {
-          throw invalid('file', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+          // One line: JSON.parse quotes the offending text, newlines included.
+          throw invalid('file', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message.replace(/\s+/g, ' ').trim()}`);
         }
         if (!isVifIpBinderConfig(raw)) throw invalid('file', `${file} is not a vif-ip-binder.json (no vmName/sspnName/brName)`);
         const converted = convertVifIpBinderConfig(raw) as { xapi: { url: string; user: string; password?: string; passwordFile?: string } };

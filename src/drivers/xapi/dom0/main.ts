@@ -12,7 +12,8 @@ export function loadDom0Config(path: string): Dom0Config {
   try {
     raw = JSON.parse(readFileSync(path, 'utf8'));
   } catch (err) {
-    throw invalid('config', `cannot read ${path}: ${(err as Error).message}`);
+    // One line: JSON.parse quotes the offending text, newlines included.
+    throw invalid('config', `cannot read ${path}: ${(err as Error).message.replace(/\s+/g, ' ').trim()}`);
   }
   const cfg = parseDom0Config(raw);
   // A config holding the password itself must be private; a password file must be private too.
