@@ -256,7 +256,15 @@ export function compileHostPlan(snapshot: Snapshot, facts: HostFacts, settings: 
         if (!s.gateway) continue;
         const g = parseAddress(s.gateway);
         const sub = parseCidr(s.cidr);
-        if (!cidrContains(sub, g.family, g.value)) continue; // an IPv6 link-local gateway is not ours to add
+        if (!cidrContains(sub, g.family, g.value)) {
+          // An IPv6 link-local gateway (fe80::1): the host answers as it on the bridge, and with no
+          // address inside the subnet the kernel makes no route to it, so ipvisor routes the subnet.
+          if (g.family === 6 && g.value >> 118n === 0x3fan) {
+            wanted.push({ dev: n.bridge, cidr: `${formatAddress(6, g.value)}/64`, family: 6, why: `link-local gateway of ${n.name} ${s.cidr}` });
+            plan.routes.push({ dst: s.cidr, family: 6, dev: n.bridge, via: null, metric: null, why: `subnet of ${n.name} (link-local gateway)` });
+          }
+          continue;
+        }
         wanted.push({ dev: n.bridge, cidr: `${s.gateway}/${sub.prefixLength}`, family: s.family, why: `gateway of ${n.name} ${s.cidr}` });
       }
     }

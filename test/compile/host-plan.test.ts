@@ -126,3 +126,16 @@ test('host plan: a reservation in a routed pool is routed to its network but loc
   assert.equal(vifPool.purpose, 'vif');
   assert.ok(!plan.routes.some((r) => r.dst === '10.10.0.99/32'));
 });
+
+test('host plan: an IPv6 link-local gateway is put on the bridge and its subnet routed there', () => {
+  const { s, facts } = scenario();
+  const ll = network({ name: 'll', bridge: 'br-ll', mode: 'routed', subnets: [{ cidr: '2001:db8:61::/64', family: 6, gateway: 'FE80::1' }] });
+  const lv = network({ name: 'lvll', driver: 'libvirt', bridge: 'virbr9', mode: 'routed', subnets: [{ cidr: '2001:db8:62::/64', family: 6, gateway: 'fe80::1' }] });
+  s.networks.push(ll, lv);
+  facts.links['br-ll'] = { up: true, addresses: [] };
+  facts.links.virbr9 = { up: true, addresses: [] };
+  const plan = compileHostPlan(s, facts);
+  assert.ok(plan.addresses.some((a) => a.dev === 'br-ll' && a.cidr === 'fe80::1/64'), 'the gateway on the bridge');
+  assert.ok(plan.routes.some((r) => r.dst === '2001:db8:61::/64' && r.dev === 'br-ll' && r.via === null), 'the subnet routed to the bridge');
+  assert.ok(!plan.addresses.some((a) => a.dev === 'virbr9') && !plan.routes.some((r) => r.dev === 'virbr9'), 'libvirt owns its bridge\'s L3');
+});
