@@ -10,6 +10,7 @@ import { BITS, formatAddress, parseCidr } from '../../ipam/addr.js';
 import { entryIntervals } from '../../ipam/pool-space.js';
 import { allocate, reserve } from '../../service/ip.js';
 import { createPool, setPool } from '../../service/pools.js';
+import { vifRef } from '../../service/resolve.js';
 import { findStoreNetwork } from './facts.js';
 
 export interface RoutedLine {
@@ -55,34 +56,49 @@ export async function importRoutedIps(store: Store, text: string, source: string
     if (!n) throw new IpvisorError('NOT_FOUND', `${source}:${l.line}: no network for libvirt network '${l.network}' (run 'ipvisor libvirt sync' first)`, { field: `${source}:${l.line}` });
     nets.set(l.network, n);
   }
+  // Same for the VIFs of the third column: a VM typo must not leave the lines before it imported.
+  for (const l of lines) {
+    if (!l.vif) continue;
+    const field = `${source}:${l.line}`;
+    const n = nets.get(l.network)!;
+    const { vif } = await vifRef(store, l.vif).catch((err: unknown) => {
+      throw err instanceof IpvisorError ? new IpvisorError(err.code, `${field}: ${err.message}`, { field, details: err.details }) : err;
+    });
+    if (vif.networkUuid !== n.uuid) throw invalid(field, `VIF '${l.vif}' is not on network '${n.name}'`);
+  }
   const res: ImportResult = { imported: [] };
   for (const l of lines) {
-    const n = nets.get(l.network)!;
-    const c = parseCidr(l.cidr);
-    const start = c.network;
-    const end = c.network + (1n << BigInt(BITS[c.family] - c.prefixLength)) - 1n;
-    const existing = (await store.listAssignments({ networkUuid: n.uuid, address: formatAddress(c.family, c.network) })).find((a: Assignment) => a.prefixLength === c.prefixLength);
-    if (existing) {
-      res.imported.push({ cidr: l.cidr, network: n.name, vif: l.vif, action: 'exists' });
-      continue;
-    }
-    const pools = (await store.listPools(n.uuid)).filter((p) => p.purpose === 'routed' && p.family === c.family);
-    let pool = pools.find((p) => poolContains(p, start, end));
-    if (!pool) {
-      const name = `${n.name}-routed${c.family === 6 ? '6' : ''}`;
-      const mine = pools.find((p) => p.name === name);
-      pool = mine
-        ? await setPool(store, mine.uuid, { addCidrs: [l.cidr] }, actor)
-        : await createPool(store, { name, network: n.uuid, cidrs: [l.cidr], purpose: 'routed', hold: 0 }, actor);
-    }
-    const address = c.prefixLength === BITS[c.family] ? formatAddress(c.family, c.network) : l.cidr;
-    if (l.vif) {
-      await allocate(store, { vif: l.vif, pool: pool.uuid, address, note: `imported from ${source}` }, actor);
-      res.imported.push({ cidr: l.cidr, network: n.name, vif: l.vif, action: 'assigned' });
-    } else {
-      await reserve(store, { address, pool: pool.uuid, note: `routed, imported from ${source}` }, actor);
-      res.imported.push({ cidr: l.cidr, network: n.name, vif: null, action: 'reserved' });
+    try {
+      res.imported.push(await importLine(store, l, nets.get(l.network)!, source, actor));
+    } catch (err) {
+      // Errors name the line; the lines before it stay imported (a re-run skips them).
+      const field = `${source}:${l.line}`;
+      throw err instanceof IpvisorError ? new IpvisorError(err.code, `${field}: ${err.message}`, { field, details: err.details }) : err;
     }
   }
   return res;
+}
+
+async function importLine(store: Store, l: RoutedLine, n: NonNullable<Awaited<ReturnType<typeof findStoreNetwork>>>, source: string, actor: string): Promise<ImportResult['imported'][number]> {
+  const c = parseCidr(l.cidr);
+  const start = c.network;
+  const end = c.network + (1n << BigInt(BITS[c.family] - c.prefixLength)) - 1n;
+  const existing = (await store.listAssignments({ networkUuid: n.uuid, address: formatAddress(c.family, c.network) })).find((a: Assignment) => a.prefixLength === c.prefixLength);
+  if (existing) return { cidr: l.cidr, network: n.name, vif: l.vif, action: 'exists' };
+  const pools = (await store.listPools(n.uuid)).filter((p) => p.purpose === 'routed' && p.family === c.family);
+  let pool = pools.find((p) => poolContains(p, start, end));
+  if (!pool) {
+    const name = `${n.name}-routed${c.family === 6 ? '6' : ''}`;
+    const mine = pools.find((p) => p.name === name);
+    pool = mine
+      ? await setPool(store, mine.uuid, { addCidrs: [l.cidr] }, actor)
+      : await createPool(store, { name, network: n.uuid, cidrs: [l.cidr], purpose: 'routed', hold: 0 }, actor);
+  }
+  const address = c.prefixLength === BITS[c.family] ? formatAddress(c.family, c.network) : l.cidr;
+  if (l.vif) {
+    await allocate(store, { vif: l.vif, pool: pool.uuid, address, note: `imported from ${source}` }, actor);
+    return { cidr: l.cidr, network: n.name, vif: l.vif, action: 'assigned' };
+  }
+  await reserve(store, { address, pool: pool.uuid, note: `routed, imported from ${source}` }, actor);
+  return { cidr: l.cidr, network: n.name, vif: null, action: 'reserved' };
 }

@@ -1,0 +1,42 @@
+// `import routed-ips` against a real SQLite store: a bad VM column changes nothing and names the
+// line; lines without a VM become reservations in the network's routed pool; a re-run skips.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openStore } from '../../src/store/open.js';
+import { createNetwork } from '../../src/service/networks.js';
+import { addVif, createVm } from '../../src/service/vms.js';
+import { importRoutedIps } from '../../src/drivers/libvirt/routed-import.js';
+import { IpvisorError } from '../../src/model/errors.js';
+
+test('import routed-ips: a bad VM column names the line and writes nothing; good lines reserve or assign; re-run skips', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ipv-routedimp-'));
+  const store = await openStore(join(dir, 'db.sqlite'));
+  try {
+    await createNetwork(store, { name: 'lvnat', driver: 'libvirt', mode: 'nat', subnets: ['192.168.100.0/24'] }, 'test');
+    await createNetwork(store, { name: 'other', driver: 'libvirt', mode: 'nat', subnets: ['192.168.101.0/24'] }, 'test');
+    await createVm(store, { name: 'web1' }, 'test');
+    await addVif(store, { vm: 'web1', network: 'lvnat', mac: '52:54:00:00:00:01' }, 'test');
+    await addVif(store, { vm: 'web1', network: 'other', mac: '52:54:00:00:00:02' }, 'test');
+    const untouched = async () => {
+      assert.deepEqual(await store.listAssignments({}), [], 'no address written');
+      assert.deepEqual((await store.listPools()).map((p) => p.name), [], 'no pool written');
+    };
+    await assert.rejects(importRoutedIps(store, '198.51.100.10 lvnat\n# c\n198.51.100.11 lvnat ghost:0\n', 'routed-ips', 'test'), (e: unknown) => e instanceof IpvisorError && e.code === 'NOT_FOUND' && e.field === 'routed-ips:3' && /^routed-ips:3: .*ghost/.test(e.message));
+    await untouched();
+    await assert.rejects(importRoutedIps(store, '198.51.100.10 lvnat\n198.51.100.11 lvnat web1:1\n', 'routed-ips', 'test'), (e: unknown) => e instanceof IpvisorError && e.code === 'VALIDATION' && e.field === 'routed-ips:2' && /not on network 'lvnat'/.test(e.message));
+    await untouched();
+
+    const text = '198.51.100.10 lvnat\n198.51.100.11 lvnat web1:0\n2001:db8:1::/64 lvnat\n';
+    const res = await importRoutedIps(store, text, 'routed-ips', 'test');
+    assert.deepEqual(res.imported.map((i) => i.action), ['reserved', 'assigned', 'reserved']);
+    const pools = await store.listPools();
+    assert.deepEqual(pools.map((p) => [p.name, p.purpose]).sort(), [['lvnat-routed', 'routed'], ['lvnat-routed6', 'routed']]);
+    assert.deepEqual((await importRoutedIps(store, text, 'routed-ips', 'test')).imported.map((i) => i.action), ['exists', 'exists', 'exists']);
+  } finally {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
