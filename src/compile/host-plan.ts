@@ -314,8 +314,15 @@ export function compileHostPlan(snapshot: Snapshot, facts: HostFacts, settings: 
   plan.nft.inet.nat4 = withoutOverlaps(plan.nft.inet.nat4);
 
   // Per-VIF anti-spoofing: elements of the bridge table's sets.
-  const ifnamesSeen = new Map<string, string>();
   const vmHost = new Map(snapshot.vms.map((v) => [v.uuid, v.host]));
+  // An interface name belongs to one VIF at a time; when a stale binding lingers (a VM stopped
+  // without its unbind), the most recent binding is the true one.
+  const ifnameOwner = new Map<string, Vif>();
+  for (const vif of snapshot.vifs) {
+    if (!vif.ifname || (facts.hostname && vmHost.get(vif.vmUuid) !== facts.hostname)) continue;
+    const cur = ifnameOwner.get(vif.ifname);
+    if (!cur || vif.updatedAt > cur.updatedAt || (vif.updatedAt === cur.updatedAt && vif.uuid < cur.uuid)) ifnameOwner.set(vif.ifname, vif);
+  }
   for (const vif of [...snapshot.vifs].sort((a, b) => (a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0))) {
     const n = networks.get(vif.networkUuid);
     if (!n) continue;
@@ -330,12 +337,11 @@ export function compileHostPlan(snapshot: Snapshot, facts: HostFacts, settings: 
       plan.warnings.push(`vif ${vif.uuid}: ifname '${vif.ifname}' is not a valid interface name; not enforced`);
       continue;
     }
-    const other = ifnamesSeen.get(vif.ifname);
-    if (other) {
-      plan.warnings.push(`vif ${vif.uuid}: ifname ${vif.ifname} is also bound to vif ${other}; not enforced twice`);
+    const owner = ifnameOwner.get(vif.ifname);
+    if (owner && owner.uuid !== vif.uuid) {
+      plan.warnings.push(`vif ${vif.uuid}: ifname ${vif.ifname} was bound to vif ${owner.uuid} more recently; this stale binding is not enforced`);
       continue;
     }
-    ifnamesSeen.set(vif.ifname, vif.uuid);
     addVifElements(plan.nft, vif, locking, allowed);
   }
 

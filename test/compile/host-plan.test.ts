@@ -139,3 +139,16 @@ test('host plan: an IPv6 link-local gateway is put on the bridge and its subnet 
   assert.ok(plan.routes.some((r) => r.dst === '2001:db8:61::/64' && r.dev === 'br-ll' && r.via === null), 'the subnet routed to the bridge');
   assert.ok(!plan.addresses.some((a) => a.dev === 'virbr9') && !plan.routes.some((r) => r.dev === 'virbr9'), 'libvirt owns its bridge\'s L3');
 });
+
+test('host plan: an interface name bound to two VIFs is enforced for the most recent binding only', () => {
+  const { s, facts, nat } = scenario();
+  const c = vm('gamma');
+  s.vms.push(c);
+  // vnet1 (alpha's locked VIF, older) is bound again to gamma's new VIF: the stale binding loses
+  const fresh = vif(c, nat, { mac: '52:54:00:00:00:77', ifname: 'vnet1', locking: 'disabled', updatedAt: '2030-01-01T00:00:00.000Z' });
+  s.vifs.unshift(fresh);
+  const plan = compileHostPlan(s, facts);
+  assert.ok(plan.nft.bridge.disabled_ifs.includes('"vnet1"'), 'the newer binding is enforced');
+  assert.ok(!plan.nft.bridge.locked_ifs.includes('"vnet1"'), 'the stale one is not');
+  assert.ok(plan.warnings.some((w) => w.includes('vnet1') && w.includes('stale')));
+});
