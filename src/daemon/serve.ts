@@ -21,6 +21,12 @@ export interface ServeOptions {
   watchers?: DaemonWatcher[];
 }
 
+/** The reasons of a coalesced burst, for the log: `nft flush ruleset` alone is ~70 nft events. */
+export function summariseReasons(reasons: string[], max = 3): string {
+  const unique = [...new Set(reasons)];
+  return unique.length <= max ? unique.join(', ') : `${unique.slice(0, max).join(', ')} and ${unique.length - max} more`;
+}
+
 export async function serve(opts: ServeOptions): Promise<void> {
   const actor = opts.actor ?? 'serve';
   const enforcers = opts.enforcers ?? (await loadEnforcers());
@@ -60,7 +66,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
     if (timer) return;
     timer = setTimeout(() => {
       timer = undefined;
-      const why = [...new Set(pendingReasons)].join(', ');
+      const why = summariseReasons(pendingReasons);
       pendingReasons = [];
       void reconcile(why);
     }, opts.debounceMs ?? 50);

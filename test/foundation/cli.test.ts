@@ -253,6 +253,11 @@ describe('foundation CLI', () => {
     for (const a of ['network:create', 'network:set', 'network:delete', 'pool:create', 'pool:set', 'pool:delete', 'vm:create', 'vm:delete', 'vif:create', 'vif:set', 'vif:delete', 'assignment:allocate', 'assignment:release', 'assignment:reserve']) {
       assert.ok(actions.has(a), `missing ${a}`);
     }
+    const last2 = await cli(db, 'events', '--limit', '2', '--json');
+    assert.deepEqual(last2.json.map((e: any) => e.id), all.json.slice(-2).map((e: any) => e.id));
+    const badLimit = await cli(db, 'events', '--limit', 'abc', '--json');
+    assert.equal(badLimit.code, 2);
+    assert.equal(JSON.parse(badLimit.stderr).error.field, 'limit');
     const future = await cli(db, 'events', '--since', '2999-01-01', '--json');
     assert.deepEqual(future.json, []);
     const recent = await cli(db, 'events', '--since', '1h', '--object', 'lan', '--json');

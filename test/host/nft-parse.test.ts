@@ -23,3 +23,12 @@ test('nft monitor lines that need a reconcile', () => {
   assert.ok(!isRelevantNftEvent('delete table ip filter'));
   assert.ok(!isRelevantNftEvent('delete rule ip filter FORWARD handle 9'));
 });
+
+test('serve logs a burst of reconcile reasons briefly', async () => {
+  const { summariseReasons } = await import('../../src/daemon/serve.js');
+  assert.equal(summariseReasons(['periodic', 'periodic']), 'periodic');
+  const burst = Array.from({ length: 70 }, (_, i) => `nft: delete rule bridge ipvisor prerouting handle ${i}`);
+  const why = summariseReasons(burst);
+  assert.match(why, /handle 2 and 67 more$/);
+  assert.ok(why.length < 200);
+});

@@ -119,6 +119,10 @@ describe('routed IPs, NAT, CLI and serve', { skip: skip ?? false }, () => {
     assert.equal(s.vifs[0].locking, 'locked');
     assert.deepEqual(s.vifs[0].allowed, ['10.60.0.10/32', '203.0.113.5/32']);
     assert.deepEqual(s.vifs[0].drift, []);
+    const text = await cli(['status']);
+    assert.match(text.out, /^VIF +IFNAME +LOCKING +ALLOWED +DRIFT\n/);
+    assert.match(text.out, /host in sync/);
+    assert.doesNotMatch(text.out, /[{}]/, 'no raw JSON in the text output (no XAPI pool connected)');
   });
 
   test('serve repairs nft flush ruleset, a deleted route and a deleted bridge address, and logs it', async () => {

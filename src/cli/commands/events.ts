@@ -67,7 +67,11 @@ export function registerEventCommands(program: Command): void {
           events = [...events, ...related.filter((e) => !ids.has(e.id))].sort((a, b) => a.id - b.id);
         }
       }
-      if (o.limit) events = events.slice(-Number(o.limit));
+      if (o.limit !== undefined) {
+        const n = Number(o.limit);
+        if (!Number.isInteger(n) || n < 1) throw invalid('limit', `'${o.limit}' is not a positive integer`);
+        events = events.slice(-n);
+      }
       return {
         json: events,
         text: events.length ? table(['TIME', 'ACTOR', 'ACTION', 'KIND', 'OBJECT', 'CHANGE'], events.map((e) => [e.time, e.actor, e.action, e.objectKind, e.objectName ?? e.objectUuid, e.action === 'delete' || e.action === 'release' ? brief(e.before) : brief(e.after)])) : 'no events',

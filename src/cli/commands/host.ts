@@ -76,7 +76,14 @@ export function registerHostCommands(program: Command): void {
             );
             lines.push(s.pending.length ? `${s.pending.length} change(s) pending; run ipvisor plan` : 'host in sync');
             for (const w of s.warnings) lines.push(`warning: ${w}`);
-          } else lines.push(`${e.name}: ${JSON.stringify(s)}`);
+          } else if (Array.isArray(s?.pools)) {
+            // the XAPI enforcer: one table per connected pool; nothing when no pool is connected
+            for (const p of s.pools) {
+              lines.push(`xapi pool ${p.connection}${p.licenceRestricted ? ' (VIF locking restricted by licence)' : ''}:`);
+              lines.push(table(['VIF', 'LOCKING', 'IPV4', 'IPV6', 'PENDING', 'DRIFT'], (p.vifs ?? []).map((v: any) => [v.vif, v.locking, (v.ipv4 ?? []).join(','), (v.ipv6 ?? []).join(','), v.pending ?? '', (Array.isArray(v.drift) ? v.drift.join('; ') : v.drift) || ''])));
+              for (const w of p.warnings ?? []) lines.push(`warning: ${w}`);
+            }
+          } else if (s !== undefined && s !== null) lines.push(`${e.name}: ${JSON.stringify(s)}`);
         }
         return { json: out, text: lines.join('\n') };
       }),
