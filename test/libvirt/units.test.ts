@@ -1,6 +1,8 @@
 // Pure parts of the libvirt driver: subnet picking and clash detection, DHCP reservation diffs,
 // the routed-ips file, hook script install/uninstall, event-stream lines.
 import { test } from 'node:test';
+import { execFileSync } from 'node:child_process';
+import { runCli } from '../../src/cli/main.js';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -132,6 +134,33 @@ test('install writes .d hooks with absolute paths, keeps foreign hooks, uninstal
     assert.equal(un.skipped.length, 1);
     assert.ok(existsSync(join(hooks, 'qemu')) && existsSync(join(hooks, 'qemu.d', 'other')) && existsSync(join(hooks, 'network.d', 'ipvisor')));
     assert.ok(!readFileSync(join(hooks, 'network.d', 'ipvisor'), 'utf8').includes(HOOK_MARKER));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('an installed hook whose node or entry went away exits 0 with a log line and nothing on stdout; install refuses a missing entry', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ipv-lvguard-'));
+  try {
+    const log = join(dir, 'hooks.log');
+    const entry = join(dir, 'gone', 'libvirt-hook.cjs');
+    const script = join(dir, 'qemu-hook');
+    writeFileSync(script, renderHookScript('qemu', { node: process.execPath, nodeArgs: [], entry, db: join(dir, 'db'), log }), { mode: 0o755 });
+    // libvirt would refuse to start every VM on a non-zero exit.
+    const out = execFileSync(script, ['vm1', 'prepare', 'begin', '-'], { input: '<domain/>', encoding: 'utf8' });
+    assert.equal(out, '');
+    assert.match(readFileSync(log, 'utf8'), /^ipvisor libvirt-qemu hook vm1 prepare begin -: .*gone\/libvirt-hook\.cjs is missing; exit 0/);
+    // With the entry present, the script runs it (here: a stand-in that exits 3).
+    mkdirSync(join(dir, 'gone'));
+    writeFileSync(entry, 'process.exit(3)\n');
+    assert.throws(() => execFileSync(script, ['vm1', 'prepare', 'begin', '-'], { input: '' }), (e: { status?: number }) => e.status === 3);
+
+    let err = '';
+    const io = { stdout: () => undefined, stderr: (x: string) => (err += x), env: process.env };
+    const code = await runCli(['--db', join(dir, 'db'), 'libvirt', 'install', '--hooks-dir', join(dir, 'hooks'), '--no-systemd', '--entry', join(dir, 'nope.cjs')], io);
+    assert.equal(code, 2);
+    assert.match(err, /^ipvisor: entry: .*nope\.cjs does not exist/);
+    assert.equal(existsSync(join(dir, 'hooks')), false, 'nothing written');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

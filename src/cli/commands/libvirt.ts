@@ -1,5 +1,5 @@
 // libvirt/KVM commands: install/uninstall the hooks, sync, the hooks themselves, routed-ips import.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { invalid } from '../../model/errors.js';
@@ -25,6 +25,8 @@ export function registerLibvirtCommands(program: Command): void {
       const entry = o.entry ? { entry: resolve(o.entry), nodeArgs: [] } : defaultHookEntry();
       const node = o.node ?? process.execPath;
       if (!isAbsolute(node)) throw invalid('node', `'${node}' must be an absolute path (libvirt gives hooks no useful PATH)`);
+      if (!existsSync(node)) throw invalid('node', `${node} does not exist`);
+      if (!existsSync(entry.entry)) throw invalid('entry', `${entry.entry} does not exist (run \`npm run build\`, or give --entry)`);
       const res = installHooks({ hooksDir: resolve(o.hooksDir), systemdDir: o.systemd ? resolve(o.systemdDir) : null, command: { node, nodeArgs: entry.nodeArgs, entry: entry.entry, db, log: resolve(o.log) } });
       if (o.refuseDisabled !== undefined) {
         const store = await ctx.store();

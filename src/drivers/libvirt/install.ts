@@ -29,7 +29,11 @@ const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 /** Pure: the hook script text for one driver. */
 export function renderHookScript(kind: 'network' | 'qemu', c: HookCommand): string {
   const argv = [c.node, ...c.nodeArgs, c.entry, `libvirt-${kind}`, '--db', c.db, '--log', c.log].map(shq).join(' ');
-  return `#!/bin/sh\n${HOOK_MARKER}\n# libvirt runs this with argv and the XML on stdin; it must print nothing on stdout.\nexec ${argv} -- "$@"\n`;
+  // A node or entry that went away (node upgraded elsewhere, ipvisor moved) must not make libvirt
+  // refuse every network and VM: log it and exit 0 like any other unexpected input.
+  const plain = (x: string) => x.replace(/["$`\\]/g, ''); // inside the echo's double quotes
+  const guard = `[ -x ${shq(c.node)} ] && [ -r ${shq(c.entry)} ] || { echo "ipvisor libvirt-${kind} hook $*: ${plain(c.node)} or ${plain(c.entry)} is missing; exit 0 so libvirt goes on" >>${shq(c.log)}; exit 0; } 2>/dev/null`;
+  return `#!/bin/sh\n${HOOK_MARKER}\n# libvirt runs this with argv and the XML on stdin; it must print nothing on stdout.\n${guard}\nexec ${argv} -- "$@"\n`;
 }
 
 /** Pure: the systemd unit for `ipvisor serve`. */
