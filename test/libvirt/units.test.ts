@@ -166,6 +166,36 @@ test('an installed hook whose node or entry went away exits 0 with a log line an
   }
 });
 
+test('network create --driver libvirt: bad subnets are validation errors (exit 2, field named) before libvirt is asked', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ipv-lvcreate-'));
+  // No libvirtd answers here: before the fix, the virsh failure (exit 1) came first.
+  const env = { ...process.env, IPVISOR_LIBVIRT_URI: `qemu:///system?socket=${join(dir, 'no-libvirt-sock')}` };
+  const saved = process.env.IPVISOR_LIBVIRT_URI;
+  process.env.IPVISOR_LIBVIRT_URI = env.IPVISOR_LIBVIRT_URI;
+  try {
+    for (const [args, field] of [
+      [['--subnet', 'bogus'], 'subnet'],
+      [['--subnet', '10.0.0.0/33'], 'subnet'],
+      [['--subnet', '10.0.0.0/30'], 'subnet'],
+      [['--subnet', 'auto', '--ipv6', '10.9.0.0/24'], 'ipv6'],
+      [['--subnet', 'auto', '--ipv6', 'fd00::/48'], 'ipv6'],
+      [['--subnet', '10.9.0.0/24,gateway=10.8.0.1'], 'subnet.gateway'],
+    ] as const) {
+      let out = '';
+      const code = await runCli(['--db', join(dir, 'db'), '--json', 'network', 'create', 'lab', '--driver', 'libvirt', ...args], { stdout: (x) => (out += x), stderr: (x) => (out += x), env });
+      assert.equal(code, 2, `${args.join(' ')}: ${out}`);
+      assert.equal(JSON.parse(out).error.field, field, args.join(' '));
+    }
+    let out = '';
+    assert.equal(await runCli(['--db', join(dir, 'db'), 'network', 'list'], { stdout: (x) => (out += x), stderr: (x) => (out += x), env }), 0);
+    assert.match(out, /no networks/);
+  } finally {
+    if (saved === undefined) delete process.env.IPVISOR_LIBVIRT_URI;
+    else process.env.IPVISOR_LIBVIRT_URI = saved;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('event stream lines that may bring a tap', () => {
   assert.equal(domainNeedingScan("event 'device-added' for domain 'lvdom1': net1"), 'lvdom1');
   assert.equal(domainNeedingScan("2026-11-23 03:35:04.202+0000: event 'lifecycle' for domain 'lvdom1': Started Booted"), 'lvdom1');

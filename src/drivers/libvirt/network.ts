@@ -1,7 +1,7 @@
 // Managed libvirt networks: clash-free subnets, define/start with DHCP and RA, one `vif` pool per
 // family outside the DHCP range, and DHCP host reservations following ipvisor's assignments.
 import { IpvisorError, invalid } from '../../model/errors.js';
-import type { Network, NetworkMode } from '../../model/types.js';
+import type { Network, NetworkMode, Subnet } from '../../model/types.js';
 import { validateName } from '../../model/validate.js';
 import { formatAddress, parseAddress, parseCidr } from '../../ipam/addr.js';
 import type { Store } from '../../store/store.js';
@@ -58,6 +58,35 @@ export async function createManagedNetwork(store: Store, input: CreateNetworkInp
   const bridge = input.bridge ? validateIfname(input.bridge, 'bridge') : null;
   if (await store.findNetworkByName(name)) throw new IpvisorError('ALREADY_EXISTS', `name: a network named '${name}' already exists`, { field: 'name' });
 
+  // Subnets: "auto" or CIDR[,gateway=IP]; --ipv6 likewise. Their syntax and shape are checked before
+  // anything talks to libvirt or the host, so bad input is a validation error (exit 2) everywhere.
+  type Wanted = 'auto' | 'auto6' | { field: 'subnet' | 'ipv6'; s: Subnet };
+  const wanted: Wanted[] = (input.subnets.length ? input.subnets : ['auto']).map((w) => (w === 'auto' ? 'auto' : { field: 'subnet', s: parseSubnet(w, 'subnet') }));
+  if (input.ipv6) {
+    if (input.ipv6 === 'auto') wanted.push('auto6');
+    else {
+      const s = parseSubnet(input.ipv6, 'ipv6');
+      if (s.family !== 6) throw invalid('ipv6', `'${input.ipv6}' is not an IPv6 subnet`);
+      wanted.push({ field: 'ipv6', s });
+    }
+  }
+  let count4 = 0;
+  let count6 = 0;
+  for (const w of wanted) {
+    const family = w === 'auto' ? 4 : w === 'auto6' ? 6 : w.s.family;
+    if (family === 4 && ++count4 > 1) throw invalid('subnet', 'a managed libvirt network takes one IPv4 subnet');
+    if (family === 6 && ++count6 > 1) throw invalid('ipv6', 'a managed libvirt network takes one IPv6 subnet');
+    if (typeof w === 'string') continue;
+    if (family === 6 && parseCidr(w.s.cidr).prefixLength !== 64) throw invalid(w.field, `${w.s.cidr}: router advertisements (SLAAC) need a /64`);
+    if (family === 4) {
+      try {
+        splitIpv4Subnet(w.s.cidr, w.s.gateway);
+      } catch (e) {
+        throw invalid('subnet', (e as Error).message.replace(/^subnet: /, ''));
+      }
+    }
+  }
+
   const virsh = deps.virsh ?? createVirsh();
   const runner = deps.runner ?? createHostRunner();
   const lv = await libvirtUsed(virsh);
@@ -69,9 +98,6 @@ export async function createManagedNetwork(store: Store, input: CreateNetworkInp
   const storeUsed: UsedPrefix[] = (await store.listNetworks()).flatMap((n) => n.subnets.map((s) => ({ cidr: s.cidr, what: `network ${n.name}` })));
   const used = [...(await observeHostPrefixes(runner)), ...lv.used, ...storeUsed];
 
-  // Subnets: "auto" or CIDR[,gateway=IP]; --ipv6 likewise.
-  const wanted = [...(input.subnets.length ? input.subnets : ['auto'])];
-  if (input.ipv6) wanted.push(input.ipv6 === 'auto' ? 'auto6' : input.ipv6);
   let v4: { cidr: string; gateway: string | null } | undefined;
   let v6: { cidr: string; gateway: string | null } | undefined;
   for (const w of wanted) {
@@ -83,19 +109,12 @@ export async function createManagedNetwork(store: Store, input: CreateNetworkInp
     } else if (w === 'auto6') {
       s = { cidr: pickUla64(used), family: 6, gateway: null };
     } else {
-      const field = w === input.ipv6 ? 'ipv6' : 'subnet';
-      s = parseSubnet(w, field);
+      s = w.s;
       const clash = findClash(s.cidr, used);
-      if (clash) throw new IpvisorError('OVERLAP', `${field}: ${s.cidr} overlaps ${clash.what}`, { field });
+      if (clash) throw new IpvisorError('OVERLAP', `${w.field}: ${s.cidr} overlaps ${clash.what}`, { field: w.field });
     }
-    if (s.family === 4) {
-      if (v4) throw invalid('subnet', 'a managed libvirt network takes one IPv4 subnet');
-      v4 = s;
-    } else {
-      if (v6) throw invalid('ipv6', 'a managed libvirt network takes one IPv6 subnet');
-      if (parseCidr(s.cidr).prefixLength !== 64) throw invalid('ipv6', `${s.cidr}: router advertisements (SLAAC) need a /64`);
-      v6 = s;
-    }
+    if (s.family === 4) v4 = s;
+    else v6 = s;
     used.push({ cidr: s.cidr, what: `this network's other subnet` });
   }
   const split4 = v4 ? (() => { try { return splitIpv4Subnet(v4.cidr, v4.gateway); } catch (e) { throw invalid('subnet', (e as Error).message.replace(/^subnet: /, '')); } })() : undefined;
