@@ -103,6 +103,11 @@ test('static IP via VIF.configure_ipv4/6 when the guest supports it; a clear err
   assert.equal(refused.code, 1);
   assert.match(refused.stderr, /^ipvisor: vm: the guest of 'web-01' does not advertise feature-static-ip-setting/);
   sim.setGuestFeature('web-01', 'feature-static-ip-setting', '1');
+  // A VM without addresses: a clear refusal, not a push that did nothing.
+  const empty = await cli(db, 'guest', 'push', 'db-01', '--json');
+  assert.equal(empty.code, 2, empty.stderr);
+  assert.equal(empty.error?.field, 'vm');
+  assert.match(empty.error?.message ?? '', /no VIF of 'db-01' holds a primary address/);
   // The simulator really enforces the locking constraint; ipvisor writes the allow list first.
   await allocate(store, { vif: 'db-01:0', address: '10.99.0.30' }, 'tester');
   sim.setGuestFeature('db-01', 'feature-static-ip-setting', '1');

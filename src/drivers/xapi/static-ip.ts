@@ -38,7 +38,8 @@ export async function pushStaticIpViaXapi(store: Store, vmUuidOrName: string, op
     }
   }
   const result: StaticIpResult = { vm: vm.name, configured: [] };
-  if (work.length === 0) return result;
+  // Nothing to set: say so instead of reporting a push that did nothing.
+  if (work.length === 0) throw new IpvisorError('VALIDATION', `vm: no VIF of '${vm.name}' holds a primary address; allocate one first (\`ipvisor ip allocate --vif ${vm.name}:DEVICE\`)`, { field: 'vm' });
   const client = connectionClient(conn);
   try {
     const cache = new XapiCache(['pool', 'VM', 'VM_guest_metrics', 'VIF']);
