@@ -59,6 +59,8 @@ export interface GuestNetState {
   /** In link order: members before bonds, parents before VLANs (as the document lists them). */
   interfaces: GuestInterface[];
   dns: GuestDns;
+  /** What the parser changed to make the document work (one line each, naming the element). */
+  warnings: string[];
 }
 
 /** A renderer: pure, returns file paths (relative to the guest's root, or a script name) to contents. */

@@ -273,10 +273,13 @@ export function parseNetworkData(doc: unknown, opts: ParseOptions = {}): GuestNe
   }
   let eth = 0;
   let bondN = 0;
+  let nic = -1;
   for (const l of links) {
+    if (l.kind === 'physical') nic++;
     if (names.has(l) || l.kind === 'vlan') continue;
     const prefix = l.kind === 'bond' ? 'bond' : 'eth';
-    let n = l.kind === 'bond' ? bondN : eth;
+    // the Nth NIC is ethN even when NICs before it were named (--nic): the kernel's order
+    let n = l.kind === 'bond' ? bondN : Math.max(eth, nic);
     while (usedNames.has(`${prefix}${n}`)) n++;
     names.set(l, claim(`${prefix}${n}`, `links[${l.index}]`));
     if (l.kind === 'bond') bondN = n + 1;
@@ -346,15 +349,22 @@ export function parseNetworkData(doc: unknown, opts: ParseOptions = {}): GuestNe
   for (const l of links) interfaces.push(built.get(l)!);
 
   // networks: addresses, DHCP modes, routes, DNS
+  const warnings: string[] = [];
   const subnets = new Map<GuestInterface, Subnet[]>();
   const pending: PendingRoute[] = [];
   const v6Modes = new Map<GuestInterface, Set<string>>();
   array(doc.networks, 'networks').forEach((net, index) => {
     const field = `networks[${index}]`;
     if (!isObject(net)) throw invalid(field, 'expected an object');
-    const iface = typeof net.link === 'string' ? ifaceById.get(net.link) : undefined;
-    if (!iface) throw invalid(`${field}.link`, `no link '${String(net.link)}' in links`);
-    if (iface.bondMaster) throw invalid(`${field}.link`, `'${iface.linkId}' is a member of bond '${iface.bondMaster}'; a bond member cannot carry addresses`);
+    const linked = typeof net.link === 'string' ? ifaceById.get(net.link) : undefined;
+    if (!linked) throw invalid(`${field}.link`, `no link '${String(net.link)}' in links`);
+    let iface = linked;
+    if (linked.bondMaster) {
+      // Ironic's sample does this. A member's traffic arrives on its bond, so the addresses can only
+      // work there; networkd would drop them and the kernel would use them on a port.
+      iface = interfaces.find((i) => i.type === 'bond' && i.name === linked.bondMaster)!;
+      warnings.push(`${field}.link: '${linked.linkId}' is a member of bond '${iface.linkId}'; its ${String(net.type)} network is configured on the bond`);
+    }
     const kind = networkKind(net.type, `${field}.type`);
     if (kind.mode === 'dhcp4') iface.dhcp4 = true;
     let subnet: Subnet | null = null;
@@ -437,5 +447,5 @@ export function parseNetworkData(doc: unknown, opts: ParseOptions = {}): GuestNe
 
   const dns = emptyDns();
   readServices(doc.services, 'services', dns);
-  return { interfaces, dns };
+  return { interfaces, dns, warnings };
 }

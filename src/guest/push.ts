@@ -127,7 +127,10 @@ export async function pushNetworkData(agent: GuestAgent, doc: unknown, opts: Pus
     }
   }
   log(`guest: ${os?.['pretty-name'] ?? 'unknown OS'}`);
-  if (windows) return pushWindows(agent, state, opts);
+  if (windows) {
+    for (const w of state.warnings) log(`guest: warning: ${w}`);
+    return { ...(await pushWindows(agent, state, opts)), warnings: state.warnings };
+  }
 
   const work = opts.workDir ?? '/run/ipvisor';
   const run = async (path: string, args: string[], what: string, timeoutMs = 30_000): Promise<string> => {
@@ -153,7 +156,7 @@ export async function pushNetworkData(agent: GuestAgent, doc: unknown, opts: Pus
   const applyScript = render(state, 'ip', { current })[IP_SCRIPT_PATH]!;
   const rollbackScript = renderRollbackScript(observed, state, backups);
   const plan: PushPlan = { os: os?.['pretty-name'] ?? os?.id ?? 'linux', format, files, applyScript, rollbackScript };
-  const warnings = format === 'none' ? [] : await otherConfigNaming(agent, format, state, Object.keys(files));
+  const warnings = [...state.warnings, ...(format === 'none' ? [] : await otherConfigNaming(agent, format, state, Object.keys(files)))];
   for (const w of warnings) log(`guest: warning: ${w}`);
   if (opts.dryRun) return { plan, applied: false, interfaces: before, warnings };
 

@@ -1,9 +1,9 @@
 // `ipvisor guest ...` through the CLI in-process: network_data.json from the store, render, and a
 // live push into a stand-in guest (real qemu-ga in its own network and mount namespaces).
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parseNetworkData } from '../../src/guest/parse.js';
 import { cli, tempDb } from '../support/cli.js';
@@ -74,6 +74,58 @@ describe('guest CLI', () => {
     const r3 = await cli(db, 'guest', 'render', '--vm', 'web1', '--format', 'ip', '--nic', 'eth0=nonsense');
     assert.equal(r3.code, 2);
     assert.match(r3.stderr, /nic: 'nonsense' is not a MAC address/);
+  });
+
+  test('render --input of a network on a bond member (Ironic sample 24): rendered on the bond, warning on stderr and in --json', async () => {
+    const f = join(dir, 'member.json');
+    writeFileSync(f, JSON.stringify({
+      links: [{ id: 'a', type: 'phy', ethernet_mac_address: '02:00:00:00:00:01' }, { id: 'b', type: 'phy', ethernet_mac_address: '02:00:00:00:00:02' }, { id: 'bd', type: 'bond', bond_links: ['a', 'b'], bond_mode: '1' }],
+      networks: [{ id: 'n', link: 'a', type: 'ipv4', ip_address: '10.0.0.2', netmask: '255.255.255.0' }],
+    }));
+    const r = await cli(db, 'guest', 'render', '--input', f, '--format', 'ip');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /ip -4 addr replace 10\.0\.0\.2\/24 dev bond0\n/);
+    assert.equal(r.stderr, "guest: warning: networks[0].link: 'a' is a member of bond 'bd'; its ipv4 network is configured on the bond\n");
+    const j = await cli(db, 'guest', 'render', '--input', f, '--format', 'ip', '--json');
+    assert.deepEqual(j.json.warnings, ["networks[0].link: 'a' is a member of bond 'bd'; its ipv4 network is configured on the bond"]);
+  });
+
+  test('render --out sets the mode of each file, also over an existing file; --json lists the files', async () => {
+    const out = join(dir, 'modes');
+    const nmFile = join(out, 'etc/NetworkManager/system-connections/ipvisor-eth0.nmconnection');
+    mkdirSync(dirname(nmFile), { recursive: true });
+    writeFileSync(nmFile, 'old', { mode: 0o644 });
+    const r = await cli(db, 'guest', 'render', '--vm', 'web1', '--format', 'nm', '--out', out, '--json');
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.json.files, [nmFile]);
+    assert.equal(statSync(nmFile).mode & 0o777, 0o600);
+    assert.match(readFileSync(nmFile, 'utf8'), /mac-address=52:54:00:AA:BB:01/);
+    const s = await cli(db, 'guest', 'render', '--vm', 'web1', '--format', 'sysconfig', '--out', out);
+    assert.equal(s.code, 0, s.stderr);
+    assert.equal(statSync(join(out, 'etc/sysconfig/network-scripts/ifcfg-eth0')).mode & 0o777, 0o644);
+    const ip = await cli(db, 'guest', 'render', '--vm', 'web1', '--format', 'ip', '--out', out);
+    assert.equal(ip.code, 0, ip.stderr);
+    assert.equal(statSync(join(out, 'ipvisor-apply.sh')).mode & 0o777, 0o755);
+  });
+
+  test('--nic naming a MAC the document lacks, or one MAC twice, is rejected (exit 2)', async () => {
+    const r = await cli(db, 'guest', 'render', '--vm', 'web1', '--format', 'netplan', '--nic', 'ens9=02:00:00:00:00:99');
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr, 'ipvisor: nic: ens9=02:00:00:00:00:99: no physical link has MAC 02:00:00:00:00:99\n');
+    const r2 = await cli(db, 'guest', 'render', '--vm', 'web1', '--format', 'netplan', '--nic', `a=${MAC}`, '--nic', `b=${MAC.toUpperCase()}`);
+    assert.equal(r2.code, 2);
+    assert.match(r2.stderr, /nic: MAC 52:54:00:aa:bb:01 is named twice \(a, b\)/);
+  });
+
+  test('push to a socket that does not exist: one line, exit 1 (DRIVER), also with --dry-run and --json', async () => {
+    const sock = join(dir, 'no-such.sock');
+    const r = await cli(db, 'guest', 'push', 'web1', '--socket', sock, '--dry-run');
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`cannot connect to ${sock}`));
+    const j = await cli(db, 'guest', 'push', 'web1', '--socket', sock, '--json');
+    assert.equal(j.code, 1);
+    assert.equal(j.error?.code, 'DRIVER');
   });
 
   describe('push into a stand-in guest', { skip: standinUnavailable() ?? false }, () => {

@@ -84,6 +84,15 @@ test('VLAN on a phy and on a bond; names from link name, parent.vid, --nic', () 
   assert.match(nd['etc/systemd/network/50-ipvisor-bond-lan.10.netdev']!, /Kind=vlan\n\n\[VLAN\]\nId=10/);
 });
 
+test('ethN follows link order: the third NIC is eth2 even when the first two are named by --nic', () => {
+  const links = [phy('a', '02:00:00:00:00:01'), phy('b', '02:00:00:00:00:02'), phy('c', '02:00:00:00:00:03'), phy('d', '02:00:00:00:00:04')];
+  const names = (nics: Record<string, string>) => parseNetworkData(doc(links, []), { nicNames: nics }).interfaces.map((i) => i.name);
+  assert.deepEqual(names({ '02:00:00:00:00:01': 'ens3', '02:00:00:00:00:02': 'ens4' }), ['ens3', 'ens4', 'eth2', 'eth3']);
+  // a name taken by --nic is skipped, never reused
+  assert.deepEqual(names({ '02:00:00:00:00:01': 'eth2' }), ['eth2', 'eth1', 'eth3', 'eth4']);
+  assert.deepEqual(names({}), ['eth0', 'eth1', 'eth2', 'eth3']);
+});
+
 test('link types beyond phy (ovs, tap, bridge, vif, null, "physical", unknown) are NICs', () => {
   const types = ['ovs', 'tap', 'bridge', 'vif', null, 'physical', 'hw_veb', 'bgpovs'];
   const s = parseNetworkData(doc(types.map((t, i) => ({ id: `l${i}`, type: t, ethernet_mac_address: `02:00:00:00:00:1${i}` })), []));
@@ -147,6 +156,21 @@ test('network-level gateway (non-standard) becomes the default route of a static
   assert.deepEqual(s.interfaces[1]!.routes, []);
 });
 
+test('a network on a bond member (Ironic sample 24) goes on the bond, with a warning naming the element', () => {
+  const s = parseNetworkData(
+    doc(
+      [phy('l', '02:00:00:00:00:01'), phy('m', '02:00:00:00:00:02'), { id: 'b', type: 'bond', bond_links: ['l', 'm'], bond_mode: '4' }],
+      [{ id: 'n', link: 'm', type: 'ipv4', ip_address: '10.0.0.2', netmask: '255.255.255.0', routes: [{ network: '0.0.0.0', netmask: '0.0.0.0', gateway: '10.0.0.1' }] }],
+    ),
+  );
+  const [l, m, b] = s.interfaces;
+  assert.deepEqual([l!.addresses, m!.addresses, m!.routes], [[], [], []]);
+  assert.deepEqual(b!.addresses, [{ family: 4, address: '10.0.0.2', prefixLength: 24 }]);
+  assert.deepEqual(b!.routes.map((r) => `${r.destination} ${r.gateway} ${r.onLink}`), ['0.0.0.0/0 10.0.0.1 false']);
+  assert.deepEqual(s.warnings, ["networks[0].link: 'm' is a member of bond 'b'; its ipv4 network is configured on the bond"]);
+  assert.deepEqual(parseNetworkData(doc([phy('l', '02:00:00:00:00:01')], [])).warnings, []);
+});
+
 test('invalid documents: the error names the element', () => {
   const l = [phy('l', '02:00:00:00:00:01')];
   rejects(doc(l, [{ id: 'n', link: 'l', type: 'ipv4', ip_address: '10.0.0.2', netmask: '255.0.255.0' }]), 'networks[0].netmask', /not a contiguous mask/);
@@ -165,7 +189,6 @@ test('invalid documents: the error names the element', () => {
   rejects(doc([...l, { id: 'v', type: 'vlan', vlan_link: 'q', vlan_id: 5 }], []), 'links[1].vlan_link', /no link 'q'/);
   rejects(doc([{ ...l[0], mtu: 10 }], []), 'links[0].mtu', /between 68 and 65535/);
   rejects(doc([phy('l', '02:00:00:00:00:01', { name: 'bad name' })], []), 'links[0].name', /not a valid interface name/);
-  rejects(doc([...l, { id: 'b', type: 'bond', bond_links: ['l'], bond_mode: '4' }], [{ id: 'n', link: 'l', type: 'ipv4_dhcp' }]), 'networks[0].link', /member of bond 'bond0'/);
   rejects(doc([{ ...l[0], mtu: 1500 }, { id: 'v', type: 'vlan', vlan_link: 'l', vlan_id: 5, mtu: 9000 }], []), 'links[1].mtu', /larger than the MTU of its parent 'l' \(1500\)/);
   rejects([], 'network_data', /expected a JSON object/);
   rejects({ links: {} }, 'links', /expected a list/);

@@ -1,7 +1,10 @@
 // Every valid corpus document, rendered to every format, passes the real validator for that format.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { networkDataForVm } from '../../src/guest/emit.js';
 import { parseNetworkData } from '../../src/guest/parse.js';
+import type { Snapshot } from '../../src/model/snapshot.js';
+import type { Assignment, Network, Vif } from '../../src/model/types.js';
 import { render } from '../../src/guest/render.js';
 import type { RenderedFiles } from '../../src/guest/ir.js';
 import { loadCorpus, REJECTED } from './corpus.js';
@@ -40,6 +43,41 @@ const SYNTHETIC: { name: string; nics: Record<string, string>; doc: unknown }[] 
     },
   },
 ];
+
+/** What `guest network-data` emits from the store: MTUs, DNS, v4 and v6 static routes, a link-local
+ * v6 gateway, an additional address, three VIFs with default routes, a routed prefix (left out). */
+function storeDocument(): unknown {
+  const t = '2026-01-01T00:00:00.000Z';
+  const net = (uuid: string, over: Partial<Network>): Network => ({
+    uuid, name: uuid, driver: 'bridge', bridge: null, mode: 'bridged', subnets: [], mtu: null, dns: [], routes: [], defaultLocking: 'unlocked', uplink: null, hostAddresses: [], extra: {}, createdAt: t, updatedAt: t, ...over,
+  });
+  const vif = (uuid: string, device: number, networkUuid: string): Vif => ({ uuid, vmUuid: 'vm1', device, mac: `52:54:00:00:00:0${device}`, networkUuid, locking: 'network_default', ifname: null, extra: {}, createdAt: t, updatedAt: t });
+  const asg = (vifUuid: string, networkUuid: string, address: string, kind: Assignment['kind'], prefixLength?: number): Assignment => {
+    const family = address.includes(':') ? 6 : 4;
+    return { uuid: address, networkUuid, poolUuid: 'p', vifUuid, family, address, prefixLength: prefixLength ?? (family === 4 ? 32 : 128), kind, note: null, requestId: null, createdAt: t };
+  };
+  const snapshot = {
+    networks: [
+      net('lan', { subnets: [{ cidr: '192.0.2.0/24', family: 4, gateway: '192.0.2.1' }, { cidr: '2001:db8:1::/64', family: 6, gateway: 'fe80::1' }], mtu: 9000, dns: ['192.0.2.53', '2001:db8:1::53'], routes: [{ cidr: '10.10.0.0/16', via: '192.0.2.254' }, { cidr: '2001:db8:99::/48', via: '2001:db8:1::fe' }] }),
+      net('dmz', { subnets: [{ cidr: '198.51.100.0/25', family: 4, gateway: '198.51.100.1' }], mtu: 1400, dns: ['198.51.100.53'] }),
+      net('rt', { mode: 'routed', subnets: [{ cidr: '203.0.113.0/28', family: 4, gateway: '203.0.113.1' }] }),
+    ],
+    pools: [],
+    vms: [{ uuid: 'vm1', name: 'web1', host: 'hv1', owner: null, extra: {}, createdAt: t, updatedAt: t }],
+    vifs: [vif('v0', 0, 'lan'), vif('v1', 1, 'dmz'), vif('v2', 2, 'rt')],
+    assignments: [
+      asg('v0', 'lan', '192.0.2.2', 'primary'),
+      asg('v0', 'lan', '192.0.2.3', 'additional'),
+      asg('v0', 'lan', '2001:db8:1::1', 'primary'),
+      asg('v1', 'dmz', '198.51.100.10', 'primary'),
+      asg('v2', 'rt', '203.0.113.2', 'primary'),
+      asg('v2', 'rt', '100.64.0.0', 'routed', 29),
+    ],
+  } as unknown as Snapshot;
+  return networkDataForVm(snapshot, 'vm1');
+}
+SYNTHETIC.push({ name: 'store-network-data-3-vifs', nics: {}, doc: storeDocument() });
+
 const docs = [...loadCorpus().filter((c) => !REJECTED[c.name]), ...SYNTHETIC];
 
 const VALIDATORS: [string, 'netplan' | 'eni' | 'nm' | 'networkd' | 'sysconfig' | 'ip' | 'windows', (f: RenderedFiles) => Promise<string[] | null>, string][] = [

@@ -2,7 +2,9 @@
 // (real qemu-ga) without anyone running `guest push`; VMs not opted in are left alone.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { createGuestPushWatcher, GUEST_PUSH_DOC, type GuestPushRecord } from '../../src/guest/watcher.js';
+import { autoPushEnabled, createGuestPushWatcher, GUEST_PUSH_DOC, type GuestPushRecord } from '../../src/guest/watcher.js';
+import type { Snapshot } from '../../src/model/snapshot.js';
+import type { Network, Vm } from '../../src/model/types.js';
 import { openStore } from '../../src/store/open.js';
 import type { Store } from '../../src/store/store.js';
 import { cli, tempDb } from '../support/cli.js';
@@ -76,4 +78,39 @@ describe('guest auto-push watcher', { skip: standinUnavailable() ?? false }, () 
     await new Promise((r) => setTimeout(r, 500));
     assert.ok((await addrs()).includes('203.0.113.6/24'));
   });
+});
+
+test('autoPushEnabled: opt-in per network reaches every VM on it; the VM own setting wins either way', () => {
+  const t = '2026-01-01T00:00:00.000Z';
+  const net = (uuid: string, extra: Record<string, unknown>) => ({ uuid, extra }) as unknown as Network;
+  const vm = (uuid: string, extra: Record<string, unknown> = {}) => ({ uuid, name: uuid, host: 'hv1', owner: null, extra, createdAt: t, updatedAt: t }) as Vm;
+  const snapshot = {
+    networks: [net('lan', { guestAutoPush: true }), net('dmz', {})],
+    vifs: [{ vmUuid: 'a', networkUuid: 'dmz' }, { vmUuid: 'a', networkUuid: 'lan' }, { vmUuid: 'b', networkUuid: 'dmz' }],
+  } as unknown as Snapshot;
+  assert.equal(autoPushEnabled(snapshot, vm('a')), true); // one of its networks opted in
+  assert.equal(autoPushEnabled(snapshot, vm('b')), false);
+  assert.equal(autoPushEnabled(snapshot, vm('a', { guestAutoPush: false })), false);
+  assert.equal(autoPushEnabled(snapshot, vm('b', { guestAutoPush: true })), true);
+});
+
+test('guest auto-push on --network records the opt-in on the network (audited); --socket goes with --vm only', async () => {
+  const { db, cleanup } = tempDb();
+  try {
+    assert.equal((await cli(db, 'network', 'create', 'lan', '--subnet', '203.0.113.0/24')).code, 0);
+    const r = await cli(db, 'guest', 'auto-push', 'on', '--network', 'lan', '--json');
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.json, { target: 'network lan', autoPush: true, lastPush: null });
+    const store = await openStore(db);
+    try {
+      assert.equal((await store.findNetworkByName('lan'))!.extra.guestAutoPush, true);
+    } finally {
+      await store.close();
+    }
+    const bad = await cli(db, 'guest', 'auto-push', 'on', '--network', 'lan', '--socket', '/x');
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /socket: --socket goes with --vm/);
+  } finally {
+    cleanup();
+  }
 });

@@ -23,7 +23,9 @@ export function parseNics(values: string[] = []): Record<string, string> {
     if (eq <= 0) throw invalid('nic', `'${v}' is not NAME=MAC`);
     const name = v.slice(0, eq);
     if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/.test(name)) throw invalid('nic', `'${name}' is not a valid interface name`);
-    out[normalizeMac(v.slice(eq + 1), 'nic')] = name;
+    const mac = normalizeMac(v.slice(eq + 1), 'nic');
+    if (out[mac] !== undefined) throw invalid('nic', `MAC ${mac} is named twice (${out[mac]}, ${name})`);
+    out[mac] = name;
   }
   return out;
 }
@@ -85,17 +87,24 @@ export function registerGuestCommands(program: Command): void {
         const format = parseFormat(o.format);
         const nicNames = parseNics(o.nic);
         const doc = o.input ? readInput(o.input) : await docForVm(ctx, o.vm!);
-        const files = render(parseNetworkData(doc, { nicNames }), format);
+        const state = parseNetworkData(doc, { nicNames });
+        for (const [mac, name] of Object.entries(nicNames)) {
+          // a typo in --nic would otherwise leave the NIC on its default name silently
+          if (!state.interfaces.some((i) => i.type === 'physical' && i.mac === mac)) throw invalid('nic', `${name}=${mac}: no physical link has MAC ${mac}`);
+        }
+        for (const w of state.warnings) ctx.stderr(`guest: warning: ${w}`);
+        const files = render(state, format);
         if (o.out) {
           for (const [p, c] of Object.entries(files)) {
             const full = join(o.out, p);
             mkdirSync(dirname(full), { recursive: true });
             writeFileSync(full, c, { mode: 0o600 });
-            if (!/\.(yaml|nmconnection)$/.test(p)) chmodSync(full, p.endsWith('.sh') ? 0o755 : 0o644);
+            // the mode is set even on a file that was there already (netplan and NM want 600)
+            chmodSync(full, /\.(yaml|nmconnection)$/.test(p) ? 0o600 : p.endsWith('.sh') ? 0o755 : 0o644);
           }
-          return { json: { files: Object.keys(files).map((p) => join(o.out!, p)) }, text: Object.keys(files).map((p) => `wrote ${join(o.out!, p)}`).join('\n') };
+          return { json: { files: Object.keys(files).map((p) => join(o.out!, p)), warnings: state.warnings }, text: Object.keys(files).map((p) => `wrote ${join(o.out!, p)}`).join('\n') };
         }
-        return { json: { files }, text: showFiles(files) };
+        return { json: { files, warnings: state.warnings }, text: showFiles(files) };
       }),
     );
 
