@@ -150,6 +150,7 @@ async function runFull(store: Store, opts: HostApplyOptions, runner: HostRunner)
   const owned = await loadOwned(store);
   const l3 = await diffL3(runner, l3Desired(plan), owned, IPVISOR_RT_PROTO);
   changes.push(...l3.changes);
+  plan.warnings.push(...l3.warnings);
   const ipt = await syncForwardAccepts(runner, plan.iptablesForward, { dryRun: true });
   changes.push(...ipt);
   trace('l3+iptables observe');
@@ -164,8 +165,10 @@ async function runFull(store: Store, opts: HostApplyOptions, runner: HostRunner)
     if (settings.gateway?.whenUp && !plan.routes.some((r) => r.dst === 'default')) {
       facts = await observeHostFacts(runner);
       plan = compileHostPlan(snapshot, facts, settings);
+      plan.warnings.push(...l3.warnings);
       if (plan.routes.some((r) => r.dst === 'default')) {
         const again = await diffL3(runner, l3Desired(plan), l3.owned, IPVISOR_RT_PROTO);
+        plan.warnings.push(...again.warnings.filter((w) => !plan.warnings.includes(w)));
         await applyL3Diff(runner, again);
         await store.putDoc(DOC_CHANGE, OWNED_KEY, again.owned);
         changes.push(...again.changes);

@@ -175,6 +175,8 @@ export interface L3Diff {
   batch: string[];
   sysctlWrites: Array<{ key: string; value: string; before: string | null }>;
   owned: OwnedHostState;
+  /** Things left alone on purpose (a route of the same destination that is not ipvisor's). */
+  warnings: string[];
 }
 
 /**
@@ -184,6 +186,7 @@ export interface L3Diff {
 export async function diffL3(runner: HostRunner, desired: DesiredL3, ownedIn: OwnedHostState, proto: number): Promise<L3Diff> {
   const owned: OwnedHostState = JSON.parse(JSON.stringify(ownedIn));
   const changes: L3Change[] = [];
+  const warnings: string[] = [];
   const batch: string[] = [];
   const configured = await observeConfiguredAddresses(runner);
 
@@ -222,8 +225,15 @@ export async function diffL3(runner: HostRunner, desired: DesiredL3, ownedIn: Ow
     changes.push({ op: '-', kind: 'route', target: routeText(r), detail: `proto ${proto}` });
     batch.push(routeArgs(r, proto).replace('%OP%', 'del'));
   }
-  for (const r of desired.routes) {
-    if (presentRoutes.some((p) => routeMatches(r, p))) continue;
+  const missing = desired.routes.filter((r) => !presentRoutes.some((p) => routeMatches(r, p)));
+  const foreign = missing.length ? await observeForeignRoutes(runner, presentRoutes, new Set(missing.map((r) => r.family))) : [];
+  for (const r of missing) {
+    // `route replace` would overwrite a route of the same destination and metric that is not ours
+    const clash = foreign.find((f) => f.family === r.family && f.dst === r.dst && effectiveMetric(f) === effectiveMetric(r));
+    if (clash) {
+      warnings.push(`route ${routeText(r)}: this host already has ${routeText(clash)}${clash.protocol ? ` (proto ${clash.protocol})` : ''}, not ipvisor's; left alone`);
+      continue;
+    }
     changes.push({ op: '+', kind: 'route', target: routeText(r), detail: `proto ${proto}` });
     batch.push(routeArgs(r, proto).replace('%OP%', r.dst === 'default' ? 'add' : 'replace'));
   }
@@ -256,7 +266,25 @@ export async function diffL3(runner: HostRunner, desired: DesiredL3, ownedIn: Ow
     sysctlWrites.push({ ...s, before });
     if (!owned.sysctls.some((o) => o.key === s.key)) owned.sysctls.push({ key: s.key, before });
   }
-  return { changes, batch, sysctlWrites, owned };
+  return { changes, batch, sysctlWrites, owned, warnings };
+}
+
+/** The kernel's metric for a route without one: 0 (IPv4), 1024 (IPv6). Same dst + metric = same route. */
+function effectiveMetric(r: { family: Family; metric: number | null }): number {
+  return r.metric ?? (r.family === 4 ? 0 : 1024);
+}
+
+/** Main-table routes of the given families that are not ipvisor's (`ours`: its proto's routes). */
+async function observeForeignRoutes(runner: HostRunner, ours: ObservedRoute[], families: Set<Family>): Promise<ObservedRoute[]> {
+  const out: ObservedRoute[] = [];
+  for (const family of families) {
+    for (const r of await ipJson(runner, [`-${family}`, 'route', 'show', 'table', 'main'])) {
+      const route: ObservedRoute = { dst: normaliseDst(r.dst, family), family, dev: r.dev ?? null, via: r.gateway ?? null, metric: r.metric ?? null, protocol: r.protocol ?? null };
+      if (ours.some((o) => o.family === family && o.dst === route.dst && o.dev === route.dev && o.via === route.via && effectiveMetric(o) === effectiveMetric(route))) continue;
+      out.push(route);
+    }
+  }
+  return out;
 }
 
 /**

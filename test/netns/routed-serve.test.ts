@@ -168,4 +168,19 @@ describe('routed IPs, NAT, CLI and serve', { skip: skip ?? false }, () => {
     assert.equal((await topo.inHost(['sysctl', '-n', 'net.ipv4.ip_forward'])).trim(), '0', 'forwarding restored');
     assert.equal(await ping(up.ns, '203.0.113.5'), false);
   });
+
+  test('a route of the same destination that is not ipvisor\'s is left alone, by apply and by teardown', async () => {
+    await topo.inHost(['ip', 'route', 'add', '203.0.113.5/32', 'via', '198.18.0.2']);
+    try {
+      const r = await cli(['apply']);
+      assert.equal(r.code, 0, r.err);
+      assert.match(r.err, /route 203\.0\.113\.5\/32 dev \S+: this host already has 203\.0\.113\.5\/32 via 198\.18\.0\.2 .*left alone/);
+      assert.doesNotMatch(r.out, /\+ route 203\.0\.113\.5/);
+      assert.match(await topo.inHost(['ip', 'route', 'show', '203.0.113.5']), /^203\.0\.113\.5 via 198\.18\.0\.2 dev \S+ \n?$/);
+      assert.equal((await cli(['teardown'])).code, 0);
+      assert.match(await topo.inHost(['ip', 'route', 'show', '203.0.113.5']), /^203\.0\.113\.5 via 198\.18\.0\.2 /, 'the user\'s route survives teardown');
+    } finally {
+      await topo.inHost(['ip', 'route', 'del', '203.0.113.5/32'], { allowFail: true });
+    }
+  });
 });
