@@ -269,6 +269,10 @@ test('`ipvisor hook libvirt-qemu|libvirt-network` as libvirt runs it: XML on std
     const mig = call(['libvirt-qemu', 'lvdom1', 'migrate', 'begin', '-'], fx('qemu-lvdom1-started-begin.xml'));
     assert.equal(mig.status, 0);
     assert.equal(mig.stdout, '');
+    // not even with the global --json flag
+    const migJson = spawnSync(process.execPath, ['--import', new URL('../../node_modules/tsx/dist/loader.mjs', import.meta.url).href, entry, '--json', '--db', db, 'hook', 'libvirt-qemu', 'lvdom1', 'restore', 'begin', '-'], { input: fx('qemu-lvdom1-started-begin.xml'), env, cwd: '/', encoding: 'utf8' });
+    assert.equal(migJson.status, 0, migJson.stderr);
+    assert.equal(migJson.stdout, '');
     const s2 = await openStore(db);
     assert.equal((await s2.getVm(DOM_UUID))?.name, 'lvdom1');
     await s2.close();

@@ -73,12 +73,17 @@ export function registerLibvirtCommands(program: Command): void {
       .argument('[args...]', "libvirt's arguments (object operation sub-operation extra)")
       .allowUnknownOption()
       .helpOption(false)
-      .action(runAction(async (ctx, args: string[]) => {
-        const { hookMain } = await import('../../drivers/libvirt/hook-main.js');
-        const code = await hookMain([`libvirt-${kind}`, ...(ctx.dbPath ? ['--db', ctx.dbPath] : []), '--', ...args.filter((a) => a !== '--')]);
-        // Nothing on stdout (no --json here): libvirt reads stdout on migrate/restore.
-        return { json: undefined, text: '', exitCode: code };
-      }));
+      .action((...actionArgs: unknown[]) => {
+        // Nothing on stdout, not even with --json: libvirt reads stdout on migrate/restore.
+        let root = actionArgs[actionArgs.length - 1] as Command;
+        while (root.parent) root = root.parent;
+        root.setOptionValue('json', false);
+        return runAction(async (ctx, args: string[]) => {
+          const { hookMain } = await import('../../drivers/libvirt/hook-main.js');
+          const code = await hookMain([`libvirt-${kind}`, ...(ctx.dbPath ? ['--db', ctx.dbPath] : []), '--', ...args.filter((a) => a !== '--')]);
+          return { json: undefined, text: '', exitCode: code };
+        })(...actionArgs);
+      });
   }
 
   const imp = ensureCommand(program, 'import', 'import configuration from other tools');
