@@ -58,7 +58,8 @@ export function networkDataForVm(snapshot: Snapshot, vmUuid: string): NetworkDat
       out.networks.push({
         id: `network${out.networks.length}`,
         link: linkId,
-        type: a.family === 4 ? 'ipv4' : 'ipv6',
+        // on router-advertisement networks the guest takes this (EUI-64) address by itself, as Nova says
+        type: a.family === 4 ? 'ipv4' : net.extra.ipv6Slaac === true ? 'ipv6_slaac' : 'ipv6',
         ip_address: a.address,
         netmask: netmask(a.family, Math.min(prefixLength, BITS[a.family])),
         routes,

@@ -111,7 +111,7 @@ export class QgaSocket implements QgaTransport {
         }
         this.buf = this.buf.subarray(ff + 1);
         return true;
-      }, deadline, 'guest-sync-delimited');
+      }, deadline, 'guest-sync-delimited (is qemu-ga running in the guest?)');
       const line = await this.read(this.takeLine, deadline, 'guest-sync-delimited');
       try {
         if ((JSON.parse(line) as { return?: unknown }).return === id) break;

@@ -62,6 +62,19 @@ test('the emitted document parses; two VIFs with gateways get default routes wit
   assert.deepEqual(defaults, ['eth0 192.0.2.1 100', 'eth1 198.51.100.1 200']);
 });
 
+test('an IPv6 address on a router-advertisement network is ipv6_slaac: the guest keeps RA on and takes it by itself', () => {
+  const slaac: Snapshot = {
+    ...snapshot,
+    networks: snapshot.networks.map((n) => (n.uuid === 'lan' ? { ...n, extra: { ipv6Slaac: true } } : n)),
+  };
+  const d = networkDataForVm(slaac, 'vm1');
+  assert.deepEqual(d.networks.map((n) => [n.type, n.ip_address]).slice(0, 3), [['ipv4', '192.0.2.10'], ['ipv4', '192.0.2.11'], ['ipv6_slaac', '2001:db8:1::10']]);
+  const eth0 = parseNetworkData(d).interfaces[0]!;
+  assert.deepEqual(eth0.ipv6, { acceptRa: true, dhcp: 'none' });
+  assert.deepEqual(eth0.addresses.map((a) => a.address), ['192.0.2.10', '192.0.2.11']);
+  assert.ok(!eth0.routes.some((r) => r.destination === '::/0'), 'the default route comes from the router');
+});
+
 test('an unknown VM is NOT_FOUND', () => {
   assert.throws(() => networkDataForVm(snapshot, 'nope'), (e: unknown) => (e as { code?: string }).code === 'NOT_FOUND');
 });
