@@ -67,8 +67,12 @@ test('connect refuses a readable password file, bad URLs, wrong passwords; store
 test('sync: networks, guest VMs and VIFs appear; templates, snapshots, dom0 and the HIMN do not', async () => {
   sim.createVm('a-template', { is_a_template: true });
   sim.createVm('a-snapshot', { is_a_snapshot: true });
-  const r = await cli(db, 'xapi', 'sync', '--json');
+  const r = await cli(db, 'xapi', 'sync');
   assert.equal(r.code, 0, r.stderr + r.stdout);
+  // The human summary lists what appeared (it once listed nothing and said "... N more").
+  assert.match(r.stdout, /^lab: 7 created/);
+  assert.match(r.stdout, /\n {2}\+ .*web-01/);
+  assert.doesNotMatch(r.stdout, /more \(use --json/);
   await withStore(async (s) => {
     const vms = (await s.listVms()).map((v) => v.name).sort();
     assert.deepEqual(vms, ['db-01', 'web-01']);

@@ -141,7 +141,7 @@ export function registerXapiCommands(program: Command): void {
           }
         }
         const failed = reports.some((r) => r.errors.length > 0);
-        return { json: reports, text: reports.map(reportText).join('\n'), exitCode: failed ? 1 : 0 };
+        return { json: reports, text: reports.map((r) => reportText(r)).join('\n'), exitCode: failed ? 1 : 0 };
       }),
     );
 
