@@ -246,8 +246,9 @@ export async function diffL3(runner: HostRunner, desired: DesiredL3, ownedIn: Ow
     if (!presentProxyKeys.has(pKey(p))) {
       changes.push({ op: '+', kind: 'proxy-neighbour', target: `${p.address} dev ${p.dev}` });
       batch.push(`neigh replace proxy ${p.address} dev ${p.dev}`);
+      if (!owned.proxyNeighbours.some((o) => pKey(o) === pKey(p))) owned.proxyNeighbours.push(p);
     }
-    if (!owned.proxyNeighbours.some((o) => pKey(o) === pKey(p))) owned.proxyNeighbours.push(p);
+    // one that was already there (the user's) stays theirs: teardown leaves it
   }
   owned.proxyNeighbours = owned.proxyNeighbours.filter((o) => {
     if (wantProxyKeys.has(pKey(o))) return true;

@@ -169,8 +169,9 @@ describe('routed IPs, NAT, CLI and serve', { skip: skip ?? false }, () => {
     assert.equal(await ping(up.ns, '203.0.113.5'), false);
   });
 
-  test('a route of the same destination that is not ipvisor\'s is left alone, by apply and by teardown', async () => {
+  test('a route and a proxy entry that are not ipvisor\'s are left alone, by apply and by teardown', async () => {
     await topo.inHost(['ip', 'route', 'add', '203.0.113.5/32', 'via', '198.18.0.2']);
+    await topo.inHost(['ip', 'neigh', 'add', 'proxy', '203.0.113.5', 'dev', up.uplink]);
     try {
       const r = await cli(['apply']);
       assert.equal(r.code, 0, r.err);
@@ -179,8 +180,10 @@ describe('routed IPs, NAT, CLI and serve', { skip: skip ?? false }, () => {
       assert.match(await topo.inHost(['ip', 'route', 'show', '203.0.113.5']), /^203\.0\.113\.5 via 198\.18\.0\.2 dev \S+ \n?$/);
       assert.equal((await cli(['teardown'])).code, 0);
       assert.match(await topo.inHost(['ip', 'route', 'show', '203.0.113.5']), /^203\.0\.113\.5 via 198\.18\.0\.2 /, 'the user\'s route survives teardown');
+      assert.match(await topo.inHost(['ip', 'neigh', 'show', 'proxy']), /203\.0\.113\.5 dev /, 'the user\'s proxy entry survives teardown');
     } finally {
       await topo.inHost(['ip', 'route', 'del', '203.0.113.5/32'], { allowFail: true });
+      await topo.inHost(['ip', 'neigh', 'del', 'proxy', '203.0.113.5', 'dev', up.uplink], { allowFail: true });
     }
   });
 });
