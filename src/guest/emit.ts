@@ -67,6 +67,13 @@ export function networkDataForVm(snapshot: Snapshot, vmUuid: string): NetworkDat
         services: dnsServices(net.dns),
       });
     }
+    // Without an address of a family, a VIF on a network that serves that family by itself (libvirt's
+    // DHCP range, router advertisements) gets DHCP/SLAAC: a push must not strip the guest's lease.
+    const has = (family: Family) => assignments.some((a) => a.family === family);
+    const served = (family: Family) => net.subnets.some((s) => s.family === family);
+    const dynamic = (type: string) => out.networks.push({ id: `network${out.networks.length}`, link: linkId, type, network_id: net.uuid, services: dnsServices(net.dns) });
+    if (!has(4) && served(4) && typeof net.extra.dhcpRange === 'string' && net.extra.dhcpRange !== '') dynamic('ipv4_dhcp');
+    if (!has(6) && served(6) && net.extra.ipv6Slaac === true) dynamic('ipv6_slaac');
   }
   out.services = dnsServices(globalDns);
   return out;

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { networkDataForVm } from '../../src/guest/emit.js';
 import { parseNetworkData } from '../../src/guest/parse.js';
+import { render } from '../../src/guest/render.js';
 import type { Snapshot } from '../../src/model/snapshot.js';
 import type { Assignment, Network, Vif, Vm } from '../../src/model/types.js';
 
@@ -73,6 +74,27 @@ test('an IPv6 address on a router-advertisement network is ipv6_slaac: the guest
   assert.deepEqual(eth0.ipv6, { acceptRa: true, dhcp: 'none' });
   assert.deepEqual(eth0.addresses.map((a) => a.address), ['192.0.2.10', '192.0.2.11']);
   assert.ok(!eth0.routes.some((r) => r.destination === '::/0'), 'the default route comes from the router');
+});
+
+test('a VIF without an address on a libvirt network with a DHCP range / RA gets ipv4_dhcp / ipv6_slaac, so a push keeps its lease', () => {
+  const libvirt: Snapshot = {
+    ...snapshot,
+    networks: [...snapshot.networks, net('nat', { subnets: [{ cidr: '192.168.122.0/24', family: 4, gateway: '192.168.122.1' }, { cidr: '2001:db8:7a::/64', family: 6, gateway: '2001:db8:7a::1' }], dns: ['192.168.122.1'], extra: { dhcpRange: '192.168.122.128-192.168.122.254', ipv6Slaac: true } })],
+    vifs: [...snapshot.vifs, vif('v2', 2, '52:54:00:00:00:03', 'nat')],
+  };
+  const d = networkDataForVm(libvirt, 'vm1');
+  assert.deepEqual(d.networks.filter((n) => n.link === 'interface2').map((n) => [n.type, n.ip_address, n.services]), [
+    ['ipv4_dhcp', undefined, [{ type: 'dns', address: '192.168.122.1' }]],
+    ['ipv6_slaac', undefined, [{ type: 'dns', address: '192.168.122.1' }]],
+  ]);
+  // the dmz VIF (no DHCP range) with an IPv4 address gets nothing more
+  assert.deepEqual(d.networks.filter((n) => n.link === 'interface1').map((n) => n.type), ['ipv4']);
+  const eth2 = parseNetworkData(d).interfaces[2]!;
+  assert.equal(eth2.dhcp4, true);
+  assert.deepEqual(eth2.ipv6, { acceptRa: true, dhcp: 'none' });
+  // the live script leaves the lease alone: nothing flushed or deleted on eth2
+  const script = render(parseNetworkData(d), 'ip', { current: { eth2: [{ family: 4, address: '192.168.122.200', prefixLength: 24 }] } })['ipvisor-apply.sh']!;
+  assert.doesNotMatch(script, /(flush|del) .*dev eth2/);
 });
 
 test('an unknown VM is NOT_FOUND', () => {
