@@ -5,7 +5,7 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync, chmodSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, writeFileSync, rmSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHostRunner, type HostRunner } from '../../src/host/exec.js';
@@ -58,6 +58,8 @@ async function destroyVmBridge(): Promise<void> {
 }
 
 let sim: XapiSim;
+/** Bridges of other VMs a test adds (XAPI creates a VM's PIF-less bridges when it starts). */
+let otherVmBridge: { start(vm: Record<string, unknown>): Promise<void>; stop(vm: Record<string, unknown>): Promise<void> } | undefined;
 before(async () => {
   if (skip) return;
   for (const ns of [NS_DOM0, NS_FW]) await host.run(['ip', 'netns', 'add', ns]);
@@ -72,9 +74,11 @@ before(async () => {
     socketPath: join(tmp, 'xapi.sock'),
     onVmStart: async (vm) => {
       if (vm.name_label === 'web-01') await createVmBridge();
+      else await otherVmBridge?.start(vm);
     },
     onVmStop: async (vm) => {
       if (vm.name_label === 'web-01') await destroyVmBridge();
+      else await otherVmBridge?.stop(vm);
     },
   });
   // The fixture's web-01 is running; start the story with it halted.
@@ -189,6 +193,54 @@ test('binder: ambiguous VM names are not guessed', { skip }, async () => {
   }
 });
 
+test('binder: several bindings (two VMs, two networks, IPv4 and IPv6) bound independently; a VM already running is bound at start', { skip }, async () => {
+  // db-01 gets a second VIF on the pool-wide network (bridge xenbr0), which appears when db-01 starts.
+  const dbVif = sim.addVif('db-01', 'Pool-wide network associated with eth0');
+  otherVmBridge = {
+    start: async (vm) => {
+      if (vm.name_label !== 'db-01') return;
+      await dom0.run(['ip', 'link', 'add', 'xenbr0', 'type', 'bridge']);
+      await dom0.run(['ip', 'link', 'set', 'xenbr0', 'up']);
+    },
+    stop: async (vm) => {
+      if (vm.name_label === 'db-01') await dom0.run(['ip', 'link', 'del', 'xenbr0'], { allowFail: true });
+    },
+  };
+  const cfg = baseConfig({
+    management: [],
+    netSRs: [],
+    bindings: [
+      { vm: 'web-01', network: 'sspn-internal', addresses: ['10.99.0.2/24'], gateway4: '10.99.0.1' },
+      { vm: 'db-01', network: 'Pool-wide network associated with eth0', addresses: ['10.98.0.2/24', '10.98.1.2/24', 'fd98::2/64'] },
+    ],
+  });
+  const binder = new Dom0Binder(parseDom0Config(cfg), { runner: dom0, log: () => undefined });
+  const ac = new AbortController();
+  const running = binder.run(ac.signal);
+  try {
+    assert.equal(sim.record('VM', sim.refByName('VM', 'web-01')).power_state, 'Running');
+    await waitFor('web-01 (already running) bound at start', async () => binder.status.get(0)?.state === 'bound' && (await addrs(dom0, 'xapi1')).includes('10.99.0.2/24'));
+    await waitFor('db-01 not running yet', async () => binder.status.get(1)?.state === 'waiting-vm');
+    await sim.startVm(sim.refByName('VM', 'db-01'));
+    await waitFor('db-01 addresses on xenbr0', async () => {
+      const a = await addrs(dom0, 'xenbr0');
+      return a.includes('10.98.0.2/24') && a.includes('10.98.1.2/24') && a.includes('fd98::2/64');
+    });
+    await waitFor('db-01 bound', async () => binder.status.get(1)?.state === 'bound');
+    await sim.stopVm(sim.refByName('VM', 'db-01'));
+    await waitFor('db-01 waiting again', async () => binder.status.get(1)?.state === 'waiting-vm');
+    assert.equal(binder.status.get(0)?.state, 'bound', 'the other binding is untouched');
+    assert.ok((await addrs(dom0, 'xapi1')).includes('10.99.0.2/24'));
+  } finally {
+    ac.abort();
+    await running;
+    await new Dom0Binder(parseDom0Config(cfg), { runner: dom0, log: () => undefined }).teardown();
+    otherVmBridge = undefined;
+    await dom0.run(['ip', 'link', 'del', 'xenbr0'], { allowFail: true });
+    sim.deleteVif(dbVif);
+  }
+});
+
 test('bundled dist/ipvisor-dom0.cjs runs in the dom0 namespace over the local Unix socket', { skip }, async () => {
   const build = spawn(process.execPath, ['scripts/build-dom0.mjs'], { stdio: 'ignore' });
   assert.equal(await new Promise((r) => build.on('close', r)), 0);
@@ -198,7 +250,10 @@ test('bundled dist/ipvisor-dom0.cjs runs in the dom0 namespace over the local Un
   chmodSync(pw, 0o600);
   const cfgPath = join(tmp, 'dom0.json');
   writeFileSync(cfgPath, JSON.stringify(baseConfig({ xapi: { url: `unix:${join(tmp, 'xapi.sock')}`, user: 'root', passwordFile: pw }, netSRs: [] })));
-  const child = spawn('ip', ['netns', 'exec', NS_DOM0, process.execPath, 'dist/ipvisor-dom0.cjs', '--config', cfgPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Run a copy outside the repository: one file, no node_modules to fall back on.
+  const bundle = join(tmp, 'ipvisor-dom0.cjs');
+  copyFileSync('dist/ipvisor-dom0.cjs', bundle);
+  const child = spawn('ip', ['netns', 'exec', NS_DOM0, process.execPath, bundle, '--config', cfgPath], { stdio: ['ignore', 'pipe', 'pipe'], cwd: tmp });
   let err = '';
   child.stderr.on('data', (d) => (err += d));
   try {
