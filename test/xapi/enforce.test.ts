@@ -161,6 +161,9 @@ test('the licence restriction is detected and reported; nothing is written', asy
     await allocate(store, { vif: 'web-01:1', address: '10.99.0.12' }, 'tester');
     logs.length = 0;
     const mark = sim.calls.length;
+    assert.deepEqual(await xapiEnforcer.plan(ctx(true)), [], 'plan shows no change that apply cannot make');
+    assert.ok(logs.some((l) => /restricted by the licence/.test(l)), logs.join('\n'));
+    logs.length = 0;
     assert.deepEqual(await xapiEnforcer.apply(ctx()), []);
     assert.ok(logs.some((l) => /restricted by the licence/.test(l)), logs.join('\n'));
     assert.deepEqual(lockingCallsOn(web1Ref, mark), []);

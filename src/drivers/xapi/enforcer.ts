@@ -136,6 +136,8 @@ export const xapiEnforcer: Enforcer = {
     return forEachConnection(ctx, async (conn, pool) => {
       const cp = await planConnection(ctx.store, conn, pool);
       for (const w of cp.warnings) ctx.log(`warning: ${w}`);
+      // Under the licence restriction apply writes nothing, so plan shows nothing (the warning says why).
+      if (cp.restricted) return [];
       return cp.plans.flatMap((p) => (p.change ? [p.change] : []));
     });
   },
@@ -143,7 +145,7 @@ export const xapiEnforcer: Enforcer = {
     return forEachConnection(ctx, async (conn, pool) => {
       const cp = await planConnection(ctx.store, conn, pool);
       for (const w of cp.warnings) ctx.log(`warning: ${w}`);
-      if (ctx.dryRun) return cp.plans.flatMap((p) => (p.change ? [p.change] : []));
+      if (ctx.dryRun) return cp.restricted ? [] : cp.plans.flatMap((p) => (p.change ? [p.change] : []));
       return applyConnectionPlan(ctx.store, cp, pool.client, ctx.actor, ctx.log);
     });
   },
