@@ -237,7 +237,9 @@ test('real libvirtd: hooks, managed network, DHCP reservation, anti-spoofing, ro
     await waitFor('guest SLAAC address', async () => (await guest(guestIp, 'ip -6 addr show dev eth0')).includes(slaac), 20_000);
     const ping6 = `ping6 -c 2 -W 2 -I ${slaac} ${gw6} >/dev/null && echo V6-OK || echo V6-FAIL`;
     assert.match(await guest(guestIp, ping6), /V6-FAIL/, 'not assigned yet: dropped');
-    await cliOk('ip', 'allocate', '--vif', `${VM}:0`, '--address', slaac);
+    // ip allocate picks the VIF's EUI-64 address by itself on an RA network.
+    const v6 = JSON.parse(await cliOk('--json', 'ip', 'allocate', '--vif', `${VM}:0`, '--family', '6'));
+    assert.equal(v6.address, slaac);
     await cliOk('apply');
     assert.match(await guest(guestIp, ping6), /V6-OK/);
   });
