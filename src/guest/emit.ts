@@ -36,6 +36,7 @@ export function networkDataForVm(snapshot: Snapshot, vmUuid: string): NetworkDat
       .filter((a) => a.vifUuid === vif.uuid && (a.kind === 'primary' || a.kind === 'additional'))
       .sort((a, b) => a.family - b.family || (a.kind === b.kind ? a.address.localeCompare(b.address) : a.kind === 'primary' ? -1 : 1));
     const routedFamilies = new Set<Family>();
+    const defaultFamilies = new Set<Family>();
     for (const a of assignments) {
       const addr = parseAddress(a.address);
       const subnet = net.subnets.find((s) => s.family === a.family && (() => {
@@ -44,11 +45,16 @@ export function networkDataForVm(snapshot: Snapshot, vmUuid: string): NetworkDat
       })());
       const prefixLength = subnet ? parseCidr(subnet.cidr).prefixLength : a.prefixLength;
       const routes: Record<string, unknown>[] = [];
-      // routes go with the first address of each family on the VIF; more would duplicate them
+      // The default route goes with the first address of the family whose subnet has a gateway
+      // (an earlier one may sit in a subnet without), static routes with the first address; more
+      // would duplicate them.
+      if (subnet?.gateway && !defaultFamilies.has(a.family)) {
+        defaultFamilies.add(a.family);
+        const zero = a.family === 4 ? '0.0.0.0' : '::';
+        routes.push({ network: zero, netmask: zero, gateway: subnet.gateway });
+      }
       if (!routedFamilies.has(a.family)) {
         routedFamilies.add(a.family);
-        const zero = a.family === 4 ? '0.0.0.0' : '::';
-        if (subnet?.gateway) routes.push({ network: zero, netmask: zero, gateway: subnet.gateway });
         for (const r of net.routes) {
           const c = parseCidr(r.cidr);
           if (c.family !== a.family) continue;

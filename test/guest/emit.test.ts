@@ -97,6 +97,20 @@ test('a VIF without an address on a libvirt network with a DHCP range / RA gets 
   assert.doesNotMatch(script, /(flush|del) .*dev eth2/);
 });
 
+test('the default route comes from the first subnet with a gateway, even when an earlier address sits in one without', () => {
+  const two: Snapshot = {
+    ...snapshot,
+    networks: [net('lan', { subnets: [{ cidr: '10.0.0.0/24', family: 4, gateway: null }, { cidr: '192.0.2.0/24', family: 4, gateway: '192.0.2.1' }], routes: [{ cidr: '172.16.0.0/12', via: '10.0.0.254' }] })],
+    vifs: [vif('v0', 0, '52:54:00:00:00:01', 'lan')],
+    assignments: [asg('a0', 'v0', 'lan', '10.0.0.5', 'primary'), asg('a1', 'v0', 'lan', '192.0.2.5', 'additional')],
+  };
+  const d = networkDataForVm(two, 'vm1');
+  assert.deepEqual(
+    d.networks.map((n) => [n.ip_address, (n.routes as { network: string; gateway: string }[]).map((r) => `${r.network} via ${r.gateway}`)]),
+    [['10.0.0.5', ['172.16.0.0 via 10.0.0.254']], ['192.0.2.5', ['0.0.0.0 via 192.0.2.1']]],
+  );
+});
+
 test('an unknown VM is NOT_FOUND', () => {
   assert.throws(() => networkDataForVm(snapshot, 'nope'), (e: unknown) => (e as { code?: string }).code === 'NOT_FOUND');
 });
