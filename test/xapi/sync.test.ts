@@ -172,6 +172,28 @@ test('deleting a VIF or VM in XAPI releases its addresses (audit-logged, actor s
   }
 });
 
+test('a VIF moved to another network in XAPI (VIF.move) loses its addresses on the old network', async () => {
+  const store = await openStore(db);
+  const conn = await getConnection(store, 'lab');
+  const client = connectionClient(conn);
+  try {
+    const syncer = new XapiPoolSync(store, conn, client);
+    await syncer.full();
+    const vif = (await store.listVifs((await store.findVmByName('web-01'))!.uuid)).find((v) => v.device === 1)!;
+    await allocate(store, { vif: vif.uuid, address: '10.99.0.40' }, 'tester');
+    sim.moveVif(sim.refByUuid('VIF', vif.uuid), 'Pool-wide network associated with eth0');
+    const step = await syncer.step(2);
+    assert.deepEqual(step.report?.released, ['10.99.0.40']);
+    assert.equal((await store.getVif(vif.uuid))?.networkUuid, '5bd29d98-996e-5c49-98cf-a58ea1f4b56b');
+    assert.equal((await store.listAssignments({ address: '10.99.0.40' })).length, 0);
+    const rel = (await store.listEvents({ limit: 500 })).find((e) => e.action === 'release' && e.objectName === '10.99.0.40');
+    assert.equal(rel?.actor, 'sync');
+  } finally {
+    await client.logout();
+    await store.close();
+  }
+});
+
 test('import vif-ip-binder writes the binder config and a private password file', async () => {
   const dir = dirname(db);
   const src = join(dir, 'vif-ip-binder.json');

@@ -320,6 +320,16 @@ export class XapiSim {
     this.remove('VIF', ref);
   }
 
+  /** VIF.move: the VIF (same UUID, same device) now sits on another network. */
+  moveVif(ref: string, networkName: string): void {
+    const vif = this.record('VIF', ref);
+    const to = this.refByName('network', networkName);
+    const from = this.table('network').get(vif.network);
+    if (from) this.modify('network', vif.network, { VIFs: (from.VIFs as string[]).filter((r) => r !== ref) });
+    this.modify('network', to, { VIFs: [...(this.record('network', to).VIFs as string[]), ref] });
+    this.modify('VIF', ref, { network: to });
+  }
+
   deleteVm(name: string): void {
     const ref = this.refByName('VM', name);
     for (const vif of [...(this.record('VM', ref).VIFs as string[])]) this.deleteVif(vif);
