@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { openStore } from '../../src/store/open.js';
 import type { Store } from '../../src/store/store.js';
 import { createNetwork } from '../../src/service/networks.js';
-import { runLibvirtHook, type ApplyScope, type HookDeps } from '../../src/drivers/libvirt/hook.js';
+import { fileLogger, runLibvirtHook, type ApplyScope, type HookDeps } from '../../src/drivers/libvirt/hook.js';
 import { parseDomainXml, parseNetworkHookXml, buildNetworkXml, parseNetworkXml, dhcpHostXml } from '../../src/drivers/libvirt/xml.js';
 import { DOC_PORT, DOC_SETTINGS, DOC_TAP } from '../../src/drivers/libvirt/facts.js';
 import { parseHookInvocation } from '../../src/drivers/libvirt/hook-main.js';
@@ -228,6 +228,25 @@ test('anything unexpected exits 0 with a log line: bad XML, unknown op, migrate/
     }
   } finally {
     await h.cleanup();
+  }
+});
+
+test('the hook log file gets one line per entry, even for an error that quotes XML with newlines', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ipv-lvlog-'));
+  try {
+    const path = join(dir, 'missing-dir', 'hooks.log');
+    const log = fileLogger(path);
+    const h = await harness();
+    try {
+      await runLibvirtHook('qemu', ['vm1', 'started', 'begin', '-'], '<x\n<y', { ...h.deps, log });
+    } finally {
+      await h.cleanup();
+    }
+    const lines = readFileSync(path, 'utf8').split('\n').filter(Boolean);
+    assert.equal(lines.length, 1, lines.join('\n'));
+    assert.match(lines[0]!, /qemu vm1 started begin -: .*exit 0 so libvirt goes on$/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

@@ -57,7 +57,8 @@ export function fileLogger(path: string): (line: string) => void {
         mkdirSync(dirname(path), { recursive: true });
         dirReady = true;
       }
-      appendFileSync(path, `${new Date().toISOString()} [${process.pid}] ${line}\n`);
+      // One line per entry: parser errors quote the XML, newlines included.
+      appendFileSync(path, `${new Date().toISOString()} [${process.pid}] ${line.replace(/\s*\n\s*/g, ' ')}\n`);
     } catch {
       /* logging is best effort */
     }
