@@ -19,6 +19,8 @@ export const IPTABLES_COMMENT = 'ipvisor';
 
 export interface HostLinkFact {
   up: boolean;
+  /** Administratively up (`ip link set X up`); routes through a link that is not are refused. Unset: assumed up. */
+  adminUp?: boolean;
   /** Addresses on the link as "ADDR/LEN" (canonical), tentative ones excluded. */
   addresses: string[];
 }
@@ -261,7 +263,7 @@ export function compileHostPlan(snapshot: Snapshot, facts: HostFacts, settings: 
           // address inside the subnet the kernel makes no route to it, so ipvisor routes the subnet.
           if (g.family === 6 && g.value >> 118n === 0x3fan) {
             wanted.push({ dev: n.bridge, cidr: `${formatAddress(6, g.value)}/64`, family: 6, why: `link-local gateway of ${n.name} ${s.cidr}` });
-            plan.routes.push({ dst: s.cidr, family: 6, dev: n.bridge, via: null, metric: null, why: `subnet of ${n.name} (link-local gateway)` });
+            if (facts.links[n.bridge]?.adminUp !== false) plan.routes.push({ dst: s.cidr, family: 6, dev: n.bridge, via: null, metric: null, why: `subnet of ${n.name} (link-local gateway)` });
           }
           continue;
         }
@@ -286,9 +288,20 @@ export function compileHostPlan(snapshot: Snapshot, facts: HostFacts, settings: 
   }
 
   // Routed addresses and prefixes: route to the bridge, accept both ways, proxy ARP/NDP on the uplink.
+  // A bridge that is administratively down takes addresses but no routes ("Nexthop device is not
+  // up"): its routes wait, so the rest of the plan still applies.
+  const routable = (n: Network): boolean => facts.links[n.bridge!]?.adminUp !== false;
+  const downWarned = new Set<string>();
+  const routeWaits = (n: Network): boolean => {
+    if (routable(n)) return false;
+    if (!downWarned.has(n.uuid)) plan.warnings.push(`network ${n.name}: bridge ${n.bridge} is down; its routes wait until it is up`);
+    downWarned.add(n.uuid);
+    return true;
+  };
   for (const a of routed) {
     const n = networks.get(a.networkUuid);
     if (!n || !n.bridge || !bridgeUp(n)) continue;
+    if (routeWaits(n)) continue;
     const cidr = hostCidr(a);
     const address = cidr.split('/')[0];
     plan.routes.push({ dst: cidr, family: a.family, dev: n.bridge, via: null, metric: null, why: `routed to ${n.name}` });

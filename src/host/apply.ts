@@ -15,7 +15,7 @@ import type { Store } from '../store/store.js';
 import type { HostRunner } from './exec.js';
 import { createHostRunner } from './exec.js';
 import type { OwnedHostState } from './iproute2.js';
-import { applyL3Diff, diffL3, emptyOwnedState, observeLinks, revertL3 } from './iproute2.js';
+import { applyL3Diff, diffL3, emptyOwnedState, mergeOwnedStates, observeLinks, revertL3 } from './iproute2.js';
 import { forwardPolicyDrops, syncForwardAccepts } from './iptables.js';
 import { withHostLock } from './lock.js';
 import { nftApply, nftListOwnChains, nftListTables, nftObserve } from './nft.js';
@@ -60,7 +60,7 @@ export async function loadHostSettings(store: Store): Promise<HostSettings> {
 export async function observeHostFacts(runner: HostRunner): Promise<HostFacts> {
   const links = await observeLinks(runner);
   const facts: HostFacts = { links: {}, hostname: hostname() };
-  for (const [name, l] of Object.entries(links)) facts.links[name] = { up: l.up, addresses: l.addresses };
+  for (const [name, l] of Object.entries(links)) facts.links[name] = { up: l.up, adminUp: l.adminUp, addresses: l.addresses };
   return facts;
 }
 
@@ -158,6 +158,7 @@ async function runFull(store: Store, opts: HostApplyOptions, runner: HostRunner)
   if (!dryRun && changes.length) {
     await nftApply(runner, script);
     trace('nft apply');
+    if (l3.batch.length || l3.sysctlWrites.length) await store.putDoc(DOC_CHANGE, OWNED_KEY, mergeOwnedStates(owned, l3.owned));
     await applyL3Diff(runner, l3);
     if (ipt.length) await syncForwardAccepts(runner, plan.iptablesForward);
     await store.putDoc(DOC_CHANGE, OWNED_KEY, l3.owned);

@@ -9,6 +9,8 @@ type Json = any;
 export interface ObservedLink {
   name: string;
   up: boolean;
+  /** The UP flag: administratively up (carrier or not). */
+  adminUp: boolean;
   /** "ADDR/LEN", canonical as `ip` prints it; tentative/dadfailed excluded. */
   addresses: string[];
 }
@@ -41,6 +43,7 @@ export async function observeLinks(runner: HostRunner): Promise<Record<string, O
     out[l.ifname] = {
       name: l.ifname,
       up: flags.includes('UP') && (l.operstate === 'UP' || l.operstate === 'UNKNOWN'),
+      adminUp: flags.includes('UP'),
       addresses: ((l.addr_info ?? []) as Json[])
         .filter((a) => (a.family === 'inet' || a.family === 'inet6') && !a.tentative && !a.dadfailed)
         .map((a) => `${a.local}/${a.prefixlen}`),
@@ -134,6 +137,23 @@ export interface OwnedHostState {
 
 export function emptyOwnedState(): OwnedHostState {
   return { addresses: [], proxyNeighbours: [], sysctls: [], narrowed: [] };
+}
+
+/**
+ * Everything either state owns. Persisted before a batch runs: `ip -batch` stops at the first
+ * failing line, and what it added before that must stay ipvisor's (else teardown leaves it behind).
+ */
+export function mergeOwnedStates(a: OwnedHostState, b: OwnedHostState): OwnedHostState {
+  const union = <T>(x: T[], y: T[], key: (v: T) => string): T[] => {
+    const seen = new Set(x.map(key));
+    return [...x, ...y.filter((v) => !seen.has(key(v)))];
+  };
+  return {
+    addresses: union(a.addresses, b.addresses, (v) => `${v.dev}|${v.cidr}`),
+    proxyNeighbours: union(a.proxyNeighbours, b.proxyNeighbours, (v) => `${v.family}|${v.dev}|${v.address}`),
+    sysctls: union(a.sysctls, b.sysctls, (v) => v.key),
+    narrowed: union(a.narrowed, b.narrowed, (v) => `${v.dev}|${v.from}`),
+  };
 }
 
 export interface L3Change {

@@ -1,0 +1,97 @@
+// apply when the host is not as expected: a bridge that is administratively down gets its
+// addresses and its routes wait (no failed batch), and when a batch does fail halfway, what it added
+// before the failing line is still ipvisor's, so teardown removes it. Root only; namespaces
+// removed in `after`.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runCli } from '../../src/cli/main.js';
+import { openStore } from '../../src/store/open.js';
+import { assign, network, pool, vif, vm } from '../compile/fixtures.js';
+import { Topology, netnsSkipReason } from '../support/netns.js';
+
+const skip = await netnsSkipReason();
+
+async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await runCli(args, { stdout: (s) => (out += s), stderr: (s) => (err += s), env: process.env });
+  return { code, out, err };
+}
+
+describe('apply on a host that is not as expected', { skip: skip ?? false }, () => {
+  const topo = new Topology();
+  const dir = mkdtempSync(join(tmpdir(), 'ipv-fail-'));
+  const db = join(dir, 'db.sqlite');
+  const saved = { netns: process.env.IPVISOR_NETNS, run: process.env.IPVISOR_RUN_DIR, db: process.env.IPVISOR_DB };
+
+  before(async () => {
+    await topo.create();
+    process.env.IPVISOR_NETNS = topo.host;
+    process.env.IPVISOR_RUN_DIR = dir;
+    process.env.IPVISOR_DB = db;
+    const vm1 = await topo.addVm('f1', '52:54:00:ee:00:01', { addresses: ['10.70.0.10/24'] });
+    const store = await openStore(db);
+    const net = network({ name: 'fl', bridge: topo.bridge, mode: 'routed', subnets: [
+      { cidr: '10.70.0.0/24', family: 4, gateway: '10.70.0.1' },
+      { cidr: '2001:db8:70::/64', family: 6, gateway: 'fe80::1' },
+    ] });
+    const p4 = pool(net, { family: 4 });
+    const pr = pool(net, { family: 4, purpose: 'routed' });
+    await store.insertNetwork(net);
+    await store.insertPool(p4);
+    await store.insertPool(pr);
+    const a = vm('f');
+    await store.insertVm(a);
+    const f = vif(a, net, { mac: vm1.mac, ifname: vm1.vif });
+    await store.insertVif(f);
+    await store.insertAssignment(assign(f, p4, '10.70.0.10'));
+    await store.insertAssignment(assign(f, pr, '203.0.113.70', { kind: 'routed' }));
+    await store.close();
+  });
+
+  after(async () => {
+    try {
+      await topo.destroy();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      for (const [k, v] of [['IPVISOR_NETNS', saved.netns], ['IPVISOR_RUN_DIR', saved.run], ['IPVISOR_DB', saved.db]] as const) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
+  });
+
+  test('a bridge that is down gets its addresses; its routes wait until it is up', async () => {
+    await topo.inHost(['ip', 'link', 'set', topo.bridge, 'down']);
+    const r = await cli(['apply']);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /bridge \S+ is down; its routes wait/);
+    assert.match(await topo.inHost(['ip', '-4', 'addr', 'show', 'dev', topo.bridge]), /10\.70\.0\.1\/24/);
+    assert.equal((await topo.inHost(['ip', 'route', 'show', 'proto', '250'])).trim(), '');
+    await topo.inHost(['ip', 'link', 'set', topo.bridge, 'up']);
+    const again = await cli(['apply']);
+    assert.equal(again.code, 0, again.err);
+    assert.match(again.out, /\+ route 203\.0\.113\.70\/32 dev /);
+    assert.match(again.out, /\+ route 2001:db8:70::\/64 dev /);
+    assert.equal((await cli(['teardown'])).code, 0);
+    assert.doesNotMatch(await topo.inHost(['ip', 'addr', 'show', 'dev', topo.bridge]), /10\.70\.0\.1\/|fe80::1\//);
+  });
+
+  test('a batch that fails halfway: what it added is still removed by teardown', async () => {
+    // IPv6 off on the bridge: the link-local gateway cannot be added, after the IPv4 gateway was
+    await topo.inHost(['sysctl', '-q', '-w', `net.ipv6.conf.${topo.bridge}.disable_ipv6=1`]);
+    try {
+      const r = await cli(['apply']);
+      assert.equal(r.code, 1, r.out);
+      assert.match(await topo.inHost(['ip', '-4', 'addr', 'show', 'dev', topo.bridge]), /10\.70\.0\.1\/24/, 'added before the failing line');
+    } finally {
+      await topo.inHost(['sysctl', '-q', '-w', `net.ipv6.conf.${topo.bridge}.disable_ipv6=0`]);
+    }
+    const t = await cli(['teardown']);
+    assert.equal(t.code, 0, t.err);
+    assert.doesNotMatch(await topo.inHost(['ip', '-4', 'addr', 'show', 'dev', topo.bridge]), /10\.70\.0\.1\//, 'teardown removed it');
+  });
+});
