@@ -204,3 +204,25 @@ test('serve: the live event loop syncs new VIFs and repairs a foreign change at 
   }
   assert.equal(sim.sessions.size, 0, 'every session logged out');
 });
+
+test('plan/apply fail (exit 1) when a pool cannot be reached, after the reachable ones; status names it', async () => {
+  const pw = join(dirname(db), 'pw');
+  // Port 1 on loopback: nothing listens, the connection is refused at once.
+  let r = await cli(db, 'xapi', 'connect', 'gone', '--url', 'http://127.0.0.1:1', '--user', 'root', '--password-file', pw, '--no-check');
+  assert.equal(r.code, 0, r.stderr);
+  try {
+    for (const cmd of ['plan', 'apply']) {
+      r = await cli(db, cmd);
+      assert.equal(r.code, 1, `${cmd}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, /^ipvisor: xapi gone: .*ECONNREFUSED.*; VIF locking on that pool was not checked$/m, cmd);
+      assert.doesNotMatch(r.stdout, /No changes/, cmd);
+    }
+    const st = await cli(db, 'status', '--json');
+    assert.equal(st.code, 0, st.stderr);
+    assert.equal(st.json.xapi.unreachable[0].connection, 'gone');
+    assert.equal(st.json.xapi.pools[0].connection, 'lab', 'the reachable pool is still reported');
+  } finally {
+    r = await cli(db, 'xapi', 'disconnect', 'gone');
+    assert.equal(r.code, 0, r.stderr);
+  }
+});

@@ -5,6 +5,7 @@ import type { Enforcer, EnforcerContext, PlanChange } from '../../enforce/enforc
 import { loadSnapshot } from '../../model/snapshot.js';
 import type { Store } from '../../store/store.js';
 import { audit } from '../../service/context.js';
+import { IpvisorError } from '../../model/errors.js';
 import { XapiError, type XapiClient } from './client.js';
 import { XapiCache, xlist } from './cache.js';
 import { connectionClient, listConnections, type XapiConnection } from './connections.js';
@@ -72,8 +73,16 @@ export async function planConnection(store: Store, conn: XapiConnection, pool: P
   return { connection: conn, plans, restricted, warnings };
 }
 
-async function forEachConnection<T>(ctx: EnforcerContext, fn: (conn: XapiConnection, pool: PoolView) => Promise<T[]>): Promise<T[]> {
+/** Runs fn per reachable pool. A pool that cannot be reached is logged; with `failUnreachable`
+ * (plan/apply from the CLI) the run then fails, after the other pools, instead of reporting
+ * "No changes." for locking it never looked at. `unreachable` collects them for status. */
+async function forEachConnection<T>(
+  ctx: EnforcerContext,
+  fn: (conn: XapiConnection, pool: PoolView) => Promise<T[]>,
+  opts: { failUnreachable?: boolean; unreachable?: Array<{ connection: string; error: string }> } = {},
+): Promise<T[]> {
   const out: T[] = [];
+  const failed: Array<{ connection: string; error: string }> = [];
   for (const conn of await listConnections(ctx.store)) {
     let pool: PoolView;
     if (watcherState.active && !livePools.has(conn.name)) {
@@ -88,6 +97,7 @@ async function forEachConnection<T>(ctx: EnforcerContext, fn: (conn: XapiConnect
       pool = await openPool(conn);
     } catch (err) {
       ctx.log(`xapi ${conn.name}: ${(err as Error).message}`);
+      failed.push({ connection: conn.name, error: (err as Error).message });
       continue;
     }
     try {
@@ -95,6 +105,12 @@ async function forEachConnection<T>(ctx: EnforcerContext, fn: (conn: XapiConnect
     } finally {
       await pool.close();
     }
+  }
+  opts.unreachable?.push(...failed);
+  // serve (ctx.reason set) logs and retries on its own; a CLI run must not look successful.
+  if (failed.length && opts.failUnreachable && !ctx.reason) {
+    const f = failed[0]!;
+    throw new IpvisorError('DRIVER', `xapi ${f.connection}: ${f.error}; VIF locking on that pool was not checked${failed.length > 1 ? ` (and ${failed.length - 1} more pool(s))` : ''}`, { details: { unreachable: failed } });
   }
   return out;
 }
@@ -139,7 +155,7 @@ export const xapiEnforcer: Enforcer = {
       // Under the licence restriction apply writes nothing, so plan shows nothing (the warning says why).
       if (cp.restricted) return [];
       return cp.plans.flatMap((p) => (p.change ? [p.change] : []));
-    });
+    }, { failUnreachable: true });
   },
   async apply(ctx) {
     return forEachConnection(ctx, async (conn, pool) => {
@@ -147,9 +163,10 @@ export const xapiEnforcer: Enforcer = {
       for (const w of cp.warnings) ctx.log(`warning: ${w}`);
       if (ctx.dryRun) return cp.restricted ? [] : cp.plans.flatMap((p) => (p.change ? [p.change] : []));
       return applyConnectionPlan(ctx.store, cp, pool.client, ctx.actor, ctx.log);
-    });
+    }, { failUnreachable: true });
   },
   async status(ctx) {
+    const unreachable: Array<{ connection: string; error: string }> = [];
     const pools = await forEachConnection(ctx, async (conn, pool) => {
       const cp = await planConnection(ctx.store, conn, pool);
       return [
@@ -162,8 +179,8 @@ export const xapiEnforcer: Enforcer = {
           warnings: cp.warnings,
         },
       ];
-    });
-    return { pools };
+    }, { unreachable });
+    return { pools, unreachable };
   },
   async teardown(ctx) {
     // Gives every VIF ipvisor wrote back to XAPI's defaults: mode first, then the lists.
