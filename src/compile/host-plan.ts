@@ -3,7 +3,7 @@
 // set elements (the ruleset skeleton is constant, see nft-ruleset.ts) and iptables FORWARD
 // accepts for libvirt networks. No I/O here; golden-file tests cover it without root.
 import ipaddr from 'ipaddr.js';
-import { cidrContains, formatAddress, parseAddress, parseCidr, prefixSize } from '../ipam/addr.js';
+import { cidrContains, formatAddress, isLinkLocal6, parseAddress, parseCidr, prefixSize } from '../ipam/addr.js';
 import { effectiveLocking } from '../model/locking.js';
 import type { Snapshot } from '../model/snapshot.js';
 import type { Assignment, Family, LockingMode, Network, Vif } from '../model/types.js';
@@ -369,6 +369,19 @@ export function compileHostPlan(snapshot: Snapshot, facts: HostFacts, settings: 
       const hasAddr = !!link && link.addresses.some((c) => (c.includes(':') ? 6 : 4) === via.family);
       ready = !!link && link.up && hasAddr;
       if (!ready) plan.warnings.push(`default route via ${gw.via} waits for network ${n?.name ?? gw.whenUp} to be up with an IPv${via.family} address`);
+    }
+    // The kernel refuses a next hop that no up link reaches ("Nexthop has invalid gateway"), and
+    // that would fail the whole batch: wait until one does (a link-local next hop cannot be checked).
+    if (ready && !isLinkLocal6(via.family, via.value)) {
+      const reachable = Object.values(facts.links).some((l) => l.up && l.addresses.some((c) => {
+        if ((c.includes(':') ? 6 : 4) !== via.family) return false;
+        const p = parseCidr(c, 'address', { allowBare: true });
+        return cidrContains(p, via.family, via.value);
+      }));
+      if (!reachable) {
+        ready = false;
+        plan.warnings.push(`default route via ${gw.via} waits until a link that is up reaches ${gw.via}`);
+      }
     }
     if (ready) plan.routes.push({ dst: 'default', family: via.family, dev: null, via: gw.via, metric: gw.metric, why: 'ipvisor gateway' });
   }

@@ -152,3 +152,12 @@ test('host plan: an interface name bound to two VIFs is enforced for the most re
   assert.ok(!plan.nft.bridge.locked_ifs.includes('"vnet1"'), 'the stale one is not');
   assert.ok(plan.warnings.some((w) => w.includes('vnet1') && w.includes('stale')));
 });
+
+test('host plan: a default route without --when-up waits until an up link reaches its next hop', () => {
+  const { s, facts } = scenario();
+  const far = compileHostPlan(s, facts, { gateway: { via: '172.16.0.1', whenUp: null, metric: 1 } });
+  assert.equal(far.routes.find((r) => r.dst === 'default'), undefined, 'the kernel would refuse it and fail the batch');
+  assert.ok(far.warnings.some((w) => w.includes('172.16.0.1')));
+  const near = compileHostPlan(s, facts, { gateway: { via: '192.0.2.1', whenUp: null, metric: 1 } });
+  assert.equal(near.routes.find((r) => r.dst === 'default')?.via, '192.0.2.1', 'eth0 holds 192.0.2.2/24');
+});
