@@ -326,6 +326,10 @@ export function parseNetworkData(doc: unknown, opts: ParseOptions = {}): GuestNe
         throw invalid(`${f}.bond_primary`, `'${primary.value}' is not a member of this bond`);
       }
       for (const m of memberNames) m.bondMaster = iface.name;
+      // The kernel gives members the bond's MTU when they are enslaved: a bond without one would
+      // pull jumbo members (Ironic's sample: 9000) down to 1500, so it takes their common MTU.
+      const memberMtus = new Set(memberNames.map((m) => m.mtu));
+      if (iface.mtu === null && memberMtus.size === 1) iface.mtu = memberNames[0]!.mtu;
     } else if (l.kind === 'vlan') {
       const parent = typeof l.raw.vlan_link === 'string' ? ifaceById.get(l.raw.vlan_link) : undefined;
       if (!parent) {

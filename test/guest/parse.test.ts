@@ -171,6 +171,15 @@ test('a network on a bond member (Ironic sample 24) goes on the bond, with a war
   assert.deepEqual(parseNetworkData(doc([phy('l', '02:00:00:00:00:01')], [])).warnings, []);
 });
 
+test('a bond without an MTU takes the common MTU of its members (the kernel would pull them down to its own)', () => {
+  const bond = (mtus: (number | undefined)[], bondMtu?: number) =>
+    parseNetworkData(doc([...mtus.map((m, i) => phy(`p${i}`, `02:00:00:00:00:0${i}`, m ? { mtu: m } : {})), { id: 'b', type: 'bond', bond_links: mtus.map((_, i) => `p${i}`), bond_mode: '4', ...(bondMtu ? { mtu: bondMtu } : {}) }], [])).interfaces.at(-1)!.mtu;
+  assert.equal(bond([9000, 9000]), 9000);
+  assert.equal(bond([9000, 9000], 1500), 1500); // its own MTU wins
+  assert.equal(bond([9000, 1500]), null); // no common MTU: left to the OS
+  assert.equal(bond([9000, undefined]), null);
+});
+
 test('invalid documents: the error names the element', () => {
   const l = [phy('l', '02:00:00:00:00:01')];
   rejects(doc(l, [{ id: 'n', link: 'l', type: 'ipv4', ip_address: '10.0.0.2', netmask: '255.0.255.0' }]), 'networks[0].netmask', /not a contiguous mask/);

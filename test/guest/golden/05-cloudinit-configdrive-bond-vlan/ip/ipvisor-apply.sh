@@ -26,6 +26,7 @@ ip link set dev oeth1 mtu 1500
 ip link set dev oeth1 up
 
 # bond bond0
+ip link set dev bond0 mtu 1500
 ip link set dev bond0 up
 ip -4 addr flush dev bond0 scope global
 

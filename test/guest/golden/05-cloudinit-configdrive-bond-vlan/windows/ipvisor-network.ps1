@@ -25,6 +25,7 @@ if (-not (Get-NetLbfoTeam -Name 'bond0' -ErrorAction SilentlyContinue)) {
   New-NetLbfoTeam -Name 'bond0' -TeamMembers @('oeth0', 'oeth1') -TeamingMode Lacp -LoadBalancingAlgorithm TransportPorts -Confirm:$false | Out-Null
 }
 Set-NetAdapter -Name 'bond0' -MacAddress 'FA-16-3E-B3-72-36' -Confirm:$false
+netsh interface ipv4 set subinterface 'bond0' mtu=1500 store=persistent | Out-Null
 Set-NetIPInterface -InterfaceAlias 'bond0' -AddressFamily IPv4 -Dhcp Disabled
 Reset-IpvisorIp 'bond0' IPv4
 

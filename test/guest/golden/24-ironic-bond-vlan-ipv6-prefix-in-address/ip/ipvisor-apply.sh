@@ -30,6 +30,7 @@ ip link set dev eth2 mtu 9000
 ip link set dev eth2 up
 
 # bond bond0
+ip link set dev bond0 mtu 9000
 ip link set dev bond0 up
 echo 0 > /proc/sys/net/ipv6/conf/bond0/accept_ra
 ip -4 addr flush dev bond0 scope global

@@ -32,6 +32,8 @@ if (-not (Get-NetLbfoTeam -Name 'bond0' -ErrorAction SilentlyContinue)) {
   New-NetLbfoTeam -Name 'bond0' -TeamMembers @('eth1', 'eth2') -TeamingMode Lacp -LoadBalancingAlgorithm TransportPorts -Confirm:$false | Out-Null
 }
 Set-NetAdapter -Name 'bond0' -MacAddress 'A0-36-9F-2C-E8-82' -Confirm:$false
+netsh interface ipv4 set subinterface 'bond0' mtu=9000 store=persistent | Out-Null
+netsh interface ipv6 set subinterface 'bond0' mtu=9000 store=persistent | Out-Null
 Set-NetIPInterface -InterfaceAlias 'bond0' -AddressFamily IPv4 -Dhcp Disabled
 Reset-IpvisorIp 'bond0' IPv4
 Set-NetIPInterface -InterfaceAlias 'bond0' -AddressFamily IPv6 -RouterDiscovery Disabled -Dhcp Disabled
