@@ -11,7 +11,7 @@ import { addVif, createVm } from '../../src/service/vms.js';
 import { importRoutedIps } from '../../src/drivers/libvirt/routed-import.js';
 import { IpvisorError } from '../../src/model/errors.js';
 
-test('import routed-ips: a bad VM column names the line and writes nothing; good lines reserve or assign; re-run skips', async () => {
+test('import routed-ips: a bad VM column names the line and writes nothing; good lines reserve or assign; re-run skips; a VM column added later binds', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ipv-routedimp-'));
   const store = await openStore(join(dir, 'db.sqlite'));
   try {
@@ -35,6 +35,20 @@ test('import routed-ips: a bad VM column names the line and writes nothing; good
     const pools = await store.listPools();
     assert.deepEqual(pools.map((p) => [p.name, p.purpose]).sort(), [['lvnat-routed', 'routed'], ['lvnat-routed6', 'routed']]);
     assert.deepEqual((await importRoutedIps(store, text, 'routed-ips', 'test')).imported.map((i) => i.action), ['exists', 'exists', 'exists']);
+
+    // The VM column added later (the natural path from libvirt-nethook-helper's file): the
+    // reservation becomes that VIF's, so its VIF may send from it once locked.
+    const later = await importRoutedIps(store, '198.51.100.10 lvnat web1:0\n', 'routed-ips', 'test');
+    assert.deepEqual(later.imported.map((i) => i.action), ['assigned']);
+    const vif0 = (await store.listVifs((await store.findVmByName('web1'))!.uuid)).find((v) => v.device === 0)!;
+    const bound = await store.listAssignments({ address: '198.51.100.10' });
+    assert.deepEqual(bound.map((a) => a.vifUuid), [vif0.uuid]);
+    // Bound to another VIF already: refused, naming the line, nothing changed.
+    await createVm(store, { name: 'web2' }, 'test');
+    await addVif(store, { vm: 'web2', network: 'lvnat', mac: '52:54:00:00:00:03' }, 'test');
+    await assert.rejects(importRoutedIps(store, '198.51.100.12 lvnat\n198.51.100.10 lvnat web2:0\n', 'routed-ips', 'test'), (e: unknown) => e instanceof IpvisorError && e.field === 'routed-ips:2' && /already assigned to another VIF/.test(e.message));
+    assert.deepEqual((await store.listAssignments({ address: '198.51.100.10' })).map((a) => a.vifUuid), [vif0.uuid]);
+    assert.equal((await store.listAssignments({ address: '198.51.100.12' })).length, 0);
   } finally {
     await store.close();
     rmSync(dir, { recursive: true, force: true });

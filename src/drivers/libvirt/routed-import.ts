@@ -4,11 +4,11 @@
 // show up in `plan`) instead of from a hook script. An optional third column VM[:DEVICE] binds the
 // address to that VIF (a routed assignment the VIF may also send from, which locking needs).
 import { IpvisorError, invalid } from '../../model/errors.js';
-import type { Assignment, Pool } from '../../model/types.js';
+import type { Assignment, Network, Pool } from '../../model/types.js';
 import type { Store } from '../../store/store.js';
 import { BITS, formatAddress, parseCidr } from '../../ipam/addr.js';
 import { entryIntervals } from '../../ipam/pool-space.js';
-import { allocate, reserve } from '../../service/ip.js';
+import { allocate, release, reserve } from '../../service/ip.js';
 import { createPool, setPool } from '../../service/pools.js';
 import { vifRef } from '../../service/resolve.js';
 import { findStoreNetwork } from './facts.js';
@@ -65,6 +65,8 @@ export async function importRoutedIps(store: Store, text: string, source: string
       throw err instanceof IpvisorError ? new IpvisorError(err.code, `${field}: ${err.message}`, { field, details: err.details }) : err;
     });
     if (vif.networkUuid !== n.uuid) throw invalid(field, `VIF '${l.vif}' is not on network '${n.name}'`);
+    const existing = await existingAssignment(store, l, n);
+    if (existing?.vifUuid && existing.vifUuid !== vif.uuid) throw invalid(field, `${l.cidr} is already assigned to another VIF; release it first`);
   }
   const res: ImportResult = { imported: [] };
   for (const l of lines) {
@@ -79,12 +81,19 @@ export async function importRoutedIps(store: Store, text: string, source: string
   return res;
 }
 
-async function importLine(store: Store, l: RoutedLine, n: NonNullable<Awaited<ReturnType<typeof findStoreNetwork>>>, source: string, actor: string): Promise<ImportResult['imported'][number]> {
+async function existingAssignment(store: Store, l: RoutedLine, n: Network): Promise<Assignment | undefined> {
+  const c = parseCidr(l.cidr);
+  return (await store.listAssignments({ networkUuid: n.uuid, address: formatAddress(c.family, c.network) })).find((a: Assignment) => a.prefixLength === c.prefixLength);
+}
+
+async function importLine(store: Store, l: RoutedLine, n: Network, source: string, actor: string): Promise<ImportResult['imported'][number]> {
   const c = parseCidr(l.cidr);
   const start = c.network;
   const end = c.network + (1n << BigInt(BITS[c.family] - c.prefixLength)) - 1n;
-  const existing = (await store.listAssignments({ networkUuid: n.uuid, address: formatAddress(c.family, c.network) })).find((a: Assignment) => a.prefixLength === c.prefixLength);
-  if (existing) return { cidr: l.cidr, network: n.name, vif: l.vif, action: 'exists' };
+  const existing = await existingAssignment(store, l, n);
+  // A line imported before without a VM that now names one: the reservation becomes that VIF's.
+  if (existing && !(l.vif && !existing.vifUuid)) return { cidr: l.cidr, network: n.name, vif: l.vif, action: 'exists' };
+  if (existing) await release(store, { address: l.cidr, network: n.uuid }, actor);
   const pools = (await store.listPools(n.uuid)).filter((p) => p.purpose === 'routed' && p.family === c.family);
   let pool = pools.find((p) => poolContains(p, start, end));
   if (!pool) {
