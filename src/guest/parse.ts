@@ -35,6 +35,7 @@ function array(v: unknown, field: string): unknown[] {
 }
 
 function intIn(v: unknown, field: string, min: number, max: number): number {
+  if (v === undefined || v === null) throw invalid(field, `required: an integer between ${min} and ${max}`);
   const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
   if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
     throw invalid(field, `'${String(v)}' is not an integer between ${min} and ${max}`);

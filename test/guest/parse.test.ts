@@ -195,6 +195,7 @@ test('invalid documents: the error names the element', () => {
   rejects(doc([...l, { id: 'b', type: 'bond', bond_links: ['l'], bond_mode: '4', bond_frobnicate: 1 }], []), 'links[1].bond_frobnicate', /unknown bonding option/);
   rejects(doc([...l, { id: 'b', type: 'bond', bond_links: ['x'], bond_mode: '4' }], []), 'links[1].bond_links[0]', /no link 'x'/);
   rejects(doc([...l, { id: 'v', type: 'vlan', vlan_link: 'l', vlan_id: 5000 }], []), 'links[1].vlan_id', /between 1 and 4094/);
+  rejects(doc([...l, { id: 'v', type: 'vlan', vlan_link: 'l' }], []), 'links[1].vlan_id', /^links\[1\]\.vlan_id: required: an integer between 1 and 4094$/);
   rejects(doc([...l, { id: 'v', type: 'vlan', vlan_link: 'q', vlan_id: 5 }], []), 'links[1].vlan_link', /no link 'q'/);
   rejects(doc([{ ...l[0], mtu: 10 }], []), 'links[0].mtu', /between 68 and 65535/);
   rejects(doc([phy('l', '02:00:00:00:00:01', { name: 'bad name' })], []), 'links[0].name', /not a valid interface name/);
