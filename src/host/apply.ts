@@ -271,6 +271,14 @@ async function runVif(store: Store, vifUuid: string, opts: HostApplyOptions, run
       ifname = vif.ifname;
       // routed addresses also need routes and forward accepts: the full path handles those
       if (assigned.some((a) => a.kind === 'routed')) return null;
+      // A new binding whose name another VIF still holds (its VM stopped without an unbind: a host
+      // crash) would add to that VIF's elements on the interface; the full path enforces only the
+      // newest binding. Checked only when the binding changes (a VM start), not per address change.
+      if (ifname && recDoc?.value.ifname !== ifname) {
+        for (const o of await store.listVifs()) {
+          if (o.uuid !== vifUuid && o.ifname === ifname && (await store.getVm(o.vmUuid))?.host === hostname()) return null;
+        }
+      }
     }
   }
   const changes: ElementChange[] = [];

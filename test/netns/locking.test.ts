@@ -165,6 +165,26 @@ describe('VIF locking with real packets', { skip: skip ?? false }, () => {
     assert.deepEqual(await applyHost(store, { actor: 'test', runner }), []);
   });
 
+  test('a VM started on an interface a stale VIF still holds: only the new binding is enforced', async () => {
+    // vm1's VIF keeps its binding (its VM "stopped" without an unbind: a host crash); a new VM's VIF
+    // gets the same interface name, through the hook's one-VIF path
+    const M5 = '52:54:00:aa:00:05';
+    const net = (await store.listNetworks())[0];
+    const p4 = (await store.listPools()).find((p) => p.family === 4)!;
+    const b = vm('b');
+    await store.insertVm(b);
+    const g = vif(b, net, { mac: M5, ifname: vm1.vif, locking: 'locked', updatedAt: new Date().toISOString() });
+    await store.insertVif(g);
+    await store.insertAssignment(assign(g, p4, '10.50.0.50'));
+    await applyHost(store, { actor: 'test', runner, scope: { vifUuid: g.uuid } });
+    const frames = [
+      { marker: 'new-vm', frame: eth(MO, M5, ETH_IP4, ipv4('10.50.0.50', '10.50.0.200', 17, udp(1, 2, Buffer.from('new-vm')))) },
+      { marker: 'stale-identity', frame: eth(MO, M1, ETH_IP4, ipv4('10.50.0.10', '10.50.0.200', 17, udp(1, 2, Buffer.from('stale-identity')))) },
+    ];
+    assert.deepEqual([...(await deliver(tx(vm1), tx(obs), frames))], ['new-vm']);
+    assert.deepEqual(await applyHost(store, { actor: 'test', runner }), [], 'the full path agrees');
+  });
+
   test('teardown removes the tables; spoofed frames pass again', async () => {
     await teardownHost(store, { actor: 'test', runner });
     const tables = await topo.inHost(['nft', 'list', 'tables']);
