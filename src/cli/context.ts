@@ -79,7 +79,9 @@ export function runAction<A extends unknown[]>(fn: (ctx: CommandContext, ...args
     const ctx = makeContext(cmd, io);
     const out = await fn(ctx, ...(args.slice(0, -1) as A));
     if (out) {
-      if (ctx.json) io.stdout(toJson(out.json) + '\n');
+      if (ctx.json) {
+        if (out.json !== undefined) io.stdout(toJson(out.json) + '\n');
+      }
       else if (out.text) io.stdout(out.text.endsWith('\n') ? out.text : out.text + '\n');
       lastExitCode = out.exitCode ?? 0;
     }
