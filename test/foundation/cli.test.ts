@@ -268,6 +268,23 @@ describe('foundation CLI', () => {
     assert.equal(set.before.mtu !== undefined, true);
   });
 
+  test('vif bind: the interface name is validated; binding a name another VIF holds warns that the newer binding wins', async () => {
+    await cli(db, 'vm', 'add', 'bd1');
+    await cli(db, 'vm', 'add', 'bd2');
+    await cli(db, 'vif', 'add', 'bd1', '--network', 'lan', '--mac', '52:54:00:00:0b:01');
+    await cli(db, 'vif', 'add', 'bd2', '--network', 'lan', '--mac', '52:54:00:00:0b:02');
+    const bad = await cli(db, 'vif', 'bind', 'bd1:0', '--ifname', 'bad/name', '--json');
+    assert.equal(bad.code, 2);
+    assert.equal(JSON.parse(bad.stderr).error.field, 'ifname');
+    const listed = await cli(db, 'vif', 'list', '--vm', 'bd1', '--json');
+    assert.equal(listed.json.length, 1);
+    assert.equal(listed.json[0].ifname, null, 'nothing written');
+    assert.equal((await cli(db, 'vif', 'bind', 'bd1:0', '--ifname', 'vnet42')).code, 0);
+    const second = await cli(db, 'vif', 'bind', 'bd2:0', '--ifname', 'vnet42');
+    assert.equal(second.code, 0);
+    assert.match(second.stderr, /warning: vnet42 is also bound to bd1:0; only this newer binding is enforced/);
+  });
+
   test("a VM's events include its VIFs and their addresses, also after they are gone", async () => {
     await cli(db, 'network', 'create', 'evnet', '--subnet', '10.5.0.0/24');
     await cli(db, 'pool', 'create', 'ev4', '--network', 'evnet', '--cidr', '10.5.0.0/24');

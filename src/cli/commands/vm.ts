@@ -106,7 +106,15 @@ export function registerVmCommands(program: Command): void {
   vif.command('bind <vif>').description('record the host-side interface of a VIF (drivers do this automatically)')
     .requiredOption('--ifname <ifname>', 'host interface, e.g. vnet3 or vif5.0')
     .action(runAction(async (ctx, ref: string, o: { ifname: string }) => {
-      const v = await bindVif(await ctx.store(), ref, o.ifname, ctx.actor);
+      const store = await ctx.store();
+      const v = await bindVif(store, ref, o.ifname, ctx.actor);
+      // one interface, one VIF: an older binding of the same name on this VM's host is stale
+      const host = (await store.getVm(v.vmUuid))?.host;
+      for (const other of await store.listVifs()) {
+        if (other.uuid === v.uuid || other.ifname !== v.ifname) continue;
+        const vm = await store.getVm(other.vmUuid);
+        if (vm?.host === host) ctx.stderr(`warning: ${v.ifname} is also bound to ${vm.name}:${other.device}; only this newer binding is enforced (vif unbind ${vm.name}:${other.device})`);
+      }
       return { json: v, text: `bound ${ref} to ${v.ifname}` };
     }));
   vif.command('unbind <vif>').description('forget the host-side interface of a VIF').action(runAction(async (ctx, ref: string) => {
