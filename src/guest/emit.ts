@@ -32,9 +32,13 @@ export function networkDataForVm(snapshot: Snapshot, vmUuid: string): NetworkDat
     out.links.push({ id: linkId, type: 'phy', ethernet_mac_address: vif.mac, mtu: net?.mtu ?? null, vif_id: vif.uuid });
     if (!net) continue;
     for (const d of net.dns) if (!globalDns.includes(d)) globalDns.push(d);
+    // A routed single address (host route + proxy ARP/NDP on the host) only works when the guest
+    // holds it, so it is a guest address (/32, /128); a routed prefix is the guest's to use as it
+    // likes (a downstream network), not an address of this NIC.
+    const rank = { primary: 0, additional: 1, routed: 2 } as Record<string, number>;
     const assignments = snapshot.assignments
-      .filter((a) => a.vifUuid === vif.uuid && (a.kind === 'primary' || a.kind === 'additional'))
-      .sort((a, b) => a.family - b.family || (a.kind === b.kind ? a.address.localeCompare(b.address) : a.kind === 'primary' ? -1 : 1));
+      .filter((a) => a.vifUuid === vif.uuid && (a.kind === 'primary' || a.kind === 'additional' || (a.kind === 'routed' && a.prefixLength === BITS[a.family])))
+      .sort((a, b) => a.family - b.family || rank[a.kind]! - rank[b.kind]! || a.address.localeCompare(b.address));
     const routedFamilies = new Set<Family>();
     const defaultFamilies = new Set<Family>();
     for (const a of assignments) {
@@ -43,7 +47,7 @@ export function networkDataForVm(snapshot: Snapshot, vmUuid: string): NetworkDat
         const c = parseCidr(s.cidr);
         return (addr.value & ~hostMask(c.family, c.prefixLength)) === c.network;
       })());
-      const prefixLength = subnet ? parseCidr(subnet.cidr).prefixLength : a.prefixLength;
+      const prefixLength = subnet && a.kind !== 'routed' ? parseCidr(subnet.cidr).prefixLength : a.prefixLength;
       const routes: Record<string, unknown>[] = [];
       // The default route goes with the first address of the family whose subnet has a gateway
       // (an earlier one may sit in a subnet without), static routes with the first address; more
@@ -75,7 +79,7 @@ export function networkDataForVm(snapshot: Snapshot, vmUuid: string): NetworkDat
     }
     // Without an address of a family, a VIF on a network that serves that family by itself (libvirt's
     // DHCP range, router advertisements) gets DHCP/SLAAC: a push must not strip the guest's lease.
-    const has = (family: Family) => assignments.some((a) => a.family === family);
+    const has = (family: Family) => assignments.some((a) => a.family === family && a.kind !== 'routed');
     const served = (family: Family) => net.subnets.some((s) => s.family === family);
     const dynamic = (type: string) => out.networks.push({ id: `network${out.networks.length}`, link: linkId, type, network_id: net.uuid, services: dnsServices(net.dns) });
     if (!has(4) && served(4) && typeof net.extra.dhcpRange === 'string' && net.extra.dhcpRange !== '') dynamic('ipv4_dhcp');

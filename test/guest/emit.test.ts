@@ -111,6 +111,31 @@ test('the default route comes from the first subnet with a gateway, even when an
   );
 });
 
+test('a routed single address is a guest address (/32, /128) after the others; a routed prefix is not', () => {
+  const routed: Snapshot = {
+    ...snapshot,
+    assignments: [...snapshot.assignments, asg('a6', 'v1', 'dmz', '203.0.113.77', 'routed'), asg('a7', 'v1', 'dmz', '2001:db8:77::5', 'routed')],
+  };
+  const d = networkDataForVm(routed, 'vm1');
+  assert.deepEqual(
+    d.networks.filter((n) => n.link === 'interface1').map((n) => [n.type, n.ip_address, n.netmask, (n.routes as unknown[]).length]),
+    [['ipv4', '198.51.100.5', '255.255.255.128', 1], ['ipv4', '203.0.113.77', '255.255.255.255', 0], ['ipv6', '2001:db8:77::5', 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', 0]],
+  );
+  // so a push keeps it in the guest instead of deleting it as stale
+  const eth1 = parseNetworkData(d).interfaces[1]!;
+  assert.deepEqual(eth1.addresses.map((a) => `${a.address}/${a.prefixLength}`), ['198.51.100.5/25', '203.0.113.77/32', '2001:db8:77::5/128']);
+});
+
+test('a VIF with only a routed address on a libvirt DHCP network still gets ipv4_dhcp', () => {
+  const libvirt: Snapshot = {
+    ...snapshot,
+    networks: [net('nat', { subnets: [{ cidr: '192.168.122.0/24', family: 4, gateway: '192.168.122.1' }], extra: { dhcpRange: '192.168.122.128-192.168.122.254' } })],
+    vifs: [vif('v0', 0, '52:54:00:00:00:01', 'nat')],
+    assignments: [asg('r', 'v0', 'nat', '203.0.113.9', 'routed')],
+  };
+  assert.deepEqual(networkDataForVm(libvirt, 'vm1').networks.map((n) => [n.type, n.ip_address]), [['ipv4', '203.0.113.9'], ['ipv4_dhcp', undefined]]);
+});
+
 test('an unknown VM is NOT_FOUND', () => {
   assert.throws(() => networkDataForVm(snapshot, 'nope'), (e: unknown) => (e as { code?: string }).code === 'NOT_FOUND');
 });

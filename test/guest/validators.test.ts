@@ -45,7 +45,8 @@ const SYNTHETIC: { name: string; nics: Record<string, string>; doc: unknown }[] 
 ];
 
 /** What `guest network-data` emits from the store: MTUs, DNS, v4 and v6 static routes, a link-local
- * v6 gateway, an additional address, three VIFs with default routes, a routed prefix (left out). */
+ * v6 gateway, an additional address, three VIFs with default routes, routed /32 and /128 addresses
+ * and a routed prefix (left out). */
 function storeDocument(): unknown {
   const t = '2026-01-01T00:00:00.000Z';
   const net = (uuid: string, over: Partial<Network>): Network => ({
@@ -72,6 +73,8 @@ function storeDocument(): unknown {
       asg('v1', 'dmz', '198.51.100.10', 'primary'),
       asg('v2', 'rt', '203.0.113.2', 'primary'),
       asg('v2', 'rt', '100.64.0.0', 'routed', 29),
+      asg('v2', 'rt', '100.64.0.8', 'routed'),
+      asg('v2', 'rt', '2001:db8:64::8', 'routed'),
     ],
   } as unknown as Snapshot;
   return networkDataForVm(snapshot, 'vm1');
