@@ -113,7 +113,7 @@ export function registerVmCommands(program: Command): void {
       for (const other of await store.listVifs()) {
         if (other.uuid === v.uuid || other.ifname !== v.ifname) continue;
         const vm = await store.getVm(other.vmUuid);
-        if (vm?.host === host) ctx.stderr(`warning: ${v.ifname} is also bound to ${vm.name}:${other.device}; only this newer binding is enforced (vif unbind ${vm.name}:${other.device})`);
+        if (vm && vm.host === host) ctx.stderr(`warning: ${v.ifname} is also bound to ${vm.name}:${other.device}; only this newer binding is enforced (vif unbind ${vm.name}:${other.device})`);
       }
       return { json: v, text: `bound ${ref} to ${v.ifname}` };
     }));
