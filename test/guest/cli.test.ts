@@ -115,6 +115,10 @@ describe('guest CLI', () => {
     const r2 = await cli(db, 'guest', 'render', '--vm', 'web1', '--format', 'netplan', '--nic', `a=${MAC}`, '--nic', `b=${MAC.toUpperCase()}`);
     assert.equal(r2.code, 2);
     assert.match(r2.stderr, /nic: MAC 52:54:00:aa:bb:01 is named twice \(a, b\)/);
+    // push checks the same before it talks to the guest
+    const p = await cli(db, 'guest', 'push', 'web1', '--socket', join(dir, 'none.sock'), '--nic', 'ens9=02:00:00:00:00:99');
+    assert.equal(p.code, 2);
+    assert.match(p.stderr, /nic: ens9=02:00:00:00:00:99: no physical link has MAC/);
   });
 
   test('push to a socket that does not exist: one line, exit 1 (DRIVER), also with --dry-run and --json', async () => {

@@ -7,6 +7,7 @@ import { invalid } from '../../model/errors.js';
 import type { Network, Vm } from '../../model/types.js';
 import { loadSnapshot } from '../../model/snapshot.js';
 import { networkDataForVm } from '../../guest/emit.js';
+import type { GuestNetState } from '../../guest/ir.js';
 import { normalizeMac, parseNetworkData } from '../../guest/parse.js';
 import type { PersistFormat } from '../../guest/push.js';
 import { GUEST_FORMATS, parseFormat, render } from '../../guest/render.js';
@@ -28,6 +29,13 @@ export function parseNics(values: string[] = []): Record<string, string> {
     out[mac] = name;
   }
   return out;
+}
+
+/** A typo in --nic would otherwise be ignored silently: every named MAC must be a physical link. */
+function checkNics(state: GuestNetState, nicNames: Record<string, string>): void {
+  for (const [mac, name] of Object.entries(nicNames)) {
+    if (!state.interfaces.some((i) => i.type === 'physical' && i.mac === mac)) throw invalid('nic', `${name}=${mac}: no physical link has MAC ${mac}`);
+  }
 }
 
 function readInput(path: string): unknown {
@@ -88,10 +96,7 @@ export function registerGuestCommands(program: Command): void {
         const nicNames = parseNics(o.nic);
         const doc = o.input ? readInput(o.input) : await docForVm(ctx, o.vm!);
         const state = parseNetworkData(doc, { nicNames });
-        for (const [mac, name] of Object.entries(nicNames)) {
-          // a typo in --nic would otherwise leave the NIC on its default name silently
-          if (!state.interfaces.some((i) => i.type === 'physical' && i.mac === mac)) throw invalid('nic', `${name}=${mac}: no physical link has MAC ${mac}`);
-        }
+        checkNics(state, nicNames);
         for (const w of state.warnings) ctx.stderr(`guest: warning: ${w}`);
         const files = render(state, format);
         if (o.out) {
@@ -131,6 +136,7 @@ export function registerGuestCommands(program: Command): void {
         const doc = o.input ? readInput(o.input) : undefined;
         const store = await ctx.store();
         const { snapshot, vm } = await store.transaction(async (tx) => ({ vm: await vmRef(tx, ref), snapshot: await loadSnapshot(tx) }));
+        if (Object.keys(nicNames).length) checkNics(parseNetworkData(doc ?? networkDataForVm(snapshot, vm.uuid), { nicNames }), nicNames);
         const r = await pushVmNetwork(snapshot, vm, {
           socket: o.socket,
           domain: o.domain,
