@@ -19,6 +19,16 @@ function dnsServices(dns: string[]): { type: 'dns'; address: string }[] {
   return dns.map((address) => ({ type: 'dns' as const, address }));
 }
 
+/**
+ * The DNS servers a guest on this network should use. On a libvirt network without its own list
+ * that is libvirt's dnsmasq on the gateway, which its DHCP hands out; a static config without it
+ * would leave the guest with no DNS after its next boot.
+ */
+function guestDns(net: Network): string[] {
+  if (net.dns.length || net.driver !== 'libvirt') return net.dns;
+  return net.subnets.filter((s) => s.gateway !== null && !s.gateway.toLowerCase().startsWith('fe80:')).map((s) => s.gateway!);
+}
+
 export function networkDataForVm(snapshot: Snapshot, vmUuid: string): NetworkDataJson {
   const vm = snapshot.vms.find((v) => v.uuid === vmUuid);
   if (!vm) throw notFound('vm', vmUuid);
@@ -31,7 +41,8 @@ export function networkDataForVm(snapshot: Snapshot, vmUuid: string): NetworkDat
     const linkId = `interface${vif.device}`;
     out.links.push({ id: linkId, type: 'phy', ethernet_mac_address: vif.mac, mtu: net?.mtu ?? null, vif_id: vif.uuid });
     if (!net) continue;
-    for (const d of net.dns) if (!globalDns.includes(d)) globalDns.push(d);
+    const dns = guestDns(net);
+    for (const d of dns) if (!globalDns.includes(d)) globalDns.push(d);
     // A routed single address (host route + proxy ARP/NDP on the host) only works when the guest
     // holds it, so it is a guest address (/32, /128); a routed prefix is the guest's to use as it
     // likes (a downstream network), not an address of this NIC.
@@ -74,14 +85,14 @@ export function networkDataForVm(snapshot: Snapshot, vmUuid: string): NetworkDat
         netmask: netmask(a.family, Math.min(prefixLength, BITS[a.family])),
         routes,
         network_id: net.uuid,
-        services: dnsServices(net.dns),
+        services: dnsServices(dns),
       });
     }
     // Without an address of a family, a VIF on a network that serves that family by itself (libvirt's
     // DHCP range, router advertisements) gets DHCP/SLAAC: a push must not strip the guest's lease.
     const has = (family: Family) => assignments.some((a) => a.family === family && a.kind !== 'routed');
     const served = (family: Family) => net.subnets.some((s) => s.family === family);
-    const dynamic = (type: string) => out.networks.push({ id: `network${out.networks.length}`, link: linkId, type, network_id: net.uuid, services: dnsServices(net.dns) });
+    const dynamic = (type: string) => out.networks.push({ id: `network${out.networks.length}`, link: linkId, type, network_id: net.uuid, services: dnsServices(dns) });
     if (!has(4) && served(4) && typeof net.extra.dhcpRange === 'string' && net.extra.dhcpRange !== '') dynamic('ipv4_dhcp');
     if (!has(6) && served(6) && net.extra.ipv6Slaac === true) dynamic('ipv6_slaac');
   }

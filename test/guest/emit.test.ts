@@ -136,6 +136,22 @@ test('a VIF with only a routed address on a libvirt DHCP network still gets ipv4
   assert.deepEqual(networkDataForVm(libvirt, 'vm1').networks.map((n) => [n.type, n.ip_address]), [['ipv4', '203.0.113.9'], ['ipv4_dhcp', undefined]]);
 });
 
+test('a libvirt network without its own DNS list: the guest is told libvirt\'s dnsmasq on the gateway, as its DHCP would', () => {
+  const libvirt: Snapshot = {
+    ...snapshot,
+    networks: [net('nat', { driver: 'libvirt', subnets: [{ cidr: '192.168.122.0/24', family: 4, gateway: '192.168.122.1' }, { cidr: 'fd00:7a::/64', family: 6, gateway: 'fd00:7a::1' }] })],
+    vifs: [vif('v0', 0, '52:54:00:00:00:01', 'nat')],
+    assignments: [asg('a', 'v0', 'nat', '192.168.122.10', 'primary')],
+  };
+  const d = networkDataForVm(libvirt, 'vm1');
+  const dns = [{ type: 'dns', address: '192.168.122.1' }, { type: 'dns', address: 'fd00:7a::1' }];
+  assert.deepEqual([d.networks[0]!.services, d.services], [dns, dns]);
+  // its own list wins; other drivers get only their own list
+  const own = networkDataForVm({ ...libvirt, networks: [{ ...libvirt.networks[0]!, dns: ['9.9.9.9'] }] }, 'vm1');
+  assert.deepEqual(own.services, [{ type: 'dns', address: '9.9.9.9' }]);
+  assert.deepEqual(networkDataForVm({ ...libvirt, networks: [{ ...libvirt.networks[0]!, driver: 'bridge' }] }, 'vm1').services, []);
+});
+
 test('an unknown VM is NOT_FOUND', () => {
   assert.throws(() => networkDataForVm(snapshot, 'nope'), (e: unknown) => (e as { code?: string }).code === 'NOT_FOUND');
 });
