@@ -9,7 +9,10 @@ import type { DaemonContext, DaemonWatcher } from './watcher.js';
 export function isRelevantNftEvent(line: string): boolean {
   if (/^flush ruleset/.test(line)) return true;
   if (/^delete table (bridge|inet) /.test(line)) return line.includes(` ${NFT_TABLE}`);
-  return new RegExp(`^(delete|flush) .*\\b(bridge|inet) ${NFT_TABLE}\\b`).test(line);
+  // Additions count too: a rule inserted above ipvisor's (`accept` at the top of prerouting) or an
+  // element added to a VIF's allowed set defeats the locking. ipvisor's own changes show here as
+  // well and cost one verify that finds nothing to do.
+  return new RegExp(`^(add|insert|replace|delete|flush) (rule|chain|set|map|element|table) (bridge|inet) ${NFT_TABLE}\\b`).test(line);
 }
 
 export function createNftMonitorWatcher(): DaemonWatcher {

@@ -19,7 +19,13 @@ test('nft monitor lines that need a reconcile', () => {
   assert.ok(isRelevantNftEvent('delete table bridge ipvisor'));
   assert.ok(isRelevantNftEvent('delete element bridge ipvisor vif_ip4 { "vnet1" . 10.0.0.5 }'));
   assert.ok(isRelevantNftEvent('delete rule inet ipvisor forward handle 4'));
-  assert.ok(!isRelevantNftEvent('add element bridge ipvisor vif_ip4 { "vnet1" . 10.0.0.5 }'));
+  // additions by others defeat the locking as surely as deletions
+  assert.ok(isRelevantNftEvent('add element bridge ipvisor vif_ip4 { "vnet1" . 10.0.0.5 }'));
+  assert.ok(isRelevantNftEvent('insert rule bridge ipvisor prerouting accept'));
+  assert.ok(isRelevantNftEvent('add chain inet ipvisor sneaky'));
+  assert.ok(!isRelevantNftEvent('add rule inet filter input accept'));
+  assert.ok(!isRelevantNftEvent('add element inet other s { 10.0.0.5 }'));
+  assert.ok(!isRelevantNftEvent('# new generation 21 by process 3298 (nft)'));
   assert.ok(!isRelevantNftEvent('delete table ip filter'));
   assert.ok(!isRelevantNftEvent('delete rule ip filter FORWARD handle 9'));
 });

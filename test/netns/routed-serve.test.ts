@@ -140,6 +140,14 @@ describe('routed IPs, NAT, CLI and serve', { skip: skip ?? false }, () => {
       return t.includes('bridge ipvisor') && t.includes('inet ipvisor') && r.includes('proto 250') && a.includes('10.60.0.1/24');
     });
     assert.equal(await ping(up.ns, '203.0.113.5'), true);
+    // additions by others: an accept above ipvisor's rules, an allowed address for the VIF
+    await topo.inHost(['nft', 'insert', 'rule', 'bridge', 'ipvisor', 'prerouting', 'accept']);
+    await topo.inHost(['nft', 'add', 'element', 'bridge', 'ipvisor', 'vif_ip4', `{ "${vm1.vif}" . 10.60.0.99 }`]);
+    await until('the foreign rule and element removed', async () => {
+      const pre = await topo.inHost(['nft', 'list', 'chain', 'bridge', 'ipvisor', 'prerouting']);
+      const set = await topo.inHost(['nft', 'list', 'set', 'bridge', 'ipvisor', 'vif_ip4']);
+      return !/^\s*accept\s*$/m.test(pre) && !set.includes('10.60.0.99') && set.includes('10.60.0.10');
+    });
     const s = await openStore(db);
     try {
       const events = await s.listEvents({ limit: 50 });
