@@ -151,7 +151,11 @@ export function registerGuestCommands(program: Command): void {
         });
         const text = o.dryRun
           ? [`dry run: ${r.plan.os} via ${r.via}, persisted format ${r.plan.format}`, showFiles(r.plan.files), `==> apply (run live) <==\n${r.plan.applyScript}`, r.plan.rollbackScript ? `==> rollback (on failure) <==\n${r.plan.rollbackScript}` : ''].join('\n')
-          : `pushed ${vm.name} via ${r.via}: ${Object.keys(r.plan.files).length} ${r.plan.format} file(s) written, applied live and verified`;
+          : r.via === 'XAPI'
+            ? `pushed ${vm.name} via XAPI: static addresses set with VIF.configure_ipv4/6; the guest's tools apply them (not verified from here)`
+            : r.applied
+              ? `pushed ${vm.name} via ${r.via}: ${Object.keys(r.plan.files).length} ${r.plan.format} file(s) written, applied live and verified`
+              : `${vm.name}: nothing applied`;
         return { json: { vm: vm.name, via: r.via, applied: r.applied, os: r.plan.os, format: r.plan.format, warnings: r.warnings ?? [], files: r.plan.files, applyScript: r.plan.applyScript, rollbackScript: r.plan.rollbackScript, interfaces: r.interfaces }, text };
       }),
     );
