@@ -105,6 +105,12 @@ export interface VifEnforcement {
   locking: LockingMode;
   /** Allowed sources as CIDRs ("10.0.0.5/32", "203.0.113.8/29"). */
   allowed: string[];
+  /**
+   * This host enforces the VIF on `ifname` (the set elements under that name are its own). False:
+   * unbound, another host's VM, an XAPI network, a bad name, or a stale binding of a name that a
+   * newer one holds.
+   */
+  enforced: boolean;
 }
 
 export interface HostPlan {
@@ -342,7 +348,8 @@ export function compileHostPlan(snapshot: Snapshot, facts: HostFacts, settings: 
     const assigned = byVif.get(vif.uuid) ?? [];
     const locking = effectiveLocking(vif, n, assigned.length);
     const allowed = assigned.map(hostCidr).sort();
-    plan.vifs.push({ vifUuid: vif.uuid, vmUuid: vif.vmUuid, device: vif.device, networkUuid: n.uuid, ifname: vif.ifname, mac: vif.mac, locking, allowed });
+    const entry: VifEnforcement = { vifUuid: vif.uuid, vmUuid: vif.vmUuid, device: vif.device, networkUuid: n.uuid, ifname: vif.ifname, mac: vif.mac, locking, allowed, enforced: false };
+    plan.vifs.push(entry);
     if (!vif.ifname) continue;
     if (n.driver === 'xapi') continue; // Open vSwitch: locking goes through XAPI
     if (facts.hostname && vmHost.get(vif.vmUuid) !== facts.hostname) continue; // runs on another host
@@ -356,6 +363,7 @@ export function compileHostPlan(snapshot: Snapshot, facts: HostFacts, settings: 
       continue;
     }
     addVifElements(plan.nft, vif, locking, allowed);
+    entry.enforced = true;
   }
 
   // ipvisor's own default route.

@@ -179,7 +179,7 @@ async function runFull(store: Store, opts: HostApplyOptions, runner: HostRunner)
   // the per-VIF records follow the wanted elements: rewrite them only when those changed since the
   // last sync (a drift repair re-applies the same elements and leaves them alone)
   if (!dryRun) {
-    const digest = createHash('sha1').update(JSON.stringify([plan.nft.bridge, plan.vifs.map((v) => [v.vifUuid, v.ifname])])).digest('hex');
+    const digest = createHash('sha1').update(JSON.stringify([plan.nft.bridge, plan.vifs.map((v) => [v.vifUuid, v.ifname, v.enforced])])).digest('hex');
     const last = await store.getDoc<{ digest?: string }>(DOC_CHANGE, 'vif-records');
     if (last?.value.digest !== digest) {
       await syncVifRecords(store, plan.vifs, plan.nft);
@@ -238,7 +238,9 @@ async function syncVifRecords(store: Store, vifs: VifEnforcement[], nft: NftElem
   const byIf = elementsByIfname(nft);
   const writes: Array<[string, VifRecord]> = [];
   for (const v of vifs) {
-    const rec: VifRecord = { ifname: v.ifname, elements: (v.ifname && byIf.get(v.ifname)) || emptyBridge() };
+    // only the VIF that holds the name owns its elements: a stale binding of the same name must not
+    // take them away when the one-VIF path later unbinds or moves it
+    const rec: VifRecord = { ifname: v.ifname, elements: (v.enforced && v.ifname && byIf.get(v.ifname)) || emptyBridge() };
     const old = existing.get(v.vifUuid);
     existing.delete(v.vifUuid);
     if (!old || JSON.stringify(old) !== JSON.stringify(rec)) writes.push([v.vifUuid, rec]);
@@ -394,14 +396,18 @@ export async function hostStatus(store: Store, opts: { runner?: HostRunner } = {
   const obs = await nftObserve(runner, ['bridge']);
   const present = new Set(Object.values(obs.elements.bridge).flat());
   const byIf = elementsByIfname(run.plan.nft);
-  const vmNames = new Map((await store.listVms()).map((v) => [v.uuid, v.name]));
-  const vifs: VifStatus[] = run.plan.vifs.map((v) => {
-    const want = Object.values((v.ifname && byIf.get(v.ifname)) || emptyBridge()).flat();
+  const vms = await store.listVms();
+  const vmNames = new Map(vms.map((v) => [v.uuid, v.name]));
+  // this host's VIFs only: other hosts' VMs and XAPI networks (locked through XAPI) are not ours here
+  const here = new Set(vms.filter((v) => v.host === hostname()).map((v) => v.uuid));
+  const xapiNets = new Set((await store.listNetworks()).filter((n) => n.driver === 'xapi').map((n) => n.uuid));
+  const vifs: VifStatus[] = run.plan.vifs.filter((v) => here.has(v.vmUuid) && !xapiNets.has(v.networkUuid)).map((v) => {
+    const want = Object.values((v.enforced && v.ifname && byIf.get(v.ifname)) || emptyBridge()).flat();
     const missing = want.filter((e) => !present.has(e));
     return {
       ...v,
       label: `${vmNames.get(v.vmUuid) ?? v.vmUuid}:${v.device}`,
-      enforced: !!v.ifname && obs.tables.bridge.present,
+      enforced: v.enforced && obs.tables.bridge.present,
       drift: missing.map((e) => `missing ${e}`),
     };
   });

@@ -151,6 +151,7 @@ test('host plan: an interface name bound to two VIFs is enforced for the most re
   assert.ok(plan.nft.bridge.disabled_ifs.includes('"vnet1"'), 'the newer binding is enforced');
   assert.ok(!plan.nft.bridge.locked_ifs.includes('"vnet1"'), 'the stale one is not');
   assert.ok(plan.warnings.some((w) => w.includes('vnet1') && w.includes('stale')));
+  assert.deepEqual(plan.vifs.filter((v) => v.ifname === 'vnet1').map((v) => [v.mac, v.enforced]).sort(), [['52:54:00:00:00:01', false], ['52:54:00:00:00:77', true]]);
 });
 
 test('host plan: a default route without --when-up waits until an up link reaches its next hop', () => {

@@ -183,6 +183,20 @@ describe('VIF locking with real packets', { skip: skip ?? false }, () => {
     ];
     assert.deepEqual([...(await deliver(tx(vm1), tx(obs), frames))], ['new-vm']);
     assert.deepEqual(await applyHost(store, { actor: 'test', runner }), [], 'the full path agrees');
+    // the stale VIF is unbound at last (its VM's stop hook): the new VM's elements stay
+    const stale = (await store.listVifs()).find((x) => x.mac === M1)!;
+    await store.updateVif({ ...stale, ifname: null, updatedAt: new Date().toISOString() });
+    await applyHost(store, { actor: 'test', runner, scope: { vifUuid: stale.uuid } });
+    const after = [
+      { marker: 'new-vm-again', frame: eth(MO, M5, ETH_IP4, ipv4('10.50.0.50', '10.50.0.200', 17, udp(1, 2, Buffer.from('new-vm-again')))) },
+      { marker: 'new-vm-spoof', frame: eth(MO, M5, ETH_IP4, ipv4('10.50.0.99', '10.50.0.200', 17, udp(1, 2, Buffer.from('new-vm-spoof')))) },
+    ];
+    assert.deepEqual([...(await deliver(tx(vm1), tx(obs), after))], ['new-vm-again'], 'the interface is still locked to the new VM');
+    // put the old binding back for the tests that follow
+    const gNow = (await store.listVifs()).find((x) => x.uuid === g.uuid)!;
+    await store.updateVif({ ...gNow, ifname: null, updatedAt: new Date().toISOString() });
+    await store.updateVif({ ...stale, ifname: vm1.vif, updatedAt: new Date().toISOString() });
+    await applyHost(store, { actor: 'test', runner });
   });
 
   test('teardown removes the tables; spoofed frames pass again', async () => {

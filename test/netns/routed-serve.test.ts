@@ -112,10 +112,18 @@ describe('routed IPs, NAT, CLI and serve', { skip: skip ?? false }, () => {
     assert.match(plan.out, /No changes/);
   });
 
-  test('status lists the VIF with its effective locking mode and no drift', async () => {
+  test('status lists this host\'s VIF with its effective locking mode and no drift', async () => {
+    // a VM on another host whose VIF has the same interface name (vnet0 exists on every host)
+    const st = await openStore(db);
+    const net = (await st.listNetworks())[0];
+    const far = { ...vm('far'), host: 'another-host' };
+    await st.insertVm(far);
+    await st.insertVif(vif(far, net, { mac: '52:54:00:bb:00:99', ifname: vm1.vif }));
+    await st.close();
     const r = await cli(['status', '--json']);
     assert.equal(r.code, 0, r.err);
     const s = JSON.parse(r.out).host;
+    assert.equal(s.vifs.length, 1, 'only this host\'s VIFs');
     assert.equal(s.vifs[0].locking, 'locked');
     assert.deepEqual(s.vifs[0].allowed, ['10.60.0.10/32', '203.0.113.5/32']);
     assert.deepEqual(s.vifs[0].drift, []);
