@@ -10,6 +10,9 @@ export interface HostRunner {
   run(argv: string[], opts?: { input?: string; allowFail?: boolean }): Promise<{ code: number; stdout: string; stderr: string }>;
 }
 
+/** Where the host commands come from, for the message when one is missing. */
+const PACKAGE_OF: Record<string, string> = { ip: 'iproute2', nft: 'nftables', iptables: 'iptables', ip6tables: 'iptables', sysctl: 'procps' };
+
 export function createHostRunner(opts: { netns?: string } = {}): HostRunner {
   const netns = opts.netns ?? (process.env.IPVISOR_NETNS || undefined);
   return {
@@ -22,7 +25,10 @@ export function createHostRunner(opts: { netns?: string } = {}): HostRunner {
         const err: Buffer[] = [];
         child.stdout.on('data', (b: Buffer) => out.push(b));
         child.stderr.on('data', (b: Buffer) => err.push(b));
-        child.on('error', (e) => reject(new IpvisorError('HOST_COMMAND', `${argv[0]}: ${e.message}`, { cause: e })));
+        child.on('error', (e: NodeJS.ErrnoException) => {
+          const what = e.code === 'ENOENT' ? `${full[0]} is not installed or not on PATH${PACKAGE_OF[full[0]] ? ` (Debian package ${PACKAGE_OF[full[0]]})` : ''}` : e.message;
+          reject(new IpvisorError('HOST_COMMAND', `${argv[0]}: ${what}`, { cause: e }));
+        });
         child.on('close', (code) => {
           const res = { code: code ?? 1, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') };
           if (res.code !== 0 && !runOpts.allowFail) {

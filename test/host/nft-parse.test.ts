@@ -38,3 +38,14 @@ test('serve logs a burst of reconcile reasons briefly', async () => {
   assert.match(why, /handle 2 and 67 more$/);
   assert.ok(why.length < 200);
 });
+
+test('a missing host command is named with its Debian package', async () => {
+  const { createHostRunner } = await import('../../src/host/exec.js');
+  const saved = process.env.PATH;
+  process.env.PATH = '/nonexistent';
+  try {
+    await assert.rejects(createHostRunner({ netns: undefined }).run(['nft', 'list', 'tables']), (e: any) => e.code === 'HOST_COMMAND' && /nft is not installed or not on PATH \(Debian package nftables\)/.test(e.message));
+  } finally {
+    process.env.PATH = saved;
+  }
+});
