@@ -114,7 +114,11 @@ async function runFull(store: Store, opts: HostApplyOptions, runner: HostRunner)
 
   // nftables: one transaction for both tables.
   let families: NftFamily[] = ['bridge', 'inet'];
-  if (opts.quick) {
+  // quick trusts the tables' elements only while the wanted ones are what the last run applied: a
+  // CLI change (ip allocate, vif set --locking) changes them without any nft event
+  const nftDigest = createHash('sha1').update(JSON.stringify(plan.nft)).digest('hex');
+  const lastDigest = (await store.getDoc<{ digest: string }>(DOC_CHANGE, 'nft-digest'))?.value.digest;
+  if (opts.quick && lastDigest === nftDigest) {
     const chains = await nftListOwnChains(runner);
     families = families.filter((f) => {
       const want = Object.keys(expectedChains(f));
@@ -176,6 +180,7 @@ async function runFull(store: Store, opts: HostApplyOptions, runner: HostRunner)
       }
     }
   }
+  if (!dryRun && lastDigest !== nftDigest) await store.putDoc(DOC_CHANGE, 'nft-digest', { digest: nftDigest });
   // the per-VIF records follow the wanted elements: rewrite them only when those changed since the
   // last sync (a drift repair re-applies the same elements and leaves them alone)
   if (!dryRun) {
@@ -373,6 +378,7 @@ export async function teardownHost(store: Store, opts: HostApplyOptions): Promis
       if (ipt.length) await syncForwardAccepts(runner, []);
       await store.deleteDoc(DOC_CHANGE, OWNED_KEY);
       await store.deleteDoc(DOC_CHANGE, 'vif-records');
+      await store.deleteDoc(DOC_CHANGE, 'nft-digest');
       await store.transaction(async (tx) => {
         for (const d of await tx.listDocs(DOC_VIF)) await tx.deleteDoc(DOC_VIF, d.key);
       }, { write: true });

@@ -156,6 +156,11 @@ describe('routed IPs, NAT, CLI and serve', { skip: skip ?? false }, () => {
       const set = await topo.inHost(['nft', 'list', 'set', 'bridge', 'ipvisor', 'vif_ip4']);
       return !/^\s*accept\s*$/m.test(pre) && !set.includes('10.60.0.99') && set.includes('10.60.0.10');
     });
+    // a store change through the CLI reaches the host without any nft event (the periodic verify)
+    assert.equal((await cli(['vif', 'set', 'r:0', '--locking', 'disabled'])).code, 0);
+    await until('the CLI change applied by serve', async () => (await topo.inHost(['nft', 'list', 'set', 'bridge', 'ipvisor', 'disabled_ifs'])).includes(vm1.vif));
+    assert.equal((await cli(['vif', 'set', 'r:0', '--locking', 'network_default'])).code, 0);
+    await until('the CLI change undone by serve', async () => !(await topo.inHost(['nft', 'list', 'set', 'bridge', 'ipvisor', 'disabled_ifs'])).includes(vm1.vif));
     const s = await openStore(db);
     try {
       const events = await s.listEvents({ limit: 50 });
