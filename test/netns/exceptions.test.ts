@@ -133,6 +133,8 @@ describe('exceptions: libvirt FORWARD accepts, default route, narrowing', { skip
     try {
       const r = await cli(['plan']);
       assert.match(r.err, /FORWARD policy is DROP.*Fix: iptables -I FORWARD/);
+      const j = await cli(['plan', '--json']);
+      assert.ok(JSON.parse(j.out).warnings.some((w: string) => /FORWARD policy is DROP/.test(w)), 'warnings are in the JSON result too');
     } finally {
       await ipt(['-P', 'FORWARD', 'ACCEPT']);
     }

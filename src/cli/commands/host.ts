@@ -13,16 +13,21 @@ import { networkRef } from '../../service/resolve.js';
 import { ensureCommand, runAction, table } from '../context.js';
 import type { CommandContext } from '../context.js';
 
-async function enforcerContext(ctx: CommandContext, dryRun: boolean): Promise<EnforcerContext> {
-  return { store: await ctx.store(), actor: ctx.actor, dryRun, log: (m) => ctx.stderr(m) };
+async function enforcerContext(ctx: CommandContext, dryRun: boolean, warnings: string[] = []): Promise<EnforcerContext> {
+  // warnings go to stderr as they come, and into the JSON result (a monitoring script reads those)
+  const log = (m: string) => {
+    if (m.startsWith('warning: ')) warnings.push(m.slice('warning: '.length));
+    ctx.stderr(m);
+  };
+  return { store: await ctx.store(), actor: ctx.actor, dryRun, log };
 }
 
 function changesText(changes: Array<PlanChange & { enforcer: string }>, none: string): string {
   return changes.length ? changes.map(formatPlanChange).join('\n') : none;
 }
 
-async function runAll(ctx: CommandContext, what: 'plan' | 'apply' | 'teardown') {
-  const ectx = await enforcerContext(ctx, what === 'plan');
+async function runAll(ctx: CommandContext, what: 'plan' | 'apply' | 'teardown', warnings: string[] = []) {
+  const ectx = await enforcerContext(ctx, what === 'plan', warnings);
   const all: Array<PlanChange & { enforcer: string }> = [];
   for (const e of await loadEnforcers()) {
     const fn = what === 'plan' ? e.plan : what === 'apply' ? e.apply : e.teardown;
@@ -40,8 +45,9 @@ export function registerHostCommands(program: Command): void {
     .option('--exit-code', 'exit 3 when changes are pending')
     .action(
       runAction(async (ctx, opts: { exitCode?: boolean }) => {
-        const changes = await runAll(ctx, 'plan');
-        return { json: { changes }, text: changesText(changes, 'No changes.'), exitCode: opts.exitCode && changes.length ? 3 : 0 };
+        const warnings: string[] = [];
+        const changes = await runAll(ctx, 'plan', warnings);
+        return { json: { changes, warnings }, text: changesText(changes, 'No changes.'), exitCode: opts.exitCode && changes.length ? 3 : 0 };
       }),
     );
 
@@ -50,8 +56,9 @@ export function registerHostCommands(program: Command): void {
     .description('apply the plan to this host atomically (a second apply reports no changes)')
     .action(
       runAction(async (ctx) => {
-        const changes = await runAll(ctx, 'apply');
-        return { json: { changes }, text: changesText(changes, 'No changes.') };
+        const warnings: string[] = [];
+        const changes = await runAll(ctx, 'apply', warnings);
+        return { json: { changes, warnings }, text: changesText(changes, 'No changes.') };
       }),
     );
 
@@ -94,8 +101,9 @@ export function registerHostCommands(program: Command): void {
     .description('remove everything ipvisor put on this host and restore what it changed')
     .action(
       runAction(async (ctx) => {
-        const changes = await runAll(ctx, 'teardown');
-        return { json: { changes }, text: changesText(changes, 'Nothing to remove.') };
+        const warnings: string[] = [];
+        const changes = await runAll(ctx, 'teardown', warnings);
+        return { json: { changes, warnings }, text: changesText(changes, 'Nothing to remove.') };
       }),
     );
 
