@@ -49,3 +49,16 @@ test('a missing host command is named with its Debian package', async () => {
     process.env.PATH = saved;
   }
 });
+
+test('status text for XAPI pools: a table per pool, unreachable pools named, nothing when none', async () => {
+  const { xapiStatusLines } = await import('../../src/cli/commands/host.js');
+  assert.deepEqual(xapiStatusLines({ pools: [] }), []);
+  const lines = xapiStatusLines({
+    pools: [{ connection: 'lab', licenceRestricted: false, vifs: [{ vif: 'web:0', locking: 'locked', ipv4: ['10.0.0.5'], ipv6: [], pending: null, drift: null }], warnings: [] }],
+    unreachable: [{ connection: 'gone', error: 'connect ECONNREFUSED 127.0.0.1:1' }],
+  }).join('\n');
+  assert.match(lines, /^xapi pool lab:\nVIF +LOCKING +IPV4/);
+  assert.match(lines, /web:0 +locked +10\.0\.0\.5/);
+  assert.match(lines, /xapi pool gone: unreachable \(connect ECONNREFUSED 127\.0\.0\.1:1\)/);
+  assert.doesNotMatch(lines, /[{}]/);
+});

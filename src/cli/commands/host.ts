@@ -38,6 +38,18 @@ async function runAll(ctx: CommandContext, what: 'plan' | 'apply' | 'teardown', 
   return all;
 }
 
+/** The XAPI enforcer's status as text: one table per connected pool; nothing when none is connected. */
+export function xapiStatusLines(s: any): string[] {
+  const lines: string[] = [];
+  for (const p of s.pools ?? []) {
+    lines.push(`xapi pool ${p.connection}${p.licenceRestricted ? ' (VIF locking restricted by licence)' : ''}:`);
+    lines.push(table(['VIF', 'LOCKING', 'IPV4', 'IPV6', 'PENDING', 'DRIFT'], (p.vifs ?? []).map((v: any) => [v.vif, v.locking, (v.ipv4 ?? []).join(','), (v.ipv6 ?? []).join(','), v.pending ?? '', (Array.isArray(v.drift) ? v.drift.join('; ') : v.drift) || ''])));
+    for (const w of p.warnings ?? []) lines.push(`warning: ${w}`);
+  }
+  for (const u of s.unreachable ?? []) lines.push(`xapi pool ${u.connection}: unreachable (${u.error}); VIF locking not checked`);
+  return lines;
+}
+
 export function registerHostCommands(program: Command): void {
   program
     .command('plan')
@@ -83,14 +95,8 @@ export function registerHostCommands(program: Command): void {
             );
             lines.push(s.pending.length ? `${s.pending.length} change(s) pending; run ipvisor plan` : 'host in sync');
             for (const w of s.warnings) lines.push(`warning: ${w}`);
-          } else if (Array.isArray(s?.pools)) {
-            // the XAPI enforcer: one table per connected pool; nothing when no pool is connected
-            for (const p of s.pools) {
-              lines.push(`xapi pool ${p.connection}${p.licenceRestricted ? ' (VIF locking restricted by licence)' : ''}:`);
-              lines.push(table(['VIF', 'LOCKING', 'IPV4', 'IPV6', 'PENDING', 'DRIFT'], (p.vifs ?? []).map((v: any) => [v.vif, v.locking, (v.ipv4 ?? []).join(','), (v.ipv6 ?? []).join(','), v.pending ?? '', (Array.isArray(v.drift) ? v.drift.join('; ') : v.drift) || ''])));
-              for (const w of p.warnings ?? []) lines.push(`warning: ${w}`);
-            }
-          } else if (s !== undefined && s !== null) lines.push(`${e.name}: ${JSON.stringify(s)}`);
+          } else if (Array.isArray(s?.pools)) lines.push(...xapiStatusLines(s));
+          else if (s !== undefined && s !== null) lines.push(`${e.name}: ${JSON.stringify(s)}`);
         }
         return { json: out, text: lines.join('\n') };
       }),
