@@ -193,7 +193,8 @@ export async function deleteNetwork(store: Store, ref: string, opts: { force?: b
     }
     for (const v of vifs) {
       await tx.deleteVif(v.uuid);
-      await audit(tx, { actor, action: 'delete', kind: 'vif', uuid: v.uuid, name: null, before: v });
+      const vm = await tx.getVm(v.vmUuid);
+      await audit(tx, { actor, action: 'delete', kind: 'vif', uuid: v.uuid, name: vm ? `${vm.name}:${v.device}` : null, before: v });
     }
     for (const p of await tx.listPools(n.uuid)) {
       await tx.deletePool(p.uuid);

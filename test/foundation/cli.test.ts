@@ -216,6 +216,8 @@ describe('foundation CLI', () => {
     assert.equal((await cli(db, 'network', 'delete', 'tiny', '--force')).code, 0);
     assert.equal((await cli(db, 'network', 'show', 'tiny')).code, 2);
     assert.equal((await cli(db, 'vif', 'list', '--vm', 't', '--json')).json.length, 0);
+    const ev = await cli(db, 'events', '--object', 't', '--json');
+    assert.ok(ev.json.some((e: any) => e.objectKind === 'vif' && e.action === 'delete' && /^t:\d+$/.test(e.objectName)), 'the deleted VIF is named VM:DEVICE in the audit log');
   });
 
   test('pool set adds ranges and exclusions; an exclusion over an assigned address is refused', async () => {
