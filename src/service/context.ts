@@ -38,3 +38,8 @@ export async function audit(tx: StoreTx, e: AuditInput): Promise<void> {
 export function inWriteTx<T>(store: Store | StoreTx, run: (tx: StoreTx) => Promise<T>): Promise<T> {
   return 'transaction' in store ? (store as Store).transaction(run, { write: true }) : run(store);
 }
+
+/** An assignment's name in the audit log: the address, or ADDRESS/LEN for a prefix. */
+export function assignmentName(a: { address: string; prefixLength: number; family: 4 | 6 }): string {
+  return a.prefixLength === (a.family === 4 ? 32 : 128) ? a.address : `${a.address}/${a.prefixLength}`;
+}

@@ -8,7 +8,7 @@ import { BITS, eui64, formatAddress, parseAddress, parseCidr, prefixSize } from 
 import { describeBlock, freeAssignment, reclaimHolds, takeAlignedBlock, takeLowest, takeSpecific } from '../ipam/allocator.js';
 import { entryIntervals, networkReservedIntervals, exclusionIntervals } from '../ipam/pool-space.js';
 import type { Store, StoreTx } from '../store/store.js';
-import { audit, newUuid, now } from './context.js';
+import { audit, newUuid, now, assignmentName } from './context.js';
 import { networkRef, poolRef, vifRef, vifLabel } from './resolve.js';
 
 export interface AllocateInput {
@@ -176,7 +176,7 @@ export async function allocate(store: Store, input: AllocateInput, actor: string
     };
     await tx.insertAssignment(assignment);
     if (input.requestId !== undefined) await tx.insertRequest({ requestId: input.requestId, fingerprint: fingerprint(input, vif.uuid), assignmentUuid: assignment.uuid });
-    await audit(tx, { actor, action: 'allocate', kind: 'assignment', uuid: assignment.uuid, name: assignment.address, after: { ...assignment, vif: vifLabel(vm, vif), pool: pool.name } });
+    await audit(tx, { actor, action: 'allocate', kind: 'assignment', uuid: assignment.uuid, name: assignmentName(assignment), after: { ...assignment, vif: vifLabel(vm, vif), pool: pool.name } });
     return { assignment, created: true };
   }, { write: true });
 }
@@ -198,7 +198,7 @@ export async function reserve(store: Store, input: { address: string; pool: stri
       note: input.note ?? null, requestId: null, createdAt: now(),
     };
     await tx.insertAssignment(a);
-    await audit(tx, { actor, action: 'reserve', kind: 'assignment', uuid: a.uuid, name: a.address, after: { ...a, pool: pool.name } });
+    await audit(tx, { actor, action: 'reserve', kind: 'assignment', uuid: a.uuid, name: assignmentName(a), after: { ...a, pool: pool.name } });
     return a;
   }, { write: true });
 }
@@ -215,7 +215,7 @@ export async function releaseAssignmentTx(tx: StoreTx, a: Assignment, actor: str
       .sort((x, y) => x.createdAt.localeCompare(y.createdAt))[0];
     if (next) await tx.updateAssignment({ ...next, kind: 'primary' });
   }
-  await audit(tx, { actor, action: 'release', kind: 'assignment', uuid: a.uuid, name: a.address, before: { ...a, pool: pool.name } });
+  await audit(tx, { actor, action: 'release', kind: 'assignment', uuid: a.uuid, name: assignmentName(a), before: { ...a, pool: pool.name } });
   return a.prefixLength === BITS[a.family] ? a.address : `${a.address}/${a.prefixLength}`;
 }
 

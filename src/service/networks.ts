@@ -6,7 +6,7 @@ import { rebuildFreeSpace } from '../ipam/allocator.js';
 import { entryIntervals, networkReservedIntervals } from '../ipam/pool-space.js';
 import { overlaps } from '../ipam/intervals.js';
 import type { Store, StoreTx } from '../store/store.js';
-import { audit, inWriteTx, newUuid, now } from './context.js';
+import { audit, inWriteTx, newUuid, now, assignmentName } from './context.js';
 import { networkRef } from './resolve.js';
 
 
@@ -189,7 +189,7 @@ export async function deleteNetwork(store: Store, ref: string, opts: { force?: b
     for (const a of assignments) {
       await tx.deleteRequestsFor(a.uuid);
       await tx.deleteAssignment(a.uuid);
-      await audit(tx, { actor, action: 'release', kind: 'assignment', uuid: a.uuid, name: a.address, before: a });
+      await audit(tx, { actor, action: 'release', kind: 'assignment', uuid: a.uuid, name: assignmentName(a), before: a });
     }
     for (const v of vifs) {
       await tx.deleteVif(v.uuid);

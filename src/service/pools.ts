@@ -6,7 +6,7 @@ import { rebuildFreeSpace } from '../ipam/allocator.js';
 import { overlaps, subtract, totalSize } from '../ipam/intervals.js';
 import { assignmentInterval, entryIntervals, usableIntervals } from '../ipam/pool-space.js';
 import type { Store, StoreTx } from '../store/store.js';
-import { audit, newUuid, now } from './context.js';
+import { audit, newUuid, now, assignmentName } from './context.js';
 import { networkRef, poolRef } from './resolve.js';
 
 export interface PoolInput {
@@ -161,7 +161,7 @@ export async function deletePool(store: Store, ref: string, opts: { force?: bool
     for (const a of assignments) {
       await tx.deleteRequestsFor(a.uuid);
       await tx.deleteAssignment(a.uuid);
-      await audit(tx, { actor, action: 'release', kind: 'assignment', uuid: a.uuid, name: a.address, before: a });
+      await audit(tx, { actor, action: 'release', kind: 'assignment', uuid: a.uuid, name: assignmentName(a), before: a });
     }
     await tx.deletePool(pool.uuid);
     await audit(tx, { actor, action: 'delete', kind: 'pool', uuid: pool.uuid, name: pool.name, before: pool });

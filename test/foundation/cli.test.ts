@@ -171,6 +171,9 @@ describe('foundation CLI', () => {
     const onVifPool = await cli(db, 'ip', 'allocate', '--vif', 'web1:0', '--pool', 'lan4', '--prefix-length', '30', '--json');
     assert.equal(onVifPool.code, 2);
     assert.equal((await cli(db, 'ip', 'release', '203.0.113.8/29')).code, 0);
+    // the audit log names a prefix with its length (203.0.113.8 alone would read as one address)
+    const ev = await cli(db, 'events', '--object', '203.0.113.8/29', '--json');
+    assert.deepEqual(ev.json.map((e: any) => e.action), ['allocate', 'release']);
     const reuse = await cli(db, 'ip', 'allocate', '--vif', 'web1:0', '--pool', 'public', '--prefix-length', '30', '--json');
     assert.equal(reuse.json.cidr, '203.0.113.4/30');
   });
