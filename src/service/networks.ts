@@ -216,6 +216,9 @@ export async function addHostAddress(store: Store, ref: string, cidrText: string
     if (c.family === 4 && c.prefixLength <= 30 && (c.address === c.network || c.address === cidrLast(c))) {
       throw invalid('address', `${text} is the network or broadcast address of its prefix`);
     }
+    if (c.family === 6 && c.prefixLength < 127 && c.address === c.network) {
+      throw invalid('address', `${text} is the subnet-router anycast address of its prefix (pick a host address, e.g. ${formatAddress(6, c.network + 1n)}/${c.prefixLength})`);
+    }
     if (before.hostAddresses.includes(text)) return before;
     if (before.hostAddresses.some((h) => parseCidr(h).address === c.address && parseCidr(h).family === c.family)) {
       throw new IpvisorError('ALREADY_EXISTS', `address: ${formatAddress(c.family, c.address)} is already a host address of '${before.name}'`, { field: 'address' });

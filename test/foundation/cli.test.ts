@@ -250,6 +250,13 @@ describe('foundation CLI', () => {
     assert.equal((await cli(db, 'network', 'host-address', 'add', 'hosted', '10.6.0.2/24')).code, 1);
     await cli(db, 'network', 'host-address', 'add', 'hosted', '10.6.0.3/24');
     assert.equal((await cli(db, 'ip', 'allocate', '--vif', 'hh:0', '--json')).json.address, '10.6.0.4');
+    // bad host addresses: exit 2, the field named, nothing written
+    for (const bad of ['10.6.0.0/24', '10.6.0.255/24', '2001:db8:66::/64', '10.6.0.9', '10.6.0.9/33', 'x/24']) {
+      const r = await cli(db, 'network', 'host-address', 'add', 'hosted', bad, '--json');
+      assert.equal(r.code, 2, bad);
+      assert.equal(r.error?.field, 'address', bad);
+    }
+    assert.deepEqual((await cli(db, 'network', 'host-address', 'list', 'hosted', '--json')).json, ['10.6.0.1/24', '10.6.0.3/24']);
   });
 
   test('events show every change with actor and before/after, filtered by time and object', async () => {
