@@ -391,7 +391,9 @@ export function compileHostPlan(snapshot: Snapshot, facts: HostFacts, settings: 
         plan.warnings.push(`default route via ${gw.via} waits until a link that is up reaches ${gw.via}`);
       }
     }
-    if (ready) plan.routes.push({ dst: 'default', family: via.family, dev: null, via: gw.via, metric: gw.metric, why: 'ipvisor gateway' });
+    // a link-local next hop is only meaningful on a given link: the network's bridge
+    const dev = isLinkLocal6(via.family, via.value) && gw.whenUp ? networks.get(gw.whenUp)?.bridge ?? null : null;
+    if (ready) plan.routes.push({ dst: 'default', family: via.family, dev, via: formatAddress(via.family, via.value), metric: gw.metric, why: 'ipvisor gateway' });
   }
 
   // Management address narrowing (XCP-ng dom0 without a physical NIC).

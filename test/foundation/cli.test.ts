@@ -257,6 +257,9 @@ describe('foundation CLI', () => {
       assert.equal(r.error?.field, 'address', bad);
     }
     assert.deepEqual((await cli(db, 'network', 'host-address', 'list', 'hosted', '--json')).json, ['10.6.0.1/24', '10.6.0.3/24']);
+    const ll = await cli(db, 'host', 'gateway', 'set', '--via', 'fe80::1', '--json');
+    assert.equal(ll.code, 2);
+    assert.equal(ll.error?.field, 'via', 'a link-local next hop needs --when-up');
   });
 
   test('events show every change with actor and before/after, filtered by time and object', async () => {

@@ -70,6 +70,15 @@ describe('IPv6 link-local gateway on a routed bridge network', { skip: skip ?? f
     assert.deepEqual(await applyHost(store, { actor: 'test', runner }), []);
   });
 
+  test('ipvisor\'s default route via a link-local next hop goes on the network\'s bridge', async () => {
+    const net = (await store.listNetworks())[0];
+    await store.putDoc('host-setting', 'gateway', { via: 'FE80::2', whenUp: net.uuid, metric: 1 });
+    const changes = await applyHost(store, { actor: 'test', runner });
+    assert.ok(changes.some((c) => c.kind === 'route' && c.target === `default via fe80::2 dev ${topo.bridge} metric 1`), JSON.stringify(changes));
+    assert.match(await topo.inHost(['ip', '-6', 'route', 'show', 'default']), new RegExp(`default via fe80::2 dev ${topo.bridge} proto 250 metric 1`));
+    assert.deepEqual(await applyHost(store, { actor: 'test', runner }), [], 'no churn');
+  });
+
   test('teardown removes the link-local gateway and the subnet route', async () => {
     await teardownHost(store, { actor: 'test', runner });
     assert.doesNotMatch(await topo.inHost(['ip', '-6', 'addr', 'show', 'dev', topo.bridge]), /fe80::1\/64/);

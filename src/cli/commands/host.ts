@@ -151,6 +151,7 @@ export function registerHostCommands(program: Command): void {
         const metric = Number(opts.metric);
         if (!Number.isInteger(metric) || metric < 0 || metric > 0xffffffff) throw invalid('metric', `'${opts.metric}' is not a route metric`);
         let whenUp: string | null = null;
+        if (via.family === 6 && via.value >> 118n === 0x3fan && !opts.whenUp) throw invalid('via', `${opts.via} is link-local: say on which network's bridge with --when-up NET`);
         if (opts.whenUp) {
           const n = await networkRef(store, opts.whenUp, 'when-up');
           const families = new Set([...n.subnets.map((s) => s.family), ...n.hostAddresses.map((h) => (h.includes(':') ? 6 : 4))]);
