@@ -78,9 +78,13 @@ async function checkNoOverlapWithOtherPools(tx: StoreTx, pool: Pool): Promise<vo
   const mine = entryIntervals(pool);
   for (const other of await tx.listPools(pool.networkUuid)) {
     if (other.uuid === pool.uuid || other.family !== pool.family) continue;
-    for (const a of mine) {
+    for (const [i, a] of mine.entries()) {
       for (const b of entryIntervals(other)) {
-        if (overlaps(a, b)) throw new IpvisorError('OVERLAP', `cidr: pool overlaps pool '${other.name}' (${other.entries.map((e) => e.text).join(', ')}) of the same network`, { field: 'cidr' });
+        if (!overlaps(a, b)) continue;
+        // name the option the overlapping entry came from (--cidr/--add-cidr or --range/--add-range)
+        const text = pool.entries[i].text;
+        const field = text.includes('/') ? 'cidr' : 'range';
+        throw new IpvisorError('OVERLAP', `${field}: ${text} overlaps pool '${other.name}' (${other.entries.map((e) => e.text).join(', ')}) of the same network`, { field });
       }
     }
   }
