@@ -1,6 +1,7 @@
 // Thin runner and parser for iproute2 (`ip -j` to observe, `ip -batch -` to apply), plus the
 // store-free address/route/proxy-neighbour applier that the XCP-ng dom0 binder reuses. Ownership
 // state (what ipvisor added, what it changed) is passed in and returned; the caller persists it.
+import { IpvisorError } from '../model/errors.js';
 import type { Family } from '../model/types.js';
 import type { HostRunner } from './exec.js';
 
@@ -95,7 +96,14 @@ export async function observeProxyNeighbours(runner: HostRunner): Promise<Observ
 /** Runs `ip -batch -`; with `force`, continues after a failing line (returns its stderr). */
 export async function ipBatch(runner: HostRunner, lines: string[], opts: { force?: boolean } = {}): Promise<string> {
   if (!lines.length) return '';
-  const res = await runner.run(['ip', ...(opts.force ? ['-force'] : []), '-batch', '-'], { input: lines.join('\n') + '\n', allowFail: opts.force });
+  const res = await runner.run(['ip', ...(opts.force ? ['-force'] : []), '-batch', '-'], { input: lines.join('\n') + '\n', allowFail: true });
+  if (res.code !== 0 && !opts.force) {
+    // "Command failed -:4" names a line of the batch: say which command and why
+    const n = Number(/Command failed -:(\d+)/.exec(res.stderr)?.[1]);
+    const why = res.stderr.split('\n').find((l) => l.trim() && !l.startsWith('Command failed'))?.trim() ?? `exit ${res.code}`;
+    const what = Number.isInteger(n) && lines[n - 1] ? `ip ${lines[n - 1]}` : 'ip -batch';
+    throw new IpvisorError('HOST_COMMAND', `${what}: ${why}${Number.isInteger(n) && n > 1 ? ` (the ${n - 1} change(s) before it were applied)` : ''}`, { details: { lines, stderr: res.stderr } });
+  }
   return res.stderr;
 }
 

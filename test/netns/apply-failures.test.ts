@@ -86,6 +86,7 @@ describe('apply on a host that is not as expected', { skip: skip ?? false }, () 
     try {
       const r = await cli(['apply']);
       assert.equal(r.code, 1, r.out);
+      assert.match(r.err, /^ipvisor: ip addr add fe80::1\/64 dev \S+: .+ \(the \d+ change\(s\) before it were applied\)$/m, 'the failing command is named');
       assert.match(await topo.inHost(['ip', '-4', 'addr', 'show', 'dev', topo.bridge]), /10\.70\.0\.1\/24/, 'added before the failing line');
     } finally {
       await topo.inHost(['sysctl', '-q', '-w', `net.ipv6.conf.${topo.bridge}.disable_ipv6=0`]);
