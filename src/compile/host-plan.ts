@@ -340,7 +340,8 @@ export function compileHostPlan(snapshot: Snapshot, facts: HostFacts, settings: 
   for (const vif of snapshot.vifs) {
     if (!vif.ifname || (facts.hostname && vmHost.get(vif.vmUuid) !== facts.hostname)) continue;
     const cur = ifnameOwner.get(vif.ifname);
-    if (!cur || vif.updatedAt > cur.updatedAt || (vif.updatedAt === cur.updatedAt && vif.uuid < cur.uuid)) ifnameOwner.set(vif.ifname, vif);
+    const bound = (v: Vif) => v.boundAt ?? v.updatedAt;
+    if (!cur || bound(vif) > bound(cur) || (bound(vif) === bound(cur) && vif.uuid < cur.uuid)) ifnameOwner.set(vif.ifname, vif);
   }
   for (const vif of [...snapshot.vifs].sort((a, b) => (a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0))) {
     const n = networks.get(vif.networkUuid);

@@ -94,6 +94,9 @@ export interface Vif {
   locking: VifLocking;
   /** Host-side interface name (vnet3, vif5.0) while the VM runs; null otherwise. */
   ifname: string | null;
+  /** When ifname was last set: of two VIFs claiming one interface name (a stale binding after a
+   * crash), the later bound one owns it. Absent in records written before it existed. */
+  boundAt?: string | null;
   extra: Record<string, unknown>;
   createdAt: string;
   updatedAt: string;

@@ -101,7 +101,7 @@ export async function addVif(store: Store | StoreTx, input: VifInput, actor: str
       throw new IpvisorError('ALREADY_EXISTS', `mac: ${mac} is already used on network '${network.name}' by ${owner?.name ?? dup.vmUuid}:${dup.device}`, { field: 'mac' });
     }
     const t = now();
-    const vif: Vif = { uuid: input.uuid ?? newUuid(), vmUuid: vm.uuid, device, mac, networkUuid: network.uuid, locking, ifname, extra: input.extra ?? {}, createdAt: t, updatedAt: t };
+    const vif: Vif = { uuid: input.uuid ?? newUuid(), vmUuid: vm.uuid, device, mac, networkUuid: network.uuid, locking, ifname, boundAt: ifname ? t : null, extra: input.extra ?? {}, createdAt: t, updatedAt: t };
     await tx.insertVif(vif);
     await audit(tx, { actor, action: 'create', kind: 'vif', uuid: vif.uuid, name: `${vm.name}:${device}`, after: vif });
     return vif;
@@ -128,6 +128,7 @@ export async function setVif(store: Store | StoreTx, ref: string, ch: VifChanges
     if (ch.mac !== undefined) after.mac = normalizeMac(ch.mac, 'mac');
     if (ch.ifname !== undefined) after.ifname = ch.ifname ? validateIfname(ch.ifname, 'ifname') : null;
     if (ch.extra !== undefined) after.extra = { ...before.extra, ...ch.extra };
+    if (after.ifname !== before.ifname) after.boundAt = after.ifname ? after.updatedAt : null;
     if (ch.network !== undefined) {
       const net = await networkRef(tx, ch.network);
       if (net.uuid !== before.networkUuid) {

@@ -154,6 +154,21 @@ test('host plan: an interface name bound to two VIFs is enforced for the most re
   assert.deepEqual(plan.vifs.filter((v) => v.ifname === 'vnet1').map((v) => [v.mac, v.enforced]).sort(), [['52:54:00:00:00:01', false], ['52:54:00:00:00:77', true]]);
 });
 
+test('host plan: the binding time decides, not a later edit of the stale VIF', () => {
+  const { s, facts, nat } = scenario();
+  const c = vm('gamma');
+  s.vms.push(c);
+  const fresh = vif(c, nat, { mac: '52:54:00:00:00:77', ifname: 'vnet1', locking: 'disabled', boundAt: '2030-01-01T00:00:00.000Z', updatedAt: '2030-01-01T00:00:00.000Z' });
+  s.vifs.unshift(fresh);
+  // The stale VIF (bound long ago) is edited later, e.g. `vif set --locking`: it must not win.
+  const stale = s.vifs.find((v) => v.ifname === 'vnet1' && v.uuid !== fresh.uuid)!;
+  stale.boundAt = '2026-01-01T00:00:00.000Z';
+  stale.updatedAt = '2031-01-01T00:00:00.000Z';
+  const plan = compileHostPlan(s, facts);
+  assert.ok(plan.nft.bridge.disabled_ifs.includes('"vnet1"'), 'the later bound VIF is enforced');
+  assert.ok(!plan.nft.bridge.locked_ifs.includes('"vnet1"'));
+});
+
 test('host plan: a default route without --when-up waits until an up link reaches its next hop', () => {
   const { s, facts } = scenario();
   const far = compileHostPlan(s, facts, { gateway: { via: '172.16.0.1', whenUp: null, metric: 1 } });

@@ -145,7 +145,8 @@ async function ensureVif(tx: StoreTx, vm: Vm, network: Network, mac: string, dev
 
 async function setIfname(tx: StoreTx, vif: Vif, vmName: string, ifname: string | null, actor: string): Promise<Vif> {
   if (vif.ifname === ifname) return vif;
-  const after = { ...vif, ifname, updatedAt: now() };
+  const t = now();
+  const after = { ...vif, ifname, boundAt: ifname ? t : null, updatedAt: t };
   await tx.updateVif(after);
   await audit(tx, { actor, action: ifname ? 'bind' : 'unbind', kind: 'vif', uuid: vif.uuid, name: `${vmName}:${vif.device}`, before: vif, after });
   return after;
