@@ -1,6 +1,7 @@
 // Builders for Snapshot records used by the host-plan golden tests and the netns packet tests.
 import { hostname } from 'node:os';
 import type { Snapshot } from '../../src/model/snapshot.js';
+import type { StoreTx } from '../../src/store/store.js';
 import type { Assignment, Family, Network, Pool, Vif, Vm } from '../../src/model/types.js';
 
 const T = '2026-01-01T00:00:00.000Z';
@@ -34,4 +35,21 @@ export function assign(f: Vif | null, pl: Pool, address: string, p: Partial<Assi
 
 export function emptySnapshot(): Snapshot {
   return { networks: [], pools: [], vms: [], vifs: [], assignments: [] };
+}
+
+/** Stores a network with a vif pool and a routed IPv4 pool, and one VM whose VIF holds `address`
+ * from the first and `routed` from the second: the set-up the host tests share. */
+export async function seedRoutedVif(store: StoreTx, net: Network, v: { vm: string; mac: string; ifname: string; address: string; routed: string }): Promise<Vif> {
+  const p4 = pool(net, { family: 4 });
+  const pr = pool(net, { family: 4, purpose: 'routed' });
+  await store.insertNetwork(net);
+  await store.insertPool(p4);
+  await store.insertPool(pr);
+  const m = vm(v.vm);
+  await store.insertVm(m);
+  const f = vif(m, net, { mac: v.mac, ifname: v.ifname });
+  await store.insertVif(f);
+  await store.insertAssignment(assign(f, p4, v.address));
+  await store.insertAssignment(assign(f, pr, v.routed, { kind: 'routed' }));
+  return f;
 }

@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../../src/cli/main.js';
 import { openStore } from '../../src/store/open.js';
-import { assign, network, pool, vif, vm } from '../compile/fixtures.js';
-import { Topology, netnsSkipReason } from '../support/netns.js';
+import { network, seedRoutedVif } from '../compile/fixtures.js';
+import { Topology, netnsSkipReason, useHostEnv } from '../support/netns.js';
 
 const skip = await netnsSkipReason();
 
@@ -25,30 +25,18 @@ describe('apply on a host that is not as expected', { skip: skip ?? false }, () 
   const topo = new Topology();
   const dir = mkdtempSync(join(tmpdir(), 'ipv-fail-'));
   const db = join(dir, 'db.sqlite');
-  const saved = { netns: process.env.IPVISOR_NETNS, run: process.env.IPVISOR_RUN_DIR, db: process.env.IPVISOR_DB };
+  let restoreEnv = () => {};
 
   before(async () => {
     await topo.create();
-    process.env.IPVISOR_NETNS = topo.host;
-    process.env.IPVISOR_RUN_DIR = dir;
-    process.env.IPVISOR_DB = db;
+    restoreEnv = useHostEnv({ IPVISOR_NETNS: topo.host, IPVISOR_RUN_DIR: dir, IPVISOR_DB: db });
     const vm1 = await topo.addVm('f1', '52:54:00:ee:00:01', { addresses: ['10.70.0.10/24'] });
     const store = await openStore(db);
     const net = network({ name: 'fl', bridge: topo.bridge, mode: 'routed', subnets: [
       { cidr: '10.70.0.0/24', family: 4, gateway: '10.70.0.1' },
       { cidr: '2001:db8:70::/64', family: 6, gateway: 'fe80::1' },
     ] });
-    const p4 = pool(net, { family: 4 });
-    const pr = pool(net, { family: 4, purpose: 'routed' });
-    await store.insertNetwork(net);
-    await store.insertPool(p4);
-    await store.insertPool(pr);
-    const a = vm('f');
-    await store.insertVm(a);
-    const f = vif(a, net, { mac: vm1.mac, ifname: vm1.vif });
-    await store.insertVif(f);
-    await store.insertAssignment(assign(f, p4, '10.70.0.10'));
-    await store.insertAssignment(assign(f, pr, '203.0.113.70', { kind: 'routed' }));
+    await seedRoutedVif(store, net, { vm: 'f', mac: vm1.mac, ifname: vm1.vif, address: '10.70.0.10', routed: '203.0.113.70' });
     await store.close();
   });
 
@@ -57,10 +45,7 @@ describe('apply on a host that is not as expected', { skip: skip ?? false }, () 
       await topo.destroy();
     } finally {
       rmSync(dir, { recursive: true, force: true });
-      for (const [k, v] of [['IPVISOR_NETNS', saved.netns], ['IPVISOR_RUN_DIR', saved.run], ['IPVISOR_DB', saved.db]] as const) {
-        if (v === undefined) delete process.env[k];
-        else process.env[k] = v;
-      }
+      restoreEnv();
     }
   });
 

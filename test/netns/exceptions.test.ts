@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { runCli } from '../../src/cli/main.js';
 import { openStore } from '../../src/store/open.js';
 import type { Network } from '../../src/model/types.js';
-import { assign, network, pool, vif, vm } from '../compile/fixtures.js';
-import { Topology, netnsSkipReason, sh } from '../support/netns.js';
+import { network, seedRoutedVif } from '../compile/fixtures.js';
+import { Topology, netnsSkipReason, sh, useHostEnv } from '../support/netns.js';
 import type { VmNs } from '../support/netns.js';
 
 const skip = (await netnsSkipReason()) ?? ((await sh(['iptables', '--version'], { allowFail: true })).includes('nf_tables') ? null : 'iptables-nft is not installed');
@@ -32,14 +32,12 @@ describe('exceptions: libvirt FORWARD accepts, default route, narrowing', { skip
   let up: { ns: string; uplink: string };
   let net: Network;
   const dummy = `${topo.prefix}dm`;
-  const saved = { netns: process.env.IPVISOR_NETNS, run: process.env.IPVISOR_RUN_DIR, db: process.env.IPVISOR_DB };
+  let restoreEnv = () => {};
   const ipt = (args: string[]) => topo.inHost(['iptables', '-w', ...args]);
 
   before(async () => {
     await topo.create();
-    process.env.IPVISOR_NETNS = topo.host;
-    process.env.IPVISOR_RUN_DIR = dir;
-    process.env.IPVISOR_DB = db;
+    restoreEnv = useHostEnv({ IPVISOR_NETNS: topo.host, IPVISOR_RUN_DIR: dir, IPVISOR_DB: db });
     const br = topo.bridge;
     // what libvirt puts there: the gateway address and REJECTs for everything it did not allow
     await topo.inHost(['ip', 'addr', 'add', '192.168.100.1/24', 'dev', br]);
@@ -61,17 +59,7 @@ describe('exceptions: libvirt FORWARD accepts, default route, narrowing', { skip
 
     const store = await openStore(db);
     net = network({ name: 'lvnat', driver: 'libvirt', bridge: br, mode: 'nat', uplink: up.uplink, subnets: [{ cidr: '192.168.100.0/24', family: 4, gateway: '192.168.100.1' }] });
-    const p4 = pool(net, { family: 4 });
-    const pr = pool(net, { family: 4, purpose: 'routed' });
-    await store.insertNetwork(net);
-    await store.insertPool(p4);
-    await store.insertPool(pr);
-    const a = vm('l');
-    await store.insertVm(a);
-    const f = vif(a, net, { mac: vm1.mac, ifname: vm1.vif });
-    await store.insertVif(f);
-    await store.insertAssignment(assign(f, p4, '192.168.100.10'));
-    await store.insertAssignment(assign(f, pr, '198.51.100.7', { kind: 'routed' }));
+    await seedRoutedVif(store, net, { vm: 'l', mac: vm1.mac, ifname: vm1.vif, address: '192.168.100.10', routed: '198.51.100.7' });
     await store.close();
   });
 
@@ -80,10 +68,7 @@ describe('exceptions: libvirt FORWARD accepts, default route, narrowing', { skip
       await topo.destroy();
     } finally {
       rmSync(dir, { recursive: true, force: true });
-      for (const [k, v] of [['IPVISOR_NETNS', saved.netns], ['IPVISOR_RUN_DIR', saved.run], ['IPVISOR_DB', saved.db]] as const) {
-        if (v === undefined) delete process.env[k];
-        else process.env[k] = v;
-      }
+      restoreEnv();
     }
   });
 

@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { runCli } from '../../src/cli/main.js';
 import { openStore } from '../../src/store/open.js';
 import type { Store } from '../../src/store/store.js';
-import { assign, network, pool, vif, vm } from '../compile/fixtures.js';
-import { Topology } from '../support/netns.js';
+import { network, seedRoutedVif, vif, vm } from '../compile/fixtures.js';
+import { Topology, useHostEnv } from '../support/netns.js';
 import type { VmNs } from '../support/netns.js';
 import { netnsSkipReason } from '../support/netns.js';
 
@@ -42,29 +42,17 @@ describe('routed IPs, NAT, CLI and serve', { skip: skip ?? false }, () => {
   let vm1: VmNs;
   let up: { ns: string; uplink: string };
   let serveProc: ChildProcess | undefined;
-  const saved = { netns: process.env.IPVISOR_NETNS, run: process.env.IPVISOR_RUN_DIR, db: process.env.IPVISOR_DB };
+  let restoreEnv = () => {};
 
   before(async () => {
     await topo.create();
-    process.env.IPVISOR_NETNS = topo.host;
-    process.env.IPVISOR_RUN_DIR = dir;
-    process.env.IPVISOR_DB = db;
+    restoreEnv = useHostEnv({ IPVISOR_NETNS: topo.host, IPVISOR_RUN_DIR: dir, IPVISOR_DB: db });
     vm1 = await topo.addVm('r1', '52:54:00:bb:00:01', { addresses: ['10.60.0.10/24', '203.0.113.5/32'], gateway4: '10.60.0.1' });
     up = await topo.addUpstream('198.18.0.1/24', ['198.18.0.2/24', '203.0.113.1/24']);
     await topo.inHost(['ip', 'route', 'add', 'default', 'via', '198.18.0.2']);
     store = await openStore(db);
     const net = network({ name: 'pub', bridge: topo.bridge, mode: 'nat', uplink: up.uplink, subnets: [{ cidr: '10.60.0.0/24', family: 4, gateway: '10.60.0.1' }] });
-    const p4 = pool(net, { family: 4 });
-    const pr = pool(net, { family: 4, purpose: 'routed' });
-    await store.insertNetwork(net);
-    await store.insertPool(p4);
-    await store.insertPool(pr);
-    const a = vm('r');
-    await store.insertVm(a);
-    const f = vif(a, net, { mac: vm1.mac, ifname: vm1.vif });
-    await store.insertVif(f);
-    await store.insertAssignment(assign(f, p4, '10.60.0.10'));
-    await store.insertAssignment(assign(f, pr, '203.0.113.5', { kind: 'routed' }));
+    await seedRoutedVif(store, net, { vm: 'r', mac: vm1.mac, ifname: vm1.vif, address: '10.60.0.10', routed: '203.0.113.5' });
     await store.close();
   });
 
@@ -77,10 +65,7 @@ describe('routed IPs, NAT, CLI and serve', { skip: skip ?? false }, () => {
     } finally {
       await topo.destroy();
       rmSync(dir, { recursive: true, force: true });
-      for (const [k, v] of [['IPVISOR_NETNS', saved.netns], ['IPVISOR_RUN_DIR', saved.run], ['IPVISOR_DB', saved.db]] as const) {
-        if (v === undefined) delete process.env[k];
-        else process.env[k] = v;
-      }
+      restoreEnv();
     }
   });
 

@@ -257,3 +257,15 @@ export function arp(op: 1 | 2, sha: string, spa: string, tha: string, tpa: strin
 export const ETH_IP4 = 0x0800;
 export const ETH_ARP = 0x0806;
 export const ETH_IP6 = 0x86dd;
+
+/** Points ipvisor's host code at a test's namespace, run dir and store; returns the undo. */
+export function useHostEnv(vars: { IPVISOR_NETNS: string; IPVISOR_RUN_DIR: string; IPVISOR_DB: string }): () => void {
+  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, vars);
+  return () => {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  };
+}
