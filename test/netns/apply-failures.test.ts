@@ -7,19 +7,14 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli } from '../../src/cli/main.js';
+import { cliInEnv } from '../support/cli.js';
 import { openStore } from '../../src/store/open.js';
 import { network, seedRoutedVif } from '../compile/fixtures.js';
 import { Topology, netnsSkipReason, useHostEnv } from '../support/netns.js';
 
 const skip = await netnsSkipReason();
 
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await runCli(args, { stdout: (s) => (out += s), stderr: (s) => (err += s), env: process.env });
-  return { code, out, err };
-}
+const cli = cliInEnv;
 
 describe('apply on a host that is not as expected', { skip: skip ?? false }, () => {
   const topo = new Topology();

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli } from '../../src/cli/main.js';
+import { cliInEnv } from '../support/cli.js';
 import { openStore } from '../../src/store/open.js';
 import type { Network } from '../../src/model/types.js';
 import { network, seedRoutedVif } from '../compile/fixtures.js';
@@ -17,12 +17,7 @@ import type { VmNs } from '../support/netns.js';
 
 const skip = (await netnsSkipReason()) ?? ((await sh(['iptables', '--version'], { allowFail: true })).includes('nf_tables') ? null : 'iptables-nft is not installed');
 
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await runCli(args, { stdout: (s) => (out += s), stderr: (s) => (err += s), env: process.env });
-  return { code, out, err };
-}
+const cli = cliInEnv;
 
 describe('exceptions: libvirt FORWARD accepts, default route, narrowing', { skip: skip ?? false }, () => {
   const topo = new Topology();

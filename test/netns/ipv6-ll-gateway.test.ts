@@ -12,7 +12,7 @@ import { createHostRunner } from '../../src/host/exec.js';
 import { openStore } from '../../src/store/open.js';
 import type { Store } from '../../src/store/store.js';
 import { assign, network, pool, vif, vm } from '../compile/fixtures.js';
-import { Topology, netnsSkipReason } from '../support/netns.js';
+import { Topology, netnsSkipReason, useHostEnv } from '../support/netns.js';
 import type { VmNs } from '../support/netns.js';
 
 const skip = await netnsSkipReason();
@@ -20,14 +20,14 @@ const skip = await netnsSkipReason();
 describe('IPv6 link-local gateway on a routed bridge network', { skip: skip ?? false }, () => {
   const topo = new Topology();
   const dir = mkdtempSync(join(tmpdir(), 'ipv-ll-'));
-  const saved = process.env.IPVISOR_RUN_DIR;
+  let restoreEnv = () => {};
   let store: Store;
   let vm1: VmNs;
   let up: { ns: string; uplink: string };
   let runner: ReturnType<typeof createHostRunner>;
 
   before(async () => {
-    process.env.IPVISOR_RUN_DIR = dir;
+    restoreEnv = useHostEnv({ IPVISOR_RUN_DIR: dir });
     await topo.create();
     runner = createHostRunner({ netns: topo.host });
     await topo.inHost(['sysctl', '-q', '-w', `net.ipv6.conf.${topo.bridge}.accept_dad=0`]);
@@ -53,8 +53,7 @@ describe('IPv6 link-local gateway on a routed bridge network', { skip: skip ?? f
     } finally {
       await topo.destroy();
       rmSync(dir, { recursive: true, force: true });
-      if (saved === undefined) delete process.env.IPVISOR_RUN_DIR;
-      else process.env.IPVISOR_RUN_DIR = saved;
+      restoreEnv();
     }
   });
 

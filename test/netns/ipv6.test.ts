@@ -11,13 +11,14 @@ import { createHostRunner } from '../../src/host/exec.js';
 import { openStore } from '../../src/store/open.js';
 import type { Store } from '../../src/store/store.js';
 import { assign, network, pool, vif, vm } from '../compile/fixtures.js';
-import { Topology, netnsSkipReason } from '../support/netns.js';
+import { Topology, netnsSkipReason, useHostEnv } from '../support/netns.js';
 import type { VmNs } from '../support/netns.js';
 
 const skip = await netnsSkipReason();
 
 describe('IPv6: stateful inbound filter and routed address', { skip: skip ?? false }, () => {
   const topo = new Topology();
+  let restoreEnv = () => {};
   const dir = mkdtempSync(join(tmpdir(), 'ipv-v6-'));
   let store: Store;
   let vm1: VmNs;
@@ -25,7 +26,7 @@ describe('IPv6: stateful inbound filter and routed address', { skip: skip ?? fal
   let runner: ReturnType<typeof createHostRunner>;
 
   before(async () => {
-    process.env.IPVISOR_RUN_DIR = dir;
+    restoreEnv = useHostEnv({ IPVISOR_RUN_DIR: dir });
     await topo.create();
     runner = createHostRunner({ netns: topo.host });
     await topo.inHost(['sysctl', '-q', '-w', `net.ipv6.conf.${topo.bridge}.accept_dad=0`]);
@@ -57,6 +58,7 @@ describe('IPv6: stateful inbound filter and routed address', { skip: skip ?? fal
     } finally {
       await topo.destroy();
       rmSync(dir, { recursive: true, force: true });
+      restoreEnv();
     }
   });
 

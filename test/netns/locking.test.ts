@@ -10,13 +10,14 @@ import { createHostRunner } from '../../src/host/exec.js';
 import { openStore } from '../../src/store/open.js';
 import type { Store } from '../../src/store/store.js';
 import { assign, network, pool, vif, vm } from '../compile/fixtures.js';
-import { ETH_ARP, ETH_IP4, ETH_IP6, Topology, arp, deliver, eth, icmpv6, ipv4, ipv6, ndBody, netnsSkipReason, udp } from '../support/netns.js';
+import { ETH_ARP, ETH_IP4, ETH_IP6, Topology, arp, deliver, eth, icmpv6, ipv4, ipv6, ndBody, netnsSkipReason, udp, useHostEnv } from '../support/netns.js';
 import type { VmNs } from '../support/netns.js';
 
 const skip = await netnsSkipReason();
 
 describe('VIF locking with real packets', { skip: skip ?? false }, () => {
   const topo = new Topology();
+  let restoreEnv = () => {};
   const dir = mkdtempSync(join(tmpdir(), 'ipv-netns-'));
   let store: Store;
   let vm1: VmNs, vm2: VmNs, vm3: VmNs, vm4: VmNs, obs: VmNs;
@@ -30,7 +31,7 @@ describe('VIF locking with real packets', { skip: skip ?? false }, () => {
   let runner: ReturnType<typeof createHostRunner>;
 
   before(async () => {
-    process.env.IPVISOR_RUN_DIR = dir;
+    restoreEnv = useHostEnv({ IPVISOR_RUN_DIR: dir });
     await topo.create();
     runner = createHostRunner({ netns: topo.host });
     vm1 = await topo.addVm('v1', M1);
@@ -67,6 +68,7 @@ describe('VIF locking with real packets', { skip: skip ?? false }, () => {
     } finally {
       await topo.destroy();
       rmSync(dir, { recursive: true, force: true });
+      restoreEnv();
     }
   });
 

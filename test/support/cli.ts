@@ -36,3 +36,11 @@ export function tempDb(): { db: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), 'ipvisor-test-'));
   return { db: join(dir, 'ipvisor.db'), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
+
+/** Runs the CLI in-process with the environment as the test set it (IPVISOR_DB, IPVISOR_NETNS ...). */
+export async function cliInEnv(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await runCli(args, { stdout: (s) => (out += s), stderr: (s) => (err += s), env: process.env });
+  return { code, out, err };
+}

@@ -259,7 +259,7 @@ export const ETH_ARP = 0x0806;
 export const ETH_IP6 = 0x86dd;
 
 /** Points ipvisor's host code at a test's namespace, run dir and store; returns the undo. */
-export function useHostEnv(vars: { IPVISOR_NETNS: string; IPVISOR_RUN_DIR: string; IPVISOR_DB: string }): () => void {
+export function useHostEnv(vars: { IPVISOR_NETNS?: string; IPVISOR_RUN_DIR?: string; IPVISOR_DB?: string }): () => void {
   const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
   Object.assign(process.env, vars);
   return () => {
