@@ -5,11 +5,16 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { skipUnless } from '../support/skip.js';
 
 export const run = promisify(execFile);
 const SCRIPT = new URL('./standin-guest.sh', import.meta.url).pathname;
 
-export function standinUnavailable(): string | null {
+export function standinUnavailable(): string | false {
+  return skipUnless(standinMissing());
+}
+
+function standinMissing(): string | null {
   if (process.getuid?.() !== 0) return 'needs root (network and mount namespaces)';
   if (!['/usr/sbin/qemu-ga', '/usr/bin/qemu-ga'].some(existsSync)) return 'qemu-ga is not installed (Debian package qemu-guest-agent)';
   if (!['/usr/bin/unshare', '/bin/unshare'].some(existsSync)) return 'unshare is not installed (util-linux)';

@@ -9,6 +9,7 @@ import { render } from '../../src/guest/render.js';
 import type { RenderedFiles } from '../../src/guest/ir.js';
 import { loadCorpus, REJECTED } from './corpus.js';
 import { validateEni, validateNetplan, validateNetworkd, validateNm, validatePowerShell, validateShellSyntax } from './validators.js';
+import { skipTest } from '../support/skip.js';
 
 const phy = (id: string, mac: string, extra: Record<string, unknown> = {}) => ({ id, type: 'phy', ethernet_mac_address: mac, ...extra });
 /** Edge cases the corpus lacks, written for these validators. */
@@ -97,7 +98,7 @@ for (const [label, format, validate, pkg] of VALIDATORS) {
   test(`${format}: every corpus document passes ${label}`, async (t) => {
     const probe = await validate({});
     if (probe === null) {
-      t.skip(`${label} is not available here (install ${pkg})`);
+      skipTest(t, `${label} is not available here (install ${pkg})`);
       return;
     }
     const problems: string[] = [];
@@ -118,7 +119,7 @@ for (const [label, format, validate, pkg] of VALIDATORS) {
 
 test('netplan with renderer NetworkManager: every corpus document passes netplan generate and nmcli on its keyfiles', async (t) => {
   if ((await validateNetplan({})) === null || (await validateNm({})) === null) {
-    t.skip('needs netplan.io and network-manager');
+    skipTest(t, 'needs netplan.io and network-manager');
     return;
   }
   const problems: string[] = [];
@@ -138,7 +139,7 @@ test('validators catch broken input (they are not no-ops)', async (t) => {
   if (nm) assert.ok(nm.length > 0);
   const nd = await validateNetworkd({ 'x.network': '[Match]\nName=x\n[Network]\nBogusKey=1\n' });
   if (nd) assert.ok(nd.some((p) => /BogusKey/.test(p)), String(nd));
-  else t.diagnostic('networkd check skipped (needs root and systemd-networkd)');
+  else skipTest(t, 'networkd check: needs root and systemd-networkd');
   assert.ok((await validateShellSyntax({ f: 'A="x\n' })).length > 0);
   const ps = await validatePowerShell({ 'x.ps1': "if ($a -eq 'x' {\n  Write-Output 'y'\n}\n" });
   assert.ok(ps.some((p) => /PowerShell syntax x\.ps1:1:/.test(p)), String(ps));

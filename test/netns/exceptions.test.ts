@@ -14,8 +14,9 @@ import type { Network } from '../../src/model/types.js';
 import { network, seedRoutedVif } from '../compile/fixtures.js';
 import { Topology, netnsSkipReason, sh, useHostEnv } from '../support/netns.js';
 import type { VmNs } from '../support/netns.js';
+import { skipUnless } from '../support/skip.js';
 
-const skip = (await netnsSkipReason()) ?? ((await sh(['iptables', '--version'], { allowFail: true })).includes('nf_tables') ? null : 'iptables-nft is not installed');
+const skip = (await netnsSkipReason()) || skipUnless((await sh(['iptables', '--version'], { allowFail: true })).includes('nf_tables') ? null : 'iptables-nft is not installed');
 
 const cli = cliInEnv;
 

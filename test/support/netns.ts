@@ -4,6 +4,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
+import { skipUnless } from './skip.js';
 
 const pexec = promisify(execFile);
 
@@ -19,7 +20,11 @@ export async function sh(argv: string[], opts: { allowFail?: boolean; input?: st
 }
 
 /** Why root netns tests cannot run here, or null when they can. */
-export async function netnsSkipReason(): Promise<string | null> {
+export async function netnsSkipReason(): Promise<string | false> {
+  return skipUnless(await netnsMissing());
+}
+
+async function netnsMissing(): Promise<string | null> {
   if (process.getuid?.() !== 0) return 'needs root';
   for (const tool of [['ip', '-V'], ['nft', '--version'], ['python3', '--version']]) {
     try {

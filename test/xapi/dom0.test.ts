@@ -12,13 +12,14 @@ import { createHostRunner, type HostRunner } from '../../src/host/exec.js';
 import { Dom0Binder } from '../../src/drivers/xapi/dom0/binder.js';
 import { parseDom0Config } from '../../src/drivers/xapi/dom0/config.js';
 import { startXapiSim, type XapiSim } from '../support/xapi-sim/sim.js';
+import { skipUnless } from '../support/skip.js';
 
 const root = process.getuid?.() === 0;
 const ipOk = await createHostRunner({ netns: undefined })
   .run(['ip', '-V'], { allowFail: true })
   .then((r) => r.code === 0)
   .catch(() => false);
-const skip = !root ? 'needs root (network namespaces)' : !ipOk ? 'iproute2 (ip) not installed' : false;
+const skip = skipUnless(!root ? 'needs root (network namespaces)' : !ipOk ? 'iproute2 (ip) not installed' : false);
 
 const tag = `${process.pid % 100000}`;
 const NS_DOM0 = `ipvx-d0-${tag}`;

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { XapiClient, XapiTransportError } from '../../src/drivers/xapi/client.js';
 import { startXapiSim, type XapiSim } from '../support/xapi-sim/sim.js';
 import { cli } from '../support/cli.js';
+import { skipUnless } from '../support/skip.js';
 
 let openssl = true;
 try {
@@ -16,7 +17,7 @@ try {
 } catch {
   openssl = false;
 }
-const skip = openssl ? false : 'openssl not installed (needed to make a test certificate)';
+const skip = skipUnless(openssl ? false : 'openssl not installed (needed to make a test certificate)');
 const dir = mkdtempSync(join(tmpdir(), 'ipvx-tls-'));
 let sim: XapiSim;
 let cert: string;

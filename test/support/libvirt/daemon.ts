@@ -9,6 +9,7 @@ import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { skipUnless } from '../skip.js';
 
 const run = promisify(execFile);
 
@@ -31,7 +32,11 @@ export interface LibvirtHarness {
 export const GUEST_DIR = process.env.IPVISOR_TEST_GUEST_DIR ?? '/var/cache/ipvisor-test/guest';
 
 /** Why the real-libvirtd tests cannot run here, or null when they can. */
-export function libvirtSkipReason(): string | null {
+export function libvirtSkipReason(): string | false {
+  return skipUnless(libvirtMissing());
+}
+
+function libvirtMissing(): string | null {
   if (process.getuid?.() !== 0) return 'needs root';
   for (const bin of ['/usr/sbin/libvirtd', '/usr/sbin/virtlogd', '/usr/bin/virsh', '/usr/bin/qemu-system-x86_64', '/usr/bin/nsenter', '/usr/bin/unshare']) {
     if (!existsSync(bin)) return `${bin} missing (install .ci/apt-libvirt.txt)`;
