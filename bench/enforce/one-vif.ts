@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { randomUUID } from 'node:crypto';
 import { applyHost } from '../../src/host/apply.js';
 import { createHostRunner } from '../../src/host/exec.js';
-import { openStore } from '../../src/store/open.js';
+import { openStore } from '../../src/core/store/open.js';
 
 const [db, poolUuid, ...vifUuids] = process.argv.slice(2);
 const store = await openStore(db);

@@ -4,17 +4,17 @@
 // sampled and extrapolated). Usage: node --import tsx bench/enforce/run.ts [--quick]
 import { spawnSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
-import { compileHostPlan } from '../../src/compile/host-plan.js';
-import type { HostFacts } from '../../src/compile/host-plan.js';
-import { renderTableReplace } from '../../src/compile/nft-ruleset.js';
+import { compileHostPlan } from '../../src/core/compile/host-plan.js';
+import type { HostFacts } from '../../src/core/compile/host-plan.js';
+import { renderTableReplace } from '../../src/core/compile/nft-ruleset.js';
 import { createHostRunner } from '../../src/host/exec.js';
 import { nftApply } from '../../src/host/nft.js';
 import { applyHost } from '../../src/host/apply.js';
-import { openStore } from '../../src/store/open.js';
+import { openStore } from '../../src/core/store/open.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Snapshot } from '../../src/model/snapshot.js';
+import type { Snapshot } from '../../src/core/model/snapshot.js';
 import { assign, emptySnapshot, network, pool, vif, vm } from '../../test/compile/fixtures.js';
 
 if (!process.env.IPVISOR_BENCH_INNER) {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { startXapiSim } from '../../test/support/xapi-sim/sim.js';
-import { openStore } from '../../src/store/open.js';
+import { openStore } from '../../src/core/store/open.js';
 import { addConnection, connectionClient } from '../../src/drivers/xapi/connections.js';
 import { XapiPoolSync, applyInventory, compileInventory } from '../../src/drivers/xapi/sync.js';
 import { XapiCache } from '../../src/drivers/xapi/cache.js';

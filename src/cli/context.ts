@@ -1,8 +1,8 @@
 // What every command handler gets: the opened store, the actor, output mode. Handlers return data;
 // this file turns it into text or one JSON document, and errors into one line or {"error": ...}.
 import type { Command } from 'commander';
-import { IpvisorError } from '../model/errors.js';
-import type { Store } from '../store/store.js';
+import { IpvisorError } from '../core/model/errors.js';
+import type { Store } from '../core/store/store.js';
 
 export interface CliIo {
   stdout(text: string): void;
@@ -57,7 +57,7 @@ export function makeContext(cmd: Command, io: CliIo): CommandContext {
     dbPath: opts.db ?? io.env.IPVISOR_DB,
     io,
     store() {
-      store ??= import('../store/open.js').then(async ({ openStore }) => {
+      store ??= import('../core/store/open.js').then(async ({ openStore }) => {
         const s = await openStore(opts.db ?? io.env.IPVISOR_DB ?? undefined);
         openedStores.push(s);
         return s;

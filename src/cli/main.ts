@@ -1,6 +1,6 @@
 // The CLI entry point. runCli is in-process (tests call it directly); bin/ipvisor calls it for real.
 import { Command, CommanderError } from 'commander';
-import { IpvisorError, asIpvisorError } from '../model/errors.js';
+import { IpvisorError, asIpvisorError } from '../core/model/errors.js';
 import { type CliIo, closeOpenedStores, setCliIo, takeExitCode, toJson } from './context.js';
 import { registerFoundationCommands } from './commands/foundation.js';
 import { registerHostCommands } from './commands/host.js';

@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { NFT_TABLE } from '../compile/nft-ruleset.js';
+import { NFT_TABLE } from '../core/compile/nft-ruleset.js';
 import type { DaemonContext, DaemonWatcher } from './watcher.js';
 
 export function isRelevantNftEvent(line: string): boolean {

@@ -4,7 +4,7 @@
 import type { Enforcer, PlanChange } from '../enforce/enforcer.js';
 import { formatPlanChange } from '../enforce/enforcer.js';
 import { loadEnforcers } from '../enforce/registry.js';
-import type { Store } from '../store/store.js';
+import type { Store } from '../core/store/store.js';
 import type { DaemonWatcher } from './watcher.js';
 import { loadWatchers } from './watchers.js';
 

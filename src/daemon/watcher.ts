@@ -1,6 +1,6 @@
 // A watcher is anything `ipvisor serve` runs alongside its reconcile loop: nftables monitor, libvirt
 // event streams, XAPI event.from, guest agents. It reports changes by requesting a reconcile.
-import type { Store } from '../store/store.js';
+import type { Store } from '../core/store/store.js';
 
 export interface DaemonContext {
   store: Store;

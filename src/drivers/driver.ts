@@ -1,7 +1,7 @@
 // One driver per hypervisor behind one interface (DESIGN.md). The service layer and the CLI call
 // drivers only through this, so a network's `driver` field decides which code runs.
-import type { Network, NetworkDriver } from '../model/types.js';
-import type { Store } from '../store/store.js';
+import type { Network, NetworkDriver } from '../core/model/types.js';
+import type { Store } from '../core/store/store.js';
 
 export interface CreateNetworkInput {
   name: string;

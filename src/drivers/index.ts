@@ -1,4 +1,4 @@
-import type { NetworkDriver } from '../model/types.js';
+import type { NetworkDriver } from '../core/model/types.js';
 import type { HypervisorDriver } from './driver.js';
 
 /** Loaded lazily so that a hook or a CLI call pays only for the driver it uses. */

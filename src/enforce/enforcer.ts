@@ -1,6 +1,6 @@
 // The enforcement port: every place ipvisor pushes the store's intent onto something real (this
 // host's nftables/iproute2, XAPI) is one Enforcer. plan/apply/status/teardown iterate them all.
-import type { Store } from '../store/store.js';
+import type { Store } from '../core/store/store.js';
 
 /** One line of a plan: `+` add, `-` remove, `~` change. */
 export interface PlanChange {

@@ -1,9 +1,9 @@
 // The store's view of a VM -> OpenStack network_data.json (pure): a link per VIF (MAC, the
 // network's MTU), a network per address (type, address, netmask, routes, DNS), global DNS.
-import { notFound } from '../model/errors.js';
-import type { Snapshot } from '../model/snapshot.js';
-import type { Family, Network } from '../model/types.js';
-import { BITS, formatAddress, hostMask, parseAddress, parseCidr } from '../ipam/addr.js';
+import { notFound } from '../core/model/errors.js';
+import type { Snapshot } from '../core/model/snapshot.js';
+import type { Family, Network } from '../core/model/types.js';
+import { BITS, formatAddress, hostMask, parseAddress, parseCidr } from '../core/ipam/addr.js';
 
 export interface NetworkDataJson {
   links: Record<string, unknown>[];

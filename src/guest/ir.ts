@@ -1,6 +1,6 @@
 // The one intermediate representation of a guest's network (cloud-init's NetworkState idea):
 // every network_data.json quirk is resolved by the parser, so the renderers only see this.
-import type { Family } from '../model/types.js';
+import type { Family } from '../core/model/types.js';
 
 export const BOND_MODES = ['balance-rr', 'active-backup', 'balance-xor', 'broadcast', '802.3ad', 'balance-tlb', 'balance-alb'] as const;
 export type BondMode = (typeof BOND_MODES)[number];

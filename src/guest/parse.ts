@@ -1,8 +1,8 @@
 // network_data.json (as real producers emit it: Nova, Ironic, glean fixtures, cloud-init tests) -> the IR.
 // Every quirk is accepted here so the renderers never see one; invalid input fails with the element named.
-import { invalid } from '../model/errors.js';
-import type { Family } from '../model/types.js';
-import { BITS, formatAddress, formatCidr, hostMask, isLinkLocal6, parseAddress } from '../ipam/addr.js';
+import { invalid } from '../core/model/errors.js';
+import type { Family } from '../core/model/types.js';
+import { BITS, formatAddress, formatCidr, hostMask, isLinkLocal6, parseAddress } from '../core/ipam/addr.js';
 import { bondOptionSpec, LACP_RATES, NUMERIC_BOND_MODES, XMIT_HASH_POLICIES } from './bond.js';
 import { BOND_MODES, type BondMode, type BondOption, type GuestDns, type GuestInterface, type GuestNetState, type GuestRoute } from './ir.js';
 

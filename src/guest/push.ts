@@ -4,7 +4,7 @@
 // come up in time. A guard process inside the guest rolls back by itself unless the host
 // confirms, so even a host that loses the agent mid-push never leaves the guest unreachable.
 import { randomBytes } from 'node:crypto';
-import { IpvisorError } from '../model/errors.js';
+import { IpvisorError } from '../core/model/errors.js';
 import type { GuestNetState } from './ir.js';
 import { parseNetworkData } from './parse.js';
 import { GuestAgent, PUSH_RPCS, type QgaInterface } from './qga.js';

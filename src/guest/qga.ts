@@ -6,7 +6,7 @@
 // agent channel through `virsh qemu-agent-command` (libvirt holds the socket and syncs itself).
 import { execFile } from 'node:child_process';
 import { createConnection, type Socket } from 'node:net';
-import { IpvisorError } from '../model/errors.js';
+import { IpvisorError } from '../core/model/errors.js';
 
 export class QgaError extends IpvisorError {
   readonly qgaClass: string;

@@ -1,5 +1,5 @@
 // The renderer registry: one pure function per guest configuration format.
-import { invalid } from '../model/errors.js';
+import { invalid } from '../core/model/errors.js';
 import type { GuestNetState, RenderedFiles } from './ir.js';
 import { renderEni } from './renderers/eni.js';
 import { renderIp, type IpRenderOptions } from './renderers/ip.js';

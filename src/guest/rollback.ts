@@ -2,7 +2,7 @@
 // that puts it back: persisted files restored from their backups (or removed when new), links the
 // push created deleted, MTUs, addresses and routes restored. Every command is best effort (no
 // `set -e`): a rollback must get as far as it can.
-import type { Family } from '../model/types.js';
+import type { Family } from '../core/model/types.js';
 import type { GuestAddress, GuestNetState } from './ir.js';
 
 export interface ObservedLink {

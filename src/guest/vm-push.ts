@@ -1,7 +1,7 @@
 // Picks how to reach a VM's guest and pushes its network_data.json: a given socket, libvirt's
 // agent channel (virsh qemu-agent-command) for libvirt domains, or XAPI for XCP-ng VMs.
-import type { Snapshot } from '../model/snapshot.js';
-import type { Vm } from '../model/types.js';
+import type { Snapshot } from '../core/model/snapshot.js';
+import type { Vm } from '../core/model/types.js';
 import { withHostLock } from '../host/lock.js';
 import { networkDataForVm } from './emit.js';
 import { pushNetworkData, pushViaXapi, type PushOptions, type PushResult } from './push.js';

@@ -5,10 +5,10 @@
 // restart does not push again, and a failed push is retried after a back-off.
 import { createHash } from 'node:crypto';
 import type { DaemonContext, DaemonWatcher } from '../daemon/watcher.js';
-import { IpvisorError } from '../model/errors.js';
-import { loadSnapshot, type Snapshot } from '../model/snapshot.js';
-import type { Network, Vm } from '../model/types.js';
-import type { Store } from '../store/store.js';
+import { IpvisorError } from '../core/model/errors.js';
+import { loadSnapshot, type Snapshot } from '../core/model/snapshot.js';
+import type { Network, Vm } from '../core/model/types.js';
+import type { Store } from '../core/store/store.js';
 import { networkDataForVm } from './emit.js';
 import { pushVmNetwork } from './vm-push.js';
 

@@ -1,17 +1,17 @@
 // Observe -> diff -> apply for this host, under the host lock. The full path reads everything
 // (`ip -j`, `nft -j`) and applies only the difference in one nft transaction; the one-VIF path
 // (libvirt hooks) touches only that VIF's set elements, from what it recorded last time.
-import type { HostFacts, HostPlan, HostSettings, HostGatewaySetting, HostNarrowSetting, VifEnforcement } from '../compile/host-plan.js';
-import { IPVISOR_RT_PROTO, compileHostPlan, hostCidr, vifElements } from '../compile/host-plan.js';
-import type { ElementChange, NftElements, NftFamily } from '../compile/nft-ruleset.js';
-import { NFT_TABLE, diffElements, expectedChains, renderElementChanges, renderTableDelete, renderTableReplace, setNames, skeletonMarker } from '../compile/nft-ruleset.js';
+import type { HostFacts, HostPlan, HostSettings, HostGatewaySetting, HostNarrowSetting, VifEnforcement } from '../core/compile/host-plan.js';
+import { IPVISOR_RT_PROTO, compileHostPlan, hostCidr, vifElements } from '../core/compile/host-plan.js';
+import type { ElementChange, NftElements, NftFamily } from '../core/compile/nft-ruleset.js';
+import { NFT_TABLE, diffElements, expectedChains, renderElementChanges, renderTableDelete, renderTableReplace, setNames, skeletonMarker } from '../core/compile/nft-ruleset.js';
 import type { PlanChange } from '../enforce/enforcer.js';
-import { effectiveLocking } from '../model/locking.js';
-import { loadSnapshot } from '../model/snapshot.js';
+import { effectiveLocking } from '../core/model/locking.js';
+import { loadSnapshot } from '../core/model/snapshot.js';
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import type { Store } from '../store/store.js';
+import type { Store } from '../core/store/store.js';
 import type { HostRunner } from './exec.js';
 import { createHostRunner } from './exec.js';
 import type { OwnedHostState } from './iproute2.js';

@@ -2,7 +2,7 @@
 // this with iproute2.ts and nft.ts. `netns` runs every command inside a network namespace (tests,
 // benchmarks); by default it comes from IPVISOR_NETNS.
 import { spawn } from 'node:child_process';
-import { IpvisorError } from '../model/errors.js';
+import { IpvisorError } from '../core/model/errors.js';
 
 export interface HostRunner {
   readonly netns: string | undefined;

@@ -1,8 +1,8 @@
 // Thin runner and parser for iproute2 (`ip -j` to observe, `ip -batch -` to apply), plus the
 // store-free address/route/proxy-neighbour applier that the XCP-ng dom0 binder reuses. Ownership
 // state (what ipvisor added, what it changed) is passed in and returned; the caller persists it.
-import { IpvisorError } from '../model/errors.js';
-import type { Family } from '../model/types.js';
+import { IpvisorError } from '../core/model/errors.js';
+import type { Family } from '../core/model/types.js';
 import type { HostRunner } from './exec.js';
 
 type Json = any;

@@ -2,9 +2,9 @@
 // nat/route networks: libvirt's own REJECT (in LIBVIRT_FWI/FWO, also nf_tables underneath) wins
 // over any accept in ipvisor's table, so the accept has to come first in FORWARD itself. Each
 // rule carries the comment "ipvisor"; ipvisor finds and removes exactly those. Store-free.
-import { IPTABLES_COMMENT } from '../compile/host-plan.js';
-import type { PlannedIptablesRule } from '../compile/host-plan.js';
-import type { Family } from '../model/types.js';
+import { IPTABLES_COMMENT } from '../core/compile/host-plan.js';
+import type { PlannedIptablesRule } from '../core/compile/host-plan.js';
+import type { Family } from '../core/model/types.js';
 import type { HostRunner } from './exec.js';
 
 const BIN: Record<Family, string> = { 4: 'iptables', 6: 'ip6tables' };

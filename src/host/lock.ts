@@ -3,7 +3,7 @@
 // is taken over. No child process, so the one-VIF path stays fast.
 import { mkdirSync, openSync, closeSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { IpvisorError } from '../model/errors.js';
+import { IpvisorError } from '../core/model/errors.js';
 
 export function runDir(): string {
   return process.env.IPVISOR_RUN_DIR || '/run/ipvisor';

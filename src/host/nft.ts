@@ -1,7 +1,7 @@
 // Thin runner and parser for `nft` (store-free; the dom0 binder bundles it). observe reads
 // `nft -j`, apply feeds one transaction to `nft -f -`.
-import type { NftElements, NftFamily } from '../compile/nft-ruleset.js';
-import { NFT_TABLE, emptyElements, ipv6Hex, setNames } from '../compile/nft-ruleset.js';
+import type { NftElements, NftFamily } from '../core/compile/nft-ruleset.js';
+import { NFT_TABLE, emptyElements, ipv6Hex, setNames } from '../core/compile/nft-ruleset.js';
 import type { HostRunner } from './exec.js';
 
 export interface ObservedNftTable {

@@ -1,8 +1,8 @@
 // Builders for Snapshot records used by the host-plan golden tests and the netns packet tests.
 import { hostname } from 'node:os';
-import type { Snapshot } from '../../src/model/snapshot.js';
-import type { StoreTx } from '../../src/store/store.js';
-import type { Assignment, Family, Network, Pool, Vif, Vm } from '../../src/model/types.js';
+import type { Snapshot } from '../../src/core/model/snapshot.js';
+import type { StoreTx } from '../../src/core/store/store.js';
+import type { Assignment, Family, Network, Pool, Vif, Vm } from '../../src/core/model/types.js';
 
 const T = '2026-01-01T00:00:00.000Z';
 let counter = 0;

@@ -4,9 +4,9 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { compileHostPlan } from '../../src/compile/host-plan.js';
-import type { HostFacts } from '../../src/compile/host-plan.js';
-import { diffElements, emptyElements, renderElementChanges, renderTable } from '../../src/compile/nft-ruleset.js';
+import { compileHostPlan } from '../../src/core/compile/host-plan.js';
+import type { HostFacts } from '../../src/core/compile/host-plan.js';
+import { diffElements, emptyElements, renderElementChanges, renderTable } from '../../src/core/compile/nft-ruleset.js';
 import { assign, emptySnapshot, network, pool, vif, vm } from './fixtures.js';
 
 const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), 'golden');

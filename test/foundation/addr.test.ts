@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { canonicalAddress, formatAddress, parseAddress, parseCidr, eui64 } from '../../src/ipam/addr.js';
-import { normalize, subtract, totalSize } from '../../src/ipam/intervals.js';
-import { IpvisorError } from '../../src/model/errors.js';
+import { canonicalAddress, formatAddress, parseAddress, parseCidr, eui64 } from '../../src/core/ipam/addr.js';
+import { normalize, subtract, totalSize } from '../../src/core/ipam/intervals.js';
+import { IpvisorError } from '../../src/core/model/errors.js';
 
 test('IPv4 and IPv6 addresses parse to BigInt and format canonically', () => {
   assert.deepEqual(parseAddress('10.1.2.3'), { family: 4, value: 0x0a010203n });

@@ -323,8 +323,8 @@ describe('IPv6 on router-advertisement networks', () => {
   after(cleanup);
 
   test('a VIF gets its EUI-64 SLAAC address, as a default guest configures it', async () => {
-    const { openStore } = await import('../../src/store/open.js');
-    const { createNetwork } = await import('../../src/service/networks.js');
+    const { openStore } = await import('../../src/core/store/open.js');
+    const { createNetwork } = await import('../../src/core/service/networks.js');
     const s = await openStore(db);
     await createNetwork(s, { name: 'ra', subnets: ['fd12:3456:789a:1::/64'], extra: { ipv6Slaac: true } }, 'tester');
     await s.close();

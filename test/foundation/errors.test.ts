@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { ERROR_CODES } from '../../src/model/errors.js';
+import { ERROR_CODES } from '../../src/core/model/errors.js';
 
 test('every error code is documented in docs/errors.md with its exit and HTTP status', () => {
   const doc = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8');

@@ -3,12 +3,12 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { after, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
-import { openStore } from '../../src/store/open.js';
-import { createNetwork } from '../../src/service/networks.js';
-import { createPool } from '../../src/service/pools.js';
-import { createVm, addVif } from '../../src/service/vms.js';
-import { allocate, release } from '../../src/service/ip.js';
-import { IpvisorError } from '../../src/model/errors.js';
+import { openStore } from '../../src/core/store/open.js';
+import { createNetwork } from '../../src/core/service/networks.js';
+import { createPool } from '../../src/core/service/pools.js';
+import { createVm, addVif } from '../../src/core/service/vms.js';
+import { allocate, release } from '../../src/core/service/ip.js';
+import { IpvisorError } from '../../src/core/model/errors.js';
 import { tempDb } from '../support/cli.js';
 
 const run = promisify(execFile);
@@ -106,7 +106,7 @@ describe('SQLite store', () => {
     assert.equal(a6.assignment.address, 'fd00:1::100');
     assert.equal(high.assignment.kind, 'additional');
     await release(s, { address: 'fd00:1::ffff:ffff:ffff:fffe' }, 't');
-    const { poolUsage } = await import('../../src/service/pools.js');
+    const { poolUsage } = await import('../../src/core/service/pools.js');
     const p6 = (await s.findPoolByName('big6'))!;
     const usage = await s.transaction(async (tx) => poolUsage(tx, p6, (await tx.getNetwork(p6.networkUuid))!));
     assert.equal(usage.total, ((1n << 64n) - 256n).toString());

@@ -4,8 +4,8 @@ import { test } from 'node:test';
 import { networkDataForVm } from '../../src/guest/emit.js';
 import { parseNetworkData } from '../../src/guest/parse.js';
 import { render } from '../../src/guest/render.js';
-import type { Snapshot } from '../../src/model/snapshot.js';
-import type { Assignment, Network, Vif, Vm } from '../../src/model/types.js';
+import type { Snapshot } from '../../src/core/model/snapshot.js';
+import type { Assignment, Network, Vif, Vm } from '../../src/core/model/types.js';
 
 const t = '2026-01-01T00:00:00.000Z';
 const net = (uuid: string, over: Partial<Network>): Network => ({

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { test } from 'node:test';
-import { IpvisorError } from '../../src/model/errors.js';
+import { IpvisorError } from '../../src/core/model/errors.js';
 import { parseNetworkData } from '../../src/guest/parse.js';
 import { GUEST_FORMATS, render } from '../../src/guest/render.js';
 import { loadCorpus, REJECTED } from './corpus.js';

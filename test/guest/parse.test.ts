@@ -2,7 +2,7 @@
 // with the element named.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { IpvisorError } from '../../src/model/errors.js';
+import { IpvisorError } from '../../src/core/model/errors.js';
 import { parseNetworkData } from '../../src/guest/parse.js';
 import { render } from '../../src/guest/render.js';
 

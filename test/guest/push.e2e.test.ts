@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { IpvisorError } from '../../src/model/errors.js';
+import { IpvisorError } from '../../src/core/model/errors.js';
 import { pushNetworkData } from '../../src/guest/push.js';
 import { GuestAgent, QgaSocket } from '../../src/guest/qga.js';
 import { run, standinUnavailable, startStandinGuest, type StandinGuest } from './standin.js';

@@ -3,10 +3,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { autoPushEnabled, createGuestPushWatcher, GUEST_PUSH_DOC, type GuestPushRecord } from '../../src/guest/watcher.js';
-import type { Snapshot } from '../../src/model/snapshot.js';
-import type { Network, Vm } from '../../src/model/types.js';
-import { openStore } from '../../src/store/open.js';
-import type { Store } from '../../src/store/store.js';
+import type { Snapshot } from '../../src/core/model/snapshot.js';
+import type { Network, Vm } from '../../src/core/model/types.js';
+import { openStore } from '../../src/core/store/open.js';
+import type { Store } from '../../src/core/store/store.js';
 import { cli, tempDb } from '../support/cli.js';
 import { standinUnavailable, startStandinGuest, type StandinGuest } from './standin.js';
 

@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openStore } from '../../src/store/open.js';
-import type { Store } from '../../src/store/store.js';
-import { createNetwork } from '../../src/service/networks.js';
+import { openStore } from '../../src/core/store/open.js';
+import type { Store } from '../../src/core/store/store.js';
+import { createNetwork } from '../../src/core/service/networks.js';
 import { fileLogger, runLibvirtHook, type ApplyScope, type HookDeps } from '../../src/drivers/libvirt/hook.js';
 import { parseDomainXml, parseNetworkHookXml, buildNetworkXml, parseNetworkXml, dhcpHostXml } from '../../src/drivers/libvirt/xml.js';
 import { DOC_PORT, DOC_SETTINGS, DOC_TAP } from '../../src/drivers/libvirt/facts.js';
@@ -331,7 +331,7 @@ test('a domain that starts here is recorded on this host (migration, shared stor
 test('a VM recorded by hand (own name and UUID, same MAC) is the domain: no second record, its name stays', async () => {
   const h = await harness();
   try {
-    const { createVm, addVif } = await import('../../src/service/vms.js');
+    const { createVm, addVif } = await import('../../src/core/service/vms.js');
     await createNetwork(h.store, { name: 'lvnat', driver: 'libvirt', mode: 'nat', subnets: ['192.168.100.0/24'] }, 'test');
     await createVm(h.store, { name: 'web' }, 'test');
     const mine = await addVif(h.store, { vm: 'web', network: 'lvnat', mac: MAC }, 'test');

@@ -11,8 +11,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../../src/cli/main.js';
-import { eui64, formatAddress, parseCidr } from '../../src/ipam/addr.js';
-import { openStore } from '../../src/store/open.js';
+import { eui64, formatAddress, parseCidr } from '../../src/core/ipam/addr.js';
+import { openStore } from '../../src/core/store/open.js';
 import { ensureGuest, guestDomainXml, libvirtSkipReason, startLibvirtHarness, type LibvirtHarness } from '../support/libvirt/daemon.js';
 import { buildHookBundle } from '../support/libvirt/bundle.js';
 

@@ -5,11 +5,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openStore } from '../../src/store/open.js';
-import { createNetwork } from '../../src/service/networks.js';
-import { addVif, createVm } from '../../src/service/vms.js';
+import { openStore } from '../../src/core/store/open.js';
+import { createNetwork } from '../../src/core/service/networks.js';
+import { addVif, createVm } from '../../src/core/service/vms.js';
 import { importRoutedIps } from '../../src/drivers/libvirt/routed-import.js';
-import { IpvisorError } from '../../src/model/errors.js';
+import { IpvisorError } from '../../src/core/model/errors.js';
 
 test('import routed-ips: a bad VM column names the line and writes nothing; good lines reserve or assign; re-run skips; a VM column added later binds', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ipv-routedimp-'));

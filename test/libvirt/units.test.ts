@@ -12,8 +12,8 @@ import { desiredDhcpHosts, diffDhcpHosts } from '../../src/drivers/libvirt/netwo
 import { parseRoutedIps } from '../../src/drivers/libvirt/routed-import.js';
 import { HOOK_MARKER, installHooks, renderHookScript, uninstallHooks } from '../../src/drivers/libvirt/install.js';
 import { domainNeedingScan } from '../../src/drivers/libvirt/watcher.js';
-import { IpvisorError } from '../../src/model/errors.js';
-import type { Network } from '../../src/model/types.js';
+import { IpvisorError } from '../../src/core/model/errors.js';
+import type { Network } from '../../src/core/model/types.js';
 
 test('auto subnet: a private /24 that overlaps no route, address or network', () => {
   const used = [

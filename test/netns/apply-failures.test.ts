@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cliInEnv } from '../support/cli.js';
-import { openStore } from '../../src/store/open.js';
+import { openStore } from '../../src/core/store/open.js';
 import { network, seedRoutedVif } from '../compile/fixtures.js';
 import { Topology, netnsSkipReason, useHostEnv } from '../support/netns.js';
 

@@ -1,7 +1,7 @@
 // Allocates N addresses for one VIF, one transaction each, and prints them as JSON.
 // Used by the concurrency test and the IPAM benchmark: two of these race on one pool.
-import { openStore } from '../../src/store/open.js';
-import { allocate } from '../../src/service/ip.js';
+import { openStore } from '../../src/core/store/open.js';
+import { allocate } from '../../src/core/service/ip.js';
 
 const [db, vif, countText, sync] = process.argv.slice(2);
 const store = await openStore(db, { synchronous: (sync as 'NORMAL' | 'FULL') || 'NORMAL' });

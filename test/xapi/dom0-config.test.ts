@@ -7,7 +7,7 @@ import { convertVifIpBinderConfig, parseDom0Config } from '../../src/drivers/xap
 import { loadDom0Config } from '../../src/drivers/xapi/dom0/main.js';
 import { Dom0Binder } from '../../src/drivers/xapi/dom0/binder.js';
 import type { HostRunner } from '../../src/host/exec.js';
-import { IpvisorError } from '../../src/model/errors.js';
+import { IpvisorError } from '../../src/core/model/errors.js';
 import { startXapiSim } from '../support/xapi-sim/sim.js';
 
 const legacy = {

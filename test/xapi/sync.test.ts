@@ -4,13 +4,13 @@ import { writeFileSync, chmodSync, readFileSync, statSync, existsSync } from 'no
 import { join, dirname } from 'node:path';
 import { cli, tempDb } from '../support/cli.js';
 import { startXapiSim, type XapiSim } from '../support/xapi-sim/sim.js';
-import { openStore } from '../../src/store/open.js';
-import type { Store } from '../../src/store/store.js';
+import { openStore } from '../../src/core/store/open.js';
+import type { Store } from '../../src/core/store/store.js';
 import { getConnection, connectionClient } from '../../src/drivers/xapi/connections.js';
 import { XapiPoolSync } from '../../src/drivers/xapi/sync.js';
-import { setNetwork } from '../../src/service/networks.js';
-import { createPool } from '../../src/service/pools.js';
-import { allocate } from '../../src/service/ip.js';
+import { setNetwork } from '../../src/core/service/networks.js';
+import { createPool } from '../../src/core/service/pools.js';
+import { allocate } from '../../src/core/service/ip.js';
 
 let sim: XapiSim;
 let db: string;

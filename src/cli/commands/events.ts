@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { invalid } from '../../model/errors.js';
-import type { AuditEvent } from '../../model/types.js';
-import { findNetwork, findVm } from '../../service/resolve.js';
+import { invalid } from '../../core/model/errors.js';
+import type { AuditEvent } from '../../core/model/types.js';
+import { findNetwork, findVm } from '../../core/service/resolve.js';
 import { runAction, table } from '../context.js';
 
 /** "2026-11-23T10:00:00Z", "2026-11-23", or relative: "30m", "2h", "7d". */

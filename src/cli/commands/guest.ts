@@ -3,16 +3,16 @@
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
-import { invalid } from '../../model/errors.js';
-import type { Network, Vm } from '../../model/types.js';
-import { loadSnapshot } from '../../model/snapshot.js';
+import { invalid } from '../../core/model/errors.js';
+import type { Network, Vm } from '../../core/model/types.js';
+import { loadSnapshot } from '../../core/model/snapshot.js';
 import { networkDataForVm } from '../../guest/emit.js';
 import type { GuestNetState } from '../../guest/ir.js';
 import { normalizeMac, parseNetworkData } from '../../guest/parse.js';
 import type { PersistFormat } from '../../guest/push.js';
 import { GUEST_FORMATS, parseFormat, render } from '../../guest/render.js';
 import { pushVmNetwork } from '../../guest/vm-push.js';
-import { networkRef, vmRef } from '../../service/resolve.js';
+import { networkRef, vmRef } from '../../core/service/resolve.js';
 import { GUEST_PUSH_DOC, setGuestAutoPush, type GuestPushRecord } from '../../guest/watcher.js';
 import { collect, runAction, type CommandContext } from '../context.js';
 

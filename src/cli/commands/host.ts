@@ -4,12 +4,12 @@ import type { Command } from 'commander';
 import type { EnforcerContext, PlanChange } from '../../enforce/enforcer.js';
 import { formatPlanChange } from '../../enforce/enforcer.js';
 import { loadEnforcers } from '../../enforce/registry.js';
-import { DEFAULT_GATEWAY_METRIC } from '../../compile/host-plan.js';
-import type { HostGatewaySetting } from '../../compile/host-plan.js';
+import { DEFAULT_GATEWAY_METRIC } from '../../core/compile/host-plan.js';
+import type { HostGatewaySetting } from '../../core/compile/host-plan.js';
 import { DOC_SETTING } from '../../host/apply.js';
-import { parseAddress } from '../../ipam/addr.js';
-import { invalid } from '../../model/errors.js';
-import { networkRef } from '../../service/resolve.js';
+import { parseAddress } from '../../core/ipam/addr.js';
+import { invalid } from '../../core/model/errors.js';
+import { networkRef } from '../../core/service/resolve.js';
 import { ensureCommand, runAction, table } from '../context.js';
 import type { CommandContext } from '../context.js';
 

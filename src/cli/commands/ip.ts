@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
-import { IpvisorError } from '../../model/errors.js';
-import type { Assignment, Network } from '../../model/types.js';
-import type { Store, StoreTx } from '../../store/store.js';
-import { parseCidr, formatAddress } from '../../ipam/addr.js';
-import { entryIntervals, exclusionIntervals, networkReservedIntervals } from '../../ipam/pool-space.js';
-import { allocate, release, reserve } from '../../service/ip.js';
-import { networkRef, poolRef, vmRef } from '../../service/resolve.js';
+import { IpvisorError } from '../../core/model/errors.js';
+import type { Assignment, Network } from '../../core/model/types.js';
+import type { Store, StoreTx } from '../../core/store/store.js';
+import { parseCidr, formatAddress } from '../../core/ipam/addr.js';
+import { entryIntervals, exclusionIntervals, networkReservedIntervals } from '../../core/ipam/pool-space.js';
+import { allocate, release, reserve } from '../../core/service/ip.js';
+import { networkRef, poolRef, vmRef } from '../../core/service/resolve.js';
 import { driverFor } from '../../drivers/index.js';
 import { type CommandContext, keyValues, runAction, table } from '../context.js';
 import { formatAssignment } from './vm.js';

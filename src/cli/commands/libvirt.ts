@@ -2,7 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { invalid } from '../../model/errors.js';
+import { invalid } from '../../core/model/errors.js';
 import { ensureCommand, runAction, table } from '../context.js';
 
 export function registerLibvirtCommands(program: Command): void {
@@ -20,7 +20,7 @@ export function registerLibvirtCommands(program: Command): void {
     .option('--no-refuse-disabled', 'start domains with disabled VIFs (their traffic is still dropped)')
     .action(runAction(async (ctx, o: { hooksDir: string; systemdDir: string; systemd: boolean; entry?: string; node?: string; log: string; refuseDisabled?: boolean }) => {
       const { installHooks, defaultHookEntry } = await import('../../drivers/libvirt/install.js');
-      const { defaultStorePath } = await import('../../store/open.js');
+      const { defaultStorePath } = await import('../../core/store/open.js');
       const db = resolve(ctx.dbPath ?? defaultStorePath(ctx.io.env));
       const entry = o.entry ? { entry: resolve(o.entry), nodeArgs: [] } : defaultHookEntry();
       const node = o.node ?? process.execPath;

@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
-import type { Network } from '../../model/types.js';
-import { invalid } from '../../model/errors.js';
-import { addHostAddress, createNetwork, deleteNetwork, removeHostAddress, setNetwork, type NetworkInput } from '../../service/networks.js';
-import { poolUsage } from '../../service/pools.js';
-import { networkRef } from '../../service/resolve.js';
+import type { Network } from '../../core/model/types.js';
+import { invalid } from '../../core/model/errors.js';
+import { addHostAddress, createNetwork, deleteNetwork, removeHostAddress, setNetwork, type NetworkInput } from '../../core/service/networks.js';
+import { poolUsage } from '../../core/service/pools.js';
+import { networkRef } from '../../core/service/resolve.js';
 import { driverFor } from '../../drivers/index.js';
 import { collect, keyValues, runAction, table } from '../context.js';
 

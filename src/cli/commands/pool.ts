@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { createPool, deletePool, poolUsage, setPool } from '../../service/pools.js';
-import { poolRef } from '../../service/resolve.js';
+import { createPool, deletePool, poolUsage, setPool } from '../../core/service/pools.js';
+import { poolRef } from '../../core/service/resolve.js';
 import { collect, keyValues, runAction, table } from '../context.js';
 
 export function registerPoolCommands(program: Command): void {
@@ -25,7 +25,7 @@ export function registerPoolCommands(program: Command): void {
         const networks = new Map((await tx.listNetworks()).map((n) => [n.uuid, n]));
         let pools = await tx.listPools();
         if (o.network) {
-          const { networkRef } = await import('../../service/resolve.js');
+          const { networkRef } = await import('../../core/service/resolve.js');
           const n = await networkRef(tx, o.network);
           pools = pools.filter((p) => p.networkUuid === n.uuid);
         }

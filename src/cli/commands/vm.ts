@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
-import { effectiveLocking } from '../../model/locking.js';
-import type { Assignment, Network, Vif, Vm } from '../../model/types.js';
-import type { StoreTx } from '../../store/store.js';
-import { vmRef } from '../../service/resolve.js';
-import { addVif, bindVif, createVm, deleteVif, deleteVm, setVif } from '../../service/vms.js';
+import { effectiveLocking } from '../../core/model/locking.js';
+import type { Assignment, Network, Vif, Vm } from '../../core/model/types.js';
+import type { StoreTx } from '../../core/store/store.js';
+import { vmRef } from '../../core/service/resolve.js';
+import { addVif, bindVif, createVm, deleteVif, deleteVm, setVif } from '../../core/service/vms.js';
 import { keyValues, runAction, table } from '../context.js';
 
 export function formatAssignment(a: Assignment): string {

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { collect, ensureCommand, keyValues, runAction, table } from '../context.js';
-import { IpvisorError, invalid } from '../../model/errors.js';
+import { IpvisorError, invalid } from '../../core/model/errors.js';
 import { addConnection, checkConnectionInput, connectionClient, getConnection, listConnections, removeConnection, setConnection, type XapiConnection } from '../../drivers/xapi/connections.js';
 import { XapiPoolSync, type SyncReport } from '../../drivers/xapi/sync.js';
 import { registerXapiGuestPush } from '../../drivers/xapi/guest-push.js';
@@ -42,7 +42,7 @@ export function registerXapiCommands(program: Command): void {
     dbPath = (action.optsWithGlobals() as { db?: string }).db;
   });
   registerXapiGuestPush(async () => {
-    const { openStore } = await import('../../store/open.js');
+    const { openStore } = await import('../../core/store/open.js');
     const store = await openStore(dbPath ?? process.env.IPVISOR_DB ?? undefined);
     return { store, close: () => store.close() };
   });

@@ -3,9 +3,9 @@
 // runtime facts hooks must remember (a tap's name is only in the XML of start/started/reconnect,
 // not at stopped/release; a port's owner and MAC only at port-created).
 import { hostname } from 'node:os';
-import type { Network, Vif, Vm } from '../../model/types.js';
-import type { StoreTx } from '../../store/store.js';
-import { audit, newUuid, now } from '../../service/context.js';
+import type { Network, Vif, Vm } from '../../core/model/types.js';
+import type { StoreTx } from '../../core/store/store.js';
+import { audit, newUuid, now } from '../../core/service/context.js';
 import type { LibvirtDomainInfo, LibvirtInterfaceInfo, LibvirtNetworkInfo, LibvirtPortInfo } from './xml.js';
 
 /** Doc kinds in the store's document table. */

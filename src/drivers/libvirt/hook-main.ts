@@ -43,7 +43,7 @@ export function defaultHookDeps(inv: HookInvocation): HookDeps {
   return {
     log: fileLogger(inv.logFile),
     async openStore() {
-      const { openStore } = await import('../../store/open.js');
+      const { openStore } = await import('../../core/store/open.js');
       return openStore(inv.db);
     },
     async apply(store, scope, actor) {

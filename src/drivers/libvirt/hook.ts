@@ -6,8 +6,8 @@
 // for anything unexpected (a non-zero exit aborts the operation) except two deliberate refusals.
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { Store } from '../../store/store.js';
-import { effectiveLocking } from '../../model/locking.js';
+import type { Store } from '../../core/store/store.js';
+import { effectiveLocking } from '../../core/model/locking.js';
 import { DOC_SETTINGS, findStoreNetwork, forgetPort, recordDomain, recordNetworkFacts, recordPort, type LibvirtSettings } from './facts.js';
 import { findClash, type UsedPrefix } from './subnets.js';
 import { parseDomainXml, parseNetworkHookXml } from './xml.js';

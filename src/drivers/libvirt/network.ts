@@ -1,14 +1,14 @@
 // Managed libvirt networks: clash-free subnets, define/start with DHCP and RA, one `vif` pool per
 // family outside the DHCP range, and DHCP host reservations following ipvisor's assignments.
-import { IpvisorError, invalid } from '../../model/errors.js';
-import type { Network, NetworkMode, Subnet } from '../../model/types.js';
-import { validateName } from '../../model/validate.js';
-import { formatAddress, parseAddress, parseCidr } from '../../ipam/addr.js';
-import type { Store } from '../../store/store.js';
+import { IpvisorError, invalid } from '../../core/model/errors.js';
+import type { Network, NetworkMode, Subnet } from '../../core/model/types.js';
+import { validateName } from '../../core/model/validate.js';
+import { formatAddress, parseAddress, parseCidr } from '../../core/ipam/addr.js';
+import type { Store } from '../../core/store/store.js';
 import type { CreateNetworkInput } from '../driver.js';
-import { createNetwork, deleteNetwork, parseSubnet, updateNetworkFacts, validateIfname } from '../../service/networks.js';
-import { createPool } from '../../service/pools.js';
-import { newUuid } from '../../service/context.js';
+import { createNetwork, deleteNetwork, parseSubnet, updateNetworkFacts, validateIfname } from '../../core/service/networks.js';
+import { createPool } from '../../core/service/pools.js';
+import { newUuid } from '../../core/service/context.js';
 import { createHostRunner, type HostRunner } from '../../host/exec.js';
 import { DOC_DHCP } from './facts.js';
 import { findClash, observeHostPrefixes, pickFreeIpv4Subnet, pickUla64, splitIpv4Subnet, type UsedPrefix } from './subnets.js';

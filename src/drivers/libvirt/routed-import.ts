@@ -3,14 +3,14 @@
 // bridge and the forward accepts come from the host plan (and so survive libvirtd restarts and
 // show up in `plan`) instead of from a hook script. An optional third column VM[:DEVICE] binds the
 // address to that VIF (a routed assignment the VIF may also send from, which locking needs).
-import { IpvisorError, invalid } from '../../model/errors.js';
-import type { Assignment, Network, Pool } from '../../model/types.js';
-import type { Store } from '../../store/store.js';
-import { BITS, formatAddress, parseCidr } from '../../ipam/addr.js';
-import { entryIntervals } from '../../ipam/pool-space.js';
-import { allocate, release, reserve } from '../../service/ip.js';
-import { createPool, setPool } from '../../service/pools.js';
-import { vifRef } from '../../service/resolve.js';
+import { IpvisorError, invalid } from '../../core/model/errors.js';
+import type { Assignment, Network, Pool } from '../../core/model/types.js';
+import type { Store } from '../../core/store/store.js';
+import { BITS, formatAddress, parseCidr } from '../../core/ipam/addr.js';
+import { entryIntervals } from '../../core/ipam/pool-space.js';
+import { allocate, release, reserve } from '../../core/service/ip.js';
+import { createPool, setPool } from '../../core/service/pools.js';
+import { vifRef } from '../../core/service/resolve.js';
 import { findStoreNetwork } from './facts.js';
 
 export interface RoutedLine {

@@ -1,8 +1,8 @@
 // Clash-free subnets for managed networks. Pure functions decide (pickFreeIpv4Subnet, pickUla64,
 // findClash); observeHostPrefixes reads what the host uses with `ip -j` (argv, no shell).
 import { randomBytes } from 'node:crypto';
-import { BITS, cidrLast, formatAddress, formatCidr, parseAddress, parseCidr } from '../../ipam/addr.js';
-import type { Family } from '../../model/types.js';
+import { BITS, cidrLast, formatAddress, formatCidr, parseAddress, parseCidr } from '../../core/ipam/addr.js';
+import type { Family } from '../../core/model/types.js';
 
 export interface UsedPrefix {
   cidr: string;

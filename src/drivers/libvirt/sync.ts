@@ -1,10 +1,10 @@
 // `ipvisor libvirt sync`: discover libvirt networks, domains, interfaces and MACs into the store
 // through virsh XML. Never called from a hook (virsh from a hook deadlocks libvirtd).
-import { IpvisorError } from '../../model/errors.js';
-import type { NetworkMode } from '../../model/types.js';
-import type { Store } from '../../store/store.js';
-import { createNetwork } from '../../service/networks.js';
-import { formatAddress, parseCidr } from '../../ipam/addr.js';
+import { IpvisorError } from '../../core/model/errors.js';
+import type { NetworkMode } from '../../core/model/types.js';
+import type { Store } from '../../core/store/store.js';
+import { createNetwork } from '../../core/service/networks.js';
+import { formatAddress, parseCidr } from '../../core/ipam/addr.js';
 import { findStoreNetwork, recordDomain, recordNetworkFacts } from './facts.js';
 import { createVirsh, listDomainUuids, listNetworkNames, type Virsh } from './virsh.js';
 import { parseDomainXml, parseNetworkXml, type LibvirtNetworkInfo } from './xml.js';

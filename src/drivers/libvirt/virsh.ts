@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { IpvisorError } from '../../model/errors.js';
+import { IpvisorError } from '../../core/model/errors.js';
 
 export interface Virsh {
   readonly uri: string | undefined;

@@ -8,7 +8,7 @@
 // SESSION_INVALID, floats with a fraction, both error shapes, logout.
 import { request as httpRequest, Agent as HttpAgent } from 'node:http';
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
-import { IpvisorError } from '../../model/errors.js';
+import { IpvisorError } from '../../core/model/errors.js';
 
 export const ORIGINATOR = 'ipvisor';
 export const NULL_REF = 'OpaqueRef:NULL';

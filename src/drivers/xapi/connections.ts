@@ -3,10 +3,10 @@
 // readable by group or others.
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { IpvisorError, invalid, notFound } from '../../model/errors.js';
-import { validateName } from '../../model/validate.js';
-import type { Store, StoreTx } from '../../store/store.js';
-import { audit } from '../../service/context.js';
+import { IpvisorError, invalid, notFound } from '../../core/model/errors.js';
+import { validateName } from '../../core/model/validate.js';
+import type { Store, StoreTx } from '../../core/store/store.js';
+import { audit } from '../../core/service/context.js';
 import { XapiClient } from './client.js';
 import { assertPrivateFile } from './files.js';
 

@@ -2,10 +2,10 @@
 // `serve`. In `serve`, the XAPI watcher keeps one live cache per pool and this enforcer reads it;
 // otherwise each run logs in, reads VIF/network/pool records and logs out.
 import type { Enforcer, EnforcerContext, PlanChange } from '../../enforce/enforcer.js';
-import { loadSnapshot } from '../../model/snapshot.js';
-import type { Store } from '../../store/store.js';
-import { audit } from '../../service/context.js';
-import { IpvisorError } from '../../model/errors.js';
+import { loadSnapshot } from '../../core/model/snapshot.js';
+import type { Store } from '../../core/store/store.js';
+import { audit } from '../../core/service/context.js';
+import { IpvisorError } from '../../core/model/errors.js';
 import { XapiError, type XapiClient } from './client.js';
 import { XapiCache, xlist } from './cache.js';
 import { connectionClient, listConnections, type XapiConnection } from './connections.js';

@@ -1,5 +1,5 @@
 import { statSync } from 'node:fs';
-import { invalid } from '../../model/errors.js';
+import { invalid } from '../../core/model/errors.js';
 
 /** Refuses a secret file that group or others can read (or that cannot be read at all). */
 export function assertPrivateFile(field: string, path: string): void {

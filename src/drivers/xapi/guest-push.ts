@@ -2,7 +2,7 @@
 // on an XAPI VM sets its addresses through VIF.configure_ipv4/6. The seam carries no store, so the
 // CLI tells us which store the running command uses.
 import { setXapiGuestPush, type PushResult } from '../../guest/push.js';
-import type { Store } from '../../store/store.js';
+import type { Store } from '../../core/store/store.js';
 import { pushStaticIpViaXapi } from './static-ip.js';
 
 export function registerXapiGuestPush(openStore: () => Promise<{ store: Store; close(): Promise<void> }>): void {

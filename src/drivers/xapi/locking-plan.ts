@@ -5,9 +5,9 @@
 // Ownership: ipvisor writes when its own intent changed, or when it never wrote this VIF and has
 // something to say about it. A difference it did not cause (someone edited the VIF in Xen
 // Orchestra) is drift: reported, and corrected only when the connection says ipvisor owns locking.
-import { effectiveLocking } from '../../model/locking.js';
-import type { Snapshot } from '../../model/snapshot.js';
-import type { LockingMode } from '../../model/types.js';
+import { effectiveLocking } from '../../core/model/locking.js';
+import type { Snapshot } from '../../core/model/snapshot.js';
+import type { LockingMode } from '../../core/model/types.js';
 import type { PlanChange } from '../../enforce/enforcer.js';
 
 export interface VifLockState {

@@ -1,11 +1,11 @@
 // Static IP into the guest through XAPI: VIF.configure_ipv4/6, for guests whose agent advertises
 // feature-static-ip-setting. The VIF's allow list is enforced first, so a locked VIF never rejects
 // its own address (ADDRESS_VIOLATES_LOCKING_CONSTRAINT).
-import { IpvisorError } from '../../model/errors.js';
-import { cidrContains, parseCidr, parseAddress } from '../../ipam/addr.js';
-import type { Store } from '../../store/store.js';
-import { vmRef } from '../../service/resolve.js';
-import { audit } from '../../service/context.js';
+import { IpvisorError } from '../../core/model/errors.js';
+import { cidrContains, parseCidr, parseAddress } from '../../core/ipam/addr.js';
+import type { Store } from '../../core/store/store.js';
+import { vmRef } from '../../core/service/resolve.js';
+import { audit } from '../../core/service/context.js';
 import { XapiError } from './client.js';
 import { XapiCache } from './cache.js';
 import { connectionClient, getConnection } from './connections.js';

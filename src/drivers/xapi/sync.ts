@@ -2,11 +2,11 @@
 // the addresses they hold. compileInventory is pure (cache -> what the store should contain);
 // applyInventory writes the difference through the service functions (validated, audit-logged,
 // actor 'sync'), so a VM or VIF deleted in XAPI releases its addresses like any other delete.
-import { IpvisorError } from '../../model/errors.js';
-import type { LockingMode, Network, NetworkMode, Vif, Vm } from '../../model/types.js';
-import type { Store } from '../../store/store.js';
-import { createNetwork, updateNetworkFacts, deleteNetwork } from '../../service/networks.js';
-import { addVif, createVm, deleteVif, deleteVm, setVif, setVm } from '../../service/vms.js';
+import { IpvisorError } from '../../core/model/errors.js';
+import type { LockingMode, Network, NetworkMode, Vif, Vm } from '../../core/model/types.js';
+import type { Store } from '../../core/store/store.js';
+import { createNetwork, updateNetworkFacts, deleteNetwork } from '../../core/service/networks.js';
+import { addVif, createVm, deleteVif, deleteVm, setVif, setVm } from '../../core/service/vms.js';
 import { XapiError, type XapiClient } from './client.js';
 import { XapiCache, isGuestVm, xint, type CacheChange, type XClass } from './cache.js';
 import type { XapiConnection } from './connections.js';

@@ -1,7 +1,7 @@
 // Windows PowerShell script: adapters found by MAC and renamed, MTU, static addresses, routes (the
 // gateway is a 0.0.0.0/0 route with its metric), per-interface and global DNS; bonds become LBFO
 // teams, VLANs team NICs (Windows has no VLAN sub-interface on a plain NIC).
-import { invalid } from '../../model/errors.js';
+import { invalid } from '../../core/model/errors.js';
 import type { BondMode, GuestInterface, GuestNetState, RenderedFiles } from '../ir.js';
 import { globalDnsCarriers, HEADER } from './common.js';
 

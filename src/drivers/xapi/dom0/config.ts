@@ -1,7 +1,7 @@
 // The dom0 binder's configuration: its own multi-binding form, and the vif-ip-binder.json it replaces
 // (converted on load or by `ipvisor import vif-ip-binder`). Store-free and pure.
 import { isIP } from 'node:net';
-import { invalid } from '../../../model/errors.js';
+import { invalid } from '../../../core/model/errors.js';
 
 export interface Dom0Binding {
   /** VM name_label or UUID (a UUID is never ambiguous). */

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { assertPrivateFile } from '../files.js';
 import { createHostRunner } from '../../../host/exec.js';
-import { IpvisorError, invalid } from '../../../model/errors.js';
+import { IpvisorError, invalid } from '../../../core/model/errors.js';
 import { DOM0_DEFAULT_CONFIG_PATH, parseDom0Config, type Dom0Config } from './config.js';
 import { Dom0Binder, readPasswordFile } from './binder.js';
 
