@@ -7,6 +7,7 @@ import { registerHostCommands } from './commands/host.js';
 import { registerLibvirtCommands } from './commands/libvirt.js';
 import { registerXapiCommands } from './commands/xapi.js';
 import { registerGuestCommands } from './commands/guest.js';
+import { registerOpsCommands } from './commands/ops.js';
 
 export const VERSION = '0.1.0';
 
@@ -25,6 +26,7 @@ export function buildProgram(io: CliIo): Command {
   registerLibvirtCommands(program);
   registerXapiCommands(program);
   registerGuestCommands(program);
+  registerOpsCommands(program, VERSION);
   // Every subcommand inherits the error behaviour (no process.exit inside the library).
   const walk = (c: Command) => {
     c.exitOverride().configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s), outputError: () => {} });
