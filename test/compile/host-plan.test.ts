@@ -1,20 +1,18 @@
-// Golden-file tests of the pure host compiler. UPDATE_GOLDEN=1 rewrites the files.
+// Golden-file tests of the pure host compiler. IPVISOR_UPDATE_GOLDEN=1 rewrites the files; a missing one fails.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compileHostPlan } from '../../src/core/compile/host-plan.js';
 import type { HostFacts } from '../../src/core/compile/host-plan.js';
 import { diffElements, emptyElements, renderElementChanges, renderTable } from '../../src/core/compile/nft-ruleset.js';
 import { assign, emptySnapshot, network, pool, vif, vm } from './fixtures.js';
+import { assertGoldenFile } from '../support/golden.js';
 
 const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), 'golden');
 
 function golden(name: string, actual: string): void {
-  const path = join(GOLDEN, name);
-  if (process.env.UPDATE_GOLDEN || !existsSync(path)) writeFileSync(path, actual);
-  assert.equal(actual, readFileSync(path, 'utf8'), `golden ${name} differs (UPDATE_GOLDEN=1 to accept)`);
+  assertGoldenFile(join(GOLDEN, name), actual);
 }
 
 function scenario() {

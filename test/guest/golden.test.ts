@@ -1,22 +1,15 @@
 // Golden files for every corpus document and every format; negative documents must be rejected
-// with an error naming their fault. UPDATE_GOLDEN=1 rewrites the files.
+// with an error naming their fault. IPVISOR_UPDATE_GOLDEN=1 rewrites the files; a missing one fails.
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { IpvisorError } from '../../src/core/model/errors.js';
 import { parseNetworkData } from '../../src/guest/parse.js';
 import { GUEST_FORMATS, render } from '../../src/guest/render.js';
 import { loadCorpus, REJECTED } from './corpus.js';
+import { assertGoldenDir } from '../support/golden.js';
 
 const GOLDEN = new URL('./golden/', import.meta.url).pathname;
-const UPDATE = process.env.UPDATE_GOLDEN === '1';
-
-
-function listFiles(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? listFiles(join(dir, e.name)) : [join(dir, e.name)]));
-}
 
 for (const c of loadCorpus()) {
   test(`golden: ${c.name}`, () => {
@@ -31,17 +24,7 @@ for (const c of loadCorpus()) {
     const state = parseNetworkData(c.doc, { nicNames: c.nics });
     for (const format of GUEST_FORMATS) {
       const files = render(state, format);
-      const dir = join(docDir, format);
-      if (UPDATE) {
-        rmSync(dir, { recursive: true, force: true });
-        for (const [p, content] of Object.entries(files)) {
-          mkdirSync(dirname(join(dir, p)), { recursive: true });
-          writeFileSync(join(dir, p), content);
-        }
-        continue;
-      }
-      const golden = Object.fromEntries(listFiles(dir).map((f) => [relative(dir, f), readFileSync(f, 'utf8')]));
-      assert.deepEqual(files, golden, `${c.name}/${format} differs from the golden files (UPDATE_GOLDEN=1 to accept)`);
+      assertGoldenDir(join(docDir, format), files);
     }
   });
 }
