@@ -68,6 +68,7 @@ export async function readStdin(): Promise<string> {
 export async function hookMain(argv: string[], deps?: HookDeps): Promise<number> {
   const inv = parseHookInvocation(argv);
   if (!inv) {
+    await readStdin(); // never leave libvirt's write to a closed pipe (EPIPE)
     process.stderr.write('ipvisor hook: expected libvirt-network or libvirt-qemu\n');
     return 0;
   }

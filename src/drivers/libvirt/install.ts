@@ -32,7 +32,8 @@ export function renderHookScript(kind: 'network' | 'qemu', c: HookCommand): stri
   // A node or entry that went away (node upgraded elsewhere, ipvisor moved) must not make libvirt
   // refuse every network and VM: log it and exit 0 like any other unexpected input.
   const plain = (x: string) => x.replace(/["$`\\]/g, ''); // inside the echo's double quotes
-  const guard = `[ -x ${shq(c.node)} ] && [ -r ${shq(c.entry)} ] || { echo "ipvisor libvirt-${kind} hook $*: ${plain(c.node)} or ${plain(c.entry)} is missing; exit 0 so libvirt goes on" >>${shq(c.log)}; exit 0; } 2>/dev/null`;
+  // It drains stdin first: exiting with the XML unread makes libvirt's write fail with EPIPE.
+  const guard = `[ -x ${shq(c.node)} ] && [ -r ${shq(c.entry)} ] || { while read -r _; do :; done; echo "ipvisor libvirt-${kind} hook $*: ${plain(c.node)} or ${plain(c.entry)} is missing; exit 0 so libvirt goes on" >>${shq(c.log)}; exit 0; } 2>/dev/null`;
   return `#!/bin/sh\n${HOOK_MARKER}\n# libvirt runs this with argv and the XML on stdin; it must print nothing on stdout.\n${guard}\nexec ${argv} -- "$@"\n`;
 }
 
