@@ -71,8 +71,24 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   }
 }
 
+// A reader that stops early (`ipvisor vm list | head -1`) closes the pipe: that is a normal end of
+// output, not a failure. Later output is dropped; the command itself runs to its end (a half-done
+// apply must not be cut off by its reader) and exits with its own status.
+let stdoutClosed = false;
+let stdoutGuarded = false;
+function writeStdout(s: string): void {
+  if (!stdoutGuarded) {
+    stdoutGuarded = true;
+    process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE' || e.code === 'ERR_STREAM_DESTROYED') stdoutClosed = true;
+      else throw e;
+    });
+  }
+  if (!stdoutClosed) process.stdout.write(s);
+}
+
 export const processIo: CliIo = {
-  stdout: (s) => process.stdout.write(s),
+  stdout: writeStdout,
   stderr: (s) => process.stderr.write(s),
   env: process.env,
 };
