@@ -19,6 +19,7 @@ export function buildProgram(io: CliIo): Command {
     .option('--json', 'print the result as one JSON document (errors as {"error": ...} on stderr)')
     .option('--db <path>', 'store path (default: $IPVISOR_DB, else /var/lib/ipvisor/ipvisor.db as root)')
     .showHelpAfterError(false)
+    .configureHelp({ showGlobalOptions: true })
     .configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s), outputError: () => {} })
     .exitOverride();
   registerFoundationCommands(program);
@@ -29,7 +30,8 @@ export function buildProgram(io: CliIo): Command {
   registerOpsCommands(program, VERSION);
   // Every subcommand inherits the error behaviour (no process.exit inside the library).
   const walk = (c: Command) => {
-    c.exitOverride().configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s), outputError: () => {} });
+    // subcommand help lists --json and --db too: they work after any subcommand
+    c.exitOverride().configureHelp({ showGlobalOptions: true }).configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s), outputError: () => {} });
     c.commands.forEach(walk);
   };
   program.commands.forEach(walk);
@@ -57,7 +59,9 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     if (e instanceof CommanderError) {
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
       if (e.code === 'commander.executeSubCommandAsync') return 0;
-      const msg = e.message.replace(/^error: /, '').replace(/\n[\s\S]*$/, '');
+      // commander puts its suggestion on a second line: keep it on the one error line
+      const suggestion = /\(Did you mean (.+?)\?\)/.exec(e.message)?.[1];
+      const msg = e.message.replace(/^error: /, '').replace(/\n[\s\S]*$/, '') + (suggestion ? `; did you mean ${suggestion}?` : e.code === 'commander.unknownCommand' ? '; see --help' : '');
       reportError(new IpvisorError('USAGE', msg), wantsJson(argv), io);
       return 2;
     }

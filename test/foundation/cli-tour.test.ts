@@ -25,4 +25,24 @@ describe('CLI tour', () => {
     assert.equal(err, '', 'nothing on stderr');
     assert.equal(code, 0);
   });
+
+  test('an unknown command or option suggests the closest one, on the one error line', async () => {
+    const r = await cli(db, 'vm', 'lsit');
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr, "ipvisor: unknown command 'lsit'; did you mean list?\n");
+    assert.match((await cli(db, 'netwrk', 'list')).stderr, /did you mean network\?/);
+    assert.match((await cli(db, 'plna')).stderr, /did you mean plan\?/);
+    assert.match((await cli(db, 'vm', 'list', '--jsn')).stderr, /did you mean --json\?/);
+    const j = await cli(db, 'vm', 'lsit', '--json');
+    assert.equal(j.error?.code, 'USAGE');
+    assert.match(j.error!.message, /did you mean list\?/);
+  });
+
+  test('subcommand help shows the global options (--json, --db)', async () => {
+    for (const args of [['vm', 'list', '--help'], ['network', '--help'], ['ip', 'allocate', '--help']]) {
+      const r = await cli(db, ...args);
+      assert.equal(r.code, 0);
+      assert.match(r.stdout, /Global Options:[\s\S]*--json[\s\S]*--db <path>/, args.join(' '));
+    }
+  });
 });
