@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const outfile = join(root, 'dist', 'ipvisor-dom0.cjs');
 await build({
-  entryPoints: [join(root, 'src/drivers/xapi/dom0/bundle-entry.ts')],
+  entryPoints: [join(root, 'src/agent/dom0/bundle-entry.ts')],
   outfile,
   bundle: true,
   platform: 'node',

@@ -3,8 +3,8 @@
 // Usage: one-vif.ts DB POOL_UUID VIF_UUID... ; prints {"times": [seconds, ...]}
 import { performance } from 'node:perf_hooks';
 import { randomUUID } from 'node:crypto';
-import { applyHost } from '../../src/host/apply.js';
-import { createHostRunner } from '../../src/host/exec.js';
+import { applyHost } from '../../src/agent/host/apply.js';
+import { createHostRunner } from '../../src/agent/host/exec.js';
 import { openStore } from '../../src/core/store/open.js';
 
 const [db, poolUuid, ...vifUuids] = process.argv.slice(2);

@@ -7,8 +7,8 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { parseNetworkData } from '../../src/guest/parse.js';
-import { GUEST_FORMATS, render, type GuestFormat } from '../../src/guest/render.js';
+import { parseNetworkData } from '../../src/core/guest/parse.js';
+import { GUEST_FORMATS, render, type GuestFormat } from '../../src/core/guest/render.js';
 import { loadCorpus, REJECTED } from '../../test/guest/corpus.js';
 
 const args = process.argv.slice(2);

@@ -15,7 +15,7 @@ import { createNetwork } from '../../src/core/service/networks.js';
 import { createVm, addVif } from '../../src/core/service/vms.js';
 import { createPool } from '../../src/core/service/pools.js';
 import { allocate } from '../../src/core/service/ip.js';
-import { packageRoot } from '../../src/drivers/libvirt/install.js';
+import { packageRoot } from '../../src/agent/libvirt/install.js';
 import { pathToFileURL } from 'node:url';
 import { buildHookBundle } from '../../test/support/libvirt/bundle.js';
 
@@ -76,7 +76,7 @@ async function main(): Promise<void> {
     writeFileSync(shellHook, '#!/bin/sh\ncat >/dev/null\nexit 0\n');
     chmodSync(shellHook, 0o755);
     const src = { nodeArgs: ['--import', pathToFileURL(join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href] };
-    const srcEntry = join(root, 'src', 'drivers', 'libvirt', 'hook-main.ts');
+    const srcEntry = join(root, 'src', 'agent', 'libvirt', 'hook-main.ts');
 
     // Seed: first started creates ipvisor's nft tables (full apply); then record the tap for port-created.
     time([...hook('qemu', bundle), 'lvdom1', 'started', 'begin', '-'], fixture('qemu-lvdom1-started-begin.xml', 'vnet2'), env);

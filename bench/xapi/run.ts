@@ -8,10 +8,10 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { startXapiSim } from '../../test/support/xapi-sim/sim.js';
 import { openStore } from '../../src/core/store/open.js';
-import { addConnection, connectionClient } from '../../src/drivers/xapi/connections.js';
-import { XapiPoolSync, applyInventory, compileInventory } from '../../src/drivers/xapi/sync.js';
-import { XapiCache } from '../../src/drivers/xapi/cache.js';
-import { xapiEnforcer } from '../../src/drivers/xapi/enforcer.js';
+import { addConnection, connectionClient } from '../../src/server/xapi/connections.js';
+import { XapiPoolSync, applyInventory, compileInventory } from '../../src/server/xapi/sync.js';
+import { XapiCache } from '../../src/server/xapi/cache.js';
+import { xapiEnforcer } from '../../src/server/xapi/enforcer.js';
 
 const VMS = Number(process.argv[2] ?? 1000);
 const dir = mkdtempSync(join(tmpdir(), 'ipvisor-bench-xapi-'));

@@ -1,11 +1,11 @@
 // `ipvisor serve`: apply on start, then re-verify periodically and whenever a watcher reports a
 // change (nft monitor, libvirt/XAPI events). Requests in a burst are coalesced into one reconcile;
 // every repair is logged by the enforcers as an audit event with actor 'serve'.
-import type { Enforcer, PlanChange } from '../enforce/enforcer.js';
-import { formatPlanChange } from '../enforce/enforcer.js';
+import type { Enforcer, PlanChange } from '../core/enforcer.js';
+import { formatPlanChange } from '../core/enforcer.js';
 import { loadEnforcers } from '../enforce/registry.js';
 import type { Store } from '../core/store/store.js';
-import type { DaemonWatcher } from './watcher.js';
+import type { DaemonWatcher } from '../core/watcher.js';
 import { loadWatchers } from './watchers.js';
 
 export interface ServeOptions {

@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { parseNetworkData } from '../../src/guest/parse.js';
+import { parseNetworkData } from '../../src/core/guest/parse.js';
 import { cli, tempDb } from '../support/cli.js';
 import { standinUnavailable, startStandinGuest, type StandinGuest } from './standin.js';
 

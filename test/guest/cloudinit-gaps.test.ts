@@ -1,8 +1,8 @@
 // What cloud-init gets wrong (reference/guest/NOTES.md), checked format by format on the corpus.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseNetworkData } from '../../src/guest/parse.js';
-import { GUEST_FORMATS, render, type GuestFormat } from '../../src/guest/render.js';
+import { parseNetworkData } from '../../src/core/guest/parse.js';
+import { GUEST_FORMATS, render, type GuestFormat } from '../../src/core/guest/render.js';
 import { loadCorpus } from './corpus.js';
 
 const corpus = new Map(loadCorpus().map((c) => [c.name.slice(0, 2), c]));

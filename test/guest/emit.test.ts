@@ -1,9 +1,9 @@
 // networkDataForVm (pure): the store's view of a VM as network_data.json, and back through the parser.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { networkDataForVm } from '../../src/guest/emit.js';
-import { parseNetworkData } from '../../src/guest/parse.js';
-import { render } from '../../src/guest/render.js';
+import { networkDataForVm } from '../../src/core/guest/emit.js';
+import { parseNetworkData } from '../../src/core/guest/parse.js';
+import { render } from '../../src/core/guest/render.js';
 import type { Snapshot } from '../../src/core/model/snapshot.js';
 import type { Assignment, Network, Vif, Vm } from '../../src/core/model/types.js';
 

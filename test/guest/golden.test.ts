@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { IpvisorError } from '../../src/core/model/errors.js';
-import { parseNetworkData } from '../../src/guest/parse.js';
-import { GUEST_FORMATS, render } from '../../src/guest/render.js';
+import { parseNetworkData } from '../../src/core/guest/parse.js';
+import { GUEST_FORMATS, render } from '../../src/core/guest/render.js';
 import { loadCorpus, REJECTED } from './corpus.js';
 import { assertGoldenDir } from '../support/golden.js';
 

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { GuestAgent, QgaVirsh } from '../../src/guest/qga.js';
+import { GuestAgent, QgaVirsh } from '../../src/agent/guest/qga.js';
 import { ensureGuest, GUEST_DIR, libvirtSkipReason, startLibvirtHarness, type LibvirtHarness } from '../support/libvirt/daemon.js';
 import { cli, tempDb } from '../support/cli.js';
 

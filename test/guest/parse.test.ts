@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { IpvisorError } from '../../src/core/model/errors.js';
-import { parseNetworkData } from '../../src/guest/parse.js';
-import { render } from '../../src/guest/render.js';
+import { parseNetworkData } from '../../src/core/guest/parse.js';
+import { render } from '../../src/core/guest/render.js';
 
 const phy = (id: string, mac: string, extra: Record<string, unknown> = {}) => ({ id, type: 'phy', ethernet_mac_address: mac, ...extra });
 const doc = (links: unknown[], networks: unknown[], services?: unknown[]) => ({ links, networks, ...(services ? { services } : {}) });

@@ -1,8 +1,8 @@
 // Test helper process: pushes a network_data.json and dies (SIGKILL, no cleanup) the moment the
 // new configuration is up but not yet confirmed, like a host that crashes mid-push.
 // usage: node --import tsx push-then-die.ts SOCKET DOC_JSON GUARD_SECONDS
-import { pushNetworkData } from '../../src/guest/push.js';
-import { GuestAgent, QgaSocket } from '../../src/guest/qga.js';
+import { pushNetworkData } from '../../src/agent/guest/push.js';
+import { GuestAgent, QgaSocket } from '../../src/agent/guest/qga.js';
 
 const [socket, doc, guard] = process.argv.slice(2) as [string, string, string];
 const agent = new GuestAgent(new QgaSocket(socket));

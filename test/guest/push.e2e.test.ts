@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { IpvisorError } from '../../src/core/model/errors.js';
-import { pushNetworkData } from '../../src/guest/push.js';
-import { GuestAgent, QgaSocket } from '../../src/guest/qga.js';
+import { pushNetworkData } from '../../src/agent/guest/push.js';
+import { GuestAgent, QgaSocket } from '../../src/agent/guest/qga.js';
 import { run, standinUnavailable, startStandinGuest, type StandinGuest } from './standin.js';
 
 const MAC = 'fa:16:3e:12:34:56';

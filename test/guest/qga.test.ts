@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { IpvisorError } from '../../src/core/model/errors.js';
-import { QgaSocket } from '../../src/guest/qga.js';
+import { QgaSocket } from '../../src/agent/guest/qga.js';
 
 test('a socket that accepts but never answers: DRIVER error naming the sync and asking whether qemu-ga runs', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ipvisor-qga-'));

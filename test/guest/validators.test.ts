@@ -1,12 +1,12 @@
 // Every valid corpus document, rendered to every format, passes the real validator for that format.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { networkDataForVm } from '../../src/guest/emit.js';
-import { parseNetworkData } from '../../src/guest/parse.js';
+import { networkDataForVm } from '../../src/core/guest/emit.js';
+import { parseNetworkData } from '../../src/core/guest/parse.js';
 import type { Snapshot } from '../../src/core/model/snapshot.js';
 import type { Assignment, Network, Vif } from '../../src/core/model/types.js';
-import { render } from '../../src/guest/render.js';
-import type { RenderedFiles } from '../../src/guest/ir.js';
+import { render } from '../../src/core/guest/render.js';
+import type { RenderedFiles } from '../../src/core/guest/ir.js';
 import { loadCorpus, REJECTED } from './corpus.js';
 import { validateEni, validateNetplan, validateNetworkd, validateNm, validatePowerShell, validateShellSyntax } from './validators.js';
 import { skipTest } from '../support/skip.js';

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { promisify } from 'node:util';
-import type { RenderedFiles } from '../../src/guest/ir.js';
+import type { RenderedFiles } from '../../src/core/guest/ir.js';
 
 const run = promisify(execFile);
 

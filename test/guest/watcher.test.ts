@@ -2,7 +2,7 @@
 // (real qemu-ga) without anyone running `guest push`; VMs not opted in are left alone.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { autoPushEnabled, createGuestPushWatcher, GUEST_PUSH_DOC, type GuestPushRecord } from '../../src/guest/watcher.js';
+import { autoPushEnabled, createGuestPushWatcher, GUEST_PUSH_DOC, type GuestPushRecord } from '../../src/agent/guest/watcher.js';
 import type { Snapshot } from '../../src/core/model/snapshot.js';
 import type { Network, Vm } from '../../src/core/model/types.js';
 import { openStore } from '../../src/core/store/open.js';

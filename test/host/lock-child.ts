@@ -1,6 +1,6 @@
 // Child process for lock.test.ts: appends "start <id>" / "end <id>" inside the host lock.
 import { appendFileSync } from 'node:fs';
-import { withHostLock } from '../../src/host/lock.js';
+import { withHostLock } from '../../src/agent/host/lock.js';
 
 const [file, id, rounds] = process.argv.slice(2);
 for (let i = 0; i < Number(rounds); i++) {

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { withHostLock } from '../../src/host/lock.js';
+import { withHostLock } from '../../src/agent/host/lock.js';
 
 function assertNoOverlap(lines: string[]): void {
   for (let i = 0; i < lines.length; i += 2) {

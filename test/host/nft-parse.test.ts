@@ -1,8 +1,8 @@
 // nft -j element forms -> the compiler's canonical element text (what observe diffs against).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { elementText } from '../../src/host/nft.js';
-import { isRelevantNftEvent } from '../../src/daemon/nft-monitor.js';
+import { elementText } from '../../src/agent/host/nft.js';
+import { isRelevantNftEvent } from '../../src/agent/nft-monitor.js';
 
 test('nft -j elements become the compiler\'s element text', () => {
   assert.equal(elementText({ concat: ['vnet1', '52:54:00:AA:00:01'] }), '"vnet1" . 52:54:00:aa:00:01');
@@ -40,7 +40,7 @@ test('serve logs a burst of reconcile reasons briefly', async () => {
 });
 
 test('a missing host command is named with its Debian package', async () => {
-  const { createHostRunner } = await import('../../src/host/exec.js');
+  const { createHostRunner } = await import('../../src/agent/host/exec.js');
   const saved = process.env.PATH;
   process.env.PATH = '/nonexistent';
   try {

@@ -9,10 +9,10 @@ import { join } from 'node:path';
 import { openStore } from '../../src/core/store/open.js';
 import type { Store } from '../../src/core/store/store.js';
 import { createNetwork } from '../../src/core/service/networks.js';
-import { fileLogger, runLibvirtHook, type ApplyScope, type HookDeps } from '../../src/drivers/libvirt/hook.js';
-import { parseDomainXml, parseNetworkHookXml, buildNetworkXml, parseNetworkXml, dhcpHostXml } from '../../src/drivers/libvirt/xml.js';
-import { DOC_PORT, DOC_SETTINGS, DOC_TAP } from '../../src/drivers/libvirt/facts.js';
-import { parseHookInvocation } from '../../src/drivers/libvirt/hook-main.js';
+import { fileLogger, runLibvirtHook, type ApplyScope, type HookDeps } from '../../src/agent/libvirt/hook.js';
+import { parseDomainXml, parseNetworkHookXml, buildNetworkXml, parseNetworkXml, dhcpHostXml } from '../../src/agent/libvirt/xml.js';
+import { DOC_PORT, DOC_SETTINGS, DOC_TAP } from '../../src/agent/libvirt/facts.js';
+import { parseHookInvocation } from '../../src/agent/libvirt/hook-main.js';
 
 const FIX = new URL('./fixtures/', import.meta.url).pathname;
 // The fixtures come from several runs: make them one coherent domain (one UUID, one port, one tap).

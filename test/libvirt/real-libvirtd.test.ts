@@ -158,7 +158,7 @@ test('real libvirtd: hooks, managed network, DHCP reservation, anti-spoofing, ro
   // 6b. Hot-plug fires only port-created (no tap name): serve's libvirt watcher binds the tap.
   // After the guest booted: its init runs udhcpc only at boot.
   // The watcher keeps running across the libvirtd restart below (stopped in after()).
-  const { createLibvirtWatcher } = await import('../../src/drivers/libvirt/watcher.js');
+  const { createLibvirtWatcher } = await import('../../src/agent/libvirt/watcher.js');
   const ws = await openStore(db);
   const reasons: string[] = [];
   const w = createLibvirtWatcher({ pollMs: 3_600_000, retryMs: 500 });

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { openStore } from '../../src/core/store/open.js';
 import { createNetwork } from '../../src/core/service/networks.js';
 import { addVif, createVm } from '../../src/core/service/vms.js';
-import { importRoutedIps } from '../../src/drivers/libvirt/routed-import.js';
+import { importRoutedIps } from '../../src/agent/libvirt/routed-import.js';
 import { IpvisorError } from '../../src/core/model/errors.js';
 
 test('import routed-ips: a bad VM column names the line and writes nothing; good lines reserve or assign; re-run skips; a VM column added later binds', async () => {

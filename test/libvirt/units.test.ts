@@ -7,11 +7,11 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { addrsToUsed, findClash, pickFreeIpv4Subnet, pickUla64, routesToUsed, splitIpv4Subnet } from '../../src/drivers/libvirt/subnets.js';
-import { desiredDhcpHosts, diffDhcpHosts } from '../../src/drivers/libvirt/network.js';
-import { parseRoutedIps } from '../../src/drivers/libvirt/routed-import.js';
-import { HOOK_MARKER, installHooks, renderHookScript, uninstallHooks } from '../../src/drivers/libvirt/install.js';
-import { domainNeedingScan } from '../../src/drivers/libvirt/watcher.js';
+import { addrsToUsed, findClash, pickFreeIpv4Subnet, pickUla64, routesToUsed, splitIpv4Subnet } from '../../src/agent/libvirt/subnets.js';
+import { desiredDhcpHosts, diffDhcpHosts } from '../../src/agent/libvirt/network.js';
+import { parseRoutedIps } from '../../src/agent/libvirt/routed-import.js';
+import { HOOK_MARKER, installHooks, renderHookScript, uninstallHooks } from '../../src/agent/libvirt/install.js';
+import { domainNeedingScan } from '../../src/agent/libvirt/watcher.js';
 import { IpvisorError } from '../../src/core/model/errors.js';
 import type { Network } from '../../src/core/model/types.js';
 

@@ -1,7 +1,7 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
-import { XapiClient, XapiError, XapiTransportError, encodeRequest, decodeResponse, float, masterUrl } from '../../src/drivers/xapi/client.js';
+import { XapiClient, XapiError, XapiTransportError, encodeRequest, decodeResponse, float, masterUrl } from '../../src/server/xapi/client.js';
 import { startXapiSim, type XapiSim } from '../support/xapi-sim/sim.js';
 
 let sim: XapiSim;

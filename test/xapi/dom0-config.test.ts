@@ -3,10 +3,10 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, chmodSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { convertVifIpBinderConfig, parseDom0Config } from '../../src/drivers/xapi/dom0/config.js';
-import { loadDom0Config } from '../../src/drivers/xapi/dom0/main.js';
-import { Dom0Binder } from '../../src/drivers/xapi/dom0/binder.js';
-import type { HostRunner } from '../../src/host/exec.js';
+import { convertVifIpBinderConfig, parseDom0Config } from '../../src/agent/dom0/config.js';
+import { loadDom0Config } from '../../src/agent/dom0/main.js';
+import { Dom0Binder } from '../../src/agent/dom0/binder.js';
+import type { HostRunner } from '../../src/agent/host/exec.js';
 import { IpvisorError } from '../../src/core/model/errors.js';
 import { startXapiSim } from '../support/xapi-sim/sim.js';
 

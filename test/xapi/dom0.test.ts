@@ -8,9 +8,9 @@ import { spawn } from 'node:child_process';
 import { copyFileSync, mkdtempSync, writeFileSync, rmSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createHostRunner, type HostRunner } from '../../src/host/exec.js';
-import { Dom0Binder } from '../../src/drivers/xapi/dom0/binder.js';
-import { parseDom0Config } from '../../src/drivers/xapi/dom0/config.js';
+import { createHostRunner, type HostRunner } from '../../src/agent/host/exec.js';
+import { Dom0Binder } from '../../src/agent/dom0/binder.js';
+import { parseDom0Config } from '../../src/agent/dom0/config.js';
 import { startXapiSim, type XapiSim } from '../support/xapi-sim/sim.js';
 import { skipUnless } from '../support/skip.js';
 

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
-import { createHostRunner } from '../../src/host/exec.js';
+import { createHostRunner } from '../../src/agent/host/exec.js';
 import { cli, tempDb } from '../support/cli.js';
 import { startXapiSim, type XapiSim } from '../support/xapi-sim/sim.js';
 import { skipUnless } from '../support/skip.js';

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { XapiClient, XapiTransportError } from '../../src/drivers/xapi/client.js';
+import { XapiClient, XapiTransportError } from '../../src/server/xapi/client.js';
 import { startXapiSim, type XapiSim } from '../support/xapi-sim/sim.js';
 import { cli } from '../support/cli.js';
 import { skipUnless } from '../support/skip.js';

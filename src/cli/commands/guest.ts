@@ -6,14 +6,14 @@ import type { Command } from 'commander';
 import { invalid } from '../../core/model/errors.js';
 import type { Network, Vm } from '../../core/model/types.js';
 import { loadSnapshot } from '../../core/model/snapshot.js';
-import { networkDataForVm } from '../../guest/emit.js';
-import type { GuestNetState } from '../../guest/ir.js';
-import { normalizeMac, parseNetworkData } from '../../guest/parse.js';
-import type { PersistFormat } from '../../guest/push.js';
-import { GUEST_FORMATS, parseFormat, render } from '../../guest/render.js';
-import { pushVmNetwork } from '../../guest/vm-push.js';
+import { networkDataForVm } from '../../core/guest/emit.js';
+import type { GuestNetState } from '../../core/guest/ir.js';
+import { normalizeMac, parseNetworkData } from '../../core/guest/parse.js';
+import type { PersistFormat } from '../../agent/guest/push.js';
+import { GUEST_FORMATS, parseFormat, render } from '../../core/guest/render.js';
+import { pushVmNetwork } from '../../agent/guest/vm-push.js';
 import { networkRef, vmRef } from '../../core/service/resolve.js';
-import { GUEST_PUSH_DOC, setGuestAutoPush, type GuestPushRecord } from '../../guest/watcher.js';
+import { GUEST_PUSH_DOC, setGuestAutoPush, type GuestPushRecord } from '../../agent/guest/watcher.js';
 import { collect, runAction, type CommandContext } from '../context.js';
 
 /** --nic NAME=MAC (repeatable) -> MAC -> name. */

@@ -1,12 +1,12 @@
 // Host enforcement commands: plan / apply / status / serve / teardown (all enforcers), and the
 // host's own default route (`host gateway`).
 import type { Command } from 'commander';
-import type { EnforcerContext, PlanChange } from '../../enforce/enforcer.js';
-import { formatPlanChange } from '../../enforce/enforcer.js';
+import type { EnforcerContext, PlanChange } from '../../core/enforcer.js';
+import { formatPlanChange } from '../../core/enforcer.js';
 import { loadEnforcers } from '../../enforce/registry.js';
 import { DEFAULT_GATEWAY_METRIC } from '../../core/compile/host-plan.js';
 import type { HostGatewaySetting } from '../../core/compile/host-plan.js';
-import { DOC_SETTING } from '../../host/apply.js';
+import { DOC_SETTING } from '../../agent/host/apply.js';
 import { parseAddress } from '../../core/ipam/addr.js';
 import { invalid } from '../../core/model/errors.js';
 import { networkRef } from '../../core/service/resolve.js';

@@ -19,7 +19,7 @@ export function registerLibvirtCommands(program: Command): void {
     .option('--refuse-disabled', 'refuse to start a domain whose VIF is disabled (qemu prepare hook)')
     .option('--no-refuse-disabled', 'start domains with disabled VIFs (their traffic is still dropped)')
     .action(runAction(async (ctx, o: { hooksDir: string; systemdDir: string; systemd: boolean; entry?: string; node?: string; log: string; refuseDisabled?: boolean }) => {
-      const { installHooks, defaultHookEntry } = await import('../../drivers/libvirt/install.js');
+      const { installHooks, defaultHookEntry } = await import('../../agent/libvirt/install.js');
       const { defaultStorePath } = await import('../../core/store/open.js');
       const db = resolve(ctx.dbPath ?? defaultStorePath(ctx.io.env));
       const entry = o.entry ? { entry: resolve(o.entry), nodeArgs: [] } : defaultHookEntry();
@@ -30,7 +30,7 @@ export function registerLibvirtCommands(program: Command): void {
       const res = installHooks({ hooksDir: resolve(o.hooksDir), systemdDir: o.systemd ? resolve(o.systemdDir) : null, command: { node, nodeArgs: entry.nodeArgs, entry: entry.entry, db, log: resolve(o.log) } });
       if (o.refuseDisabled !== undefined) {
         const store = await ctx.store();
-        const { DOC_SETTINGS } = await import('../../drivers/libvirt/facts.js');
+        const { DOC_SETTINGS } = await import('../../agent/libvirt/facts.js');
         const prev = (await store.getDoc<Record<string, unknown>>(DOC_SETTINGS, 'hooks'))?.value ?? {};
         await store.putDoc(DOC_SETTINGS, 'hooks', { ...prev, refuseDisabledVifs: o.refuseDisabled });
       }
@@ -48,7 +48,7 @@ export function registerLibvirtCommands(program: Command): void {
     .option('--systemd-dir <dir>', 'where ipvisor-serve.service is', '/etc/systemd/system')
     .option('--no-systemd', 'leave the systemd unit')
     .action(runAction(async (_ctx, o: { hooksDir: string; systemdDir: string; systemd: boolean }) => {
-      const { uninstallHooks } = await import('../../drivers/libvirt/install.js');
+      const { uninstallHooks } = await import('../../agent/libvirt/install.js');
       const res = uninstallHooks({ hooksDir: resolve(o.hooksDir), systemdDir: o.systemd ? resolve(o.systemdDir) : null });
       const text = [...res.removed.map((f) => `removed ${f}`), ...res.skipped.map((f) => `skipped ${f}`)].join('\n') || 'nothing to remove';
       return { json: res, text };
@@ -57,7 +57,7 @@ export function registerLibvirtCommands(program: Command): void {
   lv.command('sync')
     .description('discover libvirt networks, domains, interfaces and MACs into the store (virsh; $IPVISOR_LIBVIRT_URI picks the connection)')
     .action(runAction(async (ctx) => {
-      const { syncLibvirt } = await import('../../drivers/libvirt/sync.js');
+      const { syncLibvirt } = await import('../../agent/libvirt/sync.js');
       const res = await syncLibvirt(await ctx.store(), ctx.actor);
       const text = [
         res.networks.length ? table(['NETWORK', 'UUID', 'ACTION', 'NOTE'], res.networks.map((n) => [n.name, n.uuid, n.action, n.note])) : 'no libvirt networks',
@@ -79,7 +79,7 @@ export function registerLibvirtCommands(program: Command): void {
         while (root.parent) root = root.parent;
         root.setOptionValue('json', false);
         return runAction(async (ctx, args: string[]) => {
-          const { hookMain } = await import('../../drivers/libvirt/hook-main.js');
+          const { hookMain } = await import('../../agent/libvirt/hook-main.js');
           const code = await hookMain([`libvirt-${kind}`, ...(ctx.dbPath ? ['--db', ctx.dbPath] : []), '--', ...args.filter((a) => a !== '--')]);
           return { json: undefined, text: '', exitCode: code };
         })(...actionArgs);
@@ -98,11 +98,11 @@ export function registerLibvirtCommands(program: Command): void {
         throw invalid('file', `cannot read '${file}': ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       }
       const store = await ctx.store();
-      const { importRoutedIps } = await import('../../drivers/libvirt/routed-import.js');
+      const { importRoutedIps } = await import('../../agent/libvirt/routed-import.js');
       const res = await importRoutedIps(store, text, file, ctx.actor);
       let applied = false;
       if (o.apply && res.imported.some((i) => i.action !== 'exists')) {
-        const { applyHost } = await import('../../host/apply.js');
+        const { applyHost } = await import('../../agent/host/apply.js');
         try {
           await applyHost(store, { actor: ctx.actor, log: (m) => ctx.stderr(m) });
           applied = true;

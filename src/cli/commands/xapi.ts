@@ -4,10 +4,10 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'n
 import { dirname, join } from 'node:path';
 import { collect, ensureCommand, keyValues, runAction, table } from '../context.js';
 import { IpvisorError, invalid } from '../../core/model/errors.js';
-import { addConnection, checkConnectionInput, connectionClient, getConnection, listConnections, removeConnection, setConnection, type XapiConnection } from '../../drivers/xapi/connections.js';
-import { XapiPoolSync, type SyncReport } from '../../drivers/xapi/sync.js';
-import { registerXapiGuestPush } from '../../drivers/xapi/guest-push.js';
-import { convertVifIpBinderConfig, isVifIpBinderConfig, parseDom0Config, DOM0_DEFAULT_CONFIG_PATH } from '../../drivers/xapi/dom0/config.js';
+import { addConnection, checkConnectionInput, connectionClient, getConnection, listConnections, removeConnection, setConnection, type XapiConnection } from '../../server/xapi/connections.js';
+import { XapiPoolSync, type SyncReport } from '../../server/xapi/sync.js';
+import { registerXapiGuestPush } from '../../server/xapi/guest-push.js';
+import { convertVifIpBinderConfig, isVifIpBinderConfig, parseDom0Config, DOM0_DEFAULT_CONFIG_PATH } from '../../agent/dom0/config.js';
 
 interface ConnectOpts {
   url: string;
@@ -35,7 +35,7 @@ function reportText(r: SyncReport, max = 40): string {
 }
 
 export function registerXapiCommands(program: Command): void {
-  // `guest push` on an XAPI VM goes through VIF.configure_ipv4/6 (src/guest/push.ts seam); it needs
+  // `guest push` on an XAPI VM goes through VIF.configure_ipv4/6 (src/agent/guest/push.ts seam); it needs
   // the store of the command being run.
   let dbPath: string | undefined;
   program.hook('preAction', (_root, action) => {
@@ -152,7 +152,7 @@ export function registerXapiCommands(program: Command): void {
     .option('--teardown', "undo what the binder recorded: its addresses and default routes, the management narrowing")
     .action(
       runAction(async (ctx, opts: { config: string; teardown?: boolean }) => {
-        const { runDom0, teardownDom0 } = await import('../../drivers/xapi/dom0/main.js');
+        const { runDom0, teardownDom0 } = await import('../../agent/dom0/main.js');
         if (opts.teardown) {
           const done = await teardownDom0({ configPath: opts.config });
           return { json: { changes: done }, text: done.length ? done.join('\n') : 'Nothing to undo.' };

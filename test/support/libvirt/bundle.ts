@@ -4,7 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { packageRoot } from '../../../src/drivers/libvirt/install.js';
+import { packageRoot } from '../../../src/agent/libvirt/install.js';
 
 export async function buildHookBundle(): Promise<string> {
   const root = packageRoot();

@@ -1,0 +1,3 @@
+import type { HypervisorDriver } from '../../core/driver.js';
+
+export const bridgeDriver: HypervisorDriver = { name: 'bridge' };

@@ -1,0 +1,97 @@
+// The process entry libvirt's hook scripts exec (bundled to dist/libvirt-hook.cjs, so that a hook
+// call pays only for what it uses, not for the whole CLI). Also reached as
+// `ipvisor hook libvirt-network|libvirt-qemu ...` through the CLI.
+//   argv: libvirt-network|libvirt-qemu [--db PATH] [--log PATH] -- <libvirt's argv...>
+// Never writes to stdout.
+import { fileLogger, runLibvirtHook, type HookDeps, type HookKind } from './hook.js';
+
+export const DEFAULT_HOOK_LOG = '/var/log/ipvisor/libvirt-hooks.log';
+
+export interface HookInvocation {
+  kind: HookKind;
+  db: string | undefined;
+  logFile: string;
+  args: string[];
+}
+
+export function parseHookInvocation(argv: string[], env: NodeJS.ProcessEnv = process.env): HookInvocation | undefined {
+  const rest = [...argv];
+  if (rest[0] === 'hook') rest.shift();
+  const which = rest.shift();
+  const kind: HookKind | undefined = which === 'libvirt-network' ? 'network' : which === 'libvirt-qemu' ? 'qemu' : undefined;
+  if (!kind) return undefined;
+  let db = env.IPVISOR_DB || undefined;
+  let logFile = env.IPVISOR_HOOK_LOG || DEFAULT_HOOK_LOG;
+  while (rest.length) {
+    const a = rest[0];
+    if (a === '--') {
+      rest.shift();
+      break;
+    }
+    if (a === '--db' && rest.length > 1) {
+      db = rest[1];
+      rest.splice(0, 2);
+    } else if (a === '--log' && rest.length > 1) {
+      logFile = rest[1];
+      rest.splice(0, 2);
+    } else break;
+  }
+  return { kind, db, logFile, args: rest };
+}
+
+export function defaultHookDeps(inv: HookInvocation): HookDeps {
+  return {
+    log: fileLogger(inv.logFile),
+    async openStore() {
+      const { openStore } = await import('../../core/store/open.js');
+      return openStore(inv.db);
+    },
+    async apply(store, scope, actor) {
+      const { applyHost } = await import('../host/apply.js');
+      await applyHost(store, { actor, scope });
+    },
+    async observeHost(exceptDev) {
+      const [{ observeHostPrefixes }, { createHostRunner }] = await Promise.all([import('./subnets.js'), import('../host/exec.js')]);
+      return observeHostPrefixes(createHostRunner(), exceptDev);
+    },
+  };
+}
+
+export async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) return '';
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Runs one hook call; returns the exit status. Refusals print one line on stderr. */
+export async function hookMain(argv: string[], deps?: HookDeps): Promise<number> {
+  const inv = parseHookInvocation(argv);
+  if (!inv) {
+    await readStdin(); // never leave libvirt's write to a closed pipe (EPIPE)
+    process.stderr.write('ipvisor hook: expected libvirt-network or libvirt-qemu\n');
+    return 0;
+  }
+  // performance.now() counts from process start: Node start-up and module loading show up too.
+  const tMain = performance.now();
+  const xml = await readStdin();
+  const tStdin = performance.now();
+  const d = deps ?? defaultHookDeps(inv);
+  const res = await runLibvirtHook(inv.kind, inv.args, xml, d);
+  if (process.env.IPVISOR_HOOK_TIMING) d.log(`timing: start-up+load ${tMain.toFixed(1)} ms, stdin ${(tStdin - tMain).toFixed(1)} ms, hook ${(performance.now() - tStdin).toFixed(1)} ms`);
+  if (res.code !== 0 && res.refusal) process.stderr.write(res.refusal + '\n');
+  return res.code;
+}
+
+// Run when executed directly (the bundle), not when imported by the CLI.
+const self = process.argv[1] ?? '';
+if (/libvirt-hook\.(mjs|js|cjs)$|hook-main\.(ts|js)$/.test(self)) {
+  hookMain(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    () => {
+      process.exitCode = 0;
+    },
+  );
+}

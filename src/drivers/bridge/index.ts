@@ -1,3 +1,0 @@
-import type { HypervisorDriver } from '../driver.js';
-
-export const bridgeDriver: HypervisorDriver = { name: 'bridge' };
