@@ -3,10 +3,9 @@
 // every repair is logged by the enforcers as an audit event with actor 'serve'.
 import type { Enforcer, PlanChange } from '../core/enforcer.js';
 import { formatPlanChange } from '../core/enforcer.js';
-import { loadEnforcers } from '../enforce/registry.js';
+import { loadEnforcers, loadWatchers } from '../drivers/index.js';
 import type { Store } from '../core/store/store.js';
 import type { DaemonWatcher } from '../core/watcher.js';
-import { loadWatchers } from './watchers.js';
 
 export interface ServeOptions {
   store: Store;

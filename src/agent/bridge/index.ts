@@ -1,3 +1,4 @@
-import type { HypervisorDriver } from '../../core/driver.js';
+import type { Driver } from '../../core/driver.js';
 
-export const bridgeDriver: HypervisorDriver = { name: 'bridge' };
+// Plain Linux bridges: recorded in the store, enforced by the host driver; nothing of their own.
+export const bridgeDriver: Driver = { name: 'bridge', placement: 'agent', networkDriver: 'bridge' };

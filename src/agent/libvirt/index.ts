@@ -1,16 +1,25 @@
-// The libvirt/KVM driver behind the one driver interface (drivers/driver.ts). Heavy parts load
+// The libvirt/KVM driver behind the one driver interface (core/driver.ts). Heavy parts load
 // lazily: `ip allocate` on a libvirt network pays for virsh + XML, not for hooks or sync.
-import type { HypervisorDriver } from '../../core/driver.js';
+import type { Driver } from '../../core/driver.js';
 
-export const libvirtDriver: HypervisorDriver = {
+export const libvirtDriver: Driver = {
   name: 'libvirt',
-  async createManagedNetwork(store, input, actor) {
-    return (await import('./network.js')).createManagedNetwork(store, input, actor);
+  placement: 'agent',
+  networkDriver: 'libvirt',
+  managedNetworks: {
+    async createManagedNetwork(store, input, actor) {
+      return (await import('./network.js')).createManagedNetwork(store, input, actor);
+    },
+    async assignmentsChanged(store, network, actor) {
+      await (await import('./network.js')).syncDhcpReservations(store, network, actor);
+    },
+    async networkDeleted(_store, network) {
+      await (await import('./network.js')).deleteManagedNetwork(network);
+    },
   },
-  async assignmentsChanged(store, network, actor) {
-    await (await import('./network.js')).syncDhcpReservations(store, network, actor);
-  },
-  async networkDeleted(_store, network) {
-    await (await import('./network.js')).deleteManagedNetwork(network);
+  guestTransport: { kind: 'qga', describe: "QEMU guest agent through libvirt's channel (virsh qemu-agent-command)" },
+  async watchers() {
+    // guest auto-push runs where the guest agents are reachable: on the host, next to libvirt
+    return [(await import('../guest/watcher.js')).createGuestPushWatcher(), (await import('./watcher.js')).createLibvirtWatcher()];
   },
 };

@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import type { EnforcerContext, PlanChange } from '../../core/enforcer.js';
 import { formatPlanChange } from '../../core/enforcer.js';
-import { loadEnforcers } from '../../enforce/registry.js';
+import { loadEnforcers } from '../../drivers/index.js';
 import { DEFAULT_GATEWAY_METRIC } from '../../core/compile/host-plan.js';
 import type { HostGatewaySetting } from '../../core/compile/host-plan.js';
 import { DOC_SETTING } from '../../agent/host/apply.js';

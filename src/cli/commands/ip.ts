@@ -33,10 +33,10 @@ async function views(tx: StoreTx, list: Assignment[]): Promise<AssignmentView[]>
 async function notifyDriver(ctx: CommandContext, store: Store, networkUuid: string): Promise<void> {
   const network = (await store.getNetwork(networkUuid)) as Network | undefined;
   if (!network) return;
-  const driver = await driverFor(network.driver);
-  if (!driver.assignmentsChanged) return;
+  const hooks = (await driverFor(network.driver)).managedNetworks;
+  if (!hooks?.assignmentsChanged) return;
   try {
-    await driver.assignmentsChanged(store, network, ctx.actor);
+    await hooks.assignmentsChanged(store, network, ctx.actor);
   } catch (err) {
     ctx.stderr(`ipvisor: warning: ${network.driver} driver could not follow the change on network '${network.name}': ${(err as Error).message}`);
   }

@@ -72,9 +72,9 @@ export function registerNetworkCommands(program: Command): void {
       const input = { ...toInput(o), name };
       let n: Network;
       const auto = (o.subnet ?? []).includes('auto') || o.ipv6 !== undefined;
-      const driver = await driverFor((input.driver ?? 'bridge') as Network['driver']).catch(() => undefined);
-      if (input.driver === 'libvirt' && driver?.createManagedNetwork) {
-        n = await driver.createManagedNetwork(store, { name, bridge: o.bridge, mode: o.mode, subnets: o.subnet ?? [], ipv6: o.ipv6, defaultLocking: o.defaultLocking, mtu: o.mtu !== undefined ? Number(o.mtu) : undefined, dns: o.dns, routes: o.route }, ctx.actor);
+      const managed = (await driverFor((input.driver ?? 'bridge') as Network['driver']).catch(() => undefined))?.managedNetworks;
+      if (input.driver === 'libvirt' && managed?.createManagedNetwork) {
+        n = await managed.createManagedNetwork(store, { name, bridge: o.bridge, mode: o.mode, subnets: o.subnet ?? [], ipv6: o.ipv6, defaultLocking: o.defaultLocking, mtu: o.mtu !== undefined ? Number(o.mtu) : undefined, dns: o.dns, routes: o.route }, ctx.actor);
       } else {
         if (o.ipv6 !== undefined) throw invalid('ipv6', '--ipv6 applies to managed libvirt networks (--driver libvirt); use --subnet');
         if (auto) throw invalid('subnet', "'auto' applies to managed libvirt networks (--driver libvirt)");
@@ -125,9 +125,9 @@ export function registerNetworkCommands(program: Command): void {
     runAction(async (ctx, ref: string, o: { force?: boolean }) => {
       const store = await ctx.store();
       const n = await store.transaction((tx) => networkRef(tx, ref));
-      const driver = await driverFor(n.driver);
+      const managed = (await driverFor(n.driver)).managedNetworks;
       const deleted = await deleteNetwork(store, ref, { force: o.force }, ctx.actor);
-      if (driver.networkDeleted) await driver.networkDeleted(store, deleted, ctx.actor);
+      if (managed?.networkDeleted) await managed.networkDeleted(store, deleted, ctx.actor);
       return { json: deleted, text: `deleted network ${deleted.name}` };
     }),
   );

@@ -1,8 +1,18 @@
-import type { HypervisorDriver } from '../../core/driver.js';
+import type { Driver } from '../../core/driver.js';
+import { xapiEnforcer } from './enforcer.js';
 
-// XAPI networks are created by XCP-ng and recorded by `ipvisor xapi sync`; enforcement runs through
-// the xapi enforcer (plan/apply/serve), so the driver needs no hooks of its own.
-export const xapiDriver: HypervisorDriver = { name: 'xapi' };
+// XAPI networks are created by XCP-ng and recorded by `ipvisor xapi sync`; enforcement (VIF locking)
+// and the event.from watcher run on the control plane, which talks to the pool masters.
+export const xapiDriver: Driver = {
+  name: 'xapi',
+  placement: 'server',
+  networkDriver: 'xapi',
+  enforcer: xapiEnforcer,
+  guestTransport: { kind: 'xapi', describe: 'VIF.configure_ipv4/6 (XCP-ng static IP injection)' },
+  async watchers() {
+    return [(await import('./watcher.js')).createXapiWatcher()];
+  },
+};
 
 export { pushStaticIpViaXapi } from './static-ip.js';
 export { xapiEnforcer } from './enforcer.js';
