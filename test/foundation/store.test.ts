@@ -10,6 +10,7 @@ import { createVm, addVif } from '../../src/core/service/vms.js';
 import { allocate, release } from '../../src/core/service/ip.js';
 import { IpvisorError } from '../../src/core/model/errors.js';
 import { tempDb } from '../support/cli.js';
+import { SCHEMA_VERSION } from '../../src/core/store/sqlite/migrations.js';
 
 const run = promisify(execFile);
 
@@ -26,7 +27,7 @@ describe('SQLite store', () => {
     raw.close();
     await assert.rejects(openStore(db), (e: unknown) => e instanceof IpvisorError && e.code === 'STORE_SCHEMA');
     const fix = new Database(db);
-    fix.prepare("UPDATE meta SET value = '1' WHERE key = 'schema_version'").run();
+    fix.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run(String(SCHEMA_VERSION));
     fix.close();
   });
 
@@ -111,6 +112,52 @@ describe('SQLite store', () => {
     const usage = await s.transaction(async (tx) => poolUsage(tx, p6, (await tx.getNetwork(p6.networkUuid))!));
     assert.equal(usage.total, ((1n << 64n) - 256n).toString());
     assert.equal(usage.free, ((1n << 64n) - 257n).toString());
+    await s.close();
+  });
+});
+
+describe('SQLite store: revisions and the change feed', () => {
+  const { db, cleanup } = tempDb();
+  after(cleanup);
+
+  test('every committed write transaction takes the next revision; rollbacks and reads take none', async () => {
+    const s = await openStore(db);
+    const seen: number[] = [];
+    const stop = s.watch((r) => seen.push(r));
+    const r0 = await s.currentRevision();
+    await createNetwork(s, { name: 'feed', subnets: ['10.9.0.0/24'] }, 't');
+    await createPool(s, { name: 'feed4', network: 'feed', cidrs: ['10.9.0.0/24'] }, 't');
+    await createVm(s, { name: 'fvm', host: 'hv7' }, 't');
+    await addVif(s, { vm: 'fvm', network: 'feed', mac: '52:54:00:09:00:01' }, 't');
+    const before = await s.currentRevision();
+    assert.equal(before, r0 + 4);
+    await assert.rejects(s.transaction(async (tx) => { await tx.putDoc('x', 'y', 1); throw new Error('no'); }, { write: true }));
+    await s.listNetworks();
+    assert.equal(await s.currentRevision(), before);
+    const a = (await allocate(s, { vif: 'fvm:0' }, 't')).assignment;
+    assert.equal(await s.currentRevision(), before + 1);
+    const changes = await s.changesSince(before);
+    assert.deepEqual(changes.map((c) => [c.revision, c.kind, c.key, c.host]), [[before + 1, 'assignment', a.uuid, 'hv7']]);
+    // The VIF's change names its VM's host; the whole feed is in revision order.
+    const all = await s.changesSince(0);
+    assert.ok(all.some((c) => c.kind === 'vif' && c.host === 'hv7'));
+    assert.deepEqual(all.map((c) => c.revision), [...all.map((c) => c.revision)].sort((x, y) => x - y));
+    await release(s, { address: a.address }, 't');
+    const rel = await s.changesSince(before + 1);
+    assert.deepEqual(rel.map((c) => [c.kind, c.key, c.host]), [['assignment', a.uuid, 'hv7']]);
+    assert.deepEqual(seen, [r0 + 1, r0 + 2, r0 + 3, r0 + 4, before + 1, before + 2]);
+    stop();
+    await s.close();
+  });
+
+  test('a watcher learns of another process\'s commit', async () => {
+    const s = await openStore(db);
+    const start = await s.currentRevision();
+    const got = new Promise<number>((resolve) => { const stop = s.watch((r) => { stop(); resolve(r); }); });
+    const other = await openStore(db);
+    await other.putDoc('t', 'k', { v: 1 });
+    await other.close();
+    assert.equal(await got, start + 1);
     await s.close();
   });
 });

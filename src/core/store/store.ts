@@ -41,30 +41,51 @@ export interface DocRecord<T = unknown> {
   updatedAt: string;
 }
 
-/** Everything that can be read or written inside one transaction. */
-export interface StoreTx {
-  // networks
+export type AssignmentCounts = { addresses: number; routedPrefixes: Array<{ family: number; prefixLength: number }> };
+
+export interface RequestRecord {
+  requestId: string;
+  fingerprint: string;
+  assignmentUuid: string;
+}
+
+/** One committed change: every write transaction gets the next revision, and each row it touched
+ * one entry (kind = what, key = which; host = the hypervisor host it concerns, when it has one). */
+export interface Change {
+  revision: number;
+  kind: string;
+  key: string;
+  host: string | null;
+}
+
+export interface NetworkStore {
   listNetworks(): Promise<Network[]>;
   getNetwork(uuid: string): Promise<Network | undefined>;
   findNetworkByName(name: string): Promise<Network | undefined>;
   insertNetwork(n: Network): Promise<void>;
   updateNetwork(n: Network): Promise<void>;
   deleteNetwork(uuid: string): Promise<void>;
-  // pools
+}
+
+export interface PoolStore {
   listPools(networkUuid?: string): Promise<Pool[]>;
   getPool(uuid: string): Promise<Pool | undefined>;
   findPoolByName(name: string): Promise<Pool | undefined>;
   insertPool(p: Pool): Promise<void>;
   updatePool(p: Pool): Promise<void>;
   deletePool(uuid: string): Promise<void>;
-  // vms
+}
+
+export interface VmStore {
   listVms(): Promise<Vm[]>;
   getVm(uuid: string): Promise<Vm | undefined>;
   findVmByName(name: string): Promise<Vm | undefined>;
   insertVm(v: Vm): Promise<void>;
   updateVm(v: Vm): Promise<void>;
   deleteVm(uuid: string): Promise<void>;
-  // vifs
+}
+
+export interface VifStore {
   listVifs(vmUuid?: string): Promise<Vif[]>;
   getVif(uuid: string): Promise<Vif | undefined>;
   findVifByDevice(vmUuid: string, device: number): Promise<Vif | undefined>;
@@ -72,7 +93,10 @@ export interface StoreTx {
   insertVif(v: Vif): Promise<void>;
   updateVif(v: Vif): Promise<void>;
   deleteVif(uuid: string): Promise<void>;
-  // assignments
+}
+
+/** Assignments and the idempotency keys of the requests that made them. */
+export interface AssignmentStore {
   listAssignments(q?: AssignmentQuery): Promise<Assignment[]>;
   getAssignment(uuid: string): Promise<Assignment | undefined>;
   findAssignmentByRequestId(requestId: string): Promise<Assignment | undefined>;
@@ -81,8 +105,16 @@ export interface StoreTx {
   deleteAssignment(uuid: string): Promise<void>;
   /** Whether the VIF already holds a (non-routed) address of the family: decides primary vs additional. */
   vifHoldsAddress(vifUuid: string, family: number): Promise<boolean>;
-  countAssignments(poolUuid: string): Promise<{ addresses: number; routedPrefixes: Array<{ family: number; prefixLength: number }> }>;
-  // free-space index of pools (ipam/allocator.ts maintains it)
+  countAssignments(poolUuid: string): Promise<AssignmentCounts>;
+  getRequest(requestId: string): Promise<RequestRecord | undefined>;
+  insertRequest(r: RequestRecord): Promise<void>;
+  deleteRequestsFor(assignmentUuid: string): Promise<void>;
+}
+
+/** The free-space index of pools and the holds of released addresses (ipam/allocator.ts maintains
+ * both). A backend serialises these per pool: the first of them in a transaction locks the pool
+ * (PostgreSQL: an advisory transaction lock on the pool; SQLite: the database write lock). */
+export interface FreeSpaceStore {
   lowestFree(poolUuid: string): Promise<FreeInterval | undefined>;
   /** The free interval with the greatest start <= key. */
   freeAtOrBefore(poolUuid: string, key: bigint): Promise<FreeInterval | undefined>;
@@ -93,34 +125,60 @@ export interface StoreTx {
   insertFree(f: FreeInterval): Promise<void>;
   deleteFree(poolUuid: string, start: bigint): Promise<void>;
   clearFree(poolUuid: string): Promise<void>;
-  // holds (released addresses waiting out the pool's hold time)
   insertHold(h: Hold): Promise<void>;
   listHolds(poolUuid: string): Promise<Hold[]>;
   /** Removes and returns holds whose time is up. */
   takeExpiredHolds(poolUuid: string, now: string): Promise<Hold[]>;
   deleteHolds(poolUuid: string): Promise<void>;
-  // idempotency keys
-  getRequest(requestId: string): Promise<{ requestId: string; fingerprint: string; assignmentUuid: string } | undefined>;
-  insertRequest(r: { requestId: string; fingerprint: string; assignmentUuid: string }): Promise<void>;
-  deleteRequestsFor(assignmentUuid: string): Promise<void>;
-  // audit
+}
+
+export interface AuditStore {
   insertEvent(e: Omit<AuditEvent, 'id'>): Promise<void>;
   listEvents(q?: EventQuery): Promise<AuditEvent[]>;
-  // documents and settings
+}
+
+/** Documents and settings. */
+export interface DocStore {
   getDoc<T = unknown>(kind: string, key: string): Promise<DocRecord<T> | undefined>;
   listDocs<T = unknown>(kind: string): Promise<DocRecord<T>[]>;
   putDoc<T = unknown>(kind: string, key: string, value: T): Promise<void>;
   deleteDoc(kind: string, key: string): Promise<void>;
 }
 
+/** The change feed (read side). Revisions grow with commit order: a reader that has seen
+ * revision R and asks for changes since R never misses a change committed later. */
+export interface ChangeStore {
+  /** The revision of the last committed change (0 for a store without changes). */
+  currentRevision(): Promise<number>;
+  /** Changes with revision > `revision`, ascending, at most `limit` rows (whole revisions only when
+   * a revision has more rows than the limit allows). */
+  changesSince(revision: number, limit?: number): Promise<Change[]>;
+}
+
+/** Everything that can be read or written inside one transaction. */
+export interface StoreTx extends NetworkStore, PoolStore, VmStore, VifStore, AssignmentStore, FreeSpaceStore, AuditStore, DocStore, ChangeStore {}
+
 export interface TransactionOptions {
-  /** Take the write lock at BEGIN (SQLite BEGIN IMMEDIATE); required for allocation. */
+  /** A transaction that writes: SQLite takes the write lock at BEGIN (BEGIN IMMEDIATE); required
+   * for allocation. PostgreSQL locks per pool as the free-space index is read. */
   write?: boolean;
 }
 
+/** Called after a commit that produced a revision (in this process), and, for changes made by other
+ * processes or servers, when the backend learns of them (PostgreSQL NOTIFY; SQLite data_version
+ * polling). A wake-up, not the data: read changesSince() for what changed. */
+export type ChangeListener = (revision: number) => void;
+
+/** A store: a transaction factory. Its own StoreTx methods each run in a transaction of their own
+ * (or join the caller's transaction when called inside transaction()). */
 export interface Store extends StoreTx {
   readonly kind: 'sqlite' | 'postgres';
-  /** Runs fn in one transaction; commits when it resolves, rolls back when it throws. */
+  /** Where the store is, as a --store URL (sqlite:PATH or postgresql://...), without a password. */
+  readonly url: string;
+  /** Runs fn in one transaction; commits when it resolves, rolls back when it throws. The tx object
+   * is valid until fn's promise settles. Nested calls join the outer transaction. */
   transaction<T>(fn: (tx: StoreTx) => Promise<T>, opts?: TransactionOptions): Promise<T>;
+  /** Calls `listener` on every new revision; returns the function that stops it. */
+  watch(listener: ChangeListener): () => void;
   close(): Promise<void>;
 }

@@ -99,6 +99,22 @@ export const MIGRATIONS: Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 2,
+    name: 'changes',
+    sql: `
+      -- The change feed: every committed write transaction takes the next revision (writers are
+      -- serial in SQLite), one row per object it touched; host is the hypervisor host concerned.
+      CREATE TABLE changes (
+        revision INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        host TEXT,
+        PRIMARY KEY (revision, seq)
+      ) WITHOUT ROWID;
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

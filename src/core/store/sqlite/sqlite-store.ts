@@ -1,13 +1,13 @@
 // SQLite backend of the Store port (better-sqlite3, WAL). better-sqlite3 is synchronous; the port
 // is Promise-based, so one in-process mutex keeps a transaction's statements from interleaving with
 // other callers, and BEGIN IMMEDIATE plus the busy timeout serialise writers across processes.
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { IpvisorError } from '../../model/errors.js';
 import type { Assignment, AuditEvent, Network, Pool, Vif, Vm } from '../../model/types.js';
-import type { AssignmentQuery, DocRecord, EventQuery, FreeInterval, Hold, Store, StoreTx, TransactionOptions } from '../store.js';
+import type { AssignmentQuery, Change, DocRecord, EventQuery, FreeInterval, Hold, StoreTx, TransactionOptions } from '../store.js';
+import { assertOpen, BaseStore, type JournalEntry } from '../base.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 import { addressKey, keyToBigInt, parseAddress } from '../../ipam/addr.js';
 
@@ -44,11 +44,11 @@ function firstEventIdSince(get: (sql: string, ...p: unknown[]) => Row | undefine
   return lo;
 }
 
-class SqliteTx implements StoreTx {
+/** Prepared statements of one connection, shared by its transactions. */
+class Statements {
   private readonly cache = new Map<string, Database.Statement>();
-  constructor(protected readonly db: Database.Database) {}
-
-  protected st(sql: string): Database.Statement {
+  constructor(readonly db: Database.Database) {}
+  get(sql: string): Database.Statement {
     let s = this.cache.get(sql);
     if (!s) {
       s = this.db.prepare(sql);
@@ -56,15 +56,58 @@ class SqliteTx implements StoreTx {
     }
     return s;
   }
+}
+
+/** The host of a change: given, else the VM's (directly or through the VIF). */
+const INSERT_CHANGE = `INSERT INTO changes (revision, seq, kind, key, host) VALUES (?, ?, ?, ?,
+  coalesce(?, (SELECT nullif(json_extract(doc, '$.host'), '') FROM vms WHERE uuid = coalesce(?, (SELECT vm_uuid FROM vifs WHERE uuid = ?)))))`;
+
+/** One transaction: valid from BEGIN to COMMIT/ROLLBACK; records what it changes for the feed. */
+class SqliteTx implements StoreTx {
+  done = false;
+  readonly journal = new Map<string, JournalEntry>();
+  constructor(private readonly sts: Statements) {}
 
   private all(sql: string, ...params: unknown[]): Row[] {
-    return this.st(sql).all(...params) as Row[];
+    assertOpen(this.done);
+    return this.sts.get(sql).all(...params) as Row[];
   }
   private get(sql: string, ...params: unknown[]): Row | undefined {
-    return this.st(sql).get(...params) as Row | undefined;
+    assertOpen(this.done);
+    return this.sts.get(sql).get(...params) as Row | undefined;
   }
   private run(sql: string, ...params: unknown[]): void {
-    this.st(sql).run(...params);
+    assertOpen(this.done);
+    this.sts.get(sql).run(...params);
+  }
+  private note(e: JournalEntry): void {
+    this.journal.set(`${e.kind}\0${e.key}`, e);
+  }
+
+  /** Writes the journal under the next revision (the write lock is held: writers are serial). */
+  commitJournal(): number | undefined {
+    if (this.journal.size === 0) return undefined;
+    const revision = (this.get('SELECT coalesce(max(revision), 0) + 1 AS r FROM changes')!.r as number);
+    let seq = 0;
+    for (const e of this.journal.values()) {
+      this.run(INSERT_CHANGE, revision, seq++, e.kind, e.key, e.host || null, e.vmUuid ?? null, e.vifUuid ?? null);
+    }
+    return revision;
+  }
+
+  // change feed
+  async currentRevision(): Promise<number> {
+    return this.get('SELECT coalesce(max(revision), 0) AS r FROM changes')!.r as number;
+  }
+  async changesSince(revision: number, limit = 10_000): Promise<Change[]> {
+    const rows = this.all('SELECT * FROM changes WHERE revision > ? ORDER BY revision, seq LIMIT ?', revision, limit);
+    // Whole revisions only: drop a trailing partial one unless it is the only one.
+    if (rows.length === limit && rows.length > 0) {
+      const last = rows[rows.length - 1].revision;
+      const cut = rows.filter((r) => r.revision !== last);
+      if (cut.length > 0) rows.splice(cut.length);
+    }
+    return rows.map((r) => ({ revision: r.revision as number, kind: r.kind as string, key: r.key as string, host: (r.host as string) ?? null }));
   }
 
   // networks
@@ -79,12 +122,15 @@ class SqliteTx implements StoreTx {
   }
   async insertNetwork(n: Network): Promise<void> {
     this.run('INSERT INTO networks (uuid, name, doc) VALUES (?, ?, ?)', n.uuid, n.name, JSON.stringify(n));
+    this.note({ kind: 'network', key: n.uuid });
   }
   async updateNetwork(n: Network): Promise<void> {
     this.run('UPDATE networks SET name = ?, doc = ? WHERE uuid = ?', n.name, JSON.stringify(n), n.uuid);
+    this.note({ kind: 'network', key: n.uuid });
   }
   async deleteNetwork(uuid: string): Promise<void> {
     this.run('DELETE FROM networks WHERE uuid = ?', uuid);
+    this.note({ kind: 'network', key: uuid });
   }
 
   // pools
@@ -102,14 +148,17 @@ class SqliteTx implements StoreTx {
   }
   async insertPool(p: Pool): Promise<void> {
     this.run('INSERT INTO pools (uuid, name, network_uuid, doc) VALUES (?, ?, ?, ?)', p.uuid, p.name, p.networkUuid, JSON.stringify(p));
+    this.note({ kind: 'pool', key: p.uuid });
   }
   async updatePool(p: Pool): Promise<void> {
     this.run('UPDATE pools SET name = ?, network_uuid = ?, doc = ? WHERE uuid = ?', p.name, p.networkUuid, JSON.stringify(p), p.uuid);
+    this.note({ kind: 'pool', key: p.uuid });
   }
   async deletePool(uuid: string): Promise<void> {
     this.run('DELETE FROM free_space WHERE pool_uuid = ?', uuid);
     this.run('DELETE FROM holds WHERE pool_uuid = ?', uuid);
     this.run('DELETE FROM pools WHERE uuid = ?', uuid);
+    this.note({ kind: 'pool', key: uuid });
   }
 
   // vms
@@ -124,12 +173,18 @@ class SqliteTx implements StoreTx {
   }
   async insertVm(v: Vm): Promise<void> {
     this.run('INSERT INTO vms (uuid, name, doc) VALUES (?, ?, ?)', v.uuid, v.name, JSON.stringify(v));
+    this.note({ kind: 'vm', key: v.uuid, host: v.host });
   }
   async updateVm(v: Vm): Promise<void> {
+    const old = this.get("SELECT json_extract(doc, '$.host') AS host FROM vms WHERE uuid = ?", v.uuid);
     this.run('UPDATE vms SET name = ?, doc = ? WHERE uuid = ?', v.name, JSON.stringify(v), v.uuid);
+    this.note({ kind: 'vm', key: v.uuid, host: v.host });
+    // A VM moving between hosts concerns the host it left too.
+    if (old?.host && old.host !== v.host) this.note({ kind: 'vm-left', key: v.uuid, host: old.host as string });
   }
   async deleteVm(uuid: string): Promise<void> {
-    this.run('DELETE FROM vms WHERE uuid = ?', uuid);
+    const row = this.get("DELETE FROM vms WHERE uuid = ? RETURNING json_extract(doc, '$.host') AS host", uuid);
+    this.note({ kind: 'vm', key: uuid, host: (row?.host as string) ?? null });
   }
 
   // vifs
@@ -150,12 +205,15 @@ class SqliteTx implements StoreTx {
   }
   async insertVif(v: Vif): Promise<void> {
     this.run('INSERT INTO vifs (uuid, vm_uuid, device, network_uuid, mac, doc) VALUES (?, ?, ?, ?, ?, ?)', v.uuid, v.vmUuid, v.device, v.networkUuid, v.mac, JSON.stringify(v));
+    this.note({ kind: 'vif', key: v.uuid, vmUuid: v.vmUuid });
   }
   async updateVif(v: Vif): Promise<void> {
     this.run('UPDATE vifs SET vm_uuid = ?, device = ?, network_uuid = ?, mac = ?, doc = ? WHERE uuid = ?', v.vmUuid, v.device, v.networkUuid, v.mac, JSON.stringify(v), v.uuid);
+    this.note({ kind: 'vif', key: v.uuid, vmUuid: v.vmUuid });
   }
   async deleteVif(uuid: string): Promise<void> {
-    this.run('DELETE FROM vifs WHERE uuid = ?', uuid);
+    const row = this.get('DELETE FROM vifs WHERE uuid = ? RETURNING vm_uuid', uuid);
+    this.note({ kind: 'vif', key: uuid, vmUuid: (row?.vm_uuid as string) ?? null });
   }
 
   // assignments
@@ -190,12 +248,15 @@ class SqliteTx implements StoreTx {
       'INSERT INTO assignments (uuid, network_uuid, pool_uuid, vif_uuid, family, addr_key, prefix_length, kind, request_id, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       a.uuid, a.networkUuid, a.poolUuid, a.vifUuid, a.family, key, a.prefixLength, a.kind, a.requestId, JSON.stringify(a),
     );
+    this.note({ kind: 'assignment', key: a.uuid, vifUuid: a.vifUuid });
   }
   async updateAssignment(a: Assignment): Promise<void> {
     this.run('UPDATE assignments SET vif_uuid = ?, kind = ?, doc = ? WHERE uuid = ?', a.vifUuid, a.kind, JSON.stringify(a), a.uuid);
+    this.note({ kind: 'assignment', key: a.uuid, vifUuid: a.vifUuid });
   }
   async deleteAssignment(uuid: string): Promise<void> {
-    this.run('DELETE FROM assignments WHERE uuid = ?', uuid);
+    const row = this.get('DELETE FROM assignments WHERE uuid = ? RETURNING vif_uuid', uuid);
+    this.note({ kind: 'assignment', key: uuid, vifUuid: (row?.vif_uuid as string) ?? null });
   }
   async vifHoldsAddress(vifUuid: string, family: number): Promise<boolean> {
     return !!this.get("SELECT 1 FROM assignments WHERE vif_uuid = ? AND family = ? AND kind IN ('primary', 'additional') LIMIT 1", vifUuid, family);
@@ -295,9 +356,11 @@ class SqliteTx implements StoreTx {
   async putDoc<T>(kind: string, key: string, value: T): Promise<void> {
     this.run('INSERT INTO docs (kind, key, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at',
       kind, key, JSON.stringify(value), new Date().toISOString());
+    this.note({ kind: `doc:${kind}`, key });
   }
   async deleteDoc(kind: string, key: string): Promise<void> {
     this.run('DELETE FROM docs WHERE kind = ? AND key = ?', kind, key);
+    this.note({ kind: `doc:${kind}`, key });
   }
 }
 
@@ -313,18 +376,25 @@ class Mutex {
   }
 }
 
-const STORE_METHODS = Object.getOwnPropertyNames(SqliteTx.prototype).filter((m) => m !== 'constructor' && m !== 'st' && m !== 'all' && m !== 'get' && m !== 'run');
+/** How often a watched store looks for commits of other processes (PRAGMA data_version). */
+const WATCH_POLL_MS = 200;
 
-export class SqliteStore extends SqliteTx implements Store {
+export class SqliteStore extends BaseStore {
   readonly kind = 'sqlite' as const;
+  readonly url: string;
+  private readonly db: Database.Database;
+  private readonly sts: Statements;
   private readonly mutex = new Mutex();
-  private readonly inTx = new AsyncLocalStorage<boolean>();
   private closed = false;
+  private poller: NodeJS.Timeout | undefined;
 
   constructor(readonly path: string, opts: SqliteOptions = {}) {
+    super();
+    this.url = `sqlite:${path}`;
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     const db = new Database(path, { timeout: opts.busyTimeoutMs ?? 15000 });
-    super(db);
+    this.db = db;
+    this.sts = new Statements(db);
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
     db.pragma('foreign_keys = ON');
@@ -333,12 +403,6 @@ export class SqliteStore extends SqliteTx implements Store {
     db.pragma('wal_autocheckpoint = 10000');
     db.pragma('cache_size = -32000');
     this.migrate();
-    // Every plain call outside transaction() is serialised with the transactions of this process.
-    for (const m of STORE_METHODS) {
-      const inner = (SqliteTx.prototype as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[m];
-      (this as unknown as Record<string, unknown>)[m] = (...args: unknown[]) =>
-        this.inTx.getStore() ? inner.apply(this, args) : this.serial(() => inner.apply(this, args));
-    }
   }
 
   private migrate(): void {
@@ -369,18 +433,10 @@ export class SqliteStore extends SqliteTx implements Store {
     }
   }
 
-  private async serial<T>(fn: () => Promise<T>): Promise<T> {
+  protected async run<T>(fn: (tx: StoreTx) => Promise<T>, opts: TransactionOptions): Promise<{ result: T; revision: number | undefined }> {
     const release = await this.mutex.lock();
     try {
-      return await fn();
-    } finally {
-      release();
-    }
-  }
-
-  async transaction<T>(fn: (tx: StoreTx) => Promise<T>, opts: TransactionOptions = {}): Promise<T> {
-    if (this.inTx.getStore()) return fn(this); // nested: join the outer transaction
-    return this.serial(async () => {
+      if (this.closed) throw new IpvisorError('INTERNAL', `store ${this.path} is closed`);
       try {
         this.db.exec(opts.write ? 'BEGIN IMMEDIATE' : 'BEGIN');
       } catch (err) {
@@ -389,22 +445,48 @@ export class SqliteStore extends SqliteTx implements Store {
         }
         throw err;
       }
+      const tx = new SqliteTx(this.sts);
       try {
-        const result = await this.inTx.run(true, () => fn(this));
+        const result = await fn(tx);
+        const revision = tx.commitJournal();
         this.db.exec('COMMIT');
-        return result;
+        return { result, revision };
       } catch (err) {
         if (this.db.inTransaction) this.db.exec('ROLLBACK');
         throw err;
+      } finally {
+        tx.done = true;
       }
-    });
+    } finally {
+      release();
+    }
+  }
+
+  // Commits of this process are announced by BaseStore; those of other processes show up as a
+  // changed PRAGMA data_version, which this connection polls while someone watches.
+  protected startWatching(): void {
+    let seen = this.db.pragma('data_version', { simple: true }) as number;
+    this.poller = setInterval(() => {
+      if (this.closed) return;
+      const v = this.db.pragma('data_version', { simple: true }) as number;
+      if (v === seen) return;
+      seen = v;
+      const r = this.db.prepare('SELECT coalesce(max(revision), 0) AS r FROM changes').get() as Row;
+      this.notify(r.r as number);
+    }, WATCH_POLL_MS);
+  }
+
+  protected stopWatching(): void {
+    if (this.poller) clearInterval(this.poller);
+    this.poller = undefined;
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
-    this.closed = true;
+    this.stopWatching();
     const release = await this.mutex.lock();
     try {
+      this.closed = true;
       this.db.close();
     } finally {
       release();
