@@ -119,18 +119,17 @@ test('install writes .d hooks with absolute paths, keeps foreign hooks, uninstal
     writeFileSync(join(hooks, 'qemu'), '#!/bin/sh\nexit 0\n'); // the user's own main hook
     writeFileSync(join(hooks, 'qemu.d', 'other'), '#!/bin/sh\nexit 0\n');
     const cmd = { node: '/usr/bin/node', nodeArgs: [], entry: "/opt/ipvisor it's/dist/libvirt-hook.cjs", db: '/var/lib/ipvisor/ipvisor.db', log: '/var/log/ipvisor/libvirt-hooks.log' };
-    const res = installHooks({ hooksDir: hooks, systemdDir: join(dir, 'systemd'), command: cmd, cli: '/opt/ipvisor/bin/ipvisor' });
-    assert.deepEqual(res.written, [join(hooks, 'network.d', 'ipvisor'), join(hooks, 'qemu.d', 'ipvisor'), join(dir, 'systemd', 'ipvisor-serve.service')]);
+    const res = installHooks({ hooksDir: hooks, command: cmd });
+    assert.deepEqual(res.written, [join(hooks, 'network.d', 'ipvisor'), join(hooks, 'qemu.d', 'ipvisor')]);
     const script = readFileSync(join(hooks, 'qemu.d', 'ipvisor'), 'utf8');
     assert.equal(script, renderHookScript('qemu', cmd));
     assert.match(script, /exec '\/usr\/bin\/node' '\/opt\/ipvisor it'\\''s\/dist\/libvirt-hook\.cjs' 'libvirt-qemu' '--db' '\/var\/lib\/ipvisor\/ipvisor\.db' '--log' '\/var\/log\/ipvisor\/libvirt-hooks\.log' -- "\$@"/);
     assert.equal(statSync(join(hooks, 'network.d', 'ipvisor')).mode & 0o777, 0o755);
-    assert.match(readFileSync(join(dir, 'systemd', 'ipvisor-serve.service'), 'utf8'), /ExecStart=\/usr\/bin\/node \/opt\/ipvisor\/bin\/ipvisor serve --db \/var\/lib\/ipvisor\/ipvisor\.db/);
     // A foreign file with our name is never overwritten.
     writeFileSync(join(hooks, 'network.d', 'ipvisor'), '#!/bin/sh\n# somebody else\n');
-    assert.equal(installHooks({ hooksDir: hooks, systemdDir: null, command: cmd }).skipped.length, 1);
-    const un = uninstallHooks({ hooksDir: hooks, systemdDir: join(dir, 'systemd') });
-    assert.deepEqual(un.removed, [join(hooks, 'qemu.d', 'ipvisor'), join(dir, 'systemd', 'ipvisor-serve.service')]);
+    assert.equal(installHooks({ hooksDir: hooks, command: cmd }).skipped.length, 1);
+    const un = uninstallHooks({ hooksDir: hooks, systemdDir: null });
+    assert.deepEqual(un.removed, [join(hooks, 'qemu.d', 'ipvisor')]);
     assert.equal(un.skipped.length, 1);
     assert.ok(existsSync(join(hooks, 'qemu')) && existsSync(join(hooks, 'qemu.d', 'other')) && existsSync(join(hooks, 'network.d', 'ipvisor')));
     assert.ok(!readFileSync(join(hooks, 'network.d', 'ipvisor'), 'utf8').includes(HOOK_MARKER));

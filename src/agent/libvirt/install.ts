@@ -1,5 +1,6 @@
 // `ipvisor libvirt install|uninstall`: hook scripts in <hooks>/network.d and <hooks>/qemu.d (the
-// user's own hooks stay untouched) and a systemd unit for `ipvisor serve`. libvirt passes hooks an
+// user's own hooks stay untouched), and the hardened ipvisor-serve.service: the packaged unit when
+// there is one (never shadowed by a unit of our own), else the shipped unit for this checkout. libvirt passes hooks an
 // inherited PATH and nothing else, so the scripts carry absolute paths: node, the entry point, the
 // store and the log.
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -37,10 +38,31 @@ export function renderHookScript(kind: 'network' | 'qemu', c: HookCommand): stri
   return `#!/bin/sh\n${HOOK_MARKER}\n# libvirt runs this with argv and the XML on stdin; it must print nothing on stdout.\n${guard}\nexec ${argv} -- "$@"\n`;
 }
 
-/** Pure: the systemd unit for `ipvisor serve`. */
-export function renderServeUnit(c: { node: string; nodeArgs: string[]; cli: string; db: string }): string {
-  const exec = [c.node, ...c.nodeArgs, c.cli, 'serve', '--db', c.db].join(' ');
-  return `${HOOK_MARKER}\n[Unit]\nDescription=ipvisor: keeps VM addresses, routes and anti-spoofing true\nAfter=network-online.target libvirtd.service\nWants=network-online.target\n\n[Service]\nType=simple\nExecStart=${exec}\nRestart=on-failure\nRestartSec=2\n\n[Install]\nWantedBy=multi-user.target\n`;
+/** Where a package puts units; a unit there is the packaged one and is used as it is. */
+export const PACKAGED_UNIT_DIRS = ['/lib/systemd/system', '/usr/lib/systemd/system'];
+export const DEFAULT_STORE = '/var/lib/ipvisor/ipvisor.db';
+export const UNIT_DROPIN = '10-ipvisor-libvirt-install.conf';
+
+/** Pure: the shipped unit (deploy/systemd/ipvisor-serve.service) for a source checkout: the same
+ * hardened unit, with ExecStart running this checkout, and marked as ours (so the Debian package's
+ * postinst and `libvirt uninstall` may remove it). */
+export function renderServeUnit(template: string, c: { execStart: string[] }): string {
+  // systemd command lines: % starts a specifier and $ a variable (both doubled); quotes group words.
+  const word = (a: string) => {
+    const e = a.replace(/%/g, '%%').replace(/\$/g, '$$$$');
+    return /[\s"'\\]/.test(e) ? `"${e.replace(/(["\\])/g, '\\$1')}"` : e;
+  };
+  if (!/^ExecStart=\S+ serve /m.test(template)) throw new Error(`unit template has no 'ExecStart=... serve ' line`);
+  const exec = `ExecStart=${c.execStart.map(word).join(' ')} `;
+  let unit = template.replace(/^ExecStart=\S+ serve /m, () => exec);
+  // A checkout (or node) under a home directory must stay readable: ProtectHome=yes would hide it.
+  if (c.execStart.some((a) => /^\/(root|home|run\/user)(\/|$)/.test(a))) unit = unit.replace(/^ProtectHome=yes$/m, 'ProtectHome=read-only');
+  return `${HOOK_MARKER} (from deploy/systemd/${SERVE_UNIT})\n` + unit;
+}
+
+/** Pure: the drop-in that points the unit at a store other than the default one. */
+export function renderStoreDropIn(db: string): string {
+  return `${HOOK_MARKER}\n[Service]\nEnvironment=IPVISOR_DB=${db}\nReadWritePaths=${dirname(db)}\n`;
 }
 
 /** The repository/package root this code runs from. */
@@ -71,14 +93,13 @@ export function defaultHookEntry(root = packageRoot()): { entry: string; nodeArg
 
 export interface InstallOptions {
   hooksDir?: string;
-  systemdDir?: string | null;
   command: HookCommand;
-  cli?: string;
 }
 
 export interface InstallResult {
   written: string[];
   skipped: string[];
+  removed?: string[];
 }
 
 export function installHooks(o: InstallOptions): InstallResult {
@@ -98,25 +119,67 @@ export function installHooks(o: InstallOptions): InstallResult {
     renameSync(file + '.tmp', file);
     res.written.push(file);
   }
-  if (o.systemdDir !== null) {
-    const sd = o.systemdDir ?? DEFAULT_SYSTEMD_DIR;
-    if (existsSync(dirname(sd)) || o.systemdDir) {
-      mkdirSync(sd, { recursive: true });
-      const unit = join(sd, SERVE_UNIT);
-      if (!existsSync(unit) || readFileSync(unit, 'utf8').includes(HOOK_MARKER)) {
-        writeFileSync(unit, renderServeUnit({ node: o.command.node, nodeArgs: o.command.nodeArgs, cli: o.cli ?? join(packageRoot(), 'bin', 'ipvisor'), db: o.command.db }));
-        res.written.push(unit);
-      } else res.skipped.push(`${unit} (not ipvisor's; left alone)`);
+  return res;
+}
+
+export interface ServeUnitOptions {
+  /** Where admin units go (/etc/systemd/system). */
+  systemdDir: string;
+  /** Where a package's units are (PACKAGED_UNIT_DIRS). */
+  packagedDirs?: string[];
+  /** For a source checkout without the package: the command line serve runs with. */
+  execStart: string[];
+  db: string;
+  /** The shipped unit text (deploy/systemd/ipvisor-serve.service). */
+  template: string;
+}
+
+/**
+ * Makes ipvisor-serve.service the hardened unit: the packaged one when the package installed it (an
+ * older ipvisor-written unit in /etc that would shadow it is removed), else the shipped unit for this
+ * checkout. A store other than the default gets a drop-in. Returns what was written and removed, and
+ * whether the packaged unit is used; enabling it is the caller's (systemctl) business.
+ */
+export function installServeUnit(o: ServeUnitOptions): { written: string[]; removed: string[]; skipped: string[]; packaged: boolean } {
+  const res = { written: [] as string[], removed: [] as string[], skipped: [] as string[], packaged: false };
+  const adminUnit = join(o.systemdDir, SERVE_UNIT);
+  const ours = (f: string) => existsSync(f) && readFileSync(f, 'utf8').includes(HOOK_MARKER);
+  res.packaged = (o.packagedDirs ?? PACKAGED_UNIT_DIRS).some((d) => existsSync(join(d, SERVE_UNIT)));
+  mkdirSync(o.systemdDir, { recursive: true });
+  if (existsSync(adminUnit) && !ours(adminUnit)) {
+    res.skipped.push(`${adminUnit} (not ipvisor's; left alone)`);
+  } else if (res.packaged) {
+    if (ours(adminUnit)) {
+      rmSync(adminUnit);
+      res.removed.push(adminUnit);
     }
+  } else {
+    writeFileSync(adminUnit, renderServeUnit(o.template, { execStart: o.execStart }));
+    res.written.push(adminUnit);
+  }
+  const dropInDir = join(o.systemdDir, `${SERVE_UNIT}.d`);
+  const dropIn = join(dropInDir, UNIT_DROPIN);
+  if (resolve(o.db) !== DEFAULT_STORE) {
+    mkdirSync(dropInDir, { recursive: true });
+    writeFileSync(dropIn, renderStoreDropIn(resolve(o.db)));
+    res.written.push(dropIn);
+  } else if (ours(dropIn)) {
+    rmSync(dropIn);
+    res.removed.push(dropIn);
   }
   return res;
+}
+
+/** The shipped serve unit of this install (deploy/systemd in a checkout and in the package). */
+export function serveUnitTemplate(root = packageRoot()): string {
+  return readFileSync(join(root, 'deploy', 'systemd', SERVE_UNIT), 'utf8');
 }
 
 export function uninstallHooks(o: { hooksDir?: string; systemdDir?: string | null }): { removed: string[]; skipped: string[] } {
   const hooksDir = o.hooksDir ?? DEFAULT_HOOKS_DIR;
   const out = { removed: [] as string[], skipped: [] as string[] };
   const files = [join(hooksDir, 'network.d', HOOK_FILE), join(hooksDir, 'qemu.d', HOOK_FILE)];
-  if (o.systemdDir !== null) files.push(join(o.systemdDir ?? DEFAULT_SYSTEMD_DIR, SERVE_UNIT));
+  if (o.systemdDir !== null) files.push(join(o.systemdDir ?? DEFAULT_SYSTEMD_DIR, SERVE_UNIT), join(o.systemdDir ?? DEFAULT_SYSTEMD_DIR, `${SERVE_UNIT}.d`, UNIT_DROPIN));
   for (const f of files) {
     if (!existsSync(f)) continue;
     if (!readFileSync(f, 'utf8').includes(HOOK_MARKER)) {

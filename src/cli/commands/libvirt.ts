@@ -1,6 +1,6 @@
 // libvirt/KVM commands: install/uninstall the hooks, sync, the hooks themselves, routed-ips import.
 import { existsSync, readFileSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { invalid } from '../../core/model/errors.js';
 import { ensureCommand, runAction, table } from '../context.js';
@@ -9,17 +9,17 @@ export function registerLibvirtCommands(program: Command): void {
   const lv = program.command('libvirt').description('libvirt/KVM integration: hooks, discovery');
 
   lv.command('install')
-    .description('install the libvirt hooks (network.d/ipvisor, qemu.d/ipvisor) and a systemd unit for serve; libvirtd must be restarted to pick up new hooks')
+    .description('install the libvirt hooks (network.d/ipvisor, qemu.d/ipvisor) and enable the hardened ipvisor-serve.service (the packaged unit, else the shipped one); libvirtd must be restarted to pick up new hooks')
     .option('--hooks-dir <dir>', 'libvirt hooks directory', '/etc/libvirt/hooks')
-    .option('--systemd-dir <dir>', 'where to write ipvisor-serve.service', '/etc/systemd/system')
-    .option('--no-systemd', 'do not write the systemd unit')
+    .option('--systemd-dir <dir>', 'admin unit directory (drop-ins; the unit itself for a source checkout)', '/etc/systemd/system')
+    .option('--no-systemd', 'leave systemd units alone')
     .option('--entry <path>', 'hook entry point (default: dist/libvirt-hook.cjs of this install)')
     .option('--node <path>', 'node binary the hooks run (default: this one)')
     .option('--log <path>', 'hook log file', '/var/log/ipvisor/libvirt-hooks.log')
     .option('--refuse-disabled', 'refuse to start a domain whose VIF is disabled (qemu prepare hook)')
     .option('--no-refuse-disabled', 'start domains with disabled VIFs (their traffic is still dropped)')
     .action(runAction(async (ctx, o: { hooksDir: string; systemdDir: string; systemd: boolean; entry?: string; node?: string; log: string; refuseDisabled?: boolean }) => {
-      const { installHooks, defaultHookEntry } = await import('../../agent/libvirt/install.js');
+      const { installHooks, defaultHookEntry, installServeUnit, serveUnitTemplate, packageRoot, SERVE_UNIT } = await import('../../agent/libvirt/install.js');
       const { defaultStorePath } = await import('../../core/store/open.js');
       const db = resolve(ctx.dbPath ?? defaultStorePath(ctx.io.env));
       const entry = o.entry ? { entry: resolve(o.entry), nodeArgs: [] } : defaultHookEntry();
@@ -27,7 +27,23 @@ export function registerLibvirtCommands(program: Command): void {
       if (!isAbsolute(node)) throw invalid('node', `'${node}' must be an absolute path (libvirt gives hooks no useful PATH)`);
       if (!existsSync(node)) throw invalid('node', `${node} does not exist`);
       if (!existsSync(entry.entry)) throw invalid('entry', `${entry.entry} does not exist (run \`npm run build\`, or give --entry)`);
-      const res = installHooks({ hooksDir: resolve(o.hooksDir), systemdDir: o.systemd ? resolve(o.systemdDir) : null, command: { node, nodeArgs: entry.nodeArgs, entry: entry.entry, db, log: resolve(o.log) } });
+      const res = installHooks({ hooksDir: resolve(o.hooksDir), command: { node, nodeArgs: entry.nodeArgs, entry: entry.entry, db, log: resolve(o.log) } });
+      let enabled = false;
+      if (o.systemd) {
+        const systemdDir = resolve(o.systemdDir);
+        const unit = installServeUnit({ systemdDir, execStart: [node, join(packageRoot(), 'bin', 'ipvisor'), 'serve'], db, template: serveUnitTemplate() });
+        res.written.push(...unit.written);
+        res.skipped.push(...unit.skipped);
+        res.removed = unit.removed;
+        // Enable only on a host booted with systemd and for the real unit directory (not a test's).
+        if (systemdDir === '/etc/systemd/system' && existsSync('/run/systemd/system')) {
+          const { createHostRunner } = await import('../../agent/host/exec.js');
+          const run = createHostRunner({ netns: undefined });
+          await run.run(['systemctl', 'daemon-reload']);
+          await run.run(['systemctl', 'enable', SERVE_UNIT]);
+          enabled = true;
+        }
+      }
       if (o.refuseDisabled !== undefined) {
         const store = await ctx.store();
         const { DOC_SETTINGS } = await import('../../agent/libvirt/facts.js');
@@ -37,13 +53,15 @@ export function registerLibvirtCommands(program: Command): void {
       const text = [
         ...res.written.map((f) => `wrote ${f}`),
         ...res.skipped.map((f) => `skipped ${f}`),
+        ...(res.removed ?? []).map((f) => `removed ${f} (the packaged unit is used instead)`),
+        ...(enabled ? ['enabled ipvisor-serve.service (start it: systemctl start ipvisor-serve)'] : []),
         'restart libvirtd to pick up new hooks (libvirt looks for hook scripts only when it starts)',
       ].join('\n');
-      return { json: { ...res, restartRequired: true, db, entry: entry.entry }, text };
+      return { json: { ...res, enabled, restartRequired: true, db, entry: entry.entry }, text };
     }));
 
   lv.command('uninstall')
-    .description("remove ipvisor's libvirt hooks and systemd unit (other hooks stay)")
+    .description("remove ipvisor's libvirt hooks, and the serve unit and drop-in libvirt install wrote (never the packaged unit; other hooks stay)")
     .option('--hooks-dir <dir>', 'libvirt hooks directory', '/etc/libvirt/hooks')
     .option('--systemd-dir <dir>', 'where ipvisor-serve.service is', '/etc/systemd/system')
     .option('--no-systemd', 'leave the systemd unit')
