@@ -43,6 +43,9 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund
 fi
 npm run build --silent
+# The store: enforcement (serve, plan, apply, hooks) never creates one, so a fresh machine gets it
+# here (IPVISOR_DB or the default path; an existing store is left as it is).
+node bin/ipvisor init
 
 if [ "$with_tests" = 1 ]; then
   for s in .ci/setup-*.sh; do

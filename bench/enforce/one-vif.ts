@@ -8,7 +8,7 @@ import { createHostRunner } from '../../src/agent/host/exec.js';
 import { openStore } from '../../src/core/store/open.js';
 
 const [db, poolUuid, ...vifUuids] = process.argv.slice(2);
-const store = await openStore(db);
+const store = await openStore(db, { create: true });
 const runner = createHostRunner({ netns: undefined });
 const pool = (await store.getPool(poolUuid))!;
 const times: number[] = [];

@@ -141,7 +141,7 @@ for (const n of sizes) {
   await flush();
   const dir = mkdtempSync(join(tmpdir(), 'ipv-bench-'));
   process.env.IPVISOR_RUN_DIR = dir;
-  const store = await openStore(join(dir, 'db.sqlite'));
+  const store = await openStore(join(dir, 'db.sqlite'), { create: true });
   await store.transaction(async (tx) => {
     for (const x of s.networks) await tx.insertNetwork(x);
     for (const x of s.pools) await tx.insertPool(x);

@@ -60,7 +60,7 @@ async function main(): Promise<void> {
   spawnSync('ip', ['netns', 'del', NS]);
   execFileSync('ip', ['netns', 'add', NS]);
   try {
-    const store = await openStore(db);
+    const store = await openStore(db, { create: true });
     const net = await createNetwork(store, { name: 'lvnat', driver: 'libvirt', mode: 'nat', bridge: 'virbrT0', subnets: ['192.168.100.0/24,gateway=192.168.100.1'], extra: { libvirtName: 'lvnat', libvirtUuid: 'fb2da05d-7e6c-41e1-bd0b-a277dd20526e' } }, 'bench');
     await createPool(store, { name: 'lvnat-v4', network: net.uuid, ranges: ['192.168.100.2-192.168.100.127'] }, 'bench');
     await createVm(store, { name: 'lvdom1', uuid: DOM }, 'bench');

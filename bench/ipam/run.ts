@@ -19,7 +19,7 @@ process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 
 async function setup(name: string, subnet: string, sync: 'NORMAL' | 'FULL' = 'NORMAL'): Promise<{ store: Store; db: string }> {
   const db = join(dir, `${name}.db`);
-  const store = await openStore(db, { synchronous: sync });
+  const store = await openStore(db, { create: true, synchronous: sync });
   await createNetwork(store, { name: 'n', subnets: [subnet] }, 'bench');
   await createPool(store, { name: 'p', network: 'n', cidrs: [subnet] }, 'bench');
   await createVm(store, { name: 'vm' }, 'bench');

@@ -27,7 +27,7 @@ for (let i = 0; i < VMS; i++) {
 }
 const pw = join(dir, 'pw');
 writeFileSync(pw, 'secret', { mode: 0o600 });
-const store = await openStore(join(dir, 'ipvisor.db'));
+const store = await openStore(join(dir, 'ipvisor.db'), { create: true });
 const conn = await addConnection(store, { name: 'bench', url: sim.url, user: 'root', passwordFile: pw }, 'bench');
 const client = connectionClient(conn);
 const ms = (t: bigint): string => (Number(process.hrtime.bigint() - t) / 1e6).toFixed(1);

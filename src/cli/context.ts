@@ -48,8 +48,35 @@ export function toJson(value: unknown): string {
   return JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2);
 }
 
+/**
+ * The commands that write intent and may therefore create the store on first use. Every other
+ * command (enforcement: plan, apply, serve, status, teardown; read-only: list, show, events ...)
+ * opens an existing store only and fails with STORE_MISSING naming the path: a typo in --db, a
+ * deleted or truncated file must never look like "no VMs" or, worse, an empty plan to enforce.
+ */
+export const STORE_CREATING_COMMANDS: ReadonlySet<string> = new Set([
+  'init',
+  'network create', 'network set', 'network delete', 'network host-address add', 'network host-address remove',
+  'pool create', 'pool set', 'pool delete',
+  'vm add', 'vm delete', 'vif add', 'vif set', 'vif bind', 'vif unbind', 'vif delete',
+  'ip allocate', 'ip reserve', 'ip release',
+  'host gateway set', 'host gateway unset',
+  'xapi connect', 'xapi disconnect', 'xapi set', 'xapi sync',
+  'libvirt install', 'libvirt sync',
+  'import routed-ips',
+  'guest auto-push',
+]);
+
+/** "network host-address add" for that subcommand (the program's own name left out). */
+export function commandPath(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c?.parent; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
+}
+
 export function makeContext(cmd: Command, io: CliIo): CommandContext {
   const opts = cmd.optsWithGlobals() as { json?: boolean; db?: string };
+  const create = STORE_CREATING_COMMANDS.has(commandPath(cmd));
   let store: Promise<Store> | undefined;
   return {
     json: !!opts.json,
@@ -58,7 +85,7 @@ export function makeContext(cmd: Command, io: CliIo): CommandContext {
     io,
     store() {
       store ??= import('../core/store/open.js').then(async ({ openStore }) => {
-        const s = await openStore(opts.db ?? io.env.IPVISOR_DB ?? undefined);
+        const s = await openStore(opts.db ?? io.env.IPVISOR_DB ?? undefined, { create });
         openedStores.push(s);
         return s;
       });

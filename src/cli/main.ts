@@ -8,6 +8,7 @@ import { registerLibvirtCommands } from './commands/libvirt.js';
 import { registerXapiCommands } from './commands/xapi.js';
 import { registerGuestCommands } from './commands/guest.js';
 import { registerOpsCommands } from './commands/ops.js';
+import { registerStoreCommands } from './commands/store.js';
 
 export const VERSION = '0.1.0';
 
@@ -22,6 +23,7 @@ export function buildProgram(io: CliIo): Command {
     .configureHelp({ showGlobalOptions: true })
     .configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s), outputError: () => {} })
     .exitOverride();
+  registerStoreCommands(program);
   registerFoundationCommands(program);
   registerHostCommands(program);
   registerLibvirtCommands(program);

@@ -325,7 +325,7 @@ describe('IPv6 on router-advertisement networks', () => {
   test('a VIF gets its EUI-64 SLAAC address, as a default guest configures it', async () => {
     const { openStore } = await import('../../src/core/store/open.js');
     const { createNetwork } = await import('../../src/core/service/networks.js');
-    const s = await openStore(db);
+    const s = await openStore(db, { create: true });
     await createNetwork(s, { name: 'ra', subnets: ['fd12:3456:789a:1::/64'], extra: { ipv6Slaac: true } }, 'tester');
     await s.close();
     await cli(db, 'pool', 'create', 'ra6', '--network', 'ra', '--cidr', 'fd12:3456:789a:1::/64');

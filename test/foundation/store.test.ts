@@ -19,20 +19,20 @@ describe('SQLite store', () => {
   after(cleanup);
 
   test('is in WAL mode and refuses a store from a newer ipvisor', async () => {
-    const s = await openStore(db);
+    const s = await openStore(db, { create: true });
     await s.close();
     const raw = new Database(db);
     assert.equal(raw.pragma('journal_mode', { simple: true }), 'wal');
     raw.prepare("UPDATE meta SET value = '999' WHERE key = 'schema_version'").run();
     raw.close();
-    await assert.rejects(openStore(db), (e: unknown) => e instanceof IpvisorError && e.code === 'STORE_SCHEMA');
+    await assert.rejects(openStore(db, { create: true }), (e: unknown) => e instanceof IpvisorError && e.code === 'STORE_SCHEMA');
     const fix = new Database(db);
     fix.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run(String(SCHEMA_VERSION));
     fix.close();
   });
 
   test('events since a time: the binary search over ids finds the first one at or after it', async () => {
-    const s = await openStore(db);
+    const s = await openStore(db, { create: true });
     const base = Date.parse('2030-01-01T00:00:00Z');
     for (let i = 0; i < 37; i++) {
       await s.insertEvent({ time: new Date(base + i * 60_000).toISOString(), actor: 't', action: 'x', objectKind: 'k', objectUuid: null, objectName: `e${i}`, before: null, after: null });
@@ -49,7 +49,7 @@ describe('SQLite store', () => {
   });
 
   test('a failed transaction leaves nothing behind', async () => {
-    const s = await openStore(db);
+    const s = await openStore(db, { create: true });
     await assert.rejects(s.transaction(async (tx) => {
       await tx.putDoc('test', 'k', { a: 1 });
       throw new Error('boom');
@@ -59,7 +59,7 @@ describe('SQLite store', () => {
   });
 
   test('the database enforces unique pool+address even if the allocator were bypassed', async () => {
-    const s = await openStore(db);
+    const s = await openStore(db, { create: true });
     const n = await createNetwork(s, { name: 'u', subnets: ['10.1.0.0/24'] }, 't');
     const p = await createPool(s, { name: 'u4', network: 'u', cidrs: ['10.1.0.0/24'] }, 't');
     await createVm(s, { name: 'uvm' }, 't');
@@ -71,7 +71,7 @@ describe('SQLite store', () => {
   });
 
   test('two processes allocating from one pool at once never hand out the same address', async () => {
-    const s = await openStore(db);
+    const s = await openStore(db, { create: true });
     await createNetwork(s, { name: 'race', subnets: ['10.2.0.0/16'] }, 't');
     await createPool(s, { name: 'race4', network: 'race', cidrs: ['10.2.0.0/16'] }, 't');
     await createVm(s, { name: 'r1' }, 't');
@@ -84,7 +84,7 @@ describe('SQLite store', () => {
     const all = [...JSON.parse(a.stdout).addresses, ...JSON.parse(b.stdout).addresses];
     assert.equal(all.length, 600);
     assert.equal(new Set(all).size, 600, 'no duplicates');
-    const s2 = await openStore(db);
+    const s2 = await openStore(db, { create: true });
     const pool = await s2.findPoolByName('race4');
     assert.equal((await s2.listAssignments({ poolUuid: pool!.uuid })).length, 600);
     // The lowest 600 usable addresses were used: no gap, no double.
@@ -94,7 +94,7 @@ describe('SQLite store', () => {
   });
 
   test('a /8 IPv4 pool and a /64 IPv6 pool allocate, release and report usage without walking addresses', async () => {
-    const s = await openStore(db);
+    const s = await openStore(db, { create: true });
     await createNetwork(s, { name: 'big', subnets: ['10.0.0.0/8', 'fd00:1::/64'] }, 't');
     await createPool(s, { name: 'big4', network: 'big', cidrs: ['10.0.0.0/8'] }, 't');
     await createPool(s, { name: 'big6', network: 'big', cidrs: ['fd00:1::/64'], exclude: ['fd00:1::/120'] }, 't');
@@ -121,7 +121,7 @@ describe('SQLite store: revisions and the change feed', () => {
   after(cleanup);
 
   test('every committed write transaction takes the next revision; rollbacks and reads take none', async () => {
-    const s = await openStore(db);
+    const s = await openStore(db, { create: true });
     const seen: number[] = [];
     const stop = s.watch((r) => seen.push(r));
     const r0 = await s.currentRevision();

@@ -44,7 +44,7 @@ describe('guest auto-push watcher', { skip: standinUnavailable() ?? false }, () 
     await ok('pool', 'create', 'lan4', '--network', 'lan', '--cidr', '203.0.113.0/24');
     await ok('vm', 'add', 'web1');
     await ok('vif', 'add', 'web1', '--network', 'lan', '--mac', MAC);
-    store = await openStore(db);
+    store = await openStore(db, { create: true });
     await watcher.start({ store, actor: 'serve', requestReconcile: () => undefined, log: (m) => logs.push(m), signal: abort.signal });
   });
   after(async () => {
@@ -101,7 +101,7 @@ test('guest auto-push on --network records the opt-in on the network (audited); 
     const r = await cli(db, 'guest', 'auto-push', 'on', '--network', 'lan', '--json');
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(r.json, { target: 'network lan', autoPush: true, lastPush: null });
-    const store = await openStore(db);
+    const store = await openStore(db, { create: true });
     try {
       assert.equal((await store.findNetworkByName('lan'))!.extra.guestAutoPush, true);
     } finally {

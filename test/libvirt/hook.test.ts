@@ -40,13 +40,13 @@ interface Harness {
  * are separate processes). */
 async function harness(opts: { shared?: boolean } = {}): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'ipv-lvhook-'));
-  const store = await openStore(join(dir, 'db.sqlite'));
+  const store = await openStore(join(dir, 'db.sqlite'), { create: true });
   const applied: ApplyScope[] = [];
   const logs: string[] = [];
   const used: Array<{ cidr: string; what: string }> = [];
   const deps: HookDeps = {
     // The hook closes the store it opened; hand out a fresh connection each call like a real hook.
-    openStore: async () => (opts.shared ? Object.assign(Object.create(store) as Store, { close: async () => undefined }) : openStore(join(dir, 'db.sqlite'))),
+    openStore: async () => (opts.shared ? Object.assign(Object.create(store) as Store, { close: async () => undefined }) : openStore(join(dir, 'db.sqlite'), { create: true })),
     apply: async (_s, scope) => {
       applied.push(scope);
     },
@@ -274,7 +274,7 @@ test('`ipvisor hook libvirt-qemu|libvirt-network` as libvirt runs it: XML on std
   const dir = mkdtempSync(join(tmpdir(), 'ipv-lvhookcli-'));
   try {
     const db = join(dir, 'db.sqlite');
-    const store = await openStore(db);
+    const store = await openStore(db, { create: true });
     await createNetwork(store, { name: 'lvnat', driver: 'libvirt', mode: 'nat', subnets: ['192.168.100.0/24'] }, 'test');
     await store.close();
     const entry = new URL('../../src/cli/entry.ts', import.meta.url).pathname;
@@ -292,11 +292,11 @@ test('`ipvisor hook libvirt-qemu|libvirt-network` as libvirt runs it: XML on std
     const migJson = spawnSync(process.execPath, ['--import', new URL('../../node_modules/tsx/dist/loader.mjs', import.meta.url).href, entry, '--json', '--db', db, 'hook', 'libvirt-qemu', 'lvdom1', 'restore', 'begin', '-'], { input: fx('qemu-lvdom1-started-begin.xml'), env, cwd: '/', encoding: 'utf8' });
     assert.equal(migJson.status, 0, migJson.stderr);
     assert.equal(migJson.stdout, '');
-    const s2 = await openStore(db);
+    const s2 = await openStore(db, { create: true });
     assert.equal((await s2.getVm(DOM_UUID))?.name, 'lvdom1');
     await s2.close();
     // start begin with a clashing host route cannot be staged without root; a disabled VIF can:
-    const s3 = await openStore(db);
+    const s3 = await openStore(db, { create: true });
     await s3.putDoc(DOC_SETTINGS, 'hooks', { refuseDisabledVifs: true });
     const [vif] = await s3.listVifs(DOM_UUID);
     await s3.updateVif({ ...vif, locking: 'disabled' });

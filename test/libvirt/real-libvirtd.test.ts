@@ -141,7 +141,7 @@ test('real libvirtd: hooks, managed network, DHCP reservation, anti-spoofing, ro
   const tap = (await h.virsh('domiflist', VM)).trim().split(/\s+/)[0];
   assert.match(tap, /^vnet\d+$/);
   await waitFor('qemu hooks', () => new RegExp(`qemu ${VM} prepare begin -`).test(hooks()) && new RegExp(`network lvt port-created begin -: port`).test(hooks()) && new RegExp(`qemu ${VM} started begin -`).test(hooks()));
-  const store = await openStore(db);
+  const store = await openStore(db, { create: true });
   try {
     const vif = (await store.listVifs(VM_UUID))[0];
     assert.equal(vif.ifname, tap, 'the hook recorded the tap name');
@@ -159,7 +159,7 @@ test('real libvirtd: hooks, managed network, DHCP reservation, anti-spoofing, ro
   // After the guest booted: its init runs udhcpc only at boot.
   // The watcher keeps running across the libvirtd restart below (stopped in after()).
   const { createLibvirtWatcher } = await import('../../src/agent/libvirt/watcher.js');
-  const ws = await openStore(db);
+  const ws = await openStore(db, { create: true });
   const reasons: string[] = [];
   const w = createLibvirtWatcher({ pollMs: 3_600_000, retryMs: 500 });
   stopWatcher = async () => {

@@ -13,7 +13,7 @@ import { IpvisorError } from '../../src/core/model/errors.js';
 
 test('import routed-ips: a bad VM column names the line and writes nothing; good lines reserve or assign; re-run skips; a VM column added later binds', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ipv-routedimp-'));
-  const store = await openStore(join(dir, 'db.sqlite'));
+  const store = await openStore(join(dir, 'db.sqlite'), { create: true });
   try {
     await createNetwork(store, { name: 'lvnat', driver: 'libvirt', mode: 'nat', subnets: ['192.168.100.0/24'] }, 'test');
     await createNetwork(store, { name: 'other', driver: 'libvirt', mode: 'nat', subnets: ['192.168.101.0/24'] }, 'test');

@@ -26,7 +26,7 @@ describe('apply on a host that is not as expected', { skip: skip ?? false }, () 
     await topo.create();
     restoreEnv = useHostEnv({ IPVISOR_NETNS: topo.host, IPVISOR_RUN_DIR: dir, IPVISOR_DB: db });
     const vm1 = await topo.addVm('f1', '52:54:00:ee:00:01', { addresses: ['10.70.0.10/24'] });
-    const store = await openStore(db);
+    const store = await openStore(db, { create: true });
     const net = network({ name: 'fl', bridge: topo.bridge, mode: 'routed', subnets: [
       { cidr: '10.70.0.0/24', family: 4, gateway: '10.70.0.1' },
       { cidr: '2001:db8:70::/64', family: 6, gateway: 'fe80::1' },

@@ -53,7 +53,7 @@ describe('exceptions: libvirt FORWARD accepts, default route, narrowing', { skip
     await topo.inHost(['ip', 'addr', 'add', '10.99.0.5/24', 'dev', dummy]);
     await topo.inHost(['ip', 'link', 'set', dummy, 'up']);
 
-    const store = await openStore(db);
+    const store = await openStore(db, { create: true });
     net = network({ name: 'lvnat', driver: 'libvirt', bridge: br, mode: 'nat', uplink: up.uplink, subnets: [{ cidr: '192.168.100.0/24', family: 4, gateway: '192.168.100.1' }] });
     await seedRoutedVif(store, net, { vm: 'l', mac: vm1.mac, ifname: vm1.vif, address: '192.168.100.10', routed: '198.51.100.7' });
     await store.close();
@@ -132,7 +132,7 @@ describe('exceptions: libvirt FORWARD accepts, default route, narrowing', { skip
   });
 
   test('narrowing the management address to /32 is recorded and applied', async () => {
-    const store = await openStore(db);
+    const store = await openStore(db, { create: true });
     await store.putDoc('host-setting', 'narrow', [{ dev: dummy, address: '10.99.0.5' }]);
     await store.close();
     const r = await cli(['apply']);

@@ -35,7 +35,7 @@ describe('IPv6 link-local gateway on a routed bridge network', { skip: skip ?? f
     await topo.inNs(vm1.ns, ['ip', '-6', 'route', 'add', 'default', 'via', 'fe80::1', 'dev', 'eth0']);
     up = await topo.addUpstream('2001:db8:ff::1/64', ['2001:db8:ff::2/64']);
     await topo.inNs(up.ns, ['ip', '-6', 'route', 'add', '2001:db8:61::/64', 'via', '2001:db8:ff::1']);
-    store = await openStore(join(dir, 'db.sqlite'));
+    store = await openStore(join(dir, 'db.sqlite'), { create: true });
     const net = network({ name: 'v6ll', bridge: topo.bridge, mode: 'routed', subnets: [{ cidr: '2001:db8:61::/64', family: 6, gateway: 'fe80::1' }] });
     const p6 = pool(net, { family: 6 });
     await store.insertNetwork(net);

@@ -37,7 +37,7 @@ describe('IPv6: stateful inbound filter and routed address', { skip: skip ?? fal
     await topo.inNs(up.ns, ['sysctl', '-q', '-w', 'net.ipv6.conf.eth0.accept_dad=0']);
     await topo.inNs(up.ns, ['ip', '-6', 'route', 'add', '2001:db8:60::/64', 'via', '2001:db8:ff::1']);
     await topo.inHost(['ip', '-6', 'route', 'add', 'default', 'via', '2001:db8:ff::2']);
-    store = await openStore(join(dir, 'db.sqlite'));
+    store = await openStore(join(dir, 'db.sqlite'), { create: true });
     const net = network({ name: 'v6nat', bridge: topo.bridge, mode: 'nat', uplink: up.uplink, subnets: [{ cidr: '2001:db8:60::/64', family: 6, gateway: '2001:db8:60::1' }] });
     const p6 = pool(net, { family: 6 });
     const pr6 = pool(net, { family: 6, purpose: 'routed' });

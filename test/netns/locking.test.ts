@@ -39,7 +39,7 @@ describe('VIF locking with real packets', { skip: skip ?? false }, () => {
     vm3 = await topo.addVm('v3', M3);
     vm4 = await topo.addVm('v4', M4);
     obs = await topo.addVm('ob', MO);
-    store = await openStore(join(dir, 'db.sqlite'));
+    store = await openStore(join(dir, 'db.sqlite'), { create: true });
     const net = network({ name: 'vms', bridge: topo.bridge, mode: 'isolated', subnets: [
       { cidr: '10.50.0.0/24', family: 4, gateway: '10.50.0.1' },
       { cidr: '2001:db8:50::/64', family: 6, gateway: '2001:db8:50::1' },

@@ -45,7 +45,7 @@ describe('routed IPs, NAT, CLI and serve', { skip: skip ?? false }, () => {
     vm1 = await topo.addVm('r1', '52:54:00:bb:00:01', { addresses: ['10.60.0.10/24', '203.0.113.5/32'], gateway4: '10.60.0.1' });
     up = await topo.addUpstream('198.18.0.1/24', ['198.18.0.2/24', '203.0.113.1/24']);
     await topo.inHost(['ip', 'route', 'add', 'default', 'via', '198.18.0.2']);
-    store = await openStore(db);
+    store = await openStore(db, { create: true });
     const net = network({ name: 'pub', bridge: topo.bridge, mode: 'nat', uplink: up.uplink, subnets: [{ cidr: '10.60.0.0/24', family: 4, gateway: '10.60.0.1' }] });
     await seedRoutedVif(store, net, { vm: 'r', mac: vm1.mac, ifname: vm1.vif, address: '10.60.0.10', routed: '203.0.113.5' });
     await store.close();
@@ -94,7 +94,7 @@ describe('routed IPs, NAT, CLI and serve', { skip: skip ?? false }, () => {
 
   test('status lists this host\'s VIF with its effective locking mode and no drift', async () => {
     // a VM on another host whose VIF has the same interface name (vnet0 exists on every host)
-    const st = await openStore(db);
+    const st = await openStore(db, { create: true });
     const net = (await st.listNetworks())[0];
     const far = { ...vm('far'), host: 'another-host' };
     await st.insertVm(far);
@@ -141,7 +141,7 @@ describe('routed IPs, NAT, CLI and serve', { skip: skip ?? false }, () => {
     await until('the CLI change applied by serve', async () => (await topo.inHost(['nft', 'list', 'set', 'bridge', 'ipvisor', 'disabled_ifs'])).includes(vm1.vif));
     assert.equal((await cli(['vif', 'set', 'r:0', '--locking', 'network_default'])).code, 0);
     await until('the CLI change undone by serve', async () => !(await topo.inHost(['nft', 'list', 'set', 'bridge', 'ipvisor', 'disabled_ifs'])).includes(vm1.vif));
-    const s = await openStore(db);
+    const s = await openStore(db, { create: true });
     try {
       const events = await s.listEvents({ limit: 50 });
       assert.ok(events.some((e) => e.actor === 'serve' && e.action === 'host.repair'), 'a repair event was logged');

@@ -36,7 +36,7 @@ before(async () => {
   assert.equal(r.code, 0, r.stderr);
   r = await cli(db, 'xapi', 'sync');
   assert.equal(r.code, 0, r.stderr + r.stdout);
-  store = await openStore(db);
+  store = await openStore(db, { create: true });
   await setNetwork(store, 'sspn-internal', { subnets: ['10.99.0.0/24,gateway=10.99.0.1', 'fd99::/64,gateway=fd99::1'] }, 'tester');
   await createPool(store, { name: 'sspn-v4', network: 'sspn-internal', cidrs: ['10.99.0.0/24'] }, 'tester');
   await createPool(store, { name: 'sspn-v6', network: 'sspn-internal', cidrs: ['fd99::/64'] }, 'tester');

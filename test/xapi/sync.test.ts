@@ -29,7 +29,7 @@ after(async () => {
 });
 
 async function withStore<T>(fn: (s: Store) => Promise<T>): Promise<T> {
-  const s = await openStore(db);
+  const s = await openStore(db, { create: true });
   try {
     return await fn(s);
   } finally {
@@ -119,7 +119,7 @@ test('deleting a VIF or VM in XAPI releases its addresses (audit-logged, actor s
     assert.equal(a.assignment.address, '10.99.0.10');
     await allocate(s, { vif: 'db-01:0', address: '10.99.0.20' }, 'tester');
   });
-  const store = await openStore(db);
+  const store = await openStore(db, { create: true });
   const conn = await getConnection(store, 'lab');
   const client = connectionClient(conn);
   try {
@@ -173,7 +173,7 @@ test('deleting a VIF or VM in XAPI releases its addresses (audit-logged, actor s
 });
 
 test('a VIF moved to another network in XAPI (VIF.move) loses its addresses on the old network', async () => {
-  const store = await openStore(db);
+  const store = await openStore(db, { create: true });
   const conn = await getConnection(store, 'lab');
   const client = connectionClient(conn);
   try {

@@ -44,7 +44,8 @@ export function defaultHookDeps(inv: HookInvocation): HookDeps {
     log: fileLogger(inv.logFile),
     async openStore() {
       const { openStore } = await import('../../core/store/open.js');
-      return openStore(inv.db);
+      // never create: a hook that found no store would record into (and enforce) an empty one
+      return openStore(inv.db, { create: false });
     },
     async apply(store, scope, actor) {
       const { applyHost } = await import('../host/apply.js');

@@ -3,9 +3,11 @@
 // imposes (NOTES.md §3): never call back into libvirt (deadlock); print nothing on stdout (on
 // migrate/restore libvirt reads it as the new domain XML); be fast (the VM start waits); be safe in
 // parallel (after a restart libvirt replays port-created/reconnect for everything at once); exit 0
-// for anything unexpected (a non-zero exit aborts the operation) except two deliberate refusals.
+// for anything unexpected (a non-zero exit aborts the operation) except deliberate refusals: a
+// subnet clash, a disabled VIF, and a store that cannot be trusted or written (fail closed).
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { IpvisorError } from '../../core/model/errors.js';
 import type { Store } from '../../core/store/store.js';
 import { effectiveLocking } from '../../core/model/locking.js';
 import { DOC_SETTINGS, findStoreNetwork, forgetPort, recordDomain, recordNetworkFacts, recordPort, type LibvirtSettings } from './facts.js';
@@ -90,6 +92,14 @@ export async function runLibvirtHook(kind: HookKind, argv: string[], xml: string
     if (t) deps.log(`timing: store open ${(performance.now() - t).toFixed(1)} ms`);
     return kind === 'network' ? await networkHook(store, args, xml, deps, actor, what) : await qemuHook(store, args, xml, deps, actor, what);
   } catch (err) {
+    // A store that is missing, damaged, unknown, read-only or full cannot record this operation's
+    // facts, and enforcing without them would leave its taps unfiltered: refuse (fail closed).
+    const code = err instanceof IpvisorError ? err.code : undefined;
+    if (code && code.startsWith('STORE_') && code !== 'STORE_BUSY') {
+      const refusal = `ipvisor: ${err instanceof Error ? err.message : String(err)}; refusing ${kind} ${args.op} (nothing recorded or applied)`;
+      deps.log(`${what}: refused: ${refusal}`);
+      return { code: 1, refusal };
+    }
     deps.log(`${what}: error: ${err instanceof Error ? err.message : String(err)}; exit 0 so libvirt goes on`);
     return { code: 0 };
   } finally {

@@ -43,7 +43,7 @@ export function registerXapiCommands(program: Command): void {
   });
   registerXapiGuestPush(async () => {
     const { openStore } = await import('../../core/store/open.js');
-    const store = await openStore(dbPath ?? process.env.IPVISOR_DB ?? undefined);
+    const store = await openStore(dbPath ?? process.env.IPVISOR_DB ?? undefined, { create: false });
     return { store, close: () => store.close() };
   });
 

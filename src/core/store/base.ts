@@ -3,7 +3,7 @@
 // transaction of their own, lets nested transaction() calls (and plain calls made inside one) join
 // the running transaction, and fans revisions out to watchers.
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { ChangeListener, Store, StoreTx, TransactionOptions } from './store.js';
+import type { ChangeListener, Store, StoreIdentity, StoreTx, TransactionOptions } from './store.js';
 
 /** Every method of StoreTx, so the store can forward each one (typed: a missing or extra name fails
  * to compile). */
@@ -91,6 +91,7 @@ export abstract class BaseStore implements Store {
   /** Starts learning of other processes' commits (first watcher). */
   protected abstract startWatching(): void;
   protected abstract stopWatching(): void;
+  abstract identity(): Promise<StoreIdentity>;
   abstract close(): Promise<void>;
 }
 

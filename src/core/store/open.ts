@@ -11,6 +11,11 @@ export function defaultStorePath(env: NodeJS.ProcessEnv = process.env): string {
   return join(base, 'ipvisor', 'ipvisor.db');
 }
 
+/**
+ * Opens the store at `path`. Without `create: true` a missing path, an empty file or a database
+ * without ipvisor's schema is STORE_MISSING: enforcement and read-only commands never follow (or
+ * leave behind) a store that just appeared empty. `ipvisor init` and write commands create.
+ */
 export async function openStore(path?: string, opts: SqliteOptions = {}): Promise<Store> {
   const { SqliteStore } = await import('./sqlite/sqlite-store.js');
   return new SqliteStore(path ?? defaultStorePath(), opts);

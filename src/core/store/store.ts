@@ -169,12 +169,24 @@ export interface TransactionOptions {
  * polling). A wake-up, not the data: read changesSince() for what changed. */
 export type ChangeListener = (revision: number) => void;
 
+/** Which store this is: `id` is a UUID made when the store was created (kept in its meta), so a
+ * store replaced by a different or recreated one is told apart from a restored copy of itself. */
+export interface StoreIdentity {
+  id: string;
+  /** Where it is, for messages (SQLite: the file path). */
+  location: string;
+}
+
 /** A store: a transaction factory. Its own StoreTx methods each run in a transaction of their own
  * (or join the caller's transaction when called inside transaction()). */
 export interface Store extends StoreTx {
   readonly kind: 'sqlite' | 'postgres';
   /** Where the store is, as a --store URL (sqlite:PATH or postgresql://...), without a password. */
   readonly url: string;
+  identity(): Promise<StoreIdentity>;
+  /** File-backed stores: whether the path now names another file than the one opened (a backup
+   * restored with `mv`); serve then reopens it. Absent for server-backed stores. */
+  replacedOnDisk?(): boolean;
   /** Runs fn in one transaction; commits when it resolves, rolls back when it throws. The tx object
    * is valid until fn's promise settles. Nested calls join the outer transaction. */
   transaction<T>(fn: (tx: StoreTx) => Promise<T>, opts?: TransactionOptions): Promise<T>;

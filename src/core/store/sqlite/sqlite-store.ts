@@ -1,12 +1,13 @@
 // SQLite backend of the Store port (better-sqlite3, WAL). better-sqlite3 is synchronous; the port
 // is Promise-based, so one in-process mutex keeps a transaction's statements from interleaving with
 // other callers, and BEGIN IMMEDIATE plus the busy timeout serialise writers across processes.
-import { mkdirSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, statSync, type Stats } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { IpvisorError } from '../../model/errors.js';
 import type { Assignment, AuditEvent, Network, Pool, Vif, Vm } from '../../model/types.js';
-import type { AssignmentQuery, Change, DocRecord, EventQuery, FreeInterval, Hold, StoreTx, TransactionOptions } from '../store.js';
+import type { AssignmentQuery, Change, DocRecord, EventQuery, FreeInterval, Hold, StoreIdentity, StoreTx, TransactionOptions } from '../store.js';
 import { assertOpen, BaseStore, type JournalEntry } from '../base.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 import { addressKey, keyToBigInt, parseAddress } from '../../ipam/addr.js';
@@ -17,6 +18,40 @@ export interface SqliteOptions {
   /** 'NORMAL' (default; durable in WAL up to the last checkpointed commit on power loss) or 'FULL'. */
   synchronous?: 'NORMAL' | 'FULL';
   busyTimeoutMs?: number;
+  /** Create the store when the path has none (missing or empty file). Off by default: enforcement
+   * and read-only commands must never follow a store that just appeared empty (fail closed). */
+  create?: boolean;
+}
+
+/** How to create a store at `path`, for messages. */
+function initHint(path: string): string {
+  return `create one with: ipvisor init --db ${path}`;
+}
+
+/**
+ * SQLite and file-system failures as coded store errors naming the path (one meaning each, see
+ * docs/errors.md); anything else is returned unchanged.
+ */
+export function sqliteStoreError(err: unknown, path: string): unknown {
+  if (err instanceof IpvisorError) return err;
+  const code = String((err as { code?: unknown })?.code ?? '');
+  const msg = err instanceof Error ? err.message : String(err);
+  const wrap = (c: 'STORE_DAMAGED' | 'STORE_READONLY' | 'STORE_FULL' | 'STORE_BUSY', text: string) => new IpvisorError(c, text, { cause: err, field: 'db' });
+  if (code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT')) return wrap('STORE_DAMAGED', `store ${path} is damaged (${msg}); run ipvisor check, or restore a backup`);
+  if (code.startsWith('SQLITE_READONLY') || code === 'EROFS' || code === 'EACCES' || code === 'EPERM') return wrap('STORE_READONLY', `store ${path} cannot be written (${msg})`);
+  if (code.startsWith('SQLITE_CANTOPEN')) return wrap('STORE_READONLY', `store ${path} cannot be opened for writing (${msg})`);
+  if (code === 'SQLITE_FULL' || code === 'ENOSPC' || code === 'EDQUOT') return wrap('STORE_FULL', `store ${path}: the disk is full (${msg}); nothing was written`);
+  if (code.startsWith('SQLITE_BUSY')) return wrap('STORE_BUSY', `store ${path} is locked by another process`);
+  return err;
+}
+
+function statIfAny(path: string): Stats | undefined {
+  try {
+    return statSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+    throw sqliteStoreError(err, path);
+  }
 }
 
 function parseDoc<T>(row: Row | undefined): T | undefined {
@@ -387,31 +422,66 @@ export class SqliteStore extends BaseStore {
   private readonly mutex = new Mutex();
   private closed = false;
   private poller: NodeJS.Timeout | undefined;
+  /** The file opened (device and inode), to notice a replacement under the same path. */
+  private readonly opened: Stats | undefined;
 
   constructor(readonly path: string, opts: SqliteOptions = {}) {
     super();
     this.url = `sqlite:${path}`;
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-    const db = new Database(path, { timeout: opts.busyTimeoutMs ?? 15000 });
+    const create = opts.create ?? false;
+    const before = path === ':memory:' ? undefined : statIfAny(path);
+    if (path !== ':memory:') {
+      if (before && !before.isFile()) throw new IpvisorError('STORE_DAMAGED', `store ${path} is not a file`, { field: 'db' });
+      // an empty file is what a failed copy or a truncation leaves: no store, not an empty one
+      if (!create && (!before || before.size === 0)) {
+        throw new IpvisorError('STORE_MISSING', `no ipvisor store at ${path} (${before ? 'empty file' : 'no such file'}); ${initHint(path)}`, { field: 'db' });
+      }
+      if (!before) {
+        try {
+          mkdirSync(dirname(path), { recursive: true });
+        } catch (err) {
+          throw sqliteStoreError(err, path);
+        }
+      }
+    }
+    let db: Database.Database;
+    try {
+      db = new Database(path, { timeout: opts.busyTimeoutMs ?? 15000 });
+    } catch (err) {
+      throw sqliteStoreError(err, path);
+    }
     this.db = db;
-    this.sts = new Statements(db);
-    db.pragma('journal_mode = WAL');
-    db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
-    db.pragma('foreign_keys = ON');
-    // Each checkpoint fsyncs; at the default 1,000 pages that is every ~100 allocations and costs
-    // about a third of the commit rate here (bench/ipam). 10,000 pages (40 MB of WAL) at most.
-    db.pragma('wal_autocheckpoint = 10000');
-    db.pragma('cache_size = -32000');
-    this.migrate();
+    try {
+      db.pragma('journal_mode = WAL');
+      db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
+      db.pragma('foreign_keys = ON');
+      // Each checkpoint fsyncs; at the default 1,000 pages that is every ~100 allocations and costs
+      // about a third of the commit rate here (bench/ipam). 10,000 pages (40 MB of WAL) at most.
+      db.pragma('wal_autocheckpoint = 10000');
+      db.pragma('cache_size = -32000');
+      this.migrate(create);
+      this.ensureIdentity();
+      this.sts = new Statements(db);
+    } catch (err) {
+      db.close();
+      throw sqliteStoreError(err, path);
+    }
+    this.opened = path === ':memory:' ? undefined : statIfAny(path);
   }
 
-  private migrate(): void {
+  private migrate(create: boolean): void {
     const db = this.db;
+    const hasMeta = !!db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").get();
+    if (!hasMeta) {
+      const other = db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").get() as Row;
+      if (!create) throw new IpvisorError('STORE_MISSING', `no ipvisor store at ${this.path} (an SQLite database without ipvisor's schema); ${initHint(this.path)}`, { field: 'db' });
+      if ((other.n as number) > 0) throw new IpvisorError('STORE_SCHEMA', `${this.path} is an SQLite database with other tables than ipvisor's; not writing into it`, { field: 'db' });
+    }
     db.exec('CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
     const row = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as Row | undefined;
     const current = row ? Number(row.value) : 0;
     if (!Number.isInteger(current) || current > SCHEMA_VERSION) {
-      throw new IpvisorError('STORE_SCHEMA', `store ${this.path} has schema version ${row?.value}, this ipvisor knows up to ${SCHEMA_VERSION}; upgrade ipvisor`);
+      throw new IpvisorError('STORE_SCHEMA', `store ${this.path} has schema version ${row?.value}, this ipvisor knows up to ${SCHEMA_VERSION}; upgrade ipvisor`, { field: 'db' });
     }
     for (const m of MIGRATIONS) {
       if (m.version <= current) continue;
@@ -433,6 +503,43 @@ export class SqliteStore extends BaseStore {
     }
   }
 
+  /** A store made before identities existed gets one on first open. */
+  private ensureIdentity(): void {
+    const db = this.db;
+    if (db.prepare("SELECT 1 FROM meta WHERE key = 'store_id'").get()) return;
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      db.prepare("INSERT INTO meta (key, value) VALUES ('store_id', ?) ON CONFLICT (key) DO NOTHING").run(randomUUID());
+      db.exec('COMMIT');
+    } catch (err) {
+      if (db.inTransaction) db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+
+  async identity(): Promise<StoreIdentity> {
+    // read each time: a copy written over the same file changes it without a reopen
+    const release = await this.mutex.lock();
+    let row: Row | undefined;
+    try {
+      if (this.closed) throw new IpvisorError('INTERNAL', `store ${this.path} is closed`);
+      row = this.db.prepare("SELECT value FROM meta WHERE key = 'store_id'").get() as Row | undefined;
+    } catch (err) {
+      throw sqliteStoreError(err, this.path);
+    } finally {
+      release();
+    }
+    if (!row) throw new IpvisorError('STORE_SCHEMA', `store ${this.path} has no identity in its meta table`, { field: 'db' });
+    return { id: row.value as string, location: this.path };
+  }
+
+  replacedOnDisk(): boolean {
+    if (!this.opened) return false;
+    const now = statIfAny(this.path);
+    // gone altogether: keep the file we have (the last known truth) rather than nothing
+    return !!now && (now.ino !== this.opened.ino || now.dev !== this.opened.dev);
+  }
+
   protected async run<T>(fn: (tx: StoreTx) => Promise<T>, opts: TransactionOptions): Promise<{ result: T; revision: number | undefined }> {
     const release = await this.mutex.lock();
     try {
@@ -440,10 +547,7 @@ export class SqliteStore extends BaseStore {
       try {
         this.db.exec(opts.write ? 'BEGIN IMMEDIATE' : 'BEGIN');
       } catch (err) {
-        if ((err as { code?: string }).code === 'SQLITE_BUSY') {
-          throw new IpvisorError('STORE_BUSY', `store ${this.path} is locked by another process`, { cause: err });
-        }
-        throw err;
+        throw sqliteStoreError(err, this.path);
       }
       const tx = new SqliteTx(this.sts);
       try {
@@ -452,8 +556,12 @@ export class SqliteStore extends BaseStore {
         this.db.exec('COMMIT');
         return { result, revision };
       } catch (err) {
-        if (this.db.inTransaction) this.db.exec('ROLLBACK');
-        throw err;
+        try {
+          if (this.db.inTransaction) this.db.exec('ROLLBACK');
+        } catch {
+          /* SQLite rolled back by itself (SQLITE_FULL, I/O errors) */
+        }
+        throw sqliteStoreError(err, this.path);
       } finally {
         tx.done = true;
       }
