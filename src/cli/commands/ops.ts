@@ -21,6 +21,21 @@ export const MAN_SECTIONS = [
 
 export function registerOpsCommands(program: Command, version: string): void {
   program
+    .command('doctor')
+    .description('check this host for what keeps ipvisor from enforcing (tools, forwarding, br_netfilter, firewalls, store); exit 1 when something blocks enforcement')
+    .action(
+      runAction(async (ctx) => {
+        const { runDoctor, formatFinding } = await import('../../agent/doctor.js');
+        const { createHostRunner } = await import('../../agent/host/exec.js');
+        const { defaultStorePath } = await import('../../core/store/open.js');
+        const { SCHEMA_VERSION } = await import('../../core/store/sqlite/migrations.js');
+        const res = await runDoctor({ runner: createHostRunner(), storePath: ctx.dbPath ?? defaultStorePath(ctx.io.env), openStore: () => ctx.store(), schemaVersion: SCHEMA_VERSION, libvirtNetworkConf: ctx.io.env.IPVISOR_LIBVIRT_NETWORK_CONF });
+        return { json: res, text: res.findings.map(formatFinding).join('\n'), exitCode: res.blocking ? 1 : 0 };
+      }),
+    );
+
+
+  program
     .command('completion')
     .description('print the shell completion script (bash, zsh or fish)')
     .argument('<shell>', 'bash, zsh or fish')
