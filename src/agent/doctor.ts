@@ -191,7 +191,7 @@ const storeCheck: DoctorCheck = {
         return [{ check: 'store', severity: 'error', message: `store unreachable: ${(e as Error).message}`, fix: 'check the database URL, the server and its credentials' }];
       }
     }
-    if (!existsSync(path)) return [{ check: 'store', severity: 'warn', message: `no store at ${path} yet: nothing to enforce`, fix: 'create a network (ipvisor network create ...); the first write creates the store' }];
+    if (!existsSync(path)) return [{ check: 'store', severity: 'warn', message: `no store at ${path} yet: nothing to enforce`, fix: `ipvisor init --db ${path} (or any write command, e.g. ipvisor network create)` }];
     let version: number;
     try {
       const { default: Database } = await import('better-sqlite3');

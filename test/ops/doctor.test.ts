@@ -45,7 +45,7 @@ describe('ipvisor doctor in a network namespace', { skip: skip ?? false }, () =>
     restoreEnv = useHostEnv({ IPVISOR_NETNS: topo.host, IPVISOR_RUN_DIR: dir, IPVISOR_DB: db });
     const vm1 = await topo.addVm('d1', '52:54:00:dd:00:01', { addresses: ['10.61.0.10/24'] });
     const up = await topo.addUpstream('198.18.1.1/24', ['198.18.1.2/24']);
-    const store = await openStore(db);
+    const store = await openStore(db, { create: true });
     const net = network({ name: 'pub', bridge: topo.bridge, mode: 'routed', uplink: up.uplink, subnets: [{ cidr: '10.61.0.0/24', family: 4, gateway: '10.61.0.1' }] });
     await seedRoutedVif(store, net, { vm: 'd', mac: vm1.mac, ifname: vm1.vif, address: '10.61.0.10', routed: '203.0.113.6' });
     await store.close();
