@@ -3,7 +3,7 @@
 import { openStore } from '../../src/core/store/open.js';
 import { allocate } from '../../src/core/service/ip.js';
 
-const [db, vif, countText, sync] = process.argv.slice(2);
+const [db, vif, countText, sync] = process.argv.slice(2); // db: a path or a --store URL
 const store = await openStore(db, { create: true, synchronous: (sync as 'NORMAL' | 'FULL') || 'NORMAL' });
 const out: string[] = [];
 const t0 = performance.now();

@@ -25,6 +25,7 @@ export const ERROR_CODES = {
   STORE_FULL: { exit: 1, http: 507, summary: 'the disk holding the store is full' },
   STORE_IDENTITY: { exit: 1, http: 409, summary: 'the store is not the one this host\'s enforcement came from, and applying it would remove what the host enforces; --force applies anyway' },
   STORE_BUSY: { exit: 1, http: 503, summary: 'the store stayed locked by another process for too long' },
+  STORE_UNAVAILABLE: { exit: 1, http: 503, summary: 'the store server (PostgreSQL) cannot be reached or refused the connection' },
   HOST_COMMAND: { exit: 1, http: 500, summary: 'a host command (ip, nft, virsh, ...) failed' },
   DRIVER: { exit: 1, http: 502, summary: 'a hypervisor (libvirt, XAPI) or guest agent call failed' },
   INTERNAL: { exit: 1, http: 500, summary: 'an unexpected internal error' },
