@@ -57,6 +57,18 @@ for (const backend of storeBackends()) {
       await rawExec(db, "UPDATE meta SET value = $1 WHERE key = 'schema_version'", [String(backend.name === 'sqlite' ? SCHEMA_VERSION : PG_SCHEMA_VERSION)]);
     });
 
+    test('opening without create: an empty database is STORE_MISSING; created, it has an identity that stays', async () => {
+      const url = await backend.newUrl();
+      await assert.rejects(openStore(url), (e: unknown) => e instanceof IpvisorError && e.code === 'STORE_MISSING');
+      const s = await openStore(url, { create: true });
+      const id = await s.identity();
+      assert.match(id.id, /^[0-9a-f-]{36}$/);
+      await s.close();
+      const again = await openStore(url);
+      assert.equal((await again.identity()).id, id.id);
+      await again.close();
+    });
+
     test('events since a time: the first one at or after it', async () => {
       const s = await openStore(db, { create: true });
       const base = Date.parse('2030-01-01T00:00:00Z');
