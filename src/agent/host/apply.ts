@@ -1,15 +1,13 @@
 // Observe -> diff -> apply for this host, under the host lock. The full path reads everything
 // (`ip -j`, `nft -j`) and applies only the difference in one nft transaction; the one-VIF path
 // (libvirt hooks) touches only that VIF's set elements, from what it recorded last time.
-import type { HostFacts, HostPlan, HostSettings, HostGatewaySetting, HostNarrowSetting, VifEnforcement } from '../../core/compile/host-plan.js';
+import type { HostFacts, HostPlan, VifEnforcement } from '../../core/compile/host-plan.js';
 import { IPVISOR_RT_PROTO, compileHostPlan, hostCidr, vifElements } from '../../core/compile/host-plan.js';
 import type { ElementChange, NftElements, NftFamily } from '../../core/compile/nft-ruleset.js';
 import { NFT_TABLE, diffElements, expectedChains, renderElementChanges, renderTableDelete, renderTableReplace, setNames, skeletonMarker } from '../../core/compile/nft-ruleset.js';
 import type { PlanChange } from '../../core/enforcer.js';
 import { effectiveLocking } from '../../core/model/locking.js';
-import { loadSnapshot } from '../../core/model/snapshot.js';
 import { createHash } from 'node:crypto';
-import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Store } from '../../core/store/store.js';
 import type { HostRunner } from './exec.js';
@@ -20,10 +18,11 @@ import { forwardPolicyDrops, syncForwardAccepts } from './iptables.js';
 import { withHostLock } from './lock.js';
 import { nftApply, nftListOwnChains, nftListTables, nftObserve } from './nft.js';
 import type { ObservedNft } from './nft.js';
+import type { HostSource } from './source.js';
+import { LOCAL_CHANGE as DOC_CHANGE, LOCAL_VIF as DOC_VIF, isHostSource, storeHostSource } from './source.js';
+import type { HostLocalState } from '../state.js';
 
-export const DOC_SETTING = 'host-setting';
-export const DOC_CHANGE = 'host-change';
-export const DOC_VIF = 'host-vif';
+export { loadHostSettings } from './source.js';
 const OWNED_KEY = 'state';
 /** A new table's elements are listed one by one in plans up to this many (else only counted). */
 const PLAN_ELEMENT_LINES = 200;
@@ -51,22 +50,16 @@ interface VifRecord {
   elements: BridgeElements;
 }
 
-export async function loadHostSettings(store: Store): Promise<HostSettings> {
-  const gw = await store.getDoc<HostGatewaySetting | null>(DOC_SETTING, 'gateway');
-  const narrow = await store.getDoc<HostNarrowSetting[]>(DOC_SETTING, 'narrow');
-  return { gateway: gw?.value ?? null, narrow: narrow?.value ?? [] };
-}
-
-export async function observeHostFacts(runner: HostRunner): Promise<HostFacts> {
+export async function observeHostFacts(runner: HostRunner, host: string): Promise<HostFacts> {
   const links = await observeLinks(runner);
-  const facts: HostFacts = { links: {}, hostname: hostname() };
+  const facts: HostFacts = { links: {}, hostname: host };
   for (const [name, l] of Object.entries(links)) facts.links[name] = { up: l.up, adminUp: l.adminUp, addresses: l.addresses };
   return facts;
 }
 
-async function loadOwned(store: Store): Promise<OwnedHostState> {
-  const d = await store.getDoc<OwnedHostState>(DOC_CHANGE, OWNED_KEY);
-  return { ...emptyOwnedState(), ...(d?.value ?? {}) };
+function loadOwned(local: HostLocalState): OwnedHostState {
+  const d = local.get<OwnedHostState>(DOC_CHANGE, OWNED_KEY);
+  return { ...emptyOwnedState(), ...(d ?? {}) };
 }
 
 /** Whether a table of ours has exactly the current skeleton (a `nft flush chain` or an older ipvisor shows here). */
@@ -101,12 +94,12 @@ export interface HostRun {
 }
 
 /** The whole host: observe, diff, and (unless dryRun) apply. */
-async function runFull(store: Store, opts: HostApplyOptions, runner: HostRunner): Promise<HostRun> {
+async function runFull(src: HostSource, opts: HostApplyOptions, runner: HostRunner): Promise<HostRun> {
   const dryRun = !!opts.dryRun;
   const trace = phaseTimer();
-  const settings = await loadHostSettings(store);
-  const snapshot = await loadSnapshot(store);
-  let facts = await observeHostFacts(runner);
+  const local = src.local;
+  const { snapshot, settings } = await src.desired();
+  let facts = await observeHostFacts(runner, src.host);
   trace('snapshot+facts');
   let plan = compileHostPlan(snapshot, facts, settings);
   trace('compile');
@@ -117,7 +110,7 @@ async function runFull(store: Store, opts: HostApplyOptions, runner: HostRunner)
   // quick trusts the tables' elements only while the wanted ones are what the last run applied: a
   // CLI change (ip allocate, vif set --locking) changes them without any nft event
   const nftDigest = createHash('sha1').update(JSON.stringify(plan.nft)).digest('hex');
-  const lastDigest = (await store.getDoc<{ digest: string }>(DOC_CHANGE, 'nft-digest'))?.value.digest;
+  const lastDigest = local.get<{ digest: string }>(DOC_CHANGE, 'nft-digest')?.digest;
   if (opts.quick && lastDigest === nftDigest) {
     const chains = await nftListOwnChains(runner);
     families = families.filter((f) => {
@@ -151,7 +144,7 @@ async function runFull(store: Store, opts: HostApplyOptions, runner: HostRunner)
   }
 
   // Addresses, routes, proxy neighbours, sysctls.
-  const owned = await loadOwned(store);
+  const owned = loadOwned(local);
   const l3 = await diffL3(runner, l3Desired(plan), owned, IPVISOR_RT_PROTO);
   changes.push(...l3.changes);
   plan.warnings.push(...l3.warnings);
@@ -162,33 +155,33 @@ async function runFull(store: Store, opts: HostApplyOptions, runner: HostRunner)
   if (!dryRun && changes.length) {
     await nftApply(runner, script);
     trace('nft apply');
-    if (l3.batch.length || l3.sysctlWrites.length) await store.putDoc(DOC_CHANGE, OWNED_KEY, mergeOwnedStates(owned, l3.owned));
+    if (l3.batch.length || l3.sysctlWrites.length) local.put(DOC_CHANGE, OWNED_KEY, mergeOwnedStates(owned, l3.owned));
     await applyL3Diff(runner, l3);
     if (ipt.length) await syncForwardAccepts(runner, plan.iptablesForward);
-    await store.putDoc(DOC_CHANGE, OWNED_KEY, l3.owned);
+    local.put(DOC_CHANGE, OWNED_KEY, l3.owned);
     // the default route may wait for an address added just now
     if (settings.gateway?.whenUp && !plan.routes.some((r) => r.dst === 'default')) {
-      facts = await observeHostFacts(runner);
+      facts = await observeHostFacts(runner, src.host);
       plan = compileHostPlan(snapshot, facts, settings);
       plan.warnings.push(...l3.warnings);
       if (plan.routes.some((r) => r.dst === 'default')) {
         const again = await diffL3(runner, l3Desired(plan), l3.owned, IPVISOR_RT_PROTO);
         plan.warnings.push(...again.warnings.filter((w) => !plan.warnings.includes(w)));
         await applyL3Diff(runner, again);
-        await store.putDoc(DOC_CHANGE, OWNED_KEY, again.owned);
+        local.put(DOC_CHANGE, OWNED_KEY, again.owned);
         changes.push(...again.changes);
       }
     }
   }
-  if (!dryRun && lastDigest !== nftDigest) await store.putDoc(DOC_CHANGE, 'nft-digest', { digest: nftDigest });
+  if (!dryRun && lastDigest !== nftDigest) local.put(DOC_CHANGE, 'nft-digest', { digest: nftDigest });
   // the per-VIF records follow the wanted elements: rewrite them only when those changed since the
   // last sync (a drift repair re-applies the same elements and leaves them alone)
   if (!dryRun) {
     const digest = createHash('sha1').update(JSON.stringify([plan.nft.bridge, plan.vifs.map((v) => [v.vifUuid, v.ifname, v.enforced])])).digest('hex');
-    const last = await store.getDoc<{ digest?: string }>(DOC_CHANGE, 'vif-records');
-    if (last?.value.digest !== digest) {
-      await syncVifRecords(store, plan.vifs, plan.nft);
-      await store.putDoc(DOC_CHANGE, 'vif-records', { digest, syncedAt: new Date().toISOString() });
+    const last = local.get<{ digest?: string }>(DOC_CHANGE, 'vif-records');
+    if (last?.digest !== digest) {
+      syncVifRecords(local, plan.vifs, plan.nft);
+      local.put(DOC_CHANGE, 'vif-records', { digest, syncedAt: new Date().toISOString() });
       trace('vif records');
     }
   }
@@ -238,8 +231,8 @@ function elementsByIfname(all: NftElements): Map<string, BridgeElements> {
 }
 
 /** Records, per VIF, the elements the host now holds for it: what the one-VIF path removes next time. */
-async function syncVifRecords(store: Store, vifs: VifEnforcement[], nft: NftElements): Promise<void> {
-  const existing = new Map((await store.listDocs<VifRecord>(DOC_VIF)).map((d) => [d.key, d.value]));
+function syncVifRecords(local: HostLocalState, vifs: VifEnforcement[], nft: NftElements): void {
+  const existing = new Map(local.list<VifRecord>(DOC_VIF).map((d) => [d.key, d.value]));
   const byIf = elementsByIfname(nft);
   const writes: Array<[string, VifRecord]> = [];
   for (const v of vifs) {
@@ -251,10 +244,10 @@ async function syncVifRecords(store: Store, vifs: VifEnforcement[], nft: NftElem
     if (!old || JSON.stringify(old) !== JSON.stringify(rec)) writes.push([v.vifUuid, rec]);
   }
   if (!writes.length && !existing.size) return;
-  await store.transaction(async (tx) => {
-    for (const [k, v] of writes) await tx.putDoc(DOC_VIF, k, v);
-    for (const k of existing.keys()) await tx.deleteDoc(DOC_VIF, k);
-  }, { write: true });
+  local.batch(() => {
+    for (const [k, v] of writes) local.put(DOC_VIF, k, v);
+    for (const k of existing.keys()) local.delete(DOC_VIF, k);
+  });
 }
 
 /**
@@ -262,17 +255,17 @@ async function syncVifRecords(store: Store, vifs: VifEnforcement[], nft: NftElem
  * transaction, without listing anything. Falls back to the full path when that transaction fails
  * (tables missing, recorded element gone: drift).
  */
-async function runVif(store: Store, vifUuid: string, opts: HostApplyOptions, runner: HostRunner): Promise<PlanChange[] | null> {
-  const vif = await store.getVif(vifUuid);
-  const recDoc = await store.getDoc<VifRecord>(DOC_VIF, vifUuid);
-  const old: BridgeElements = recDoc?.value.elements ?? emptyBridge();
+async function runVif(src: HostSource, vifUuid: string, opts: HostApplyOptions, runner: HostRunner): Promise<PlanChange[] | null> {
+  const inputs = await src.vifInputs(vifUuid);
+  const vif = inputs.vif;
+  const recDoc = src.local.get<VifRecord>(DOC_VIF, vifUuid);
+  const old: BridgeElements = recDoc?.elements ?? emptyBridge();
   let want: BridgeElements = emptyBridge();
   let ifname: string | null = null;
   if (vif) {
-    const network = await store.getNetwork(vif.networkUuid);
-    const vm = await store.getVm(vif.vmUuid);
-    if (network && network.driver !== 'xapi' && vm?.host === hostname()) {
-      const assigned = (await store.listAssignments({ vifUuid })).filter((a) => a.kind !== 'reserved');
+    const { network, vm } = inputs;
+    if (network && network.driver !== 'xapi' && vm?.host === src.host) {
+      const assigned = inputs.assignments.filter((a) => a.kind !== 'reserved');
       const locking = effectiveLocking(vif, network, assigned.length);
       want = bridgeOnly(vifElements(vif, locking, assigned.map(hostCidr).sort()));
       ifname = vif.ifname;
@@ -281,11 +274,7 @@ async function runVif(store: Store, vifUuid: string, opts: HostApplyOptions, run
       // A new binding whose name another VIF still holds (its VM stopped without an unbind: a host
       // crash) would add to that VIF's elements on the interface; the full path enforces only the
       // newest binding. Checked only when the binding changes (a VM start), not per address change.
-      if (ifname && recDoc?.value.ifname !== ifname) {
-        for (const o of await store.listVifs()) {
-          if (o.uuid !== vifUuid && o.ifname === ifname && (await store.getVm(o.vmUuid))?.host === hostname()) return null;
-        }
-      }
+      if (ifname && recDoc?.ifname !== ifname && (await inputs.otherHolders(ifname)).length) return null;
     }
   }
   const changes: ElementChange[] = [];
@@ -314,18 +303,16 @@ async function runVif(store: Store, vifUuid: string, opts: HostApplyOptions, run
   } catch {
     return null;
   }
-  if (vif) await store.putDoc(DOC_VIF, vifUuid, { ifname, elements: want } satisfies VifRecord);
-  else await store.deleteDoc(DOC_VIF, vifUuid);
+  if (vif) src.local.put(DOC_VIF, vifUuid, { ifname, elements: want } satisfies VifRecord);
+  else src.local.delete(DOC_VIF, vifUuid);
   // the records no longer match the last full sync's digest: the next full run re-checks them all
-  await store.deleteDoc(DOC_CHANGE, 'vif-records');
+  src.local.delete(DOC_CHANGE, 'vif-records');
   return planChanges;
 }
 
-async function audit(store: Store, actor: string, action: string, changes: PlanChange[]): Promise<void> {
-  if (!changes.length) return;
-  const lines = changes.slice(0, 200).map((c) => `${c.op} ${c.kind} ${c.target}${c.detail ? ` (${c.detail})` : ''}`);
-  if (changes.length > 200) lines.push(`... ${changes.length - 200} more`);
-  await store.insertEvent({ time: new Date().toISOString(), actor, action, objectKind: 'host', objectUuid: null, objectName: null, before: null, after: { changes: lines } });
+/** A Store means this box's store and this host (the one-box path); an agent passes its own source. */
+async function sourceOf(target: Store | HostSource): Promise<HostSource> {
+  return isHostSource(target) ? target : storeHostSource(target);
 }
 
 /**
@@ -333,32 +320,36 @@ async function audit(store: Store, actor: string, action: string, changes: PlanC
  * VIF's anti-spoofing elements are touched (fast path for hooks). Returns what changed (dryRun:
  * what would change).
  */
-export async function applyHost(store: Store, opts: HostApplyOptions): Promise<PlanChange[]> {
+export async function applyHost(target: Store | HostSource, opts: HostApplyOptions): Promise<PlanChange[]> {
   const runner = opts.runner ?? createHostRunner();
+  const src = await sourceOf(target);
   return withHostLock(async () => {
     if (opts.scope?.vifUuid) {
-      const fast = await runVif(store, opts.scope.vifUuid, opts, runner);
+      const fast = await runVif(src, opts.scope.vifUuid, opts, runner);
       if (fast) {
-        if (!opts.dryRun) await audit(store, opts.actor, opts.auditAction ?? 'host.apply', fast);
+        if (!opts.dryRun) await src.audit(opts.actor, opts.auditAction ?? 'host.apply', fast);
         return fast;
       }
     }
-    const res = await runFull(store, opts, runner);
+    const res = await runFull(src, opts, runner);
     for (const w of res.warnings) opts.log?.(`warning: ${w}`);
-    if (!opts.dryRun) await audit(store, opts.actor, opts.auditAction ?? 'host.apply', res.changes);
+    if (!opts.dryRun) await src.audit(opts.actor, opts.auditAction ?? 'host.apply', res.changes);
     return res.changes;
   });
 }
 
 /** Plan and warnings without applying (ipvisor plan). */
-export async function planHost(store: Store, opts: Omit<HostApplyOptions, 'dryRun'>): Promise<HostRun> {
+export async function planHost(target: Store | HostSource, opts: Omit<HostApplyOptions, 'dryRun'>): Promise<HostRun> {
   const runner = opts.runner ?? createHostRunner();
-  return withHostLock(() => runFull(store, { ...opts, dryRun: true }, runner));
+  const src = await sourceOf(target);
+  return withHostLock(() => runFull(src, { ...opts, dryRun: true }, runner));
 }
 
 /** Removes ipvisor's tables, routes, addresses, proxies, iptables accepts; restores what it changed. */
-export async function teardownHost(store: Store, opts: HostApplyOptions): Promise<PlanChange[]> {
+export async function teardownHost(target: Store | HostSource, opts: HostApplyOptions): Promise<PlanChange[]> {
   const runner = opts.runner ?? createHostRunner();
+  const src = await sourceOf(target);
+  const local = src.local;
   return withHostLock(async () => {
     const changes: PlanChange[] = [];
     const tables = new Set(await nftListTables(runner));
@@ -368,7 +359,7 @@ export async function teardownHost(store: Store, opts: HostApplyOptions): Promis
       changes.push({ op: '-', kind: 'nft-table', target: `${family} ${NFT_TABLE}` });
       script += renderTableDelete(family);
     }
-    const owned = await loadOwned(store);
+    const owned = loadOwned(local);
     changes.push(...(await revertL3(runner, owned, { proto: IPVISOR_RT_PROTO, dryRun: true })));
     const ipt = await syncForwardAccepts(runner, [], { dryRun: true });
     changes.push(...ipt);
@@ -376,13 +367,11 @@ export async function teardownHost(store: Store, opts: HostApplyOptions): Promis
       await nftApply(runner, script);
       await revertL3(runner, owned, { proto: IPVISOR_RT_PROTO });
       if (ipt.length) await syncForwardAccepts(runner, []);
-      await store.deleteDoc(DOC_CHANGE, OWNED_KEY);
-      await store.deleteDoc(DOC_CHANGE, 'vif-records');
-      await store.deleteDoc(DOC_CHANGE, 'nft-digest');
-      await store.transaction(async (tx) => {
-        for (const d of await tx.listDocs(DOC_VIF)) await tx.deleteDoc(DOC_VIF, d.key);
-      }, { write: true });
-      await audit(store, opts.actor, 'host.teardown', changes);
+      local.batch(() => {
+        local.deleteKind(DOC_CHANGE);
+        local.deleteKind(DOC_VIF);
+      });
+      await src.audit(opts.actor, 'host.teardown', changes);
     }
     return changes;
   });
@@ -396,17 +385,19 @@ export interface VifStatus extends VifEnforcement {
 }
 
 /** Per VIF: effective locking mode, allowed addresses, drift between wanted and actual elements. */
-export async function hostStatus(store: Store, opts: { runner?: HostRunner } = {}): Promise<{ vifs: VifStatus[]; pending: PlanChange[]; warnings: string[] }> {
+export async function hostStatus(target: Store | HostSource, opts: { runner?: HostRunner } = {}): Promise<{ vifs: VifStatus[]; pending: PlanChange[]; warnings: string[] }> {
   const runner = opts.runner ?? createHostRunner();
-  const run = await withHostLock(() => runFull(store, { actor: 'status', dryRun: true }, runner));
+  const src = await sourceOf(target);
+  const run = await withHostLock(() => runFull(src, { actor: 'status', dryRun: true }, runner));
   const obs = await nftObserve(runner, ['bridge']);
   const present = new Set(Object.values(obs.elements.bridge).flat());
   const byIf = elementsByIfname(run.plan.nft);
-  const vms = await store.listVms();
+  const { snapshot } = await src.desired();
+  const vms = snapshot.vms;
   const vmNames = new Map(vms.map((v) => [v.uuid, v.name]));
   // this host's VIFs only: other hosts' VMs and XAPI networks (locked through XAPI) are not ours here
-  const here = new Set(vms.filter((v) => v.host === hostname()).map((v) => v.uuid));
-  const xapiNets = new Set((await store.listNetworks()).filter((n) => n.driver === 'xapi').map((n) => n.uuid));
+  const here = new Set(vms.filter((v) => v.host === src.host).map((v) => v.uuid));
+  const xapiNets = new Set(snapshot.networks.filter((n) => n.driver === 'xapi').map((n) => n.uuid));
   const vifs: VifStatus[] = run.plan.vifs.filter((v) => here.has(v.vmUuid) && !xapiNets.has(v.networkUuid)).map((v) => {
     const want = Object.values((v.enforced && v.ifname && byIf.get(v.ifname)) || emptyBridge()).flat();
     const missing = want.filter((e) => !present.has(e));

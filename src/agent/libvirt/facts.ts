@@ -2,7 +2,7 @@
 // store network a libvirt network is, the VM and VIF records of domains on those networks, and the
 // runtime facts hooks must remember (a tap's name is only in the XML of start/started/reconnect,
 // not at stopped/release; a port's owner and MAC only at port-created).
-import { hostname } from 'node:os';
+import { thisHost } from '../../core/host-identity.js';
 import type { Network, Vif, Vm } from '../../core/model/types.js';
 import type { StoreTx } from '../../core/store/store.js';
 import { audit, newUuid, now } from '../../core/service/context.js';
@@ -97,7 +97,7 @@ export async function recordNetworkFacts(tx: StoreTx, info: LibvirtNetworkInfo, 
 async function ensureVm(tx: StoreTx, uuid: string, name: string, actor: string, runningHere = false): Promise<Vm> {
   const existing = await tx.getVm(uuid);
   if (existing) {
-    const host = runningHere ? hostname() : existing.host;
+    const host = runningHere ? thisHost() : existing.host;
     // libvirt allows renaming a domain: follow it when the name came from libvirt in the first
     // place (a name the user gave stays), unless the new name belongs to another VM.
     const fromLibvirt = existing.extra.libvirtDomain === existing.name;
@@ -112,7 +112,7 @@ async function ensureVm(tx: StoreTx, uuid: string, name: string, actor: string, 
   const t = now();
   // A VM of the same name but another UUID (e.g. created by hand): keep names unique.
   const finalName = (await tx.findVmByName(name)) ? `${name}-${uuid.slice(0, 8)}` : name;
-  const vm: Vm = { uuid, name: finalName, host: hostname(), owner: null, extra: { libvirtDomain: name }, createdAt: t, updatedAt: t };
+  const vm: Vm = { uuid, name: finalName, host: thisHost(), owner: null, extra: { libvirtDomain: name }, createdAt: t, updatedAt: t };
   await tx.insertVm(vm);
   await audit(tx, { actor, action: 'create', kind: 'vm', uuid, name: finalName, after: vm });
   return vm;

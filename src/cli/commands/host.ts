@@ -6,7 +6,9 @@ import { formatPlanChange } from '../../core/enforcer.js';
 import { loadEnforcers } from '../../drivers/index.js';
 import { DEFAULT_GATEWAY_METRIC } from '../../core/compile/host-plan.js';
 import type { HostGatewaySetting } from '../../core/compile/host-plan.js';
-import { DOC_SETTING } from '../../agent/host/apply.js';
+import { DOC_HOST_SETTING, hostSettingKey } from '../../core/compile/host-desired.js';
+import { thisHost } from '../../core/host-identity.js';
+import { validateName } from '../../core/model/validate.js';
 import { parseAddress } from '../../core/ipam/addr.js';
 import { invalid } from '../../core/model/errors.js';
 import { networkRef } from '../../core/service/resolve.js';
@@ -48,6 +50,10 @@ export function xapiStatusLines(s: any): string[] {
   }
   for (const u of s.unreachable ?? []) lines.push(`xapi pool ${u.connection}: unreachable (${u.error}); VIF locking not checked`);
   return lines;
+}
+
+function gatewayHost(name: string | undefined): string {
+  return name !== undefined ? validateName(name, 'host') : thisHost();
 }
 
 export function registerHostCommands(program: Command): void {
@@ -144,8 +150,10 @@ export function registerHostCommands(program: Command): void {
     .requiredOption('--via <ip>', 'next hop')
     .option('--when-up <network>', 'wait until this network\'s bridge is up with a same-family address')
     .option('--metric <n>', 'route metric', String(DEFAULT_GATEWAY_METRIC))
+    .option('--host <name>', 'the hypervisor host (default: this one)')
     .action(
-      runAction(async (ctx, opts: { via: string; whenUp?: string; metric: string }) => {
+      runAction(async (ctx, opts: { via: string; whenUp?: string; metric: string; host?: string }) => {
+        const hostName = gatewayHost(opts.host);
         const store = await ctx.store();
         const via = parseAddress(opts.via, 'via');
         const metric = Number(opts.metric);
@@ -159,22 +167,45 @@ export function registerHostCommands(program: Command): void {
           whenUp = n.uuid;
         }
         const value: HostGatewaySetting = { via: opts.via, whenUp, metric };
-        const before = await store.getDoc(DOC_SETTING, 'gateway');
-        await store.putDoc(DOC_SETTING, 'gateway', value);
-        await store.insertEvent({ time: new Date().toISOString(), actor: ctx.actor, action: 'host.gateway.set', objectKind: 'host', objectUuid: null, objectName: 'gateway', before: before?.value ?? null, after: value });
-        return { json: value, text: `default route via ${opts.via} metric ${metric}${opts.whenUp ? ` once ${opts.whenUp} is up` : ''} (run ipvisor apply)` };
+        const before = await store.transaction(async (tx) => {
+          const prev = (await tx.getDoc(DOC_HOST_SETTING, hostSettingKey('gateway', hostName))) ?? (await tx.getDoc(DOC_HOST_SETTING, 'gateway'));
+          await tx.putDoc(DOC_HOST_SETTING, hostSettingKey('gateway', hostName), value);
+          await tx.deleteDoc(DOC_HOST_SETTING, 'gateway'); // the setting of a store from before per-host settings
+          await tx.insertEvent({ time: new Date().toISOString(), actor: ctx.actor, action: 'host.gateway.set', objectKind: 'host', objectUuid: null, objectName: hostName, before: prev?.value ?? null, after: value });
+          return prev;
+        }, { write: true });
+        return { json: { host: hostName, ...value }, text: `${hostName}: default route via ${opts.via} metric ${metric}${opts.whenUp ? ` once ${opts.whenUp} is up` : ''} (run ipvisor apply)` };
       }),
     );
   gateway
     .command('unset')
     .description("remove ipvisor's default route setting")
+    .option('--host <name>', 'the hypervisor host (default: this one)')
     .action(
-      runAction(async (ctx) => {
+      runAction(async (ctx, opts: { host?: string }) => {
+        const hostName = gatewayHost(opts.host);
         const store = await ctx.store();
-        const before = await store.getDoc(DOC_SETTING, 'gateway');
-        await store.deleteDoc(DOC_SETTING, 'gateway');
-        if (before) await store.insertEvent({ time: new Date().toISOString(), actor: ctx.actor, action: 'host.gateway.unset', objectKind: 'host', objectUuid: null, objectName: 'gateway', before: before.value, after: null });
-        return { json: { unset: !!before }, text: before ? 'gateway unset (run ipvisor apply)' : 'no gateway was set' };
+        const before = await store.transaction(async (tx) => {
+          const prev = (await tx.getDoc(DOC_HOST_SETTING, hostSettingKey('gateway', hostName))) ?? (await tx.getDoc(DOC_HOST_SETTING, 'gateway'));
+          await tx.deleteDoc(DOC_HOST_SETTING, hostSettingKey('gateway', hostName));
+          await tx.deleteDoc(DOC_HOST_SETTING, 'gateway');
+          if (prev) await tx.insertEvent({ time: new Date().toISOString(), actor: ctx.actor, action: 'host.gateway.unset', objectKind: 'host', objectUuid: null, objectName: hostName, before: prev.value, after: null });
+          return prev;
+        }, { write: true });
+        return { json: { host: hostName, unset: !!before }, text: before ? `${hostName}: gateway unset (run ipvisor apply)` : `${hostName}: no gateway was set` };
+      }),
+    );
+  gateway
+    .command('show')
+    .description("show ipvisor's default route setting of a host")
+    .option('--host <name>', 'the hypervisor host (default: this one)')
+    .action(
+      runAction(async (ctx, opts: { host?: string }) => {
+        const hostName = gatewayHost(opts.host);
+        const store = await ctx.store();
+        const d = (await store.getDoc<HostGatewaySetting>(DOC_HOST_SETTING, hostSettingKey('gateway', hostName))) ?? (await store.getDoc<HostGatewaySetting>(DOC_HOST_SETTING, 'gateway'));
+        const v = d?.value ?? null;
+        return { json: { host: hostName, gateway: v }, text: v ? `${hostName}: default route via ${v.via} metric ${v.metric}${v.whenUp ? ` once network ${v.whenUp} is up` : ''}` : `${hostName}: no gateway set` };
       }),
     );
 }

@@ -1,4 +1,4 @@
-import { hostname } from 'node:os';
+import { thisHost } from '../host-identity.js';
 import { IpvisorError, invalid } from '../model/errors.js';
 import { VIF_LOCKINGS, type Vif, type VifLocking, type Vm } from '../model/types.js';
 import { isUuid, normalizeMac, oneOf, validateInt, validateName } from '../model/validate.js';
@@ -19,7 +19,7 @@ export interface VmInput {
 export async function createVm(store: Store | StoreTx, input: VmInput, actor: string): Promise<Vm> {
   const name = validateName(input.name, 'name');
   const uuid = input.uuid ? (isUuid(input.uuid) ? input.uuid.toLowerCase() : (() => { throw invalid('uuid', `'${input.uuid}' is not a UUID`); })()) : newUuid();
-  const host = input.host !== undefined ? validateName(input.host, 'host') : hostname();
+  const host = input.host !== undefined ? validateName(input.host, 'host') : thisHost();
   const owner = input.owner ? validateName(input.owner, 'owner') : null;
   const run = async (tx: StoreTx) => {
     if (await tx.findVmByName(name)) throw new IpvisorError('ALREADY_EXISTS', `name: a VM named '${name}' already exists`, { field: 'name' });
