@@ -217,11 +217,14 @@ const forwardingCheck: DoctorCheck = {
   name: 'forwarding',
   async run(ctx, state) {
     if (!state.store) return [];
-    const { loadSnapshot } = await import('../core/model/snapshot.js');
     const { compileHostPlan } = await import('../core/compile/host-plan.js');
-    const { observeHostFacts, loadHostSettings } = await import('./host/apply.js');
+    const { observeHostFacts } = await import('./host/apply.js');
+    const { loadHostDesired } = await import('./host/source.js');
+    const { thisHost } = await import('../core/host-identity.js');
     const { observeProxyNeighbours } = await import('./host/iproute2.js');
-    const plan = compileHostPlan(await loadSnapshot(state.store), await observeHostFacts(ctx.runner), await loadHostSettings(state.store));
+    const host = thisHost();
+    const desired = await loadHostDesired(state.store, host);
+    const plan = compileHostPlan(desired.snapshot, await observeHostFacts(ctx.runner, host), desired.settings);
     const out: Finding[] = [];
     state.needsForwarding = plan.sysctls.some((s) => /forward/.test(s.key));
     for (const s of plan.sysctls) {
