@@ -11,3 +11,10 @@ export function effectiveLocking(vif: Pick<Vif, 'locking'>, network: Pick<Networ
   if (network.defaultLocking === 'locked') return 'locked';
   return addressCount > 0 ? 'locked' : 'unlocked';
 }
+
+/** Why effectiveLocking() decided as it did, in words a user reads beside the mode (UI, API). */
+export function lockingReason(vif: Pick<Vif, 'locking'>, network: Pick<Network, 'defaultLocking'>, addressCount: number): string {
+  if (vif.locking !== 'network_default') return 'explicit: set on the VIF';
+  if (network.defaultLocking !== 'unlocked') return `network default (${network.defaultLocking})`;
+  return addressCount > 0 ? 'locked because it holds addresses (network default unlocked)' : 'network default (unlocked), no addresses';
+}
