@@ -2,12 +2,15 @@
 // this file turns it into text or one JSON document, and errors into one line or {"error": ...}.
 import type { Command } from 'commander';
 import { IpvisorError } from '../core/model/errors.js';
+import { configureLogging, logLevelFromEnv } from '../core/log.js';
 import type { Store } from '../core/store/store.js';
 
 export interface CliIo {
   stdout(text: string): void;
   stderr(text: string): void;
   env: NodeJS.ProcessEnv;
+  /** stderr is a terminal: log lines as text instead of JSON. */
+  isTTY?: boolean;
 }
 
 export interface CommandOutput {
@@ -31,6 +34,8 @@ let openedStores: Store[] = [];
 
 export function setCliIo(io: CliIo | undefined): void {
   currentIo = io;
+  // log lines of this invocation go to its stderr (journald for a daemon, the test's buffer in-process)
+  configureLogging({ sink: io ? { write: (s) => io.stderr(s), isTTY: io.isTTY } : process.stderr, level: logLevelFromEnv(io?.env) });
 }
 
 export async function closeOpenedStores(): Promise<void> {

@@ -97,4 +97,5 @@ export const processIo: CliIo = {
   stdout: writeStdout,
   stderr: (s) => process.stderr.write(s),
   env: process.env,
+  isTTY: process.stderr.isTTY,
 };

@@ -244,7 +244,11 @@ test('the hook log file gets one line per entry, even for an error that quotes X
     }
     const lines = readFileSync(path, 'utf8').split('\n').filter(Boolean);
     assert.equal(lines.length, 1, lines.join('\n'));
-    assert.match(lines[0]!, /qemu vm1 started begin -: .*exit 0 so libvirt goes on$/);
+    const entry = JSON.parse(lines[0]!);
+    assert.match(entry.msg, /qemu vm1 started begin -: .*exit 0 so libvirt goes on$/);
+    assert.equal(entry.component, 'libvirt-hook');
+    assert.match(entry.hookId, /^[0-9a-z]+-[0-9a-z]+$/);
+    assert.ok(entry.host && entry.level && entry.time);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

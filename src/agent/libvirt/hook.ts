@@ -13,6 +13,7 @@ import { effectiveLocking } from '../../core/model/locking.js';
 import { DOC_SETTINGS, findStoreNetwork, forgetPort, recordDomain, recordNetworkFacts, recordPort, type LibvirtSettings } from './facts.js';
 import { findClash, type UsedPrefix } from './subnets.js';
 import { parseDomainXml, parseNetworkHookXml } from './xml.js';
+import { createLogger, logText, newRequestId } from '../../core/log.js';
 
 export type HookKind = 'network' | 'qemu';
 export type ApplyScope = { vifUuid: string } | { networkUuid: string };
@@ -50,21 +51,28 @@ export interface HookResult {
   refusal?: string;
 }
 
-/** A file logger that never throws (a hook must not fail because /var/log is full). */
-export function fileLogger(path: string): (line: string) => void {
+/** The hook's log: JSON lines (component libvirt-hook, the hook call's id, host, level) appended to a
+ * file; never throws (a hook must not fail because /var/log is full). */
+export function fileLogger(path: string, bindings: Record<string, unknown> = {}): (line: string) => void {
   let dirReady = false;
-  return (line: string) => {
-    try {
-      if (!dirReady) {
-        mkdirSync(dirname(path), { recursive: true });
-        dirReady = true;
-      }
-      // One line per entry: parser errors quote the XML, newlines included.
-      appendFileSync(path, `${new Date().toISOString()} [${process.pid}] ${line.replace(/\s*\n\s*/g, ' ')}\n`);
-    } catch {
-      /* logging is best effort */
-    }
-  };
+  const log = createLogger({
+    sink: {
+      write(line: string) {
+        try {
+          if (!dirReady) {
+            mkdirSync(dirname(path), { recursive: true });
+            dirReady = true;
+          }
+          appendFileSync(path, line);
+        } catch {
+          /* logging is best effort */
+        }
+      },
+    },
+    base: { component: 'libvirt-hook', hookId: newRequestId(), ...bindings },
+  });
+  // One line per entry: parser errors quote the XML, newlines included (JSON escapes them anyway).
+  return (line: string) => logText(log, line.replace(/\s*\n\s*/g, ' '));
 }
 
 export async function runLibvirtHook(kind: HookKind, argv: string[], xml: string, deps: HookDeps): Promise<HookResult> {

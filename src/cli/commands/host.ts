@@ -128,12 +128,14 @@ export function registerHostCommands(program: Command): void {
         const seconds = Number(opts.interval);
         if (!Number.isFinite(seconds) || seconds <= 0) throw invalid('interval', `'${opts.interval}' is not a positive number of seconds`);
         const { serve } = await import('../../daemon/serve.js');
+        const { logger, logText } = await import('../../core/log.js');
+        const serveLog = logger('serve');
         const ac = new AbortController();
         const stop = () => ac.abort();
         process.once('SIGTERM', stop);
         process.once('SIGINT', stop);
         try {
-          await serve({ store: await ctx.store(), actor: 'serve', intervalMs: seconds * 1000, log: (m) => ctx.stderr(`${new Date().toISOString()} ${m}`), signal: ac.signal });
+          await serve({ store: await ctx.store(), actor: 'serve', intervalMs: seconds * 1000, log: (m) => logText(serveLog, m), signal: ac.signal });
         } finally {
           process.off('SIGTERM', stop);
           process.off('SIGINT', stop);

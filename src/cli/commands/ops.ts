@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { invalid } from '../../core/model/errors.js';
 import { runAction } from '../context.js';
+import { LOG_LEVELS, configureLogging, isLogLevel } from '../../core/log.js';
 import { bashCompletion, describeProgram, fishCompletion, manPage, zshCompletion } from '../shell.js';
 
 const SHELLS = { bash: bashCompletion, zsh: zshCompletion, fish: fishCompletion } as const;
@@ -20,6 +21,15 @@ export const MAN_SECTIONS = [
 ];
 
 export function registerOpsCommands(program: Command, version: string): void {
+  // --log-level: global, applied before any action runs (IPVISOR_LOG_LEVEL is the default)
+  program.option('--log-level <level>', `log level: ${LOG_LEVELS.join(', ')} (default: $IPVISOR_LOG_LEVEL, else info)`);
+  program.hook('preAction', (_program, action) => {
+    const lvl = (action.optsWithGlobals() as { logLevel?: string }).logLevel;
+    if (lvl === undefined) return;
+    if (!isLogLevel(lvl)) throw invalid('log-level', `'${lvl}' is not one of ${LOG_LEVELS.join(', ')}`);
+    configureLogging({ level: lvl });
+  });
+
   program
     .command('doctor')
     .description('check this host for what keeps ipvisor from enforcing (tools, forwarding, br_netfilter, firewalls, store); exit 1 when something blocks enforcement')

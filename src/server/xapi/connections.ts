@@ -9,6 +9,7 @@ import type { Store, StoreTx } from '../../core/store/store.js';
 import { audit } from '../../core/service/context.js';
 import { XapiClient } from './client.js';
 import { assertPrivateFile } from './files.js';
+import { registerSecret } from '../../core/log.js';
 
 export const CONNECTION_KIND = 'xapi-connection';
 
@@ -109,6 +110,7 @@ export async function removeConnection(store: Store, name: string, actor: string
 export function connectionClient(conn: XapiConnection, originator = 'ipvisor'): XapiClient {
   assertPrivateFile('password-file', conn.passwordFile);
   const password = readFileSync(conn.passwordFile, 'utf8').replace(/\r?\n$/, '');
+  registerSecret(password);
   const ca = conn.ca ? readFileSync(conn.ca, 'utf8') : undefined;
   return new XapiClient({ url: conn.url, user: conn.user, password, ca, insecure: conn.insecure, originator, members: conn.members });
 }
