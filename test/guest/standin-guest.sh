@@ -9,5 +9,10 @@ for d in /etc/network /etc/netplan /etc/NetworkManager/system-connections /etc/s
   if [ -d "$d" ]; then mount -t tmpfs -o mode=0755 tmpfs "$d"; fi
 done
 mkdir -p /etc/network/interfaces.d "$STATE"
+# the guest's own resolver file (a push rewrites it in place): a copy bind-mounted over the host's
+if [ -f /etc/resolv.conf ] && [ ! -L /etc/resolv.conf ]; then
+  printf '# stand-in guest\nnameserver 198.51.100.53\n' > "$STATE/resolv.conf"
+  mount --bind "$STATE/resolv.conf" /etc/resolv.conf
+fi
 printf 'source /etc/network/interfaces.d/*\n' > /etc/network/interfaces
 exec qemu-ga -m unix-listen -p "$SOCK" -t "$STATE" "$@"

@@ -29,6 +29,16 @@ export interface StandinGuest {
   /** Starts one more agent (own socket) in the same guest, e.g. with blocked RPCs. */
   startAgent(socket: string, extraArgs: string[]): Promise<ChildProcess>;
   ip(...args: string[]): Promise<string>;
+  /**
+   * Hot-adds a NIC: a veth `name` with `mac` in the guest, its peer `h-<name>` in the guest's "host
+   * side" namespace (`hostNs`), both up. The peer gets `peerAddr` (CIDR) when given.
+   */
+  addNic(name: string, mac: string, peerAddr?: string): Promise<void>;
+  /** Hot-removes a NIC (the kernel device goes, as when the hypervisor unplugs it). */
+  removeNic(name: string): Promise<void>;
+  /** The namespace holding the peers of added NICs (where a test pings from). */
+  hostNs: string;
+  hostIp(...args: string[]): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -46,6 +56,23 @@ export async function startStandinGuest(mac: string): Promise<StandinGuest> {
   const dir = mkdtempSync(join(tmpdir(), 'ipvisor-qga-'));
   const agents: ChildProcess[] = [];
   const ip = async (...args: string[]): Promise<string> => (await run('ip', ['-n', ns, ...args])).stdout;
+  const hostNs = `${ns}h`;
+  let hostNsMade = false;
+  const hostIp = async (...args: string[]): Promise<string> => (await run('ip', ['-n', hostNs, ...args])).stdout;
+  const addNic = async (name: string, mac: string, peerAddr?: string): Promise<void> => {
+    if (!hostNsMade) {
+      await run('ip', ['netns', 'add', hostNs]);
+      hostNsMade = true;
+      await hostIp('link', 'set', 'lo', 'up');
+    }
+    await ip('link', 'add', name, 'address', mac, 'type', 'veth', 'peer', 'name', `h-${name}`, 'netns', hostNs);
+    await hostIp('link', 'set', `h-${name}`, 'up');
+    if (peerAddr) await hostIp('addr', 'add', peerAddr, 'dev', `h-${name}`, 'nodad');
+    await ip('link', 'set', name, 'up');
+  };
+  const removeNic = async (name: string): Promise<void> => {
+    await ip('link', 'del', name);
+  };
   const stop = async (): Promise<void> => {
     for (const a of agents) if (a.exitCode === null && a.pid) process.kill(a.pid, 'SIGTERM');
     await Promise.all(agents.map((a) => (a.exitCode === null ? new Promise((r) => a.once('exit', r)) : undefined)));
@@ -59,6 +86,7 @@ export async function startStandinGuest(mac: string): Promise<StandinGuest> {
       }
     }
     await run('ip', ['netns', 'del', ns]).catch(() => undefined);
+    if (hostNsMade) await run('ip', ['netns', 'del', hostNs]).catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
   };
   const startAgent = async (socket: string, extra: string[]): Promise<ChildProcess> => {
@@ -74,7 +102,7 @@ export async function startStandinGuest(mac: string): Promise<StandinGuest> {
     for (const l of ['lo', 'eth0', 'eth0p']) await ip('link', 'set', l, 'up');
     const socket = join(dir, 'qga.sock');
     const agent = await startAgent(socket, []);
-    return { ns, dir, socket, agent, startAgent, ip, stop };
+    return { ns, dir, socket, agent, startAgent, ip, addNic, removeNic, hostNs, hostIp, stop };
   } catch (e) {
     await stop();
     throw e;

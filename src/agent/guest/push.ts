@@ -9,9 +9,9 @@ import type { GuestNetState } from '../../core/guest/ir.js';
 import { parseNetworkData } from '../../core/guest/parse.js';
 import { GuestAgent, PUSH_RPCS, type QgaInterface } from './qga.js';
 import { GUEST_FORMATS, render, type GuestFormat } from '../../core/guest/render.js';
-import { IP_SCRIPT_PATH } from '../../core/guest/renderers/ip.js';
+import { IP_SCRIPT_PATH, parseStepReport, RESOLV_CONF, routeKey, type IpRenderOptions } from '../../core/guest/renderers/ip.js';
 import { WINDOWS_PATH } from '../../core/guest/renderers/windows.js';
-import { observedAddresses, renderRollbackScript, sq, type BackedUpFile, type ObservedLink, type ObservedNet } from '../../core/guest/rollback.js';
+import { observedAddresses, renderRollbackScript, sq, type BackedUpFile, type ObservedLink, type ObservedNet, type ObservedRoute } from '../../core/guest/rollback.js';
 
 export type PersistFormat = Exclude<GuestFormat, 'ip' | 'windows'> | 'none';
 
@@ -35,6 +35,8 @@ export interface PushPlan {
   format: PersistFormat | 'windows' | 'xapi';
   /** Absolute guest path -> content, persisted configuration. */
   files: Record<string, string>;
+  /** ipvisor's own files the push removes (a removed NIC's per-interface files). */
+  removed?: string[];
   applyScript: string;
   rollbackScript: string | null;
 }
@@ -84,7 +86,7 @@ export function guestNicNames(ifaces: QgaInterface[], links: ObservedLink[] | nu
 }
 
 /** What is missing from the guest compared to the desired state ([] = everything is up). */
-export function missingInGuest(state: GuestNetState, ifaces: QgaInterface[], mtus: Record<string, number> | null): string[] {
+export function missingInGuest(state: GuestNetState, ifaces: QgaInterface[], mtus: Record<string, number> | null, routes: ObservedNet | null = null): string[] {
   const problems: string[] = [];
   for (const i of state.interfaces) {
     const g = ifaces.find((x) => x.name === i.name);
@@ -97,6 +99,11 @@ export function missingInGuest(state: GuestNetState, ifaces: QgaInterface[], mtu
       if (!have) problems.push(`${a.address}/${a.prefixLength} missing on ${i.name}`);
     }
     if (mtus && i.mtu !== null && mtus[i.name] !== i.mtu) problems.push(`${i.name} has MTU ${mtus[i.name]}, not ${i.mtu}`);
+    if (!routes || i.bondMaster) continue;
+    const present = new Set(liveState({ ...routes, links: [] }).routes);
+    for (const r of i.routes) {
+      if (!present.has(routeKey(r.family, r.destination, r.gateway, i.name, r.metric))) problems.push(`route ${r.destination} via ${r.gateway} missing on ${i.name}`);
+    }
   }
   return problems;
 }
@@ -151,12 +158,16 @@ export async function pushNetworkData(agent: GuestAgent, doc: unknown, opts: Pus
   if (format !== 'none' && !(GUEST_FORMATS as readonly string[]).includes(format)) throw new IpvisorError('DRIVER', `guest: unknown configuration format '${format}'`);
   const files: Record<string, string> = {};
   if (format !== 'none') for (const [p, c] of Object.entries(render(state, format, { netplanRenderer }))) files[`/${p}`] = c;
-  const backups: BackedUpFile[] = Object.keys(files).map((path, n) => ({ path, backup: `${work}/backup/${n}` }));
+  // ipvisor's own files of this format that the new document no longer produces (a removed NIC's
+  // ifcfg-, .network or .nmconnection file): removed, backed up like the rest
+  const stale = format === 'none' ? [] : (await ownConfigFiles(agent, format)).filter((p) => !(p in files));
+  const backups: BackedUpFile[] = [...Object.keys(files), ...stale].map((path, n) => ({ path, backup: `${work}/backup/${n}` }));
   const current = observedAddresses(observed);
-  const applyScript = render(state, 'ip', { current })[IP_SCRIPT_PATH]!;
-  const rollbackScript = renderRollbackScript(observed, state, backups);
-  const plan: PushPlan = { os: os?.['pretty-name'] ?? os?.id ?? 'linux', format, files, applyScript, rollbackScript };
-  const warnings = [...state.warnings, ...(format === 'none' ? [] : await otherConfigNaming(agent, format, state, Object.keys(files)))];
+  const applyScript = render(state, 'ip', { current, live: liveState(observed) })[IP_SCRIPT_PATH]!;
+  const resolvBackup = `${work}/backup/resolv.conf`;
+  const rollbackScript = renderRollbackScript(observed, state, backups, { resolvConf: { path: RESOLV_CONF, backup: resolvBackup } });
+  const plan: PushPlan = { os: os?.['pretty-name'] ?? os?.id ?? 'linux', format, files, removed: stale, applyScript, rollbackScript };
+  const warnings = [...state.warnings, ...(format === 'none' ? [] : await otherConfigNaming(agent, format, state, [...Object.keys(files), ...stale]))];
   for (const w of warnings) log(`guest: warning: ${w}`);
   if (opts.dryRun) return { plan, applied: false, interfaces: before, warnings };
 
@@ -172,6 +183,8 @@ export async function pushNetworkData(agent: GuestAgent, doc: unknown, opts: Pus
     `rm -rf ${sq(`${work}/backup`)} ${sq(`${work}/new`)}`,
     `mkdir -p ${sq(`${work}/backup`)} ${sq(`${work}/new`)}`,
     ...backups.map((b) => `if [ -e ${sq(b.path)} ]; then cp -p ${sq(b.path)} ${sq(b.backup)}; fi`),
+    // the resolver the apply script may rewrite in place (never a symlink: those are someone else's)
+    `if [ -f ${RESOLV_CONF} ] && [ ! -L ${RESOLV_CONF} ]; then cat ${RESOLV_CONF} > ${sq(resolvBackup)}; fi`,
   ].join('\n');
   const install = [
     '#!/bin/sh',
@@ -183,6 +196,7 @@ export async function pushNetworkData(agent: GuestAgent, doc: unknown, opts: Pus
       const tmp = `${f.path.slice(0, f.path.lastIndexOf('/'))}/.${f.path.slice(f.path.lastIndexOf('/') + 1)}.ipvisor-new`;
       return [`chmod ${f.mode} ${sq(f.staged)}`, `cp -p ${sq(f.staged)} ${sq(tmp)}`, `mv -f ${sq(tmp)} ${sq(f.path)}`];
     }),
+    ...stale.map((p) => `rm -f ${sq(p)}`),
   ].join('\n');
   const guard = [
     '#!/bin/sh',
@@ -212,10 +226,21 @@ export async function pushNetworkData(agent: GuestAgent, doc: unknown, opts: Pus
   let failure: string | null = null;
   try {
     await run('sh', [`${work}/install.sh`], 'installing the configuration files');
-    log(`guest: wrote ${Object.keys(files).length} ${format} file(s); applying`);
+    log(`guest: wrote ${Object.keys(files).length} ${format} file(s)${stale.length ? `, removed ${stale.join(', ')}` : ''}; applying`);
+    // The script runs every step; the decision is made on the whole result: the steps that failed
+    // and whatever is still missing once the rest had time to come up.
     const r = await agent.exec('sh', [`${work}/apply.sh`], { timeoutMs: opts.verifyTimeoutMs ?? 20_000 });
-    if (r.exitcode !== 0) failure = `the apply script failed (exit ${r.exitcode ?? `signal ${r.signal}`}): ${r.stderr.trim().split('\n').pop()}`;
-    else failure = await waitUntilUp(agent, state, opts.verifyTimeoutMs ?? 20_000);
+    const report = parseStepReport(r.stderr);
+    for (const w of report.warnings) {
+      warnings.push(w);
+      log(`guest: warning: ${w}`);
+    }
+    for (const f of report.failed) log(`guest: step failed: ${f}`);
+    const problems = report.failed.map((f) => `step failed: ${f}`);
+    if (r.exitcode !== 0 && !report.failed.length) problems.push(`the apply script failed (exit ${r.exitcode ?? `signal ${r.signal}`}): ${r.stderr.trim().split('\n').pop()}`);
+    const missing = await waitUntilUp(agent, state, problems.length ? 0 : (opts.verifyTimeoutMs ?? 20_000));
+    if (missing) problems.push(missing);
+    failure = problems.length ? `the apply script failed: ${problems.join('; ')}` : null;
   } catch (e) {
     failure = e instanceof Error ? e.message : String(e);
   }
@@ -234,6 +259,25 @@ export async function pushNetworkData(agent: GuestAgent, doc: unknown, opts: Pus
     throw new IpvisorError('DRIVER', `guest push failed: ${failure}; the rollback through the agent failed too (${e instanceof Error ? e.message : String(e)}): the guest rolls back by itself within ${guardSeconds}s`);
   }
   throw new IpvisorError('DRIVER', `guest push failed: ${failure}; rolled back to the previous configuration`, { details: { rolledBack: true } });
+}
+
+/** What already matches in the guest (MTU, up, routes): the apply script leaves it alone. */
+export function liveState(observed: ObservedNet): NonNullable<IpRenderOptions['live']> {
+  const links = Object.fromEntries(observed.links.map((l) => [l.ifname, { mtu: l.mtu, up: l.flags?.includes('UP') ?? false }]));
+  const routes: string[] = [];
+  for (const [family, list] of [[4, observed.routes4], [6, observed.routes6]] as const) {
+    for (const r of list as ObservedRoute[]) if (r.gateway && r.dev && (!r.type || r.type === 'unicast')) routes.push(routeKey(family, r.dst, r.gateway, r.dev, r.metric ?? null));
+  }
+  return { links, routes };
+}
+
+/** ipvisor's own files of a format in the guest (first line is ipvisor's header). */
+async function ownConfigFiles(agent: GuestAgent, format: Exclude<PersistFormat, 'none'>): Promise<string[]> {
+  const dirs = CONFIG_DIRS[format].map(([d]) => d).filter((d) => d.startsWith('/etc/'));
+  const script = `for d in ${dirs.map(sq).join(' ')}; do [ -d "$d" ] || continue; for f in "$d"/*; do [ -f "$f" ] && head -n 1 "$f" | grep -q '^# Generated by ipvisor' && echo "$f"; done; done; true`;
+  const r = await agent.exec('sh', ['-c', script]).catch(() => null);
+  if (!r || r.exitcode !== 0) return [];
+  return r.stdout.split('\n').filter((p) => p && !p.slice(p.lastIndexOf('/') + 1).startsWith('.'));
 }
 
 /** Where each persisted format keeps its files (directory, file-name filter). */
@@ -275,11 +319,20 @@ async function guestMtus(agent: GuestAgent): Promise<Record<string, number> | nu
   return Object.fromEntries((JSON.parse(r.stdout) as { ifname: string; mtu: number }[]).map((l) => [l.ifname, l.mtu]));
 }
 
+async function guestRoutes(agent: GuestAgent): Promise<ObservedNet | null> {
+  const get = async (family: string): Promise<ObservedRoute[] | null> => {
+    const r = await agent.exec('ip', ['-j', family, 'route', 'show', 'table', 'main']);
+    return r.exitcode === 0 ? (JSON.parse(r.stdout || '[]') as ObservedRoute[]) : null;
+  };
+  const [routes4, routes6] = [await get('-4'), await get('-6')];
+  return routes4 && routes6 ? { links: [], addrs: [], routes4, routes6 } : null;
+}
+
 /** Polls the agent until every address and MTU is in place; returns the reason on timeout. */
 async function waitUntilUp(agent: GuestAgent, state: GuestNetState, timeoutMs: number): Promise<string | null> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const missing = missingInGuest(state, await agent.interfaces(), await guestMtus(agent));
+    const missing = missingInGuest(state, await agent.interfaces(), await guestMtus(agent), await guestRoutes(agent));
     if (missing.length === 0) return null;
     if (Date.now() > deadline) return `the new configuration did not come up within ${timeoutMs} ms (${missing.join('; ')})`;
     await new Promise((r) => setTimeout(r, 200));

@@ -19,7 +19,8 @@ export interface GuestRoute {
   gateway: string;
   /** Set when several routes share a destination (several default routes), else as given. */
   metric: number | null;
-  /** The gateway is outside every subnet of the interface (the kernel needs "onlink"). */
+  /** The gateway is outside every static subnet of the interface (the kernel needs "onlink"); on a
+   * DHCP, DHCPv6 or RA network it is reachable only once the lease or prefix is there, so on-link too. */
   onLink: boolean;
 }
 

@@ -378,8 +378,11 @@ export function parseNetworkData(doc: unknown, opts: ParseOptions = {}): GuestNe
       if (!iface.addresses.some((x) => x.address === a.address)) iface.addresses.push({ family: kind.family, address: a.address, prefixLength: a.prefixLength });
       subnet = a.subnet;
     } else if (kind.family === 6 && typeof net.ip_address === 'string' && net.ip_address !== '') {
-      // Nova sends the SLAAC/DHCPv6 address too: the guest gets it by itself, but it tells which gateways are on-link.
-      subnet = networkAddress(net, 6, field).subnet;
+      // Nova sends the SLAAC/DHCPv6 address too; the guest gets it by itself. It is validated, but
+      // it does not make a gateway reachable: until the router's prefix or the DHCPv6 lease is
+      // there the kernel rejects a route through it (networkd then never retries it), so such a
+      // gateway is marked on-link below, which it is.
+      networkAddress(net, 6, field);
     }
     if (subnet) subnets.set(iface, [...(subnets.get(iface) ?? []), subnet]);
     if (kind.family === 6) {
