@@ -3,6 +3,9 @@
 // is an element add/delete, never a rule or chain change (anchors.md §4.2: per-VIF chains with
 // anonymous sets took 12.7 s at 5,000 VIFs; named concatenated sets ~1 s at 20,000).
 import { createHash } from 'node:crypto';
+import ipaddr from 'ipaddr.js';
+import { invalid } from '../model/errors.js';
+import { factLabel, isValidIfname } from '../model/validate.js';
 
 export const NFT_TABLE = 'ipvisor';
 
@@ -66,6 +69,80 @@ const SET_DECLS: Record<NftFamily, Record<string, string>> = {
     nat_bridges: 'type ifname;',
   },
 };
+
+// ---------------------------------------------------------------------------------------------
+// Defense in depth: whatever reaches the renderer, it writes only values of the set's type. Every
+// fact is validated where it enters (model/validate.ts); this check makes a value that slipped
+// through (a MAC carrying nft syntax, a quote in an interface name) an error instead of ruleset text.
+
+type KeyType = 'ifname' | 'ether_addr' | 'ipv4_addr' | 'ipv6_addr' | 'th128';
+
+const V4 = '(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)(?:\\.(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)){3}';
+const V4_RE = new RegExp(`^${V4}$`);
+const MAC_RE = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
+const TH128_RE = /^0x[0-9a-f]{32}$/;
+
+/** The key types of a set, from its declaration (one source: SET_DECLS). */
+function keyTypes(decl: string): { keys: KeyType[]; interval: boolean } {
+  const m = /^typeof\s+(.*?);|^type\s+(.*?);/.exec(decl);
+  const spec = (m?.[1] ?? m?.[2] ?? '').trim();
+  const keys = spec.split(' . ').map((k): KeyType => {
+    if (k === 'ifname' || k === 'iifname' || k === 'oifname') return 'ifname';
+    if (k === 'ether_addr' || k === 'ipv4_addr' || k === 'ipv6_addr') return k;
+    if (k === '@th,64,128') return 'th128';
+    throw new Error(`nft-ruleset: unknown set key type '${k}'`);
+  });
+  return { keys, interval: /flags\s+interval/.test(decl) };
+}
+
+function isV6(text: string): boolean {
+  return /^[0-9a-f:.]+$/.test(text) && text.includes(':') && ipaddr.IPv6.isValid(text);
+}
+
+function scalarOk(type: KeyType, v: string): boolean {
+  switch (type) {
+    case 'ifname':
+      return v.length > 2 && v.startsWith('"') && v.endsWith('"') && isValidIfname(v.slice(1, -1));
+    case 'ether_addr':
+      return MAC_RE.test(v);
+    case 'ipv4_addr':
+      return V4_RE.test(v);
+    case 'ipv6_addr':
+      return isV6(v);
+    case 'th128':
+      return TH128_RE.test(v);
+  }
+}
+
+function componentOk(type: KeyType, v: string, interval: boolean): boolean {
+  if (scalarOk(type, v)) return true;
+  if (!interval || type === 'ifname' || type === 'ether_addr') return false;
+  const slash = v.indexOf('/');
+  if (slash > 0 && type !== 'th128') {
+    const len = v.slice(slash + 1);
+    const max = type === 'ipv4_addr' ? 32 : 128;
+    return /^\d{1,3}$/.test(len) && Number(len) <= max && scalarOk(type, v.slice(0, slash));
+  }
+  const dash = v.indexOf('-');
+  return dash > 0 && scalarOk(type, v.slice(0, dash)) && scalarOk(type, v.slice(dash + 1));
+}
+
+const KEY_TYPES = Object.fromEntries(
+  (Object.keys(SET_DECLS) as NftFamily[]).map((f) => [f, Object.fromEntries(Object.entries(SET_DECLS[f]).map(([set, decl]) => [set, keyTypes(decl)]))]),
+) as Record<NftFamily, Record<string, { keys: KeyType[]; interval: boolean }>>;
+
+/** Throws VALIDATION unless `element` is a value of set `set`'s type (a set ipvisor declares). */
+export function checkElement(family: NftFamily, set: string, element: string): void {
+  const t = KEY_TYPES[family]?.[set];
+  if (!t) throw invalid(`nft ${family} ${set}`, `not a set of ipvisor's ${family} table; refused`);
+  const parts = typeof element === 'string' ? element.split(' . ') : [];
+  const ok = parts.length === t.keys.length && parts.every((p, i) => componentOk(t.keys[i], p, t.interval));
+  if (!ok) throw invalid(`nft ${family} ${set}`, `element '${factLabel(element, 80)}' is not of the set's type (${t.keys.join(' . ')}); refused`);
+}
+
+function checkElements(family: NftFamily, set: string, elements: readonly string[]): void {
+  for (const e of elements) checkElement(family, set, e);
+}
 
 /** Chains and their rules, in order. Base chains carry their hook line first. */
 const CHAINS: Record<NftFamily, Record<string, { hook?: string; rules: string[] }>> = {
@@ -178,6 +255,7 @@ export function renderTable(family: NftFamily, elements: NftElements): string {
   const els = elements[family] as Record<string, string[]>;
   for (const [name, decl] of Object.entries(SET_DECLS[family])) {
     const e = els[name] ?? [];
+    checkElements(family, name, e);
     lines.push(`\tset ${name} {`, `\t\t${decl}`);
     if (e.length) lines.push(`\t\telements = { ${e.join(',\n\t\t\t')} }`);
     lines.push('\t}');
@@ -216,6 +294,8 @@ export interface ElementChange {
 export function renderElementChanges(changes: ElementChange[], opts: { blind?: boolean } = {}): string {
   const out: string[] = [];
   for (const c of changes) {
+    checkElements(c.family, c.set, c.remove);
+    checkElements(c.family, c.set, c.add);
     const base = `${c.family} ${NFT_TABLE} ${c.set}`;
     if (c.remove.length) {
       if (opts.blind) out.push(`add element ${base} { ${c.remove.join(', ')} }`);

@@ -8,7 +8,7 @@ export function isUuid(text: string): boolean {
 }
 
 export function validateUuid(text: string, field = 'uuid'): string {
-  if (!isUuid(text)) throw invalid(field, `'${text}' is not a UUID`);
+  if (typeof text !== 'string' || !isUuid(text)) throw invalid(field, `'${factLabel(text, 64)}' is not a UUID`);
   return text.toLowerCase();
 }
 
@@ -16,9 +16,9 @@ export function validateUuid(text: string, field = 'uuid'): string {
  * 1-128 characters, no control characters, no leading '-' (it would read as an option). */
 export function validateName(text: string, field = 'name'): string {
   if (typeof text !== 'string' || text.length === 0) throw invalid(field, 'must not be empty');
-  if (text.length > 128) throw invalid(field, 'must be at most 128 characters');
+  if (text.length > MAX_NAME_LENGTH) throw invalid(field, `must be at most ${MAX_NAME_LENGTH} characters`);
   // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(text)) throw invalid(field, 'must not contain control characters');
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(text)) throw invalid(field, 'must not contain control characters');
   if (text.startsWith('-')) throw invalid(field, `'${text}' must not start with '-'`);
   if (text !== text.trim()) throw invalid(field, 'must not start or end with whitespace');
   return text;
@@ -27,7 +27,7 @@ export function validateName(text: string, field = 'name'): string {
 /** Accepts ':' or '-' separators and any case; returns lower-case, colon-separated. */
 export function normalizeMac(text: string, field = 'mac'): string {
   const m = /^([0-9a-fA-F]{2})([:-])([0-9a-fA-F]{2})\2([0-9a-fA-F]{2})\2([0-9a-fA-F]{2})\2([0-9a-fA-F]{2})\2([0-9a-fA-F]{2})$/.exec(text ?? '');
-  if (!m) throw invalid(field, `'${text}' is not a MAC address (expected six hex pairs like 52:54:00:12:34:56)`);
+  if (typeof text !== 'string' || !m) throw invalid(field, `'${factLabel(text, 64)}' is not a MAC address (expected six hex pairs like 52:54:00:12:34:56)`);
   const mac = [m[1], m[3], m[4], m[5], m[6], m[7]].join(':').toLowerCase();
   if (parseInt(m[1], 16) & 1) throw invalid(field, `'${text}' is a multicast MAC address; a VIF needs a unicast one`);
   if (mac === '00:00:00:00:00:00') throw invalid(field, `'${text}' is the all-zero MAC address`);
@@ -45,4 +45,84 @@ export function validateInt(text: string | number, field: string, min: number, m
 export function oneOf<T extends string>(text: string, allowed: readonly T[], field: string): T {
   if (!(allowed as readonly string[]).includes(text)) throw invalid(field, `'${text}' is not one of ${allowed.join(', ')}`);
   return text as T;
+}
+
+/** Longest name accepted anywhere (VMs, networks, pools, hosts, owners). */
+export const MAX_NAME_LENGTH = 128;
+/** Longest note or other free text accepted anywhere (ip allocate/reserve --note, ...). */
+export const MAX_NOTE_LENGTH = 500;
+
+/** A name given through the CLI (later the API) for a new or renamed object: the common rules,
+ * not shaped like a UUID (every NAME argument also accepts a UUID, so such a name would address
+ * another object), and for VMs no ':' (a VIF is VM:DEVICE). */
+export function validateNewName(text: string, field: string, kind: 'vm' | 'network' | 'pool'): string {
+  validateName(text, field);
+  if (isUuid(text)) throw invalid(field, `'${text}' is shaped like a UUID; a ${kind} name must not be (UUIDs address objects)`);
+  if (kind === 'vm' && text.includes(':')) throw invalid(field, `'${text}' contains ':'; a VM name must not (a VIF is written VM:DEVICE)`);
+  return text;
+}
+
+/** Notes and other free text: at most MAX_NOTE_LENGTH characters, no control characters. */
+export function validateNote(text: string, field = 'note', max = MAX_NOTE_LENGTH): string {
+  if (typeof text !== 'string') throw invalid(field, 'must be text');
+  if (text.length > max) throw invalid(field, `must be at most ${max} characters (got ${text.length})`);
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(text)) throw invalid(field, 'must not contain control characters');
+  return text;
+}
+
+/**
+ * Interface names (taps, bridges, uplinks): the kernel's rules (dev_valid_name: 1-15 bytes, not
+ * '.' or '..', no '/', ':' or whitespace), narrowed to letters, digits and `_ . - @ +` so that a
+ * name is inert in every text ipvisor renders (nft ruleset, ip argv, guest scripts).
+ */
+const IFNAME_RE = /^[A-Za-z0-9_.@+-]{1,15}$/;
+
+export function isValidIfname(text: unknown): text is string {
+  return typeof text === 'string' && IFNAME_RE.test(text) && text !== '.' && text !== '..';
+}
+
+export function validateIfname(text: string, field = 'ifname'): string {
+  if (!isValidIfname(text)) {
+    throw invalid(field, `'${escapeControl(String(text))}' is not a valid interface name (1-15 characters of letters, digits, '_', '.', '-', '@', '+'; not '.' or '..')`);
+  }
+  return text;
+}
+
+/** C0 and C1 control characters (ESC, CSI, BEL, newlines ...). */
+// eslint-disable-next-line no-control-regex
+const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/g;
+
+/**
+ * Text safe for a terminal or a one-line log: control characters as \n, \t, \xNN escapes (a VM
+ * name carrying an ESC sequence must not reach the terminal raw). `keepNewlines` leaves '\n' and
+ * '\t' (multi-line output whose layout the program itself wrote).
+ */
+export function escapeControl(text: string, opts: { keepNewlines?: boolean } = {}): string {
+  return text.replace(CONTROL_RE, (c) => {
+    if (c === '\n') return opts.keepNewlines ? c : '\\n';
+    if (c === '\t') return opts.keepNewlines ? c : '\\t';
+    if (c === '\r') return '\\r';
+    return `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`;
+  });
+}
+
+/** A fact from outside (hypervisor, import), escaped and cut to a bounded length for logs and labels. */
+export function factLabel(text: unknown, max = 256): string {
+  const s = escapeControl(typeof text === 'string' ? text : String(text));
+  return s.length > max ? `${s.slice(0, max)}...(${s.length} characters)` : s;
+}
+
+/**
+ * The name a VM (or network) is recorded under when it comes from a hypervisor: its own name when
+ * that passes the CLI's rules for new names, else one derived from its UUID (`vm-<uuid>`,
+ * `net-<uuid>`), with the hypervisor's name kept as an escaped label. An invalid name never keeps a
+ * VM out of the store: that would leave its interfaces unfiltered.
+ */
+export function hypervisorName(name: unknown, uuid: string, kind: 'vm' | 'network' = 'vm'): { name: string; label: string | null; reason: string | null } {
+  try {
+    return { name: validateNewName(name as string, 'name', kind), label: null, reason: null };
+  } catch (err) {
+    return { name: `${kind === 'vm' ? 'vm' : 'net'}-${uuid}`, label: factLabel(name), reason: err instanceof Error ? err.message : String(err) };
+  }
 }

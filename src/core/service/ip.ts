@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { IpvisorError, invalid } from '../model/errors.js';
 import type { Assignment, AssignmentKind, Family, Network, Pool, Vif } from '../model/types.js';
-import { validateInt } from '../model/validate.js';
+import { validateInt, validateNote } from '../model/validate.js';
 import { BITS, eui64, formatAddress, parseAddress, parseCidr, prefixSize } from '../ipam/addr.js';
 import { describeBlock, freeAssignment, reclaimHolds, takeAlignedBlock, takeLowest, takeSpecific } from '../ipam/allocator.js';
 import { entryIntervals, networkReservedIntervals, exclusionIntervals } from '../ipam/pool-space.js';
@@ -117,6 +117,8 @@ export async function allocate(store: Store, input: AllocateInput, actor: string
   const addr = input.address !== undefined ? parseCidr(input.address, 'address', { allowBare: true }) : undefined;
   if (addr && family && addr.family !== family) throw invalid('address', `${input.address} is IPv${addr.family} but --family is ${family}`);
   if (input.requestId !== undefined && (input.requestId.length === 0 || input.requestId.length > 200)) throw invalid('request-id', 'must be 1-200 characters');
+  if (input.requestId !== undefined) validateNote(input.requestId, 'request-id', 200);
+  if (input.note !== undefined) validateNote(input.note, 'note');
   let prefixLength = input.prefixLength !== undefined ? validateInt(input.prefixLength, 'prefix-length', 0, 128) : undefined;
   if (addr && addr.prefixLength !== BITS[addr.family]) {
     if (prefixLength !== undefined && prefixLength !== addr.prefixLength) throw invalid('prefix-length', `conflicts with ${input.address}`);
@@ -184,7 +186,7 @@ export async function allocate(store: Store, input: AllocateInput, actor: string
 export async function reserve(store: Store, input: { address: string; pool: string; note?: string }, actor: string): Promise<Assignment> {
   const addr = parseCidr(input.address, 'address', { allowBare: true });
   if (addr.network !== addr.address) throw invalid('address', `'${input.address}' is not a canonical prefix (host bits set)`);
-  if (input.note !== undefined && input.note.length > 500) throw invalid('note', 'must be at most 500 characters');
+  if (input.note !== undefined) validateNote(input.note, 'note');
   return store.transaction(async (tx) => {
     const pool = await poolRef(tx, input.pool);
     if (pool.family !== addr.family) throw invalid('address', `${input.address} is IPv${addr.family} but pool '${pool.name}' is IPv${pool.family}`);

@@ -1,6 +1,6 @@
 import { IpvisorError, invalid } from '../model/errors.js';
 import { LOCKING_MODES, NETWORK_DRIVERS, NETWORK_MODES, type LockingMode, type Network, type NetworkDriver, type NetworkMode, type StaticRoute, type Subnet } from '../model/types.js';
-import { oneOf, validateInt, validateName, isUuid } from '../model/validate.js';
+import { oneOf, validateIfname, validateInt, validateName, validateNewName, isUuid } from '../model/validate.js';
 import { cidrContains, cidrLast, formatAddress, formatCidr, isLinkLocal6, parseAddress, parseCidr } from '../ipam/addr.js';
 import { rebuildFreeSpace } from '../ipam/allocator.js';
 import { entryIntervals, networkReservedIntervals } from '../ipam/pool-space.js';
@@ -28,12 +28,8 @@ export interface NetworkInput {
   extra?: Record<string, unknown>;
 }
 
-const BRIDGE_RE = /^[A-Za-z0-9_.:-]{1,15}$/;
-
-export function validateIfname(text: string, field: string): string {
-  if (!BRIDGE_RE.test(text) || text === '.' || text === '..') throw invalid(field, `'${text}' is not a valid interface name (1-15 characters of letters, digits, '_', '.', '-', ':')`);
-  return text;
-}
+/** Bridge and uplink names follow the one interface-name rule (model/validate.ts). */
+export { validateIfname };
 
 export function parseSubnet(text: string, field = 'subnet'): Subnet {
   const [cidrText, ...opts] = text.split(',');
@@ -93,7 +89,7 @@ export function buildNetwork(input: NetworkInput, base?: Network): Network {
   const uplink = input.uplink === undefined ? base?.uplink ?? null : input.uplink === null || input.uplink === '' ? null : validateIfname(input.uplink, 'uplink');
   return {
     uuid: base?.uuid ?? (input.uuid ? (isUuid(input.uuid) ? input.uuid.toLowerCase() : (() => { throw invalid('uuid', `'${input.uuid}' is not a UUID`); })()) : newUuid()),
-    name: input.name !== undefined ? validateName(input.name) : base!.name,
+    name: input.name !== undefined && input.name !== base?.name ? validateNewName(input.name, 'name', 'network') : base!.name,
     driver: input.driver !== undefined ? oneOf<NetworkDriver>(input.driver, NETWORK_DRIVERS, 'driver') : base?.driver ?? 'bridge',
     bridge,
     mode: input.mode !== undefined ? oneOf<NetworkMode>(input.mode, NETWORK_MODES, 'mode') : base?.mode ?? 'bridged',

@@ -1,6 +1,6 @@
 import { IpvisorError, invalid } from '../model/errors.js';
 import { POOL_PURPOSES, type Family, type Network, type Pool, type PoolEntry, type PoolPurpose } from '../model/types.js';
-import { oneOf, validateInt, validateName } from '../model/validate.js';
+import { oneOf, validateInt, validateNewName } from '../model/validate.js';
 import { cidrLast, formatAddress, formatCidr, parseAddress, parseCidr, prefixSize } from '../ipam/addr.js';
 import { rebuildFreeSpace } from '../ipam/allocator.js';
 import { overlaps, subtract, totalSize } from '../ipam/intervals.js';
@@ -91,7 +91,7 @@ async function checkNoOverlapWithOtherPools(tx: StoreTx, pool: Pool): Promise<vo
 }
 
 export async function createPool(store: Store, input: PoolInput, actor: string): Promise<Pool> {
-  const name = validateName(input.name, 'name');
+  const name = validateNewName(input.name, 'name', 'pool');
   const purpose = input.purpose !== undefined ? oneOf<PoolPurpose>(input.purpose, POOL_PURPOSES, 'purpose') : 'vif';
   const holdSeconds = input.hold !== undefined ? validateInt(input.hold, 'hold', 0, 31_536_000) : 0;
   const entries = [...(input.cidrs ?? []).map((c) => parseCidrEntry(c)), ...(input.ranges ?? []).map((r) => parseRangeEntry(r))];
@@ -119,7 +119,7 @@ export async function setPool(store: Store, ref: string, ch: PoolChanges, actor:
   return store.transaction(async (tx) => {
     const before = await poolRef(tx, ref);
     const network = (await tx.getNetwork(before.networkUuid))!;
-    const name = ch.name !== undefined ? validateName(ch.name, 'name') : before.name;
+    const name = ch.name !== undefined && ch.name !== before.name ? validateNewName(ch.name, 'name', 'pool') : before.name;
     if (name !== before.name && (await tx.findPoolByName(name))) throw new IpvisorError('ALREADY_EXISTS', `name: a pool named '${name}' already exists`, { field: 'name' });
     const added = [...(ch.addCidrs ?? []).map((c) => parseCidrEntry(c, 'add-cidr')), ...(ch.addRanges ?? []).map((r) => parseRangeEntry(r, 'add-range'))];
     for (const e of added) if (e.family !== before.family) throw invalid(e.text.includes('/') ? 'add-cidr' : 'add-range', `${e.text} is IPv${e.family} but the pool is IPv${before.family}`);

@@ -1,7 +1,7 @@
 import { thisHost } from '../host-identity.js';
 import { IpvisorError, invalid } from '../model/errors.js';
 import { VIF_LOCKINGS, type Vif, type VifLocking, type Vm } from '../model/types.js';
-import { isUuid, normalizeMac, oneOf, validateInt, validateName } from '../model/validate.js';
+import { isUuid, normalizeMac, oneOf, validateInt, validateName, validateNewName } from '../model/validate.js';
 import type { Store, StoreTx } from '../store/store.js';
 import { audit, inWriteTx, newUuid, now } from './context.js';
 import { releaseAssignmentTx } from './ip.js';
@@ -17,7 +17,7 @@ export interface VmInput {
 }
 
 export async function createVm(store: Store | StoreTx, input: VmInput, actor: string): Promise<Vm> {
-  const name = validateName(input.name, 'name');
+  const name = validateNewName(input.name, 'name', 'vm');
   const uuid = input.uuid ? (isUuid(input.uuid) ? input.uuid.toLowerCase() : (() => { throw invalid('uuid', `'${input.uuid}' is not a UUID`); })()) : newUuid();
   const host = input.host !== undefined ? validateName(input.host, 'host') : thisHost();
   const owner = input.owner ? validateName(input.owner, 'owner') : null;
@@ -36,7 +36,7 @@ export async function createVm(store: Store | StoreTx, input: VmInput, actor: st
 export async function setVm(store: Store | StoreTx, ref: string, input: Partial<VmInput>, actor: string): Promise<Vm> {
   const run = async (tx: StoreTx) => {
     const before = await vmRef(tx, ref);
-    const name = input.name !== undefined ? validateName(input.name, 'name') : before.name;
+    const name = input.name !== undefined && input.name !== before.name ? validateNewName(input.name, 'name', 'vm') : before.name;
     if (name !== before.name && (await tx.findVmByName(name))) throw new IpvisorError('ALREADY_EXISTS', `name: a VM named '${name}' already exists`, { field: 'name' });
     const after: Vm = {
       ...before,
