@@ -4,6 +4,8 @@
 // not at stopped/release; a port's owner and MAC only at port-created).
 import { thisHost } from '../../core/host-identity.js';
 import type { Network, Vif, Vm } from '../../core/model/types.js';
+import { DOC_QUARANTINE, type QuarantinedTap } from '../../core/model/snapshot.js';
+import { factLabel, hypervisorName, isUuid, isValidIfname, normalizeMac, validateName } from '../../core/model/validate.js';
 import type { StoreTx } from '../../core/store/store.js';
 import { audit, newUuid, now } from '../../core/service/context.js';
 import type { LibvirtDomainInfo, LibvirtInterfaceInfo, LibvirtNetworkInfo, LibvirtPortInfo } from './xml.js';
@@ -76,33 +78,52 @@ async function networkResolver(tx: StoreTx): Promise<(name: string | null, bridg
   };
 }
 
-/** Records bridge, libvirt name and UUID of a network ipvisor knows; returns it (or undefined). */
-export async function recordNetworkFacts(tx: StoreTx, info: LibvirtNetworkInfo, actor: string, active?: boolean): Promise<Network | undefined> {
+/** Records bridge, libvirt name and UUID of a network ipvisor knows; returns it (or undefined).
+ * A fact that fails validation is not stored (the recorded value stays) and is reported in `problems`. */
+export async function recordNetworkFacts(tx: StoreTx, info: LibvirtNetworkInfo, actor: string, active?: boolean, problems: string[] = []): Promise<Network | undefined> {
   const n = await findStoreNetwork(tx, info);
   if (!n) return undefined;
-  const extra = { ...n.extra, libvirtName: info.name, libvirtUuid: info.uuid, ...(active === undefined ? {} : { libvirtActive: active }) };
-  const bridge = info.bridge ?? n.bridge;
+  const what = `libvirt network '${factLabel(info.name, 64)}'`;
+  let name: string | undefined = info.name;
+  try {
+    validateName(info.name, 'name');
+  } catch (err) {
+    problems.push(`${what}: name not recorded: ${(err as Error).message}`);
+    name = n.extra.libvirtName as string | undefined;
+  }
+  const uuid = isUuid(info.uuid) ? info.uuid.toLowerCase() : (n.extra.libvirtUuid as string | undefined);
+  if (!isUuid(info.uuid)) problems.push(`${what}: uuid '${factLabel(info.uuid, 64)}' is not a UUID; not recorded`);
+  let bridge = info.bridge ?? n.bridge;
+  if (info.bridge !== null && !isValidIfname(info.bridge)) {
+    problems.push(`${what}: bridge '${factLabel(info.bridge, 64)}' is not a valid interface name; not recorded`);
+    bridge = n.bridge;
+  }
+  const extra = { ...n.extra, libvirtName: name, libvirtUuid: uuid, ...(active === undefined ? {} : { libvirtActive: active }) };
   if (bridge === n.bridge && JSON.stringify(extra) === JSON.stringify(n.extra)) return n;
   const after: Network = { ...n, bridge, extra, updatedAt: now() };
   await tx.updateNetwork(after);
   // Activity flips are facts, not changes of intent: audit only when the bridge or names change.
-  if (bridge !== n.bridge || n.extra.libvirtName !== info.name || n.extra.libvirtUuid !== info.uuid) {
+  if (bridge !== n.bridge || n.extra.libvirtName !== name || n.extra.libvirtUuid !== uuid) {
     await audit(tx, { actor, action: 'set', kind: 'network', uuid: n.uuid, name: n.name, before: n, after });
   }
   return after;
 }
 
 /** The VM record of a domain. `runningHere`: the domain runs on this host now (start, reconnect),
- * so a VM that moved (migration, a store shared by several hosts) is recorded on this host. */
-async function ensureVm(tx: StoreTx, uuid: string, name: string, actor: string, runningHere = false): Promise<Vm> {
+ * so a VM that moved (migration, a store shared by several hosts) is recorded on this host.
+ * `hv`: the domain's name as validated (hypervisorName): a name that breaks the naming rules is
+ * recorded as vm-<uuid>, with libvirt's name kept escaped in extra.libvirtDomain. */
+async function ensureVm(tx: StoreTx, uuid: string, hv: { name: string; label: string | null }, actor: string, runningHere = false): Promise<Vm> {
   const existing = await tx.getVm(uuid);
+  const name = hv.name;
+  const libvirtDomain = hv.label ?? hv.name;
   if (existing) {
     const host = runningHere ? thisHost() : existing.host;
     // libvirt allows renaming a domain: follow it when the name came from libvirt in the first
     // place (a name the user gave stays), unless the new name belongs to another VM.
-    const fromLibvirt = existing.extra.libvirtDomain === existing.name;
+    const fromLibvirt = existing.extra.libvirtDomain === existing.name || existing.name === `vm-${uuid}`;
     const newName = fromLibvirt && existing.name !== name && !(await tx.findVmByName(name)) ? name : existing.name;
-    const extra = fromLibvirt || existing.extra.libvirtDomain === undefined ? { ...existing.extra, libvirtDomain: newName === name ? name : existing.extra.libvirtDomain ?? name } : existing.extra;
+    const extra = fromLibvirt || existing.extra.libvirtDomain === undefined ? { ...existing.extra, libvirtDomain: newName === name ? libvirtDomain : existing.extra.libvirtDomain ?? libvirtDomain } : existing.extra;
     if (newName === existing.name && host === existing.host && JSON.stringify(extra) === JSON.stringify(existing.extra)) return existing;
     const after = { ...existing, name: newName, host, extra, updatedAt: now() };
     await tx.updateVm(after);
@@ -111,8 +132,8 @@ async function ensureVm(tx: StoreTx, uuid: string, name: string, actor: string, 
   }
   const t = now();
   // A VM of the same name but another UUID (e.g. created by hand): keep names unique.
-  const finalName = (await tx.findVmByName(name)) ? `${name}-${uuid.slice(0, 8)}` : name;
-  const vm: Vm = { uuid, name: finalName, host: thisHost(), owner: null, extra: { libvirtDomain: name }, createdAt: t, updatedAt: t };
+  const finalName = (await tx.findVmByName(name)) ? `${name.slice(0, 119)}-${uuid.slice(0, 8)}` : name;
+  const vm: Vm = { uuid, name: finalName, host: thisHost(), owner: null, extra: { libvirtDomain }, createdAt: t, updatedAt: t };
   await tx.insertVm(vm);
   await audit(tx, { actor, action: 'create', kind: 'vm', uuid, name: finalName, after: vm });
   return vm;
@@ -156,55 +177,145 @@ export interface DomainRecordResult {
   vm: Vm | undefined;
   /** VIFs of this domain on networks ipvisor knows, with their (possibly changed) ifname. */
   vifs: Array<{ vif: Vif; changed: boolean; iface: LibvirtInterfaceInfo }>;
+  /** Facts that failed validation, one escaped line each (for the log). */
+  problems: string[];
+  /** Networks whose quarantined taps changed (a tap disabled or let go): they need a full apply. */
+  quarantineChanged: string[];
+}
+
+/** Validated facts of one interface; null fields are absent or invalid (then named in `problems`). */
+function checkInterface(iface: LibvirtInterfaceInfo, where: string, problems: string[]): { mac: string | null; macError: string | null; bridge: string | null; target: string | null; portid: string | null } {
+  let mac: string | null = null;
+  let macError: string | null = null;
+  if (iface.mac !== null) {
+    try {
+      mac = normalizeMac(iface.mac, 'mac');
+    } catch (err) {
+      macError = (err as Error).message;
+    }
+  }
+  const ifnameOrNull = (v: string | null, field: string): string | null => {
+    if (v === null || isValidIfname(v)) return v;
+    problems.push(`${where}: ${field} '${factLabel(v, 64)}' is not a valid interface name; ignored`);
+    return null;
+  };
+  return {
+    mac,
+    macError,
+    bridge: ifnameOrNull(iface.bridge, 'bridge'),
+    target: ifnameOrNull(iface.target, 'target dev'),
+    portid: iface.portid !== null && isUuid(iface.portid) ? iface.portid.toLowerCase() : null,
+  };
 }
 
 /**
  * Records a domain and its interfaces. `state` says what the XML is: 'running' (live XML with tap
  * names: start/started/reconnect/sync of a running domain), 'defined' (prepare: no tap yet) or
  * 'stopped' (stopped/release: runtime data already stripped, taps come from the tap docs).
- * VM and VIF records are created only for interfaces on networks ipvisor knows.
+ * Nothing is recorded for interfaces on networks ipvisor does not know (no VM, no VIF, no tap doc).
+ * Every fact is validated first: a name that breaks the rules records the VM as vm-<uuid>; a tap
+ * on a managed network whose facts cannot be recorded (invalid MAC, invalid domain UUID) is
+ * quarantined, enforced as `disabled`, until they can be.
  */
 export async function recordDomain(tx: StoreTx, dom: LibvirtDomainInfo, state: 'running' | 'defined' | 'stopped', actor: string): Promise<DomainRecordResult> {
   const resolve = await networkResolver(tx);
-  const out: DomainRecordResult = { vm: undefined, vifs: [] };
+  const out: DomainRecordResult = { vm: undefined, vifs: [], problems: [], quarantineChanged: [] };
+  const domUuid = isUuid(dom.uuid) ? dom.uuid.toLowerCase() : null;
+  const owner = `domain ${factLabel(dom.uuid, 64)}`;
+  const where = `domain '${factLabel(dom.name, 64)}' (${factLabel(dom.uuid, 64)})`;
+  if (!domUuid) out.problems.push(`${where}: uuid is not a UUID; its interfaces are not recorded`);
+  const hv = domUuid ? hypervisorName(dom.name, domUuid, 'vm') : null;
+  if (hv?.reason && dom.interfaces.length) out.problems.push(`${where}: name not usable (${hv.reason}); recorded as ${hv.name}`);
+  // A domain that stopped lets go of its quarantined taps (the taps are gone with it).
+  if (state === 'stopped') {
+    for (const d of await tx.listDocs<QuarantinedTap>(DOC_QUARANTINE)) {
+      if (d.value.owner !== owner) continue;
+      await tx.deleteDoc(DOC_QUARANTINE, d.key);
+      out.quarantineChanged.push(d.value.networkUuid);
+    }
+  }
   for (let i = 0; i < dom.interfaces.length; i++) {
     const iface = dom.interfaces[i];
-    if (!iface.mac) continue;
-    const key = tapKey(dom.uuid, iface.mac);
-    const prevTap = (await tx.getDoc<TapDoc>(DOC_TAP, key))?.value;
+    const f = checkInterface(iface, `${where} interface ${i}`, out.problems);
+    if (iface.mac === null) continue;
+    const key = f.mac && domUuid ? tapKey(domUuid, f.mac) : null;
+    const prevTap = key ? (await tx.getDoc<TapDoc>(DOC_TAP, key))?.value : undefined;
+    // Only interfaces on networks ipvisor knows are recorded (a domain with 100,000 interfaces
+    // elsewhere writes nothing).
+    const network = resolve(iface.network, f.bridge ?? prevTap?.bridge ?? null);
+    if (!network) continue;
+    if (!key || !f.mac || !domUuid) {
+      const reason = f.macError ? `its MAC cannot be recorded (${f.macError})` : 'its domain UUID is not a UUID';
+      if (state === 'running' && f.target) {
+        const q: QuarantinedTap = { ifname: f.target, networkUuid: network.uuid, owner, reason: factLabel(reason, 200), since: now() };
+        const prev = (await tx.getDoc<QuarantinedTap>(DOC_QUARANTINE, f.target))?.value;
+        if (!prev || prev.owner !== q.owner || prev.reason !== q.reason || prev.networkUuid !== q.networkUuid) {
+          await tx.putDoc(DOC_QUARANTINE, f.target, q);
+          out.quarantineChanged.push(network.uuid);
+        }
+        out.problems.push(`${where} interface ${i}: tap ${f.target} on network ${network.name} is enforced as disabled until its facts can be recorded: ${reason}`);
+      } else {
+        out.problems.push(`${where} interface ${i} on network ${network.name}: not recorded: ${reason}`);
+      }
+      continue;
+    }
     if (state === 'running') {
-      const tap: TapDoc = { domainUuid: dom.uuid, domainName: dom.name, mac: iface.mac, ifname: iface.target, network: iface.network, bridge: iface.bridge, portid: iface.portid, running: true, updatedAt: now() };
+      const tap: TapDoc = { domainUuid: domUuid, domainName: hv!.label ?? hv!.name, mac: f.mac, ifname: f.target, network: network.name, bridge: f.bridge, portid: f.portid, running: true, updatedAt: now() };
       if (!prevTap || prevTap.ifname !== tap.ifname || !prevTap.running || prevTap.bridge !== tap.bridge || prevTap.portid !== tap.portid) await tx.putDoc(DOC_TAP, key, tap);
+      // valid facts for a tap that was quarantined: it is enforced through its VIF from now on
+      if (f.target && (await tx.getDoc<QuarantinedTap>(DOC_QUARANTINE, f.target))) {
+        await tx.deleteDoc(DOC_QUARANTINE, f.target);
+        out.quarantineChanged.push(network.uuid);
+      }
     } else if (state === 'stopped' && prevTap && prevTap.running) {
       await tx.putDoc(DOC_TAP, key, { ...prevTap, running: false, updatedAt: now() });
     }
-    const network = resolve(iface.network, iface.bridge ?? prevTap?.bridge ?? null);
-    if (!network) continue;
-    out.vm ??= await adoptedVm(tx, dom.uuid, network, iface.mac);
-    out.vm ??= await ensureVm(tx, dom.uuid, dom.name, actor, state === 'running');
-    let vif = await ensureVif(tx, out.vm, network, iface.mac, i, actor);
+    out.vm ??= await adoptedVm(tx, domUuid, network, f.mac);
+    out.vm ??= await ensureVm(tx, domUuid, hv!, actor, state === 'running');
+    let vif = await ensureVif(tx, out.vm, network, f.mac, i, actor);
     const before = vif.ifname;
-    if (state === 'running' && iface.target) vif = await setIfname(tx, vif, out.vm.name, iface.target, actor);
+    if (state === 'running' && f.target) vif = await setIfname(tx, vif, out.vm.name, f.target, actor);
     if (state === 'stopped') vif = await setIfname(tx, vif, out.vm.name, null, actor);
     out.vifs.push({ vif, changed: before !== vif.ifname, iface });
   }
+  out.quarantineChanged = [...new Set(out.quarantineChanged)];
   return out;
 }
 
-/** Records a network port (port-created); returns the VIF it belongs to if ipvisor knows it.
+/** Records a network port (port-created) of a network ipvisor knows; returns the VIF it belongs to.
  * A known tap name (from an earlier started/reconnect) is bound again: after a libvirtd restart,
- * port-created is replayed for every port. */
-export async function recordPort(tx: StoreTx, net: LibvirtNetworkInfo, port: LibvirtPortInfo, actor: string): Promise<{ vif: Vif | undefined; ifname: string | null }> {
-  const doc: PortDoc = { portUuid: port.uuid, network: net.name, networkUuid: net.uuid, domainUuid: port.ownerUuid, domainName: port.ownerName, mac: port.mac, bridge: port.bridge, createdAt: now() };
+ * port-created is replayed for every port. Ports of other networks and ports whose facts fail
+ * validation are not recorded (`problems` says why). */
+export async function recordPort(tx: StoreTx, net: LibvirtNetworkInfo, port: LibvirtPortInfo, actor: string, problems: string[] = []): Promise<{ vif: Vif | undefined; ifname: string | null }> {
+  const network = await findStoreNetwork(tx, net);
+  if (!network) return { vif: undefined, ifname: null };
+  const where = `port ${factLabel(port.uuid, 64)} of network ${network.name}`;
+  if (!isUuid(port.uuid)) {
+    problems.push(`${where}: port uuid is not a UUID; not recorded`);
+    return { vif: undefined, ifname: null };
+  }
+  let mac: string | null = null;
+  if (port.mac !== null) {
+    try {
+      mac = normalizeMac(port.mac, 'mac');
+    } catch (err) {
+      problems.push(`${where}: not recorded: ${(err as Error).message}`);
+      return { vif: undefined, ifname: null };
+    }
+  }
+  const ownerUuid = port.ownerUuid !== null && isUuid(port.ownerUuid) ? port.ownerUuid.toLowerCase() : null;
+  if (port.ownerUuid !== null && !ownerUuid) problems.push(`${where}: owner uuid '${factLabel(port.ownerUuid, 64)}' is not a UUID; ignored`);
+  const bridge = port.bridge !== null && isValidIfname(port.bridge) ? port.bridge : null;
+  if (port.bridge !== null && !bridge) problems.push(`${where}: bridge '${factLabel(port.bridge, 64)}' is not a valid interface name; ignored`);
+  const hv = ownerUuid ? hypervisorName(port.ownerName ?? ownerUuid, ownerUuid, 'vm') : null;
+  const doc: PortDoc = { portUuid: port.uuid, network: network.name, networkUuid: network.uuid, domainUuid: ownerUuid, domainName: hv ? hv.label ?? hv.name : null, mac, bridge, createdAt: now() };
   const prev = (await tx.getDoc<PortDoc>(DOC_PORT, port.uuid))?.value;
   if (!prev || JSON.stringify({ ...prev, createdAt: '' }) !== JSON.stringify({ ...doc, createdAt: '' })) await tx.putDoc(DOC_PORT, port.uuid, doc);
-  if (!port.mac || !port.ownerUuid) return { vif: undefined, ifname: null };
-  const network = await findStoreNetwork(tx, net);
-  const tap = (await tx.getDoc<TapDoc>(DOC_TAP, tapKey(port.ownerUuid, port.mac)))?.value;
+  if (!mac || !ownerUuid || !hv) return { vif: undefined, ifname: null };
+  const tap = (await tx.getDoc<TapDoc>(DOC_TAP, tapKey(ownerUuid, mac)))?.value;
   const ifname = tap?.running && tap.portid === port.uuid ? tap.ifname : null;
-  if (!network) return { vif: undefined, ifname };
-  const vm = (await adoptedVm(tx, port.ownerUuid, network, port.mac)) ?? (await ensureVm(tx, port.ownerUuid, port.ownerName ?? port.ownerUuid, actor));
-  let vif = await ensureVif(tx, vm, network, port.mac, null, actor);
+  const vm = (await adoptedVm(tx, ownerUuid, network, mac)) ?? (await ensureVm(tx, ownerUuid, hv, actor));
+  let vif = await ensureVif(tx, vm, network, mac, null, actor);
   if (ifname) vif = await setIfname(tx, vif, vm.name, ifname, actor);
   return { vif, ifname };
 }

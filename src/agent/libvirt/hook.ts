@@ -14,6 +14,7 @@ import { DOC_SETTINGS, findStoreNetwork, forgetPort, recordDomain, recordNetwork
 import { findClash, type UsedPrefix } from './subnets.js';
 import { parseDomainXml, parseNetworkHookXml } from './xml.js';
 import { createLogger, logText, newRequestId } from '../../core/log.js';
+import { escapeControl, factLabel } from '../../core/model/validate.js';
 
 export type HookKind = 'network' | 'qemu';
 export type ApplyScope = { vifUuid: string } | { networkUuid: string };
@@ -72,13 +73,13 @@ export function fileLogger(path: string, bindings: Record<string, unknown> = {})
     base: { component: 'libvirt-hook', hookId: newRequestId(), ...bindings },
   });
   // One line per entry: parser errors quote the XML, newlines included (JSON escapes them anyway).
-  return (line: string) => logText(log, line.replace(/\s*\n\s*/g, ' '));
+  return (line: string) => logText(log, escapeControl(line.replace(/\s*\n\s*/g, ' ')));
 }
 
 export async function runLibvirtHook(kind: HookKind, argv: string[], xml: string, deps: HookDeps): Promise<HookResult> {
   const actor = deps.actor ?? `libvirt-hook:${kind}`;
   const args = parseHookArgv(argv);
-  const what = `${kind} ${argv.join(' ')}`;
+  const what = `${kind} ${factLabel(argv.join(' '), 300)}`;
   if (!args) {
     deps.log(`${what}: unexpected arguments; ignored`);
     return { code: 0 };
@@ -138,7 +139,7 @@ async function networkHook(store: Store, args: HookArgs, xml: string, deps: Hook
         const cidr = `${ip.address}/${ip.prefix}`;
         const clash = findClash(cidr, used);
         if (clash) {
-          const refusal = `ipvisor: network ${info.name}: subnet ${cidr} clashes with ${clash.what} on this host; not starting it`;
+          const refusal = `ipvisor: network ${factLabel(info.name, 128)}: subnet ${cidr} clashes with ${clash.what} on this host; not starting it`;
           deps.log(`${what}: refused: ${refusal}`);
           return { code: 1, refusal };
         }
@@ -146,13 +147,17 @@ async function networkHook(store: Store, args: HookArgs, xml: string, deps: Hook
       return done(deps, what, 'no clash');
     }
     case 'started': {
-      const n = await store.transaction((tx) => recordNetworkFacts(tx, info, actor, true), { write: true });
+      const problems: string[] = [];
+      const n = await store.transaction((tx) => recordNetworkFacts(tx, info, actor, true, problems), { write: true });
+      logProblems(deps, what, problems);
       if (!n) return done(deps, what, 'not an ipvisor network');
       await applySafely(store, { networkUuid: n.uuid }, deps, actor, what);
-      return done(deps, what, `bridge ${info.bridge} recorded, host applied`);
+      return done(deps, what, `bridge ${factLabel(info.bridge, 64)} recorded, host applied`);
     }
     case 'stopped': {
-      const n = await store.transaction((tx) => recordNetworkFacts(tx, info, actor, false), { write: true });
+      const problems: string[] = [];
+      const n = await store.transaction((tx) => recordNetworkFacts(tx, info, actor, false, problems), { write: true });
+      logProblems(deps, what, problems);
       if (!n) return done(deps, what, 'not an ipvisor network');
       await applySafely(store, { networkUuid: n.uuid }, deps, actor, what);
       return done(deps, what, 'host applied');
@@ -162,15 +167,17 @@ async function networkHook(store: Store, args: HookArgs, xml: string, deps: Hook
       return done(deps, what, 'nothing to do');
     case 'port-created': {
       if (!port) return done(deps, what, 'no <networkport> in the XML');
-      const r = await store.transaction((tx) => recordPort(tx, info, port, actor), { write: true });
+      const problems: string[] = [];
+      const r = await store.transaction((tx) => recordPort(tx, info, port, actor, problems), { write: true });
+      logProblems(deps, what, problems);
       if (r.vif && r.ifname) await applySafely(store, { vifUuid: r.vif.uuid }, deps, actor, what);
-      return done(deps, what, `port ${port.uuid} mac ${port.mac} recorded${r.vif ? `, vif ${r.vif.uuid}` : ''}${r.ifname ? ` on ${r.ifname}, host applied` : ' (tap not known yet)'}`);
+      return done(deps, what, `port ${factLabel(port.uuid, 64)} mac ${factLabel(port.mac, 64)} ${problems.length ? 'checked' : 'recorded'}${r.vif ? `, vif ${r.vif.uuid}` : ''}${r.ifname ? ` on ${r.ifname}, host applied` : ' (tap not known yet)'}`);
     }
     case 'port-deleted': {
       if (!port) return done(deps, what, 'no <networkport> in the XML');
       const vif = await store.transaction((tx) => forgetPort(tx, info, port, actor), { write: true });
       if (vif) await applySafely(store, { vifUuid: vif.uuid }, deps, actor, what);
-      return done(deps, what, `port ${port.uuid} forgotten`);
+      return done(deps, what, `port ${factLabel(port.uuid, 64)} forgotten`);
     }
   }
   return done(deps, what, 'ignored');
@@ -181,6 +188,7 @@ async function qemuHook(store: Store, args: HookArgs, xml: string, deps: HookDep
   switch (args.op) {
     case 'prepare': {
       const r = await store.transaction((tx) => recordDomain(tx, dom, 'defined', actor), { write: true });
+      logProblems(deps, what, r.problems);
       const settings = (await store.getDoc<LibvirtSettings>(DOC_SETTINGS, 'hooks'))?.value;
       if (settings?.refuseDisabledVifs) {
         for (const { vif } of r.vifs) {
@@ -188,7 +196,7 @@ async function qemuHook(store: Store, args: HookArgs, xml: string, deps: HookDep
           if (!network) continue;
           const count = (await store.listAssignments({ vifUuid: vif.uuid })).length;
           if (effectiveLocking(vif, network, count) === 'disabled') {
-            const refusal = `ipvisor: domain ${dom.name}: VIF ${vif.mac} on network ${network.name} is disabled; not starting it (ipvisor libvirt install --no-refuse-disabled turns this off)`;
+            const refusal = `ipvisor: domain ${factLabel(dom.name, 128)}: VIF ${vif.mac} on network ${network.name} is disabled; not starting it (ipvisor libvirt install --no-refuse-disabled turns this off)`;
             deps.log(`${what}: refused: ${refusal}`);
             return { code: 1, refusal };
           }
@@ -200,6 +208,9 @@ async function qemuHook(store: Store, args: HookArgs, xml: string, deps: HookDep
     case 'started':
     case 'reconnect': {
       const r = await store.transaction((tx) => recordDomain(tx, dom, 'running', actor), { write: true });
+      logProblems(deps, what, r.problems);
+      // a tap disabled (or let go) because of facts that cannot be recorded: the network's full path
+      for (const networkUuid of r.quarantineChanged) await applySafely(store, { networkUuid }, deps, actor, what);
       // started repeats start's facts: apply only when a tap changed there; reconnect (libvirtd
       // restart) always re-applies, that is what makes everything hold again.
       for (const { vif, changed } of r.vifs) {
@@ -210,11 +221,19 @@ async function qemuHook(store: Store, args: HookArgs, xml: string, deps: HookDep
     case 'stopped':
     case 'release': {
       const r = await store.transaction((tx) => recordDomain(tx, dom, 'stopped', actor), { write: true });
+      logProblems(deps, what, r.problems);
+      for (const networkUuid of r.quarantineChanged) await applySafely(store, { networkUuid }, deps, actor, what);
       for (const { vif, changed } of r.vifs) if (changed) await applySafely(store, { vifUuid: vif.uuid }, deps, actor, what);
       return done(deps, what, `${r.vifs.filter((v) => v.changed).length} vif(s) unbound`);
     }
   }
   return done(deps, what, 'ignored');
+}
+
+/** Facts that failed validation: one escaped line each (factLabel), never stored as given. */
+function logProblems(deps: HookDeps, what: string, problems: string[]): void {
+  for (const p of problems.slice(0, 20)) deps.log(`${what}: invalid fact: ${p}`);
+  if (problems.length > 20) deps.log(`${what}: ... and ${problems.length - 20} more invalid facts`);
 }
 
 function done(deps: HookDeps, what: string, note: string): HookResult {

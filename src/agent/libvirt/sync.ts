@@ -8,12 +8,15 @@ import { formatAddress, parseCidr } from '../../core/ipam/addr.js';
 import { findStoreNetwork, recordDomain, recordNetworkFacts } from './facts.js';
 import { createVirsh, listDomainUuids, listNetworkNames, type Virsh } from './virsh.js';
 import { parseDomainXml, parseNetworkXml, type LibvirtNetworkInfo } from './xml.js';
+import { factLabel } from '../../core/model/validate.js';
 
 const FORWARD_TO_MODE: Record<string, NetworkMode> = { nat: 'nat', route: 'routed', open: 'open', none: 'isolated', bridge: 'bridged' };
 
 export interface SyncResult {
   networks: Array<{ name: string; uuid: string; action: 'created' | 'updated' | 'unchanged' | 'skipped'; note?: string }>;
   domains: Array<{ name: string; uuid: string; running: boolean; vifs: Array<{ mac: string; network: string; ifname: string | null }> }>;
+  /** Facts that failed validation (escaped, one line each): not stored as given. */
+  problems: string[];
 }
 
 function subnetsOf(info: LibvirtNetworkInfo): string[] {
@@ -32,7 +35,7 @@ function subnetsOf(info: LibvirtNetworkInfo): string[] {
 
 export async function syncLibvirt(store: Store, actor: string, deps: { virsh?: Virsh } = {}): Promise<SyncResult> {
   const virsh = deps.virsh ?? createVirsh();
-  const res: SyncResult = { networks: [], domains: [] };
+  const res: SyncResult = { networks: [], domains: [], problems: [] };
   const active = new Set((await virsh.run(['net-list', '--name'])).stdout.split('\n').map((s) => s.trim()).filter(Boolean));
   for (const name of await listNetworkNames(virsh)) {
     const dump = await virsh.run(['net-dumpxml', name], { allowFail: true });
@@ -40,7 +43,7 @@ export async function syncLibvirt(store: Store, actor: string, deps: { virsh?: V
     const info = parseNetworkXml(dump.stdout);
     const known = await findStoreNetwork(store, info);
     if (known) {
-      const after = await store.transaction((tx) => recordNetworkFacts(tx, info, actor, active.has(name)), { write: true });
+      const after = await store.transaction((tx) => recordNetworkFacts(tx, info, actor, active.has(name), res.problems), { write: true });
       res.networks.push({ name, uuid: known.uuid, action: after && JSON.stringify(after) !== JSON.stringify(known) ? 'updated' : 'unchanged' });
       continue;
     }
@@ -63,8 +66,9 @@ export async function syncLibvirt(store: Store, actor: string, deps: { virsh?: V
     const dom = parseDomainXml(dump.stdout);
     const running = dom.id !== null;
     const r = await store.transaction((tx) => recordDomain(tx, dom, running ? 'running' : 'stopped', actor), { write: true });
+    res.problems.push(...r.problems);
     const nets = new Map((await store.listNetworks()).map((n) => [n.uuid, n.name]));
-    res.domains.push({ name: dom.name, uuid: dom.uuid, running, vifs: r.vifs.map(({ vif }) => ({ mac: vif.mac, network: nets.get(vif.networkUuid) ?? vif.networkUuid, ifname: vif.ifname })) });
+    res.domains.push({ name: r.vm?.name ?? factLabel(dom.name, 128), uuid: factLabel(dom.uuid, 64), running, vifs: r.vifs.map(({ vif }) => ({ mac: vif.mac, network: nets.get(vif.networkUuid) ?? vif.networkUuid, ifname: vif.ifname })) });
   }
   return res;
 }

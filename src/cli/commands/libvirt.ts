@@ -77,6 +77,7 @@ export function registerLibvirtCommands(program: Command): void {
     .action(runAction(async (ctx) => {
       const { syncLibvirt } = await import('../../agent/libvirt/sync.js');
       const res = await syncLibvirt(await ctx.store(), ctx.actor);
+      for (const p of res.problems) ctx.stderr(`ipvisor: warning: invalid fact not stored as given: ${p}`);
       const text = [
         res.networks.length ? table(['NETWORK', 'UUID', 'ACTION', 'NOTE'], res.networks.map((n) => [n.name, n.uuid, n.action, n.note])) : 'no libvirt networks',
         res.domains.length ? table(['DOMAIN', 'STATE', 'VIFS'], res.domains.map((d) => [d.name, d.running ? 'running' : 'shut off', d.vifs.map((v) => `${v.mac}@${v.network}${v.ifname ? `=${v.ifname}` : ''}`).join(' ')])) : 'no domains',

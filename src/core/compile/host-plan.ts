@@ -5,6 +5,7 @@
 import ipaddr from 'ipaddr.js';
 import { cidrContains, formatAddress, isLinkLocal6, parseAddress, parseCidr, prefixSize } from '../ipam/addr.js';
 import { effectiveLocking } from '../model/locking.js';
+import { isValidIfname } from '../model/validate.js';
 import type { Snapshot } from '../model/snapshot.js';
 import type { Assignment, Family, LockingMode, Network, Vif } from '../model/types.js';
 import type { NftElements } from './nft-ruleset.js';
@@ -126,11 +127,8 @@ export interface HostPlan {
   warnings: string[];
 }
 
-const IFNAME_RE = /^[A-Za-z0-9_.:@+-]{1,15}$/;
-
-export function isValidIfname(name: string): boolean {
-  return IFNAME_RE.test(name);
-}
+/** One interface-name rule for every entry point and the compiler (model/validate.ts). */
+export { isValidIfname };
 
 /** Whether ipvisor owns all firewalling of a network (so NAT and inbound filtering are its job). */
 export function ownsFirewall(n: Network): boolean {
@@ -365,6 +363,15 @@ export function compileHostPlan(snapshot: Snapshot, facts: HostFacts, settings: 
     }
     addVifElements(plan.nft, vif, locking, allowed);
     entry.enforced = true;
+  }
+
+  // Taps whose facts could not be recorded (an invalid MAC ...): nothing passes until they can be.
+  for (const q of snapshot.quarantinedTaps ?? []) {
+    const n = networks.get(q.networkUuid);
+    if (!n || n.driver === 'xapi' || !isValidIfname(q.ifname)) continue;
+    const el = `"${q.ifname}"`;
+    if (!plan.nft.bridge.disabled_ifs.includes(el)) plan.nft.bridge.disabled_ifs.push(el);
+    plan.warnings.push(`tap ${q.ifname} on network ${n.name} is disabled: ${q.reason}`);
   }
 
   // ipvisor's own default route.

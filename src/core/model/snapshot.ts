@@ -8,6 +8,23 @@ export interface Snapshot {
   vms: Vm[];
   vifs: Vif[];
   assignments: Assignment[];
+  /** Taps on managed bridges whose facts could not be recorded (an invalid MAC, a domain with an
+   * invalid UUID): enforced as `disabled` until they can be. Skipping them would leave them unfiltered. */
+  quarantinedTaps?: QuarantinedTap[];
+}
+
+/** Store doc kind of quarantined taps (key: the interface name). */
+export const DOC_QUARANTINE = 'quarantined-tap';
+
+export interface QuarantinedTap {
+  /** Host interface name (valid by model/validate.ts; a name that is not cannot be enforced at all). */
+  ifname: string;
+  networkUuid: string;
+  /** Who owns it, escaped (the hypervisor's own identifier, perhaps invalid): lifts it when that domain stops. */
+  owner: string;
+  /** Why it is disabled, escaped, one line. */
+  reason: string;
+  since: string;
 }
 
 export async function loadSnapshot(store: Store | StoreTx): Promise<Snapshot> {
@@ -17,6 +34,7 @@ export async function loadSnapshot(store: Store | StoreTx): Promise<Snapshot> {
     vms: await tx.listVms(),
     vifs: await tx.listVifs(),
     assignments: await tx.listAssignments(),
+    quarantinedTaps: (await tx.listDocs<QuarantinedTap>(DOC_QUARANTINE)).map((d) => d.value),
   });
   return 'transaction' in store ? store.transaction(read) : read(store);
 }
