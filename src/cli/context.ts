@@ -3,6 +3,7 @@
 import type { Command } from 'commander';
 import { IpvisorError } from '../core/model/errors.js';
 import { configureLogging, logLevelFromEnv } from '../core/log.js';
+import { escapeControl } from '../core/model/validate.js';
 import type { Store } from '../core/store/store.js';
 
 export interface CliIo {
@@ -48,9 +49,18 @@ export function actorFromEnv(env: NodeJS.ProcessEnv): string {
   return env.IPVISOR_ACTOR || env.SUDO_USER || env.USER || env.LOGNAME || 'user';
 }
 
-/** Numbers beyond 2^53 (IPv6 sizes) are carried as BigInt internally and printed as decimal strings. */
+/** Numbers beyond 2^53 (IPv6 sizes) are carried as BigInt internally and printed as decimal strings.
+ * JSON.stringify escapes C0 controls; DEL and C1 (U+009B is a one-character CSI) are escaped too,
+ * so a name carrying a terminal sequence never reaches the terminal raw. */
 export function toJson(value: unknown): string {
-  return JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2);
+  // eslint-disable-next-line no-control-regex
+  return JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** Text for humans: control characters escaped (a VM name with an ESC sequence is shown as
+ * `\x1b[...`, not run by the terminal); the newlines the program wrote stay. */
+export function terminalText(text: string): string {
+  return escapeControl(text, { keepNewlines: true });
 }
 
 /**
@@ -97,7 +107,7 @@ export function makeContext(cmd: Command, io: CliIo): CommandContext {
       return store;
     },
     stderr(line: string) {
-      io.stderr(line.endsWith('\n') ? line : line + '\n');
+      io.stderr(escapeControl(line.endsWith('\n') ? line.slice(0, -1) : line) + '\n');
     },
   };
 }
@@ -114,7 +124,7 @@ export function runAction<A extends unknown[]>(fn: (ctx: CommandContext, ...args
       if (ctx.json) {
         if (out.json !== undefined) io.stdout(toJson(out.json) + '\n');
       }
-      else if (out.text) io.stdout(out.text.endsWith('\n') ? out.text : out.text + '\n');
+      else if (out.text) io.stdout(terminalText(out.text.endsWith('\n') ? out.text : out.text + '\n'));
       lastExitCode = out.exitCode ?? 0;
     }
   };

@@ -1,6 +1,7 @@
 // The CLI entry point. runCli is in-process (tests call it directly); bin/ipvisor calls it for real.
 import { Command, CommanderError } from 'commander';
 import { IpvisorError, asIpvisorError } from '../core/model/errors.js';
+import { escapeControl } from '../core/model/validate.js';
 import { type CliIo, closeOpenedStores, setCliIo, takeExitCode, toJson } from './context.js';
 import { registerFoundationCommands } from './commands/foundation.js';
 import { registerHostCommands } from './commands/host.js';
@@ -46,7 +47,7 @@ function wantsJson(argv: string[]): boolean {
 
 export function reportError(err: IpvisorError, json: boolean, io: CliIo): void {
   if (json) io.stderr(toJson({ error: err.toJSON() }).replace(/\n\s*/g, ' ') + '\n');
-  else io.stderr(`ipvisor: ${err.message}\n`);
+  else io.stderr(`ipvisor: ${escapeControl(err.message)}\n`);
 }
 
 /** Runs one CLI invocation; returns the exit status (0 ok, 1 runtime failure, 2 usage/validation). */

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { cli, tempDb } from '../support/cli.js';
+import { openStore } from '../../src/core/store/open.js';
 
 describe('foundation CLI', () => {
   const { db, cleanup } = tempDb();
@@ -130,7 +131,12 @@ describe('foundation CLI', () => {
   });
 
   test('device indexes default to the next free one; VM:DEVICE splits at the last colon', async () => {
-    await cli(db, 'vm', 'add', 'ns:a');
+    // ':' is refused in new VM names; a name that has one (recorded before that rule) still works
+    assert.equal((await cli(db, 'vm', 'add', 'ns:a')).code, 2);
+    const store = await openStore(db);
+    const t = new Date().toISOString();
+    await store.insertVm({ uuid: '6e6f8a52-3c1d-4c8e-9d7a-2f0e1b3c4d5e', name: 'ns:a', host: 'hv1', owner: null, extra: {}, createdAt: t, updatedAt: t });
+    await store.close();
     const a = await cli(db, 'vif', 'add', 'ns:a', '--network', 'lan', '--mac', '52:54:00:aa:bb:10', '--json');
     const b = await cli(db, 'vif', 'add', 'ns:a', '--network', 'lan', '--mac', '52:54:00:aa:bb:11', '--json');
     assert.equal(a.json.device, 0);

@@ -5,6 +5,7 @@
 import { IpvisorError } from '../../core/model/errors.js';
 import type { LockingMode, Network, NetworkMode, Vif, Vm } from '../../core/model/types.js';
 import type { Store } from '../../core/store/store.js';
+import { hypervisorName } from '../../core/model/validate.js';
 import { createNetwork, updateNetworkFacts, deleteNetwork } from '../../core/service/networks.js';
 import { addVif, createVm, deleteVif, deleteVm, setVif, setVm } from '../../core/service/vms.js';
 import { XapiError, type XapiClient } from './client.js';
@@ -122,12 +123,20 @@ export function xapiExtra(o: { extra: Record<string, unknown> }): XapiExtra | un
   return x && typeof x === 'object' && typeof (x as XapiExtra).connection === 'string' ? (x as XapiExtra) : undefined;
 }
 
-/** A free name: the XAPI name, or with a stable suffix (the UUID's first 8 hex digits) when taken. */
-async function chooseName(label: string, uuid: string, taken: (name: string) => Promise<boolean>): Promise<string> {
-  const base = label.trim().replace(/^-+/, '').replace(/[\u0000-\u001f\u007f]/g, ' ').slice(0, 110) || uuid;
+/** A free name: the XAPI name when it passes the CLI's rules for new names, else one derived from
+ * the UUID (vm-<uuid>, net-<uuid>: the XAPI name is kept as an escaped label); with a stable suffix
+ * (the UUID's first 8 hex digits) when taken. An invalid name never keeps an object out of the store. */
+async function chooseName(label: string, uuid: string, kind: 'vm' | 'network', taken: (name: string) => Promise<boolean>): Promise<string> {
+  const base = hypervisorName(label, uuid, kind).name;
   if (!(await taken(base))) return base;
-  const suffixed = `${base}~${uuid.slice(0, 8)}`;
-  return (await taken(suffixed)) ? `${base}~${uuid}` : suffixed;
+  const suffixed = `${base.slice(0, 118)}~${uuid.slice(0, 8)}`;
+  return (await taken(suffixed)) ? `${base.slice(0, 90)}~${uuid}` : suffixed;
+}
+
+/** The XAPI name as recorded beside a derived one (escaped); undefined when the name is used as is. */
+function nameLabelExtra(label: string, uuid: string, kind: 'vm' | 'network'): { hypervisorName?: string } {
+  const h = hypervisorName(label, uuid, kind);
+  return h.label === null ? {} : { hypervisorName: h.label };
 }
 
 const sameJson = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
@@ -210,8 +219,8 @@ export async function applyInventory(store: Store, conn: XapiConnection, inv: In
     const existing = byUuid.get(n.uuid);
     if (!existing) {
       await attempt(`network ${n.nameLabel}`, async () => {
-        const name = await chooseName(n.nameLabel, n.uuid, async (x) => netNames.has(x));
-        const input = { uuid: n.uuid, name, driver: 'xapi', bridge: n.bridge, mode: n.mode, defaultLocking: n.defaultLocking, extra };
+        const name = await chooseName(n.nameLabel, n.uuid, 'network', async (x) => netNames.has(x));
+        const input = { uuid: n.uuid, name, driver: 'xapi', bridge: n.bridge, mode: n.mode, defaultLocking: n.defaultLocking, extra: { ...extra, ...nameLabelExtra(n.nameLabel, n.uuid, 'network') } };
         let created: Network;
         try {
           created = await createNetwork(store, input, actor);
@@ -239,21 +248,22 @@ export async function applyInventory(store: Store, conn: XapiConnection, inv: In
     const existing = await getVmRow(v.uuid);
     if (!existing) {
       await attempt(`vm ${v.nameLabel}`, async () => {
-        const name = await chooseName(v.nameLabel, v.uuid, vmNameTaken);
-        const vm = await createVm(store, { uuid: v.uuid, name, host: conn.name, extra }, actor);
+        const name = await chooseName(v.nameLabel, v.uuid, 'vm', vmNameTaken);
+        const vm = await createVm(store, { uuid: v.uuid, name, host: conn.name, extra: { ...extra, ...nameLabelExtra(v.nameLabel, v.uuid, 'vm') } }, actor);
         vmNames.add(vm.name);
         vmRows.set(vm.uuid, vm);
         report.created.push(`vm ${vm.name}`);
       });
     } else {
       // A rename in XAPI follows (unless the name is taken); the suffix of a collision is kept stable.
+      const base = hypervisorName(v.nameLabel, v.uuid, 'vm').name;
       const wanted =
-        existing.name === v.nameLabel || existing.name.startsWith(`${v.nameLabel}~`)
+        existing.name === base || existing.name.startsWith(`${base.slice(0, 118)}~`)
           ? existing.name
-          : await chooseName(v.nameLabel, v.uuid, async (x) => x !== existing.name && (await vmNameTaken(x)));
+          : await chooseName(v.nameLabel, v.uuid, 'vm', async (x) => x !== existing.name && (await vmNameTaken(x)));
       if (wanted !== existing.name || !sameJson(xapiExtra(existing), extra.xapi)) {
         await attempt(`vm ${existing.name}`, async () => {
-          const after = await setVm(store, existing.uuid, { name: wanted, extra }, actor);
+          const after = await setVm(store, existing.uuid, { name: wanted, extra: { ...extra, hypervisorName: hypervisorName(v.nameLabel, v.uuid, 'vm').label ?? undefined } }, actor);
           vmNames.delete(existing.name);
           vmNames.add(wanted);
           vmRows.set(after.uuid, after);
