@@ -53,7 +53,7 @@ test('a config holding a password, or a password file, must not be readable by o
     const p = join(dir, 'vif-ip-binder.json');
     writeFileSync(p, JSON.stringify(legacy));
     chmodSync(p, 0o644);
-    assert.throws(() => loadDom0Config(p), /config: .* readable by group or others/);
+    assert.throws(() => loadDom0Config(p), /config: .* open to group or others/);
     chmodSync(p, 0o400);
     assert.equal(loadDom0Config(p).bindings.length, 1);
     const pw = join(dir, 'pw');

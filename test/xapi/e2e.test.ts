@@ -74,7 +74,7 @@ test('connect, sync, allocate -> VIF lock, import vif-ip-binder, run the dom0 bi
     assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}${r.stdout}`);
     return r;
   };
-  await ok('xapi', 'connect', 'lab', '--url', sim.url, '--user', 'root', '--password-file', pw);
+  await ok('xapi', 'connect', 'lab', '--url', sim.url, '--insecure-http', '--user', 'root', '--password-file', pw);
   await ok('xapi', 'sync');
   const vms = (await ok('vm', 'list', '--json')).json as Array<{ name: string }>;
   assert.deepEqual(vms.map((v) => v.name).sort(), ['db-01', 'web-01']);

@@ -32,7 +32,7 @@ before(async () => {
   ({ db, cleanup } = tempDb());
   const pw = join(dirname(db), 'pw');
   writeFileSync(pw, 'secret\n', { mode: 0o600 });
-  let r = await cli(db, 'xapi', 'connect', 'lab', '--url', sim.url, '--user', 'root', '--password-file', pw);
+  let r = await cli(db, 'xapi', 'connect', 'lab', '--url', sim.url, '--insecure-http', '--user', 'root', '--password-file', pw);
   assert.equal(r.code, 0, r.stderr);
   r = await cli(db, 'xapi', 'sync');
   assert.equal(r.code, 0, r.stderr + r.stdout);
@@ -208,7 +208,7 @@ test('serve: the live event loop syncs new VIFs and repairs a foreign change at 
 test('plan/apply fail (exit 1) when a pool cannot be reached, after the reachable ones; status names it', async () => {
   const pw = join(dirname(db), 'pw');
   // Port 1 on loopback: nothing listens, the connection is refused at once.
-  let r = await cli(db, 'xapi', 'connect', 'gone', '--url', 'http://127.0.0.1:1', '--user', 'root', '--password-file', pw, '--no-check');
+  let r = await cli(db, 'xapi', 'connect', 'gone', '--url', 'http://127.0.0.1:1', '--insecure-http', '--user', 'root', '--password-file', pw, '--no-check');
   assert.equal(r.code, 0, r.stderr);
   try {
     for (const cmd of ['plan', 'apply']) {

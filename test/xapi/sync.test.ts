@@ -41,7 +41,7 @@ test('connect refuses a readable password file, bad URLs, wrong passwords; store
   const open = join(dirname(db), 'pw-open');
   writeFileSync(open, 'secret');
   chmodSync(open, 0o644);
-  let r = await cli(db, 'xapi', 'connect', 'lab', '--url', sim.url, '--user', 'root', '--password-file', open, '--json');
+  let r = await cli(db, 'xapi', 'connect', 'lab', '--url', sim.url, '--insecure-http', '--user', 'root', '--password-file', open, '--json');
   assert.equal(r.code, 2);
   assert.equal(r.error?.field, 'password-file');
   r = await cli(db, 'xapi', 'connect', 'lab', '--url', 'ftp://x', '--user', 'root', '--password-file', pw);
@@ -49,12 +49,12 @@ test('connect refuses a readable password file, bad URLs, wrong passwords; store
   assert.match(r.stderr, /^ipvisor: url: /);
   const bad = join(dirname(db), 'pw-bad');
   writeFileSync(bad, 'wrong', { mode: 0o600 });
-  r = await cli(db, 'xapi', 'connect', 'lab', '--url', sim.url, '--user', 'root', '--password-file', bad);
+  r = await cli(db, 'xapi', 'connect', 'lab', '--url', sim.url, '--insecure-http', '--user', 'root', '--password-file', bad);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /SESSION_AUTHENTICATION_FAILED/);
   assert.doesNotMatch(r.stderr, /wrong/);
 
-  r = await cli(db, 'xapi', 'connect', 'lab', '--url', sim.url, '--user', 'root', '--password-file', pw, '--json');
+  r = await cli(db, 'xapi', 'connect', 'lab', '--url', sim.url, '--insecure-http', '--user', 'root', '--password-file', pw, '--json');
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.json.passwordFile, pw);
   assert.ok(!JSON.stringify(r.json).includes('secret'));

@@ -5,6 +5,7 @@
 // plugged again. Every event.from batch (and every idle timeout) re-checks the bindings, so a bridge
 // recreated without a VM event is repaired too. Unexpected records are logged, never fatal.
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readSecretLine } from '../../core/model/secret-file.js';
 import { dirname } from 'node:path';
 import { isIP } from 'node:net';
 import { XapiClient, XapiError, NULL_REF } from '../../server/xapi/client.js';
@@ -53,8 +54,9 @@ export interface Dom0State {
   narrowed: Array<{ dev: string; from: string; to: string }>;
 }
 
+/** The XAPI password file: private, regular, not a link (core/model/secret-file.ts). */
 export function readPasswordFile(path: string): string {
-  return readFileSync(path, 'utf8').replace(/\r?\n$/, '');
+  return readSecretLine(path, 'xapi.passwordFile');
 }
 
 export class Dom0Binder {

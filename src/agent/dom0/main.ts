@@ -1,13 +1,37 @@
 // Entry point of the dom0 binder: `ipvisor xapi dom0` and the bundled dist/ipvisor-dom0.cjs (built by
 // scripts/build-dom0.mjs: one file, no native modules, for dom0's old userland).
-import { readFileSync } from 'node:fs';
-import { assertPrivateFile } from '../../server/xapi/files.js';
+import { accessSync, constants, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { checkRootOwnedFile, readSecretFile, readSecretLine } from '../../core/model/secret-file.js';
 import { createHostRunner } from '../host/exec.js';
 import { IpvisorError, invalid } from '../../core/model/errors.js';
 import { DOM0_DEFAULT_CONFIG_PATH, parseDom0Config, type Dom0Config } from './config.js';
-import { Dom0Binder, readPasswordFile } from './binder.js';
+import { Dom0Binder } from './binder.js';
 
+/** A program named without a path: the first executable of that name on PATH (what exec would run). */
+function resolveProgram(name: string): string {
+  if (name.includes('/')) return name;
+  for (const dir of (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
+    if (!dir.startsWith('/')) continue;
+    const p = join(dir, name);
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      /* next */
+    }
+  }
+  return name;
+}
+
+/**
+ * The binder runs as root and obeys its config: a config that someone else could write (group- or
+ * world-writable, not root's) would make it run any program as root, so it is refused, and so are
+ * ipBinary/pingBinary paths that are not root's or are writable by others. A config holding the
+ * password itself, and a password file, must be private (core/model/secret-file.ts).
+ */
 export function loadDom0Config(path: string): Dom0Config {
+  checkRootOwnedFile(path, 'config');
   let raw: unknown;
   try {
     raw = JSON.parse(readFileSync(path, 'utf8'));
@@ -16,9 +40,12 @@ export function loadDom0Config(path: string): Dom0Config {
     throw invalid('config', `cannot read ${path}: ${(err as Error).message.replace(/\s+/g, ' ').trim()}`);
   }
   const cfg = parseDom0Config(raw);
-  // A config holding the password itself must be private; a password file must be private too.
-  if (cfg.xapi.password !== undefined) assertPrivateFile('config', path);
-  if (cfg.xapi.passwordFile !== undefined) assertPrivateFile('xapi.passwordFile', cfg.xapi.passwordFile);
+  if (cfg.xapi.password !== undefined) readSecretFile(path, 'config');
+  if (cfg.xapi.passwordFile !== undefined) readSecretFile(cfg.xapi.passwordFile, 'xapi.passwordFile');
+  cfg.ipBinary = resolveProgram(cfg.ipBinary);
+  cfg.pingBinary = resolveProgram(cfg.pingBinary);
+  checkRootOwnedFile(cfg.ipBinary, 'ipBinary', { executable: true });
+  checkRootOwnedFile(cfg.pingBinary, 'pingBinary', { executable: true });
   return cfg;
 }
 
@@ -39,7 +66,7 @@ export async function teardownDom0(opts: RunDom0Options = {}): Promise<string[]>
 /** Runs the binder until SIGTERM/SIGINT (or the signal) and logs out. */
 export async function runDom0(opts: RunDom0Options = {}): Promise<void> {
   const cfg = loadDom0Config(opts.configPath ?? DOM0_DEFAULT_CONFIG_PATH);
-  const password = cfg.xapi.passwordFile ? readPasswordFile(cfg.xapi.passwordFile) : undefined;
+  const password = cfg.xapi.passwordFile ? readSecretLine(cfg.xapi.passwordFile, 'xapi.passwordFile') : undefined;
   const ac = new AbortController();
   const stop = (): void => ac.abort();
   opts.signal?.addEventListener('abort', stop, { once: true });

@@ -1,6 +1,7 @@
 // `ipvisor xapi ...` and `ipvisor import vif-ip-binder`.
 import type { Command } from 'commander';
-import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { checkSecretTarget, writeSecretFile } from '../../core/model/secret-file.js';
 import { dirname, join } from 'node:path';
 import { collect, ensureCommand, keyValues, runAction, table } from '../context.js';
 import { IpvisorError, invalid } from '../../core/model/errors.js';
@@ -15,6 +16,7 @@ interface ConnectOpts {
   passwordFile: string;
   ca?: string;
   insecure?: boolean;
+  insecureHttp?: boolean;
   owner?: boolean;
   check?: boolean;
   member?: string[];
@@ -57,12 +59,13 @@ export function registerXapiCommands(program: Command): void {
     .requiredOption('--password-file <file>', 'file holding the password (mode 600)')
     .option('--ca <file>', 'PEM CA certificate of the pool')
     .option('--insecure', 'accept any TLS certificate (self-signed hosts)')
+    .option('--insecure-http', 'accept an http:// URL: the password crosses the network in clear (test setups only)')
     .option('--owner', 'ipvisor owns VIF locking on this pool: foreign changes are corrected, not only reported')
     .option('--member <address>', 'another pool member to try when the master is unreachable (HA failover); repeatable', collect)
     .option('--no-check', 'do not log in to check the connection now')
     .action(
       runAction(async (ctx, name: string, opts: ConnectOpts) => {
-        const input = { name, url: opts.url, user: opts.user, passwordFile: opts.passwordFile, ca: opts.ca, insecure: opts.insecure, owner: opts.owner, members: opts.member };
+        const input = { name, url: opts.url, user: opts.user, passwordFile: opts.passwordFile, ca: opts.ca, insecure: opts.insecure, insecureHttp: opts.insecureHttp, owner: opts.owner, members: opts.member };
         const conn = checkConnectionInput(input);
         let master = conn.url;
         if (opts.check !== false) {
@@ -169,26 +172,33 @@ export function registerXapiCommands(program: Command): void {
     .option('--out <file>', 'binder configuration to write', DOM0_DEFAULT_CONFIG_PATH)
     .option('--force', 'overwrite an existing configuration')
     .action(
-      runAction(async (_ctx, file: string, opts: { out: string; force?: boolean }) => {
+      runAction(async (ctx, file: string, opts: { out: string; force?: boolean }) => {
         let raw: unknown;
+        let sourceMode = 0;
         try {
           raw = JSON.parse(readFileSync(file, 'utf8'));
+          sourceMode = statSync(file).mode;
         } catch (err) {
           // One line: JSON.parse quotes the offending text, newlines included.
           throw invalid('file', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message.replace(/\s+/g, ' ').trim()}`);
         }
         if (!isVifIpBinderConfig(raw)) throw invalid('file', `${file} is not a vif-ip-binder.json (no vmName/sspnName/brName)`);
         const converted = convertVifIpBinderConfig(raw) as { xapi: { url: string; user: string; password?: string; passwordFile?: string } };
-        if (existsSync(opts.out) && !opts.force) throw new IpvisorError('ALREADY_EXISTS', `out: ${opts.out} exists; use --force to overwrite`, { field: 'out' });
         const passwordFile = join(dirname(opts.out), 'dom0.password');
-        mkdirSync(dirname(opts.out), { recursive: true, mode: 0o700 });
-        writeFileSync(passwordFile, `${converted.xapi.password ?? ''}\n`, { mode: 0o600 });
-        chmodSync(passwordFile, 0o600);
+        // Both targets checked before anything is written: never an overwrite without --force,
+        // never a write through a symbolic link.
+        checkSecretTarget(opts.out, 'out', { force: opts.force });
+        checkSecretTarget(passwordFile, 'password-file', { force: opts.force });
+        const password = converted.xapi.password ?? '';
         delete converted.xapi.password;
         converted.xapi.passwordFile = passwordFile;
         const cfg = parseDom0Config(converted);
-        writeFileSync(opts.out, JSON.stringify(converted, null, 2) + '\n', { mode: 0o600 });
-        chmodSync(opts.out, 0o600);
+        mkdirSync(dirname(opts.out), { recursive: true, mode: 0o700 });
+        writeSecretFile(passwordFile, `${password}\n`, 'password-file', { force: opts.force });
+        writeSecretFile(opts.out, JSON.stringify(converted, null, 2) + '\n', 'out', { force: opts.force });
+        if (password && (sourceMode & 0o044) !== 0) {
+          ctx.stderr(`ipvisor: warning: ${file} holds the XAPI password in clear text and is readable by ${sourceMode & 0o004 ? 'everyone' : 'its group'} (mode ${(sourceMode & 0o777).toString(8)}); delete it or chmod 600 it (the password is now in ${passwordFile})`);
+        }
         const b = cfg.bindings[0]!;
         return {
           json: { config: opts.out, passwordFile, bindings: cfg.bindings, management: cfg.management, netSRs: cfg.netSRs },

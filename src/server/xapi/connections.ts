@@ -8,8 +8,8 @@ import { validateName } from '../../core/model/validate.js';
 import type { Store, StoreTx } from '../../core/store/store.js';
 import { audit } from '../../core/service/context.js';
 import { XapiClient } from './client.js';
-import { assertPrivateFile } from './files.js';
 import { registerSecret } from '../../core/log.js';
+import { readSecretFile, readSecretLine } from '../../core/model/secret-file.js';
 
 export const CONNECTION_KIND = 'xapi-connection';
 
@@ -21,6 +21,8 @@ export interface XapiConnection {
   /** Path of a PEM CA file, or null. */
   ca: string | null;
   insecure: boolean;
+  /** The user allowed plain http:// (the password crosses the network in clear). */
+  insecureHttp?: boolean;
   /** ipvisor owns VIF locking on this pool: foreign changes are corrected, not only reported. */
   owner: boolean;
   /** Other pool members to try when the master is unreachable (HA failover). */
@@ -34,18 +36,21 @@ export interface ConnectionInput {
   passwordFile: string;
   ca?: string;
   insecure?: boolean;
+  /** Accept an http:// URL (the password would cross the network in clear). */
+  insecureHttp?: boolean;
   owner?: boolean;
   members?: string[];
 }
 
-export function validateUrl(text: string): string {
+export function validateUrl(text: string, opts: { insecureHttp?: boolean } = {}): string {
   let u: URL;
   try {
     u = new URL(text);
   } catch {
     throw invalid('url', `'${text}' is not a URL (https://MASTER[:PORT])`);
   }
-  if (u.protocol !== 'https:' && u.protocol !== 'http:') throw invalid('url', `'${text}' must use https:// (or http://)`);
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') throw invalid('url', `'${text}' must use https://`);
+  if (u.protocol === 'http:' && !opts.insecureHttp) throw invalid('url', `'${text}' is plain http: the password would cross the network in clear; use https:// (or --insecure-http)`);
   if (u.username || u.password) throw invalid('url', 'must not contain credentials; use --user and --password-file');
   if (u.pathname !== '/' && u.pathname !== '') throw invalid('url', `'${text}' must not have a path (ipvisor adds /jsonrpc)`);
   return `${u.protocol}//${u.host}`;
@@ -53,10 +58,10 @@ export function validateUrl(text: string): string {
 
 export function checkConnectionInput(input: ConnectionInput): XapiConnection {
   const name = validateName(input.name, 'name');
-  const url = validateUrl(input.url);
+  const url = validateUrl(input.url, { insecureHttp: input.insecureHttp });
   if (!input.user) throw invalid('user', 'is required');
   if (!input.passwordFile) throw invalid('password-file', 'is required');
-  assertPrivateFile('password-file', input.passwordFile);
+  readSecretFile(input.passwordFile, 'password-file');
   if (input.ca && input.insecure) throw invalid('insecure', 'cannot be combined with --ca');
   if ((input.ca || input.insecure) && url.startsWith('http:')) throw invalid(input.ca ? 'ca' : 'insecure', 'only applies to https:// URLs');
   if (input.ca) {
@@ -73,6 +78,7 @@ export function checkConnectionInput(input: ConnectionInput): XapiConnection {
     return host;
   });
   const out: XapiConnection = { name, url, user: input.user, passwordFile: input.passwordFile, ca: input.ca ?? null, insecure: !!input.insecure, owner: !!input.owner };
+  if (url.startsWith('http:')) out.insecureHttp = true;
   if (members.length) out.members = members;
   return out;
 }
@@ -108,15 +114,14 @@ export async function removeConnection(store: Store, name: string, actor: string
 
 /** A client for the connection; the password file is re-checked and read now, never kept elsewhere. */
 export function connectionClient(conn: XapiConnection, originator = 'ipvisor'): XapiClient {
-  assertPrivateFile('password-file', conn.passwordFile);
-  const password = readFileSync(conn.passwordFile, 'utf8').replace(/\r?\n$/, '');
+  const password = readSecretLine(conn.passwordFile, 'password-file');
   registerSecret(password);
   const ca = conn.ca ? readFileSync(conn.ca, 'utf8') : undefined;
   return new XapiClient({ url: conn.url, user: conn.user, password, ca, insecure: conn.insecure, originator, members: conn.members });
 }
 
 export async function setConnection(store: Store, name: string, ch: { owner?: boolean; passwordFile?: string }, actor: string): Promise<XapiConnection> {
-  if (ch.passwordFile !== undefined) assertPrivateFile('password-file', ch.passwordFile);
+  if (ch.passwordFile !== undefined) readSecretFile(ch.passwordFile, 'password-file');
   return store.transaction(async (tx) => {
     const before = await getConnection(tx, name);
     const after: XapiConnection = { ...before, owner: ch.owner ?? before.owner, passwordFile: ch.passwordFile ?? before.passwordFile };

@@ -1,13 +1,6 @@
-import { statSync } from 'node:fs';
-import { invalid } from '../../core/model/errors.js';
+import { readSecretFile } from '../../core/model/secret-file.js';
 
-/** Refuses a secret file that group or others can read (or that cannot be read at all). */
+/** Refuses a secret file that is not private (see core/model/secret-file.ts); reads nothing else. */
 export function assertPrivateFile(field: string, path: string): void {
-  let mode: number;
-  try {
-    mode = statSync(path).mode;
-  } catch (err) {
-    throw invalid(field, `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  if ((mode & 0o077) !== 0) throw invalid(field, `${path} is readable by group or others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
+  readSecretFile(path, field);
 }
