@@ -37,7 +37,7 @@ interface Harness {
 
 async function harness(): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'ipv-lvval-'));
-  const store = await openStore(join(dir, 'db.sqlite'));
+  const store = await openStore(join(dir, 'db.sqlite'), { create: true });
   const net = await createNetwork(store, { name: 'lvnat', driver: 'libvirt', mode: 'nat', bridge: 'virbrT0', subnets: ['192.168.100.0/24,gateway=192.168.100.1'], defaultLocking: 'locked' }, 'test');
   const applied: ApplyScope[] = [];
   const logs: string[] = [];

@@ -23,6 +23,7 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'ipv-secret-'));
   sim = await startXapiSim();
   ({ db, cleanup } = tempDb());
+  assert.equal((await cli(db, 'init')).code, 0);
 });
 after(async () => {
   await sim.close();
