@@ -90,10 +90,10 @@ test('no password appears in anything XAPI connect, sync, a failed login and ser
       return r;
     };
     assert.equal((await run('init')).code, 0);
-    assert.equal((await run('xapi', 'connect', 'lab', '--url', sim.url, '--user', 'root', '--password-file', pw)).code, 0, output);
+    assert.equal((await run('xapi', 'connect', 'lab', '--url', sim.url, '--insecure-http', '--user', 'root', '--password-file', pw)).code, 0, output);
     assert.equal((await run('xapi', 'sync')).code, 0, output);
     await run('xapi', 'show', 'lab', '--json');
-    const bad = await run('xapi', 'connect', 'lab2', '--url', sim.url, '--user', 'root', '--password-file', wrong);
+    const bad = await run('xapi', 'connect', 'lab2', '--url', sim.url, '--insecure-http', '--user', 'root', '--password-file', wrong);
     assert.notEqual(bad.code, 0, 'a wrong password is refused');
     // serve as a process: its log lines go to a pipe, so JSON lines
     const child = spawn(process.execPath, ['--import', 'tsx', resolve('src/cli/entry.ts'), '--db', db, '--log-level', 'trace', 'serve', '--interval', '1'], {
