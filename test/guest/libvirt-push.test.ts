@@ -4,6 +4,7 @@
 // the guest's address and MTU through libvirt, which holds the agent socket.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { skipUnless } from '../support/skip.js';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +17,7 @@ const DOMAIN = 'ipvisor-gpush';
 const MAC = '52:54:00:71:00:01';
 const MAC2 = '52:54:00:71:00:02';
 const AGENT_DIR = process.env.IPVISOR_TEST_AGENT_GUEST_DIR ?? '/var/cache/ipvisor-test/guest-agent';
-const skip = libvirtSkipReason() ?? (existsSync('/usr/sbin/qemu-ga') ? null : 'qemu-ga is not installed (qemu-guest-agent)');
+const skip = libvirtSkipReason() || skipUnless(!existsSync('/usr/sbin/qemu-ga') && 'qemu-ga is not installed (qemu-guest-agent)');
 
 function domainXml(kernel: string, initrd: string, serialLog: string): string {
   return `<domain type='qemu'>
