@@ -139,15 +139,15 @@ for (const backend of storeBackends()) {
 
     test('a /8 IPv4 pool and a /64 IPv6 pool allocate, release and report usage without walking addresses', async () => {
       const s = await openStore(db, { create: true });
-      await createNetwork(s, { name: 'big', subnets: ['10.0.0.0/8', 'fd00:1::/64'] }, 't');
-      await createPool(s, { name: 'big4', network: 'big', cidrs: ['10.0.0.0/8'] }, 't');
+      await createNetwork(s, { name: 'big', subnets: ['11.0.0.0/8', 'fd00:1::/64'] }, 't');
+      await createPool(s, { name: 'big4', network: 'big', cidrs: ['11.0.0.0/8'] }, 't');
       await createPool(s, { name: 'big6', network: 'big', cidrs: ['fd00:1::/64'], exclude: ['fd00:1::/120'] }, 't');
       await createVm(s, { name: 'bigvm' }, 't');
       await addVif(s, { vm: 'bigvm', network: 'big', mac: '52:54:00:03:00:01' }, 't');
       const a4 = await allocate(s, { vif: 'bigvm:0', family: 4 }, 't');
       const a6 = await allocate(s, { vif: 'bigvm:0', family: 6 }, 't');
       const high = await allocate(s, { vif: 'bigvm:0', address: 'fd00:1::ffff:ffff:ffff:fffe' }, 't');
-      assert.equal(a4.assignment.address, '10.0.0.1');
+      assert.equal(a4.assignment.address, '11.0.0.1');
       assert.equal(a6.assignment.address, 'fd00:1::100');
       assert.equal(high.assignment.kind, 'additional');
       await release(s, { address: 'fd00:1::ffff:ffff:ffff:fffe' }, 't');

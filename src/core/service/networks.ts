@@ -8,6 +8,7 @@ import { overlaps } from '../ipam/intervals.js';
 import type { Store, StoreTx } from '../store/store.js';
 import { audit, inWriteTx, newUuid, now, assignmentName } from './context.js';
 import { networkRef } from './resolve.js';
+import { checkNetworkSubnetsFree } from './overlap.js';
 
 
 /** Network fields as the front ends pass them (strings as typed by the user). */
@@ -134,6 +135,7 @@ export async function createNetwork(store: Store, input: NetworkInput, actor: st
       const same = (await tx.listNetworks()).find((o) => o.bridge === n.bridge);
       if (same) throw new IpvisorError('ALREADY_EXISTS', `bridge: bridge ${n.bridge} already belongs to network '${same.name}'`, { field: 'bridge' });
     }
+    await checkNetworkSubnetsFree(tx, n);
     await tx.insertNetwork(n);
     await audit(tx, { actor, action: 'create', kind: 'network', uuid: n.uuid, name: n.name, after: n });
     return n;
@@ -152,6 +154,7 @@ export async function setNetwork(store: Store, ref: string, input: NetworkInput,
       if (same) throw new IpvisorError('ALREADY_EXISTS', `bridge: bridge ${after.bridge} already belongs to network '${same.name}'`, { field: 'bridge' });
     }
     await checkNetworkConsistency(tx, after);
+    await checkNetworkSubnetsFree(tx, after);
     await tx.updateNetwork(after);
     for (const pool of await tx.listPools(after.uuid)) await rebuildFreeSpace(tx, pool, after);
     await audit(tx, { actor, action: 'set', kind: 'network', uuid: after.uuid, name: after.name, before, after });

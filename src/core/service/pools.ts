@@ -8,6 +8,7 @@ import { assignmentInterval, entryIntervals, usableIntervals } from '../ipam/poo
 import type { Store, StoreTx } from '../store/store.js';
 import { audit, newUuid, now, assignmentName } from './context.js';
 import { networkRef, poolRef } from './resolve.js';
+import { checkPoolSpaceFree } from './overlap.js';
 
 export interface PoolInput {
   name: string;
@@ -74,22 +75,6 @@ function checkEntries(entries: Array<PoolEntry & { family?: Family }>, family: F
   }
 }
 
-async function checkNoOverlapWithOtherPools(tx: StoreTx, pool: Pool): Promise<void> {
-  const mine = entryIntervals(pool);
-  for (const other of await tx.listPools(pool.networkUuid)) {
-    if (other.uuid === pool.uuid || other.family !== pool.family) continue;
-    for (const [i, a] of mine.entries()) {
-      for (const b of entryIntervals(other)) {
-        if (!overlaps(a, b)) continue;
-        // name the option the overlapping entry came from (--cidr/--add-cidr or --range/--add-range)
-        const text = pool.entries[i].text;
-        const field = text.includes('/') ? 'cidr' : 'range';
-        throw new IpvisorError('OVERLAP', `${field}: ${text} overlaps pool '${other.name}' (${other.entries.map((e) => e.text).join(', ')}) of the same network`, { field });
-      }
-    }
-  }
-}
-
 export async function createPool(store: Store, input: PoolInput, actor: string): Promise<Pool> {
   const name = validateNewName(input.name, 'name', 'pool');
   const purpose = input.purpose !== undefined ? oneOf<PoolPurpose>(input.purpose, POOL_PURPOSES, 'purpose') : 'vif';
@@ -106,7 +91,7 @@ export async function createPool(store: Store, input: PoolInput, actor: string):
     checkEntries(entries, family, purpose, network);
     const t = now();
     const pool: Pool = { uuid: newUuid(), name, networkUuid: network.uuid, family, purpose, entries: entries.map(({ text, first, last }) => ({ text, first, last })), exclusions, holdSeconds, createdAt: t, updatedAt: t };
-    await checkNoOverlapWithOtherPools(tx, pool);
+    await checkPoolSpaceFree(tx, pool);
     if (subtract(usableIntervals(pool, network), []).length === 0) throw invalid('cidr', 'the pool would have no usable address (everything is excluded or reserved)');
     await tx.insertPool(pool);
     await rebuildFreeSpace(tx, pool, network);
@@ -139,7 +124,7 @@ export async function setPool(store: Store, ref: string, ch: PoolChanges, actor:
     const holdSeconds = ch.hold !== undefined ? validateInt(ch.hold, 'hold', 0, 31_536_000) : before.holdSeconds;
     const after: Pool = { ...before, name, entries, exclusions, holdSeconds, updatedAt: now() };
     checkEntries(entries, before.family, before.purpose, network);
-    await checkNoOverlapWithOtherPools(tx, after);
+    await checkPoolSpaceFree(tx, after);
     // Every assignment must stay inside what the pool can hand out.
     const usable = usableIntervals(after, network);
     for (const a of await tx.listAssignments({ poolUuid: before.uuid })) {
