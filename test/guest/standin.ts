@@ -69,6 +69,9 @@ export async function startStandinGuest(mac: string): Promise<StandinGuest> {
     await hostIp('link', 'set', `h-${name}`, 'up');
     if (peerAddr) await hostIp('addr', 'add', peerAddr, 'dev', `h-${name}`, 'nodad');
     await ip('link', 'set', name, 'up');
+    // the kernel's own IPv6 link-local setup (DAD) finishes now, not during the test that follows
+    const deadline = Date.now() + 5000;
+    while ((await ip('-6', 'addr', 'show', 'dev', name, 'tentative')).trim() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   };
   const removeNic = async (name: string): Promise<void> => {
     await ip('link', 'del', name);
