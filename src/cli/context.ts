@@ -80,6 +80,7 @@ export const STORE_CREATING_COMMANDS: ReadonlySet<string> = new Set([
   'libvirt install', 'libvirt sync',
   'import routed-ips',
   'guest auto-push',
+  'vm set', 'tenant create', 'tenant set', 'tenant delete', 'token create', 'token revoke', 'token rotate', 'user create', 'user delete',
 ]);
 
 /** "network host-address add" for that subcommand (the program's own name left out). */

@@ -10,6 +10,7 @@ import { registerXapiCommands } from './commands/xapi.js';
 import { registerGuestCommands } from './commands/guest.js';
 import { registerOpsCommands } from './commands/ops.js';
 import { registerStoreCommands } from './commands/store.js';
+import { registerAccessCommands } from './commands/access.js';
 
 export const VERSION = '0.1.0';
 
@@ -31,6 +32,7 @@ export function buildProgram(io: CliIo): Command {
   registerXapiCommands(program);
   registerGuestCommands(program);
   registerOpsCommands(program, VERSION);
+  registerAccessCommands(program);
   // Every subcommand inherits the error behaviour (no process.exit inside the library).
   const walk = (c: Command) => {
     // subcommand help lists --json and --db too: they work after any subcommand

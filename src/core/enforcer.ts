@@ -35,3 +35,22 @@ export interface Enforcer {
 export function formatPlanChange(c: PlanChange): string {
   return `${c.op} ${c.kind} ${c.target}${c.detail ? ` (${c.detail})` : ''}`;
 }
+
+/** Runs plan, apply or teardown of every enforcer in turn; each change names its enforcer. */
+export async function runEnforcers(enforcers: Enforcer[], ctx: EnforcerContext, what: 'plan' | 'apply' | 'teardown'): Promise<Array<PlanChange & { enforcer: string }>> {
+  const all: Array<PlanChange & { enforcer: string }> = [];
+  for (const e of enforcers) {
+    const fn = what === 'plan' ? e.plan : what === 'apply' ? e.apply : e.teardown;
+    if (!fn) continue;
+    const changes = await fn.call(e, ctx);
+    all.push(...changes.map((c) => ({ ...c, enforcer: e.name })));
+  }
+  return all;
+}
+
+/** Every enforcer's status by name (enforcers without one are left out). */
+export async function enforcerStatus(enforcers: Enforcer[], ctx: EnforcerContext): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  for (const e of enforcers) if (e.status) out[e.name] = await e.status(ctx);
+  return out;
+}

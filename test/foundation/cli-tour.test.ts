@@ -11,6 +11,7 @@ describe('CLI tour', () => {
   after(cleanup);
 
   before(async () => {
+    assert.equal((await cli(db, 'tenant', 'create', 'acme')).code, 0);
     assert.equal((await cli(db, 'vm', 'add', 'web1', '--owner', 'acme')).code, 0);
     assert.equal((await cli(db, 'vm', 'add', 'web2', '--owner', 'acme')).code, 0);
   });

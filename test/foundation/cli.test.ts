@@ -12,6 +12,7 @@ describe('foundation CLI', () => {
     assert.equal((await cli(db, 'network', 'create', 'lan', '--subnet', '192.0.2.0/24,gateway=192.0.2.1', '--subnet', '2001:db8:10::/64,gateway=fe80::1', '--dns', '192.0.2.53', '--mtu', '1450', '--route', '198.51.100.0/24,via=192.0.2.254', '--default-locking', 'unlocked')).code, 0);
     assert.equal((await cli(db, 'pool', 'create', 'lan4', '--network', 'lan', '--cidr', '192.0.2.0/24', '--exclude', '192.0.2.2', '--exclude', '192.0.2.8/30')).code, 0);
     assert.equal((await cli(db, 'pool', 'create', 'lan6', '--network', 'lan', '--cidr', '2001:db8:10::/64')).code, 0);
+    assert.equal((await cli(db, 'tenant', 'create', 'acme')).code, 0);
     assert.equal((await cli(db, 'vm', 'add', 'web1', '--owner', 'acme', '--host', 'hv1')).code, 0);
     assert.equal((await cli(db, 'vif', 'add', 'web1', '--network', 'lan', '--mac', '52:54:00:AA:BB:01')).code, 0);
   });

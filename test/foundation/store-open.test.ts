@@ -119,7 +119,7 @@ describe('store opening fails closed', () => {
     raw.pragma(`max_page_count = ${raw.pragma('page_count', { simple: true })}`);
     await assert.rejects(
       (async () => {
-        for (let i = 0; i < 200; i++) await createVm(s, { name: `vm-${i}-${'x'.repeat(100)}`, owner: 'o'.repeat(100) }, 't');
+        for (let i = 0; i < 200; i++) await createVm(s, { name: `vm-${i}-${'x'.repeat(100)}`, extra: { pad: 'o'.repeat(100) } }, 't');
       })(),
       (e: unknown) => e instanceof IpvisorError && e.code === 'STORE_FULL' && e.message.includes(db) && e.exitCode === 1,
     );

@@ -2,7 +2,7 @@
 // host's own default route (`host gateway`).
 import type { Command } from 'commander';
 import type { EnforcerContext, PlanChange } from '../../core/enforcer.js';
-import { formatPlanChange } from '../../core/enforcer.js';
+import { enforcerStatus, formatPlanChange, runEnforcers } from '../../core/enforcer.js';
 import { loadEnforcers } from '../../drivers/index.js';
 import { DEFAULT_GATEWAY_METRIC } from '../../core/compile/host-plan.js';
 import type { HostGatewaySetting } from '../../core/compile/host-plan.js';
@@ -29,15 +29,7 @@ function changesText(changes: Array<PlanChange & { enforcer: string }>, none: st
 }
 
 async function runAll(ctx: CommandContext, what: 'plan' | 'apply' | 'teardown', warnings: string[] = []) {
-  const ectx = await enforcerContext(ctx, what === 'plan', warnings);
-  const all: Array<PlanChange & { enforcer: string }> = [];
-  for (const e of await loadEnforcers()) {
-    const fn = what === 'plan' ? e.plan : what === 'apply' ? e.apply : e.teardown;
-    if (!fn) continue;
-    const changes = await fn.call(e, ectx);
-    all.push(...changes.map((c) => ({ ...c, enforcer: e.name })));
-  }
-  return all;
+  return runEnforcers(await loadEnforcers(), await enforcerContext(ctx, what === 'plan', warnings), what);
 }
 
 /** The XAPI enforcer's status as text: one table per connected pool; nothing when none is connected. */
@@ -86,13 +78,11 @@ export function registerHostCommands(program: Command): void {
     .action(
       runAction(async (ctx) => {
         const ectx = await enforcerContext(ctx, true);
-        const out: Record<string, unknown> = {};
+        const out = await enforcerStatus(await loadEnforcers(), ectx);
         const lines: string[] = [];
-        for (const e of await loadEnforcers()) {
-          if (!e.status) continue;
-          const s = (await e.status(ectx)) as any;
-          out[e.name] = s;
-          if (e.name === 'host' && s?.vifs) {
+        for (const [name, st] of Object.entries(out)) {
+          const s = st as any;
+          if (name === 'host' && s?.vifs) {
             lines.push(
               table(
                 ['VIF', 'IFNAME', 'LOCKING', 'ALLOWED', 'DRIFT'],
@@ -102,7 +92,7 @@ export function registerHostCommands(program: Command): void {
             lines.push(s.pending.length ? `${s.pending.length} change(s) pending; run ipvisor plan` : 'host in sync');
             for (const w of s.warnings) lines.push(`warning: ${w}`);
           } else if (Array.isArray(s?.pools)) lines.push(...xapiStatusLines(s));
-          else if (s !== undefined && s !== null) lines.push(`${e.name}: ${JSON.stringify(s)}`);
+          else if (s !== undefined && s !== null) lines.push(`${name}: ${JSON.stringify(s)}`);
         }
         return { json: out, text: lines.join('\n') };
       }),
@@ -123,10 +113,16 @@ export function registerHostCommands(program: Command): void {
     .command('serve')
     .description('daemon: apply on start, re-verify periodically and on change events, repair drift')
     .option('--interval <seconds>', 're-verify interval', '5')
+    .option('--listen <addr:port>', 'also serve the HTTP API (/api/v1) there')
+    .option('--tls-cert <file>', 'PEM certificate for the API (HTTPS)')
+    .option('--tls-key <file>', 'PEM private key for the API')
+    .option('--insecure-listen', 'allow plain HTTP on a non-loopback address')
     .action(
-      runAction(async (ctx, opts: { interval: string }) => {
+      runAction(async (ctx, opts: { interval: string; listen?: string; tlsCert?: string; tlsKey?: string; insecureListen?: boolean }) => {
         const seconds = Number(opts.interval);
         if (!Number.isFinite(seconds) || seconds <= 0) throw invalid('interval', `'${opts.interval}' is not a positive number of seconds`);
+        const http = opts.listen !== undefined || opts.tlsCert !== undefined || opts.tlsKey !== undefined || opts.insecureListen ? await import('../../server/http.js') : undefined;
+        http?.checkListenOptions(opts);
         const { serve } = await import('../../daemon/serve.js');
         const { logger, logText } = await import('../../core/log.js');
         const serveLog = logger('serve');
@@ -134,9 +130,17 @@ export function registerHostCommands(program: Command): void {
         const stop = () => ac.abort();
         process.once('SIGTERM', stop);
         process.once('SIGINT', stop);
+        const log = (m: string) => logText(serveLog, m);
+        let server: { url: string; close(): Promise<void> } | undefined;
         try {
-          await serve({ store: await ctx.store(), actor: 'serve', intervalMs: seconds * 1000, log: (m) => logText(serveLog, m), signal: ac.signal });
+          const store = await ctx.store();
+          if (http && opts.listen) {
+            server = await http.startHttpServer({ store, listen: opts.listen, tlsCert: opts.tlsCert, tlsKey: opts.tlsKey, insecureListen: opts.insecureListen });
+            log(`api: listening on ${server.url}/api/v1`);
+          }
+          await serve({ store, actor: 'serve', intervalMs: seconds * 1000, log, signal: ac.signal });
         } finally {
+          await server?.close();
           process.off('SIGTERM', stop);
           process.off('SIGINT', stop);
         }

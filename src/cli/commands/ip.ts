@@ -1,32 +1,10 @@
 import type { Command } from 'commander';
-import { IpvisorError } from '../../core/model/errors.js';
-import type { Assignment, Network } from '../../core/model/types.js';
-import type { Store, StoreTx } from '../../core/store/store.js';
-import { parseCidr, formatAddress } from '../../core/ipam/addr.js';
-import { entryIntervals, exclusionIntervals, networkReservedIntervals } from '../../core/ipam/pool-space.js';
+import type { Network } from '../../core/model/types.js';
+import type { Store } from '../../core/store/store.js';
 import { allocate, release, reserve } from '../../core/service/ip.js';
-import { networkRef, poolRef, vmRef } from '../../core/service/resolve.js';
 import { driverFor } from '../../drivers/index.js';
 import { type CommandContext, keyValues, runAction, table } from '../context.js';
-import { formatAssignment } from './vm.js';
-
-interface AssignmentView extends Assignment {
-  cidr: string;
-  network: string;
-  pool: string;
-  vif: string | null;
-}
-
-async function views(tx: StoreTx, list: Assignment[]): Promise<AssignmentView[]> {
-  const nets = new Map((await tx.listNetworks()).map((n) => [n.uuid, n.name]));
-  const pools = new Map((await tx.listPools()).map((p) => [p.uuid, p.name]));
-  const vifs = new Map((await tx.listVifs()).map((v) => [v.uuid, v]));
-  const vms = new Map((await tx.listVms()).map((v) => [v.uuid, v.name]));
-  return list.map((a) => {
-    const vif = a.vifUuid ? vifs.get(a.vifUuid) : undefined;
-    return { ...a, cidr: formatAssignment(a), network: nets.get(a.networkUuid) ?? a.networkUuid, pool: pools.get(a.poolUuid) ?? a.poolUuid, vif: vif ? `${vms.get(vif.vmUuid)}:${vif.device}` : null };
-  });
-}
+import { assignmentViews, formatAssignment, listAssignments, showAddress } from '../../core/service/views.js';
 
 /** Lets the network's driver follow an address change (libvirt DHCP reservations); a failure there
  * does not undo the allocation (the store is the truth and serve reconciles) but is reported. */
@@ -57,7 +35,7 @@ export function registerIpCommands(program: Command): void {
       const store = await ctx.store();
       const r = await allocate(store, { vif: o.vif, pool: o.pool, family: o.family, address: o.address, prefixLength: o.prefixLength, requestId: o.requestId, note: o.note }, ctx.actor);
       if (r.created) await notifyDriver(ctx, store, r.assignment.networkUuid);
-      const [v] = await store.transaction((tx) => views(tx, [r.assignment]));
+      const [v] = await store.transaction((tx) => assignmentViews(tx, [r.assignment]));
       return { json: { ...v, created: r.created }, text: `${v.cidr} (${v.kind}) -> ${v.vif} from pool ${v.pool}${r.created ? '' : ' (existing, same request id)'}` };
     }));
 
@@ -67,7 +45,7 @@ export function registerIpCommands(program: Command): void {
     .action(runAction(async (ctx, address: string, o: { pool: string; note?: string }) => {
       const store = await ctx.store();
       const a = await reserve(store, { address, pool: o.pool, note: o.note }, ctx.actor);
-      const [v] = await store.transaction((tx) => views(tx, [a]));
+      const [v] = await store.transaction((tx) => assignmentViews(tx, [a]));
       return { json: v, text: `reserved ${v.cidr} in pool ${v.pool}` };
     }));
 
@@ -87,16 +65,7 @@ export function registerIpCommands(program: Command): void {
     .action(runAction(async (ctx, o: { network?: string; vm?: string; pool?: string }) => {
       const store = await ctx.store();
       return store.transaction(async (tx) => {
-        let list = await tx.listAssignments({
-          networkUuid: o.network ? (await networkRef(tx, o.network)).uuid : undefined,
-          poolUuid: o.pool ? (await poolRef(tx, o.pool)).uuid : undefined,
-        });
-        if (o.vm) {
-          const vm = await vmRef(tx, o.vm);
-          const vifIds = new Set((await tx.listVifs(vm.uuid)).map((v) => v.uuid));
-          list = list.filter((a) => a.vifUuid && vifIds.has(a.vifUuid));
-        }
-        const v = await views(tx, list);
+        const v = await listAssignments(tx, { network: o.network, vm: o.vm, pool: o.pool });
         return { json: v, text: v.length ? table(['ADDRESS', 'KIND', 'VIF', 'NETWORK', 'POOL', 'NOTE'], v.map((a) => [a.cidr, a.kind, a.vif, a.network, a.pool, a.note])) : 'no assignments' };
       });
     }));
@@ -104,34 +73,12 @@ export function registerIpCommands(program: Command): void {
   ip.command('show <address>').description('show who holds an address, or why it is not available').action(runAction(async (ctx, address: string) => {
     const store = await ctx.store();
     return store.transaction(async (tx) => {
-      const c = parseCidr(address, 'address', { allowBare: true });
-      const text = formatAddress(c.family, c.address);
-      // Assignments are keyed by their first address; a prefix containing the address counts too.
-      const all = (await tx.listAssignments()).filter((a) => {
-        if (a.family !== c.family) return false;
-        const s = parseCidr(`${a.address}/${a.prefixLength}`, 'address');
-        return c.address >= s.network && c.address <= s.network + (1n << BigInt((a.family === 4 ? 32 : 128) - a.prefixLength)) - 1n;
-      });
-      if (all.length) {
-        const v = await views(tx, all);
+      const { assignments: v, states } = await showAddress(tx, address);
+      if (v.length) {
         return { json: v, text: v.map((a) => keyValues([['address', a.cidr], ['kind', a.kind], ['vif', a.vif], ['network', a.network], ['pool', a.pool], ['note', a.note], ['since', a.createdAt], ['request id', a.requestId]])).join('\n\n') };
       }
-      // Not assigned: say which pools contain it and in what state.
-      const states: Array<{ pool: string; network: string; state: string }> = [];
-      for (const p of await tx.listPools()) {
-        if (p.family !== c.family || !entryIntervals(p).some((iv) => c.address >= iv.start && c.address <= iv.end)) continue;
-        const n = (await tx.getNetwork(p.networkUuid))!;
-        let state = 'free';
-        if (networkReservedIntervals(n, p.family).some((iv) => c.address >= iv.start && c.address <= iv.end)) state = 'never handed out (gateway, network, broadcast or host address)';
-        else if (exclusionIntervals(p).some((iv) => c.address >= iv.start && c.address <= iv.end)) state = 'excluded';
-        else {
-          const hold = (await tx.listHolds(p.uuid)).find((h) => c.address >= h.start && c.address <= h.end);
-          if (hold) state = `held until ${hold.until}`;
-        }
-        states.push({ pool: p.name, network: n.name, state });
-      }
-      if (!states.length) throw new IpvisorError('NOT_FOUND', `address: ${text} is in no pool and not assigned`, { field: 'address' });
-      return { json: states.map((s) => ({ address: text, ...s })), text: states.map((s) => `${text}: ${s.state} (pool ${s.pool}, network ${s.network})`).join('\n') };
+      const text = states[0].address;
+      return { json: states, text: states.map((s) => `${text}: ${s.state} (pool ${s.pool}, network ${s.network})`).join('\n') };
     });
   }));
 }

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { Network } from '../../core/model/types.js';
 import { invalid } from '../../core/model/errors.js';
 import { addHostAddress, createNetwork, deleteNetwork, removeHostAddress, setNetwork, type NetworkInput } from '../../core/service/networks.js';
-import { poolUsage } from '../../core/service/pools.js';
+import { showNetwork } from '../../core/service/views.js';
 import { networkRef } from '../../core/service/resolve.js';
 import { driverFor } from '../../drivers/index.js';
 import { collect, keyValues, runAction, table } from '../context.js';
@@ -95,21 +95,18 @@ export function registerNetworkCommands(program: Command): void {
     runAction(async (ctx, ref: string) => {
       const store = await ctx.store();
       return store.transaction(async (tx) => {
-        const n = await networkRef(tx, ref);
-        const pools = await tx.listPools(n.uuid);
-        const usage = await Promise.all(pools.map(async (p) => ({ pool: p.name, family: p.family, purpose: p.purpose, ...(await poolUsage(tx, p, n)) })));
-        const vifs = (await tx.listVifs()).filter((v) => v.networkUuid === n.uuid);
-        const assignments = await tx.listAssignments({ networkUuid: n.uuid });
+        const shown = await showNetwork(tx, ref);
+        const { pools: usage, ...n } = shown;
         const text = [
           keyValues([
             ['name', n.name], ['uuid', n.uuid], ['driver', n.driver], ['mode', n.mode], ['bridge', n.bridge],
             ['subnets', n.subnets.map((s) => (s.gateway ? `${s.cidr} gateway ${s.gateway}` : s.cidr))],
             ['default locking', n.defaultLocking], ['mtu', n.mtu], ['dns', n.dns], ['routes', n.routes.map((r) => `${r.cidr} via ${r.via}`)],
-            ['uplink', n.uplink], ['host addresses', n.hostAddresses], ['vifs', vifs.length],
+            ['uplink', n.uplink], ['host addresses', n.hostAddresses], ['vifs', n.vifCount],
           ]),
           usage.length ? '\n' + table(['POOL', 'FAMILY', 'PURPOSE', 'TOTAL', 'ASSIGNED', 'ROUTED', 'RESERVED', 'HELD', 'FREE'], usage.map((u) => [u.pool, `v${u.family}`, u.purpose, u.total, u.assigned, u.routed, u.reserved, u.held, u.free])) : '',
         ].join('\n');
-        return { json: { ...n, pools: usage, vifCount: vifs.length, assignmentCount: assignments.length }, text };
+        return { json: shown, text };
       });
     }),
   );

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { createPool, deletePool, poolUsage, setPool } from '../../core/service/pools.js';
-import { poolRef } from '../../core/service/resolve.js';
+import { createPool, deletePool, setPool } from '../../core/service/pools.js';
+import { listPools, showPool } from '../../core/service/views.js';
 import { collect, keyValues, runAction, table } from '../context.js';
 
 export function registerPoolCommands(program: Command): void {
@@ -22,14 +22,7 @@ export function registerPoolCommands(program: Command): void {
     runAction(async (ctx, o: { network?: string }) => {
       const store = await ctx.store();
       return store.transaction(async (tx) => {
-        const networks = new Map((await tx.listNetworks()).map((n) => [n.uuid, n]));
-        let pools = await tx.listPools();
-        if (o.network) {
-          const { networkRef } = await import('../../core/service/resolve.js');
-          const n = await networkRef(tx, o.network);
-          pools = pools.filter((p) => p.networkUuid === n.uuid);
-        }
-        const rows = await Promise.all(pools.map(async (p) => ({ ...p, network: networks.get(p.networkUuid)!.name, usage: await poolUsage(tx, p, networks.get(p.networkUuid)!) })));
+        const rows = await listPools(tx, { network: o.network });
         return {
           json: rows,
           text: rows.length ? table(['NAME', 'NETWORK', 'FAMILY', 'PURPOSE', 'RANGES', 'TOTAL', 'USED', 'FREE'], rows.map((r) => [r.name, r.network, `v${r.family}`, r.purpose, r.entries.map((e) => e.text).join(','), r.usage.total, (BigInt(r.usage.assigned) + BigInt(r.usage.routed) + BigInt(r.usage.reserved)).toString(), r.usage.free])) : 'no pools',
@@ -42,12 +35,11 @@ export function registerPoolCommands(program: Command): void {
     runAction(async (ctx, ref: string) => {
       const store = await ctx.store();
       return store.transaction(async (tx) => {
-        const p = await poolRef(tx, ref);
-        const n = (await tx.getNetwork(p.networkUuid))!;
-        const usage = await poolUsage(tx, p, n);
-        const holds = await tx.listHolds(p.uuid);
+        const shown = await showPool(tx, ref);
+        const { usage, ...p } = shown;
+        const n = { name: shown.network };
         return {
-          json: { ...p, network: n.name, usage, holds: holds.map((h) => ({ start: h.start.toString(), end: h.end.toString(), until: h.until })) },
+          json: shown,
           text: keyValues([
             ['name', p.name], ['uuid', p.uuid], ['network', n.name], ['family', `IPv${p.family}`], ['purpose', p.purpose],
             ['ranges', p.entries.map((e) => e.text)], ['exclusions', p.exclusions], ['hold', `${p.holdSeconds}s`],

@@ -1,38 +1,9 @@
 import type { Command } from 'commander';
-import { effectiveLocking } from '../../core/model/locking.js';
-import type { Assignment, Network, Vif, Vm } from '../../core/model/types.js';
-import type { StoreTx } from '../../core/store/store.js';
-import { vmRef } from '../../core/service/resolve.js';
-import { addVif, bindVif, createVm, deleteVif, deleteVm, setVif } from '../../core/service/vms.js';
+import { listVifs, listVms, showVm, vifViews, type VifView } from '../../core/service/views.js';
+import { addVif, bindVif, createVm, deleteVif, deleteVm, setVif, setVm } from '../../core/service/vms.js';
 import { keyValues, runAction, table } from '../context.js';
 
-export function formatAssignment(a: Assignment): string {
-  return a.prefixLength === (a.family === 4 ? 32 : 128) ? a.address : `${a.address}/${a.prefixLength}`;
-}
-
-export interface VifView extends Vif {
-  vm: string;
-  network: string;
-  effectiveLocking: string;
-  addresses: Array<{ address: string; kind: string }>;
-}
-
-export async function vifViews(tx: StoreTx, vifs: Vif[]): Promise<VifView[]> {
-  const nets = new Map<string, Network>((await tx.listNetworks()).map((n) => [n.uuid, n]));
-  const vms = new Map<string, Vm>((await tx.listVms()).map((v) => [v.uuid, v]));
-  const assignments = await tx.listAssignments({ vifUuids: vifs.map((v) => v.uuid) });
-  return vifs.map((v) => {
-    const mine = assignments.filter((a) => a.vifUuid === v.uuid);
-    const net = nets.get(v.networkUuid)!;
-    return {
-      ...v,
-      vm: vms.get(v.vmUuid)?.name ?? v.vmUuid,
-      network: net.name,
-      effectiveLocking: effectiveLocking(v, net, mine.length),
-      addresses: mine.map((a) => ({ address: formatAssignment(a), kind: a.kind })),
-    };
-  });
-}
+export { formatAssignment, vifViews, type VifView } from '../../core/service/views.js';
 
 function vifTable(views: VifView[]): string {
   return table(['VIF', 'MAC', 'NETWORK', 'LOCKING', 'IFNAME', 'ADDRESSES'], views.map((v) => [
@@ -50,17 +21,26 @@ export function registerVmCommands(program: Command): void {
       const v = await createVm(await ctx.store(), { name, uuid: o.uuid, owner: o.owner, host: o.host }, ctx.actor);
       return { json: v, text: `added VM ${v.name} (${v.uuid})` };
     }));
+  vm.command('set <vm>').description('change a VM: owner (an existing tenant), name, host')
+    .option('--owner <tenant>', 'tenant that owns the VM')
+    .option('--no-owner', 'the VM belongs to no tenant')
+    .option('--name <name>', 'rename')
+    .option('--host <host>', 'host the VM runs on')
+    .action(runAction(async (ctx, ref: string, o: { owner?: string | false; name?: string; host?: string }) => {
+      const v = await setVm(await ctx.store(), ref, { owner: o.owner === false ? null : o.owner, name: o.name, host: o.host }, ctx.actor);
+      return { json: v, text: `updated VM ${v.name}${v.owner ? ` (owner ${v.owner})` : ''}` };
+    }));
   vm.command('list').description('list VMs').action(runAction(async (ctx) => {
-    const list = await (await ctx.store()).listVms();
+    const list = await listVms(await ctx.store());
     return { json: list, text: list.length ? table(['NAME', 'UUID', 'HOST', 'OWNER'], list.map((v) => [v.name, v.uuid, v.host, v.owner])) : 'no VMs' };
   }));
   vm.command('show <vm>').description('show a VM with its VIFs and addresses').action(runAction(async (ctx, ref: string) => {
     const store = await ctx.store();
     return store.transaction(async (tx) => {
-      const v = await vmRef(tx, ref);
-      const views = await vifViews(tx, await tx.listVifs(v.uuid));
+      const v = await showVm(tx, ref);
+      const views = v.vifs;
       return {
-        json: { ...v, vifs: views },
+        json: v,
         text: keyValues([['name', v.name], ['uuid', v.uuid], ['host', v.host], ['owner', v.owner]]) + (views.length ? '\n\n' + vifTable(views) : '\n\nno VIFs'),
       };
     });
@@ -86,8 +66,7 @@ export function registerVmCommands(program: Command): void {
     runAction(async (ctx, o: { vm?: string }) => {
       const store = await ctx.store();
       return store.transaction(async (tx) => {
-        const vifs = o.vm ? await tx.listVifs((await vmRef(tx, o.vm)).uuid) : await tx.listVifs();
-        const views = await vifViews(tx, vifs);
+        const views = await listVifs(tx, { vm: o.vm });
         return { json: views, text: views.length ? vifTable(views) : 'no VIFs' };
       });
     }),

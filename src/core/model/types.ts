@@ -129,4 +129,6 @@ export interface AuditEvent {
   objectName: string | null;
   before: unknown;
   after: unknown;
+  /** The API request (or CLI request id) that made the change; null for older events. */
+  requestId?: string | null;
 }

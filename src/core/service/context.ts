@@ -1,5 +1,7 @@
-import { randomUUID } from 'node:crypto';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { createHash, randomUUID } from 'node:crypto';
 import type { Store, StoreTx } from '../store/store.js';
+import { IpvisorError } from '../model/errors.js';
 
 export function now(): string {
   return new Date().toISOString();
@@ -19,6 +21,31 @@ export interface AuditInput {
   after?: unknown;
 }
 
+/** The request a change belongs to (an API request id): set by the front end around a service call,
+ * read by audit(), so no service signature has to carry it. */
+const requestContext = new AsyncLocalStorage<{ requestId: string }>();
+
+export function withRequestId<T>(requestId: string, fn: () => T): T {
+  return requestContext.run({ requestId }, fn);
+}
+
+export function currentRequestId(): string | null {
+  return requestContext.getStore()?.requestId ?? null;
+}
+
+/** A version tag of a stored record (the API's ETag): changes whenever any field does. */
+export function versionOf(record: unknown): string {
+  return createHash('sha256').update(JSON.stringify(record)).digest('base64url').slice(0, 27);
+}
+
+/** Checks an If-Match precondition against the record as read inside the transaction that changes it. */
+export function checkVersion(record: unknown, expected: string | undefined, kind: string): void {
+  if (expected === undefined) return;
+  const tags = expected.split(',').map((t) => t.trim().replace(/^W\//, '').replace(/^"|"$/g, ''));
+  if (tags.includes('*') || tags.includes(versionOf(record))) return;
+  throw new IpvisorError('PRECONDITION_FAILED', `${kind}: changed since it was read (If-Match does not match its current ETag); read it again`, { field: 'If-Match' });
+}
+
 /** Every change goes through here, inside the transaction that makes it, so the log cannot miss one. */
 export async function audit(tx: StoreTx, e: AuditInput): Promise<void> {
   await tx.insertEvent({
@@ -30,6 +57,7 @@ export async function audit(tx: StoreTx, e: AuditInput): Promise<void> {
     objectName: e.name,
     before: e.before ?? null,
     after: e.after ?? null,
+    requestId: currentRequestId(),
   });
 }
 

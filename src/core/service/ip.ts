@@ -10,6 +10,8 @@ import { entryIntervals, networkReservedIntervals, exclusionIntervals } from '..
 import type { Store, StoreTx } from '../store/store.js';
 import { audit, newUuid, now, assignmentName } from './context.js';
 import { networkRef, poolRef, vifRef, vifLabel } from './resolve.js';
+import { enforceTenantQuota, type Scope, UNSCOPED, visibleVifUuids } from './tenants.js';
+import { notFound } from '../model/errors.js';
 
 export interface AllocateInput {
   vif: string;
@@ -19,6 +21,8 @@ export interface AllocateInput {
   prefixLength?: number | string;
   requestId?: string;
   note?: string;
+  /** A tenant-scoped request: only the tenant's own VIFs and allowed pools (API). */
+  scope?: Scope;
 }
 
 export interface AllocationResult {
@@ -128,6 +132,9 @@ export async function allocate(store: Store, input: AllocateInput, actor: string
 
   return store.transaction(async (tx) => {
     const { vif, vm } = await vifRef(tx, input.vif);
+    const scope = input.scope ?? UNSCOPED;
+    // Another tenant's VIF answers exactly as a missing VM does.
+    if (scope.tenant !== null && vm.owner !== scope.tenant) throw notFound('vm', input.vif.includes(':') ? input.vif.slice(0, input.vif.lastIndexOf(':')) : input.vif, 'vif');
     if (input.requestId !== undefined) {
       const prior = await tx.getRequest(input.requestId);
       if (prior) {
@@ -150,6 +157,7 @@ export async function allocate(store: Store, input: AllocateInput, actor: string
     const size = prefixSize(pool.family, len);
     const largest = entryIntervals(pool).reduce((m, iv) => (iv.end - iv.start + 1n > m ? iv.end - iv.start + 1n : m), 0n);
     if (size > largest) throw invalid('prefix-length', `a /${len} does not fit in pool '${pool.name}' (its largest range holds ${largest} addresses)`);
+    await enforceTenantQuota(tx, vm, pool, len, scope, input.pool);
 
     const t = Date.now();
     await reclaimHolds(tx, pool, new Date(t).toISOString());
@@ -221,13 +229,16 @@ export async function releaseAssignmentTx(tx: StoreTx, a: Assignment, actor: str
   return a.prefixLength === BITS[a.family] ? a.address : `${a.address}/${a.prefixLength}`;
 }
 
-export async function release(store: Store, input: { address: string; network?: string }, actor: string): Promise<Assignment> {
+export async function release(store: Store, input: { address: string; network?: string; scope?: Scope }, actor: string): Promise<Assignment> {
   const c = parseCidr(input.address, 'address', { allowBare: true });
   const text = formatAddress(c.family, c.network);
   return store.transaction(async (tx) => {
     const network = input.network ? await networkRef(tx, input.network) : undefined;
     let matches = await tx.listAssignments({ address: text, networkUuid: network?.uuid });
     if (input.address.includes('/')) matches = matches.filter((a) => a.prefixLength === c.prefixLength);
+    const visible = await visibleVifUuids(tx, input.scope ?? UNSCOPED);
+    // A tenant sees only addresses on its own VIFs: anything else is 'not assigned' to it.
+    if (visible) matches = matches.filter((a) => a.vifUuid !== null && visible.has(a.vifUuid));
     if (matches.length === 0) throw new IpvisorError('NOT_FOUND', `address: ${input.address} is not assigned or reserved${network ? ` on network '${network.name}'` : ''}`, { field: 'address' });
     if (matches.length > 1) {
       const names = await Promise.all(matches.map(async (m) => (await tx.getNetwork(m.networkUuid))?.name ?? m.networkUuid));

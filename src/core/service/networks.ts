@@ -6,7 +6,7 @@ import { rebuildFreeSpace } from '../ipam/allocator.js';
 import { entryIntervals, networkReservedIntervals } from '../ipam/pool-space.js';
 import { overlaps } from '../ipam/intervals.js';
 import type { Store, StoreTx } from '../store/store.js';
-import { audit, inWriteTx, newUuid, now, assignmentName } from './context.js';
+import { audit, checkVersion, inWriteTx, newUuid, now, assignmentName } from './context.js';
 import { networkRef } from './resolve.js';
 import { checkNetworkSubnetsFree } from './overlap.js';
 
@@ -27,6 +27,8 @@ export interface NetworkInput {
   routes?: string[];
   uplink?: string | null;
   extra?: Record<string, unknown>;
+  /** API If-Match: the version (ETag) the caller read; checked inside the transaction. */
+  ifMatch?: string;
 }
 
 /** Bridge and uplink names follow the one interface-name rule (model/validate.ts). */
@@ -145,6 +147,7 @@ export async function createNetwork(store: Store, input: NetworkInput, actor: st
 export async function setNetwork(store: Store, ref: string, input: NetworkInput, actor: string): Promise<Network> {
   return store.transaction(async (tx) => {
     const before = await networkRef(tx, ref);
+    checkVersion(before, input.ifMatch, 'network');
     const after = buildNetwork(input, before);
     if (after.name !== before.name && (await tx.findNetworkByName(after.name))) {
       throw new IpvisorError('ALREADY_EXISTS', `name: a network named '${after.name}' already exists`, { field: 'name' });
@@ -176,9 +179,10 @@ export async function updateNetworkFacts(store: Store | StoreTx, uuid: string, p
   return inWriteTx(store, run);
 }
 
-export async function deleteNetwork(store: Store, ref: string, opts: { force?: boolean }, actor: string): Promise<Network> {
+export async function deleteNetwork(store: Store, ref: string, opts: { force?: boolean; ifMatch?: string }, actor: string): Promise<Network> {
   return store.transaction(async (tx) => {
     const n = await networkRef(tx, ref);
+    checkVersion(n, opts.ifMatch, 'network');
     const assignments = await tx.listAssignments({ networkUuid: n.uuid });
     const vifs = (await tx.listVifs()).filter((v) => v.networkUuid === n.uuid);
     if ((assignments.length || vifs.length) && !opts.force) {

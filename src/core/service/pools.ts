@@ -6,7 +6,7 @@ import { rebuildFreeSpace } from '../ipam/allocator.js';
 import { overlaps, subtract, totalSize } from '../ipam/intervals.js';
 import { assignmentInterval, entryIntervals, usableIntervals } from '../ipam/pool-space.js';
 import type { Store, StoreTx } from '../store/store.js';
-import { audit, newUuid, now, assignmentName } from './context.js';
+import { audit, checkVersion, newUuid, now, assignmentName } from './context.js';
 import { networkRef, poolRef } from './resolve.js';
 import { checkPoolSpaceFree } from './overlap.js';
 
@@ -28,6 +28,7 @@ export interface PoolChanges {
   exclude?: string[];
   include?: string[];
   hold?: number | string;
+  ifMatch?: string;
 }
 
 export function parseCidrEntry(text: string, field = 'cidr'): PoolEntry & { family: Family } {
@@ -103,6 +104,7 @@ export async function createPool(store: Store, input: PoolInput, actor: string):
 export async function setPool(store: Store, ref: string, ch: PoolChanges, actor: string): Promise<Pool> {
   return store.transaction(async (tx) => {
     const before = await poolRef(tx, ref);
+    checkVersion(before, ch.ifMatch, 'pool');
     const network = (await tx.getNetwork(before.networkUuid))!;
     const name = ch.name !== undefined && ch.name !== before.name ? validateNewName(ch.name, 'name', 'pool') : before.name;
     if (name !== before.name && (await tx.findPoolByName(name))) throw new IpvisorError('ALREADY_EXISTS', `name: a pool named '${name}' already exists`, { field: 'name' });
@@ -140,9 +142,10 @@ export async function setPool(store: Store, ref: string, ch: PoolChanges, actor:
   }, { write: true });
 }
 
-export async function deletePool(store: Store, ref: string, opts: { force?: boolean }, actor: string): Promise<Pool> {
+export async function deletePool(store: Store, ref: string, opts: { force?: boolean; ifMatch?: string }, actor: string): Promise<Pool> {
   return store.transaction(async (tx) => {
     const pool = await poolRef(tx, ref);
+    checkVersion(pool, opts.ifMatch, 'pool');
     const assignments = await tx.listAssignments({ poolUuid: pool.uuid });
     if (assignments.length && !opts.force) {
       throw new IpvisorError('IN_USE', `pool: '${pool.name}' still has ${assignments.length} assignment(s) (${assignments.slice(0, 5).map((a) => a.address).join(', ')}${assignments.length > 5 ? ', ...' : ''}); use --force to release them and delete the pool`, { field: 'pool', details: { assignments: assignments.map((a) => a.address) } });

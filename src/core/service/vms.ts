@@ -7,6 +7,8 @@ import { audit, inWriteTx, newUuid, now } from './context.js';
 import { releaseAssignmentTx } from './ip.js';
 import { networkRef, vifRef, vmRef } from './resolve.js';
 import { validateIfname } from './networks.js';
+import { checkOwner } from './tenants.js';
+import { checkVersion } from './context.js';
 
 export interface VmInput {
   name: string;
@@ -14,6 +16,8 @@ export interface VmInput {
   owner?: string | null;
   host?: string;
   extra?: Record<string, unknown>;
+  /** API If-Match: the version (ETag) the caller read; checked inside the transaction. */
+  ifMatch?: string;
 }
 
 export async function createVm(store: Store | StoreTx, input: VmInput, actor: string): Promise<Vm> {
@@ -24,6 +28,7 @@ export async function createVm(store: Store | StoreTx, input: VmInput, actor: st
   const run = async (tx: StoreTx) => {
     if (await tx.findVmByName(name)) throw new IpvisorError('ALREADY_EXISTS', `name: a VM named '${name}' already exists`, { field: 'name' });
     if (await tx.getVm(uuid)) throw new IpvisorError('ALREADY_EXISTS', `uuid: a VM with UUID ${uuid} already exists`, { field: 'uuid' });
+    await checkOwner(tx, owner);
     const t = now();
     const vm: Vm = { uuid, name, host, owner, extra: input.extra ?? {}, createdAt: t, updatedAt: t };
     await tx.insertVm(vm);
@@ -36,6 +41,7 @@ export async function createVm(store: Store | StoreTx, input: VmInput, actor: st
 export async function setVm(store: Store | StoreTx, ref: string, input: Partial<VmInput>, actor: string): Promise<Vm> {
   const run = async (tx: StoreTx) => {
     const before = await vmRef(tx, ref);
+    checkVersion(before, input.ifMatch, 'vm');
     const name = input.name !== undefined && input.name !== before.name ? validateNewName(input.name, 'name', 'vm') : before.name;
     if (name !== before.name && (await tx.findVmByName(name))) throw new IpvisorError('ALREADY_EXISTS', `name: a VM named '${name}' already exists`, { field: 'name' });
     const after: Vm = {
@@ -46,6 +52,7 @@ export async function setVm(store: Store | StoreTx, ref: string, input: Partial<
       extra: input.extra !== undefined ? { ...before.extra, ...input.extra } : before.extra,
       updatedAt: now(),
     };
+    if (after.owner !== before.owner) await checkOwner(tx, after.owner);
     if (JSON.stringify({ ...after, updatedAt: '' }) === JSON.stringify({ ...before, updatedAt: '' })) return before;
     await tx.updateVm(after);
     await audit(tx, { actor, action: 'set', kind: 'vm', uuid: after.uuid, name: after.name, before, after });
@@ -55,9 +62,10 @@ export async function setVm(store: Store | StoreTx, ref: string, input: Partial<
 }
 
 /** Deletes a VM with its VIFs, releasing their addresses (each release audit-logged). */
-export async function deleteVm(store: Store | StoreTx, ref: string, actor: string): Promise<{ vm: Vm; released: string[] }> {
+export async function deleteVm(store: Store | StoreTx, ref: string, actor: string, opts: { ifMatch?: string } = {}): Promise<{ vm: Vm; released: string[] }> {
   const run = async (tx: StoreTx) => {
     const vm = await vmRef(tx, ref);
+    checkVersion(vm, opts.ifMatch, 'vm');
     const released: string[] = [];
     for (const vif of await tx.listVifs(vm.uuid)) released.push(...(await deleteVifTx(tx, vm, vif, actor)));
     await tx.deleteVm(vm.uuid);
@@ -117,11 +125,13 @@ export interface VifChanges {
   extra?: Record<string, unknown>;
   /** Moving a VIF with addresses to another network releases them only with force. */
   force?: boolean;
+  ifMatch?: string;
 }
 
 export async function setVif(store: Store | StoreTx, ref: string, ch: VifChanges, actor: string): Promise<{ vif: Vif; released: string[] }> {
   const run = async (tx: StoreTx) => {
     const { vif: before, vm } = await vifRef(tx, ref);
+    checkVersion(before, ch.ifMatch, 'vif');
     const after: Vif = { ...before, updatedAt: now() };
     const released: string[] = [];
     if (ch.locking !== undefined) after.locking = oneOf<VifLocking>(ch.locking, VIF_LOCKINGS, 'locking');
@@ -165,9 +175,10 @@ async function deleteVifTx(tx: StoreTx, vm: Vm, vif: Vif, actor: string): Promis
   return released;
 }
 
-export async function deleteVif(store: Store | StoreTx, ref: string, actor: string): Promise<{ vif: Vif; released: string[] }> {
+export async function deleteVif(store: Store | StoreTx, ref: string, actor: string, opts: { ifMatch?: string } = {}): Promise<{ vif: Vif; released: string[] }> {
   const run = async (tx: StoreTx) => {
     const { vif, vm } = await vifRef(tx, ref);
+    checkVersion(vif, opts.ifMatch, 'vif');
     return { vif, released: await deleteVifTx(tx, vm, vif, actor) };
   };
   return inWriteTx(store, run);

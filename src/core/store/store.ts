@@ -21,6 +21,8 @@ export interface EventQuery {
   since?: string;
   /** Name or UUID of an object. */
   object?: string;
+  /** Only events with an id greater than this (the event stream resumes from Last-Event-ID). */
+  afterId?: number;
   limit?: number;
 }
 

@@ -122,6 +122,13 @@ export const PG_MIGRATIONS: PgMigration[] = [
       );
     `,
   },
+  {
+    version: 3,
+    name: 'api: request id on audit events',
+    // Tenants, tokens, users and sessions live in the docs table (kinds tenant, api-token, user,
+    // session), as in SQLite.
+    sql: `ALTER TABLE events ADD COLUMN request_id text;`,
+  },
 ];
 
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS[PG_MIGRATIONS.length - 1].version;

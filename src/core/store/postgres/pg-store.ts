@@ -334,10 +334,11 @@ class PgTx implements StoreTx {
   // audit
   async insertEvent(e: Omit<AuditEvent, 'id'>): Promise<void> {
     await this.run(
-      'INSERT INTO events (time, actor, action, object_kind, object_uuid, object_name, before, after) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)',
+      'INSERT INTO events (time, actor, action, object_kind, object_uuid, object_name, before, after, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)',
       e.time, e.actor, e.action, e.objectKind, e.objectUuid, e.objectName,
       e.before === undefined || e.before === null ? null : JSON.stringify(e.before),
       e.after === undefined || e.after === null ? null : JSON.stringify(e.after),
+      e.requestId ?? null,
     );
   }
   async listEvents(q: EventQuery = {}): Promise<AuditEvent[]> {
@@ -346,11 +347,12 @@ class PgTx implements StoreTx {
     const p = (v: unknown) => (params.push(v), `$${params.length}`);
     if (q.since) where.push(`time >= ${p(q.since)}`);
     if (q.object) where.push(`(object_uuid = ${p(q.object)} OR object_name = $${params.length})`);
+    if (q.afterId !== undefined) where.push(`id > ${p(q.afterId)}`);
     const sql = `SELECT * FROM events ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id LIMIT ${p(q.limit ?? null)}`;
     return (await this.all(sql, ...params)).map((r) => ({
       id: Number(r.id), time: r.time as string, actor: r.actor as string, action: r.action as string,
       objectKind: r.object_kind as string, objectUuid: (r.object_uuid as string) ?? null, objectName: (r.object_name as string) ?? null,
-      before: r.before ?? null, after: r.after ?? null,
+      before: r.before ?? null, after: r.after ?? null, requestId: (r.request_id as string | null) ?? null,
     }));
   }
 

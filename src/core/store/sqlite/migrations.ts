@@ -115,6 +115,13 @@ export const MIGRATIONS: Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 3,
+    name: 'api: request id on audit events',
+    // Tenants, tokens, users and sessions live in the docs table (kinds tenant, api-token, user,
+    // session), so every backend has them without a table of its own.
+    sql: `ALTER TABLE events ADD COLUMN request_id TEXT;`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

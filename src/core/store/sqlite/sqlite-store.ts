@@ -358,10 +358,11 @@ class SqliteTx implements StoreTx {
   // audit
   async insertEvent(e: Omit<AuditEvent, 'id'>): Promise<void> {
     this.run(
-      'INSERT INTO events (time, actor, action, object_kind, object_uuid, object_name, before, after) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      'INSERT INTO events (time, actor, action, object_kind, object_uuid, object_name, before, after, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
       e.time, e.actor, e.action, e.objectKind, e.objectUuid, e.objectName,
       e.before === undefined || e.before === null ? null : JSON.stringify(e.before),
       e.after === undefined || e.after === null ? null : JSON.stringify(e.after),
+      e.requestId ?? null,
     );
   }
   async listEvents(q: EventQuery = {}): Promise<AuditEvent[]> {
@@ -369,12 +370,14 @@ class SqliteTx implements StoreTx {
     const params: unknown[] = [];
     if (q.since) (where.push('id >= ?'), params.push(firstEventIdSince((sql, ...p) => this.get(sql, ...p), q.since)));
     if (q.object) (where.push('(object_uuid = ? OR object_name = ?)'), params.push(q.object, q.object));
+    if (q.afterId !== undefined) (where.push('id > ?'), params.push(q.afterId));
     const sql = `SELECT * FROM events ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id LIMIT ?`;
     params.push(q.limit ?? -1);
     return this.all(sql, ...params).map((r) => ({
       id: r.id as number, time: r.time as string, actor: r.actor as string, action: r.action as string,
       objectKind: r.object_kind as string, objectUuid: (r.object_uuid as string) ?? null, objectName: (r.object_name as string) ?? null,
       before: r.before === null ? null : JSON.parse(r.before as string), after: r.after === null ? null : JSON.parse(r.after as string),
+      requestId: (r.request_id as string | null) ?? null,
     }));
   }
 

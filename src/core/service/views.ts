@@ -1,0 +1,303 @@
+// Read models every front end shows (CLI tables and JSON, the HTTP API): objects with the names of
+// what they point at, effective locking, usage. A Scope narrows every list to what a tenant may see.
+import { effectiveLocking } from '../model/locking.js';
+import { IpvisorError } from '../model/errors.js';
+import type { Assignment, AuditEvent, Network, Pool, Vif, Vm } from '../model/types.js';
+import { formatAddress, parseCidr } from '../ipam/addr.js';
+import { entryIntervals, exclusionIntervals, networkReservedIntervals } from '../ipam/pool-space.js';
+import type { EventQuery, StoreTx } from '../store/store.js';
+import { poolUsage, type PoolUsage } from './pools.js';
+import { findNetwork, findVm, networkRef, poolRef, vmRef } from './resolve.js';
+import { type Scope, UNSCOPED, visiblePoolUuids, visibleVifUuids, visibleVmUuids } from './tenants.js';
+import { notFound } from '../model/errors.js';
+
+export function formatAssignment(a: Pick<Assignment, 'address' | 'prefixLength' | 'family'>): string {
+  return a.prefixLength === (a.family === 4 ? 32 : 128) ? a.address : `${a.address}/${a.prefixLength}`;
+}
+
+export interface VifView extends Vif {
+  vm: string;
+  network: string;
+  effectiveLocking: string;
+  addresses: Array<{ address: string; kind: string }>;
+}
+
+export async function vifViews(tx: StoreTx, vifs: Vif[]): Promise<VifView[]> {
+  const nets = new Map<string, Network>((await tx.listNetworks()).map((n) => [n.uuid, n]));
+  const vms = new Map<string, Vm>((await tx.listVms()).map((v) => [v.uuid, v]));
+  const assignments = await tx.listAssignments({ vifUuids: vifs.map((v) => v.uuid) });
+  return vifs.map((v) => {
+    const mine = assignments.filter((a) => a.vifUuid === v.uuid);
+    const net = nets.get(v.networkUuid)!;
+    return {
+      ...v,
+      vm: vms.get(v.vmUuid)?.name ?? v.vmUuid,
+      network: net.name,
+      effectiveLocking: effectiveLocking(v, net, mine.length),
+      addresses: mine.map((a) => ({ address: formatAssignment(a), kind: a.kind })),
+    };
+  });
+}
+
+export interface AssignmentView extends Assignment {
+  cidr: string;
+  network: string;
+  pool: string;
+  vif: string | null;
+}
+
+export async function assignmentViews(tx: StoreTx, list: Assignment[]): Promise<AssignmentView[]> {
+  const nets = new Map((await tx.listNetworks()).map((n) => [n.uuid, n.name]));
+  const pools = new Map((await tx.listPools()).map((p) => [p.uuid, p.name]));
+  const vifs = new Map((await tx.listVifs()).map((v) => [v.uuid, v]));
+  const vms = new Map((await tx.listVms()).map((v) => [v.uuid, v.name]));
+  return list.map((a) => {
+    const vif = a.vifUuid ? vifs.get(a.vifUuid) : undefined;
+    return { ...a, cidr: formatAssignment(a), network: nets.get(a.networkUuid) ?? a.networkUuid, pool: pools.get(a.poolUuid) ?? a.poolUuid, vif: vif ? `${vms.get(vif.vmUuid)}:${vif.device}` : null };
+  });
+}
+
+// ---- VMs -----------------------------------------------------------------------------------------
+
+export async function listVms(tx: StoreTx, scope: Scope = UNSCOPED): Promise<Vm[]> {
+  const visible = await visibleVmUuids(tx, scope);
+  const all = await tx.listVms();
+  return visible ? all.filter((v) => visible.has(v.uuid)) : all;
+}
+
+/** A VM the scope may see; another tenant's VM answers exactly as a missing one. */
+export async function scopedVm(tx: StoreTx, ref: string, scope: Scope = UNSCOPED, field = 'vm'): Promise<Vm> {
+  const vm = await vmRef(tx, ref, field);
+  if (scope.tenant !== null && vm.owner !== scope.tenant) throw notFound('vm', ref, field);
+  return vm;
+}
+
+export async function showVm(tx: StoreTx, ref: string, scope: Scope = UNSCOPED): Promise<Vm & { vifs: VifView[] }> {
+  const v = await scopedVm(tx, ref, scope);
+  return { ...v, vifs: await vifViews(tx, await tx.listVifs(v.uuid)) };
+}
+
+// ---- VIFs ----------------------------------------------------------------------------------------
+
+export async function listVifs(tx: StoreTx, filter: { vm?: string; network?: string } = {}, scope: Scope = UNSCOPED): Promise<VifView[]> {
+  let vifs = filter.vm ? await tx.listVifs((await scopedVm(tx, filter.vm, scope)).uuid) : await tx.listVifs();
+  if (filter.network) {
+    const n = await networkRef(tx, filter.network);
+    vifs = vifs.filter((v) => v.networkUuid === n.uuid);
+  }
+  const visible = await visibleVifUuids(tx, scope);
+  if (visible) vifs = vifs.filter((v) => visible.has(v.uuid));
+  return vifViews(tx, vifs);
+}
+
+/** "VM:DEVICE" or a VIF UUID, within the scope (another tenant's VIF answers as a missing VM). */
+export async function scopedVif(tx: StoreTx, ref: string, scope: Scope = UNSCOPED, field = 'vif'): Promise<{ vif: Vif; vm: Vm }> {
+  const { vifRef } = await import('./resolve.js');
+  const r = await vifRef(tx, ref, field);
+  if (scope.tenant !== null && r.vm.owner !== scope.tenant) {
+    const i = ref.lastIndexOf(':');
+    throw notFound('vm', i > 0 ? ref.slice(0, i) : ref, field);
+  }
+  return r;
+}
+
+// ---- networks and pools --------------------------------------------------------------------------
+
+export interface PoolView extends Pool {
+  network: string;
+  usage: PoolUsage;
+}
+
+export async function listPools(tx: StoreTx, filter: { network?: string } = {}, scope: Scope = UNSCOPED): Promise<PoolView[]> {
+  const networks = new Map((await tx.listNetworks()).map((n) => [n.uuid, n]));
+  let pools = await tx.listPools();
+  if (filter.network) {
+    const n = await networkRef(tx, filter.network);
+    pools = pools.filter((p) => p.networkUuid === n.uuid);
+  }
+  const visible = await visiblePoolUuids(tx, scope);
+  if (visible) pools = pools.filter((p) => visible.has(p.uuid));
+  return Promise.all(pools.map(async (p) => ({ ...p, network: networks.get(p.networkUuid)!.name, usage: await poolUsage(tx, p, networks.get(p.networkUuid)!) })));
+}
+
+export async function scopedPool(tx: StoreTx, ref: string, scope: Scope = UNSCOPED, field = 'pool'): Promise<Pool> {
+  const p = await poolRef(tx, ref, field);
+  const visible = await visiblePoolUuids(tx, scope);
+  if (visible && !visible.has(p.uuid)) throw notFound('pool', ref, field);
+  return p;
+}
+
+export async function showPool(tx: StoreTx, ref: string, scope: Scope = UNSCOPED): Promise<PoolView & { holds: Array<{ start: string; end: string; until: string }> }> {
+  const p = await scopedPool(tx, ref, scope);
+  const n = (await tx.getNetwork(p.networkUuid))!;
+  const usage = await poolUsage(tx, p, n);
+  const holds = await tx.listHolds(p.uuid);
+  return { ...p, network: n.name, usage, holds: holds.map((h) => ({ start: h.start.toString(), end: h.end.toString(), until: h.until })) };
+}
+
+// ---- addresses -----------------------------------------------------------------------------------
+
+export interface AssignmentFilter {
+  network?: string;
+  pool?: string;
+  vm?: string;
+  vif?: string;
+  family?: number;
+}
+
+export async function listAssignments(tx: StoreTx, f: AssignmentFilter = {}, scope: Scope = UNSCOPED): Promise<AssignmentView[]> {
+  let list = await tx.listAssignments({
+    networkUuid: f.network ? (await networkRef(tx, f.network)).uuid : undefined,
+    poolUuid: f.pool ? (await scopedPool(tx, f.pool, scope)).uuid : undefined,
+  });
+  if (f.vm) {
+    const vm = await scopedVm(tx, f.vm, scope);
+    const vifIds = new Set((await tx.listVifs(vm.uuid)).map((v) => v.uuid));
+    list = list.filter((a) => a.vifUuid && vifIds.has(a.vifUuid));
+  }
+  if (f.vif) {
+    const { vif } = await scopedVif(tx, f.vif, scope);
+    list = list.filter((a) => a.vifUuid === vif.uuid);
+  }
+  if (f.family !== undefined) list = list.filter((a) => a.family === f.family);
+  const visible = await visibleVifUuids(tx, scope);
+  if (visible) list = list.filter((a) => a.vifUuid !== null && visible.has(a.vifUuid));
+  return assignmentViews(tx, list);
+}
+
+export interface AddressState {
+  address: string;
+  pool: string;
+  network: string;
+  state: string;
+}
+
+/** Who holds an address (or a prefix containing it), or in which pools it lies and in what state.
+ * A tenant sees only its own assignments; anything else answers NOT_FOUND. */
+export async function showAddress(tx: StoreTx, address: string, scope: Scope = UNSCOPED): Promise<{ assignments: AssignmentView[]; states: AddressState[] }> {
+  const c = parseCidr(address, 'address', { allowBare: true });
+  const text = formatAddress(c.family, c.address);
+  let all = (await tx.listAssignments()).filter((a) => {
+    if (a.family !== c.family) return false;
+    const s = parseCidr(`${a.address}/${a.prefixLength}`, 'address');
+    return c.address >= s.network && c.address <= s.network + (1n << BigInt((a.family === 4 ? 32 : 128) - a.prefixLength)) - 1n;
+  });
+  const visible = await visibleVifUuids(tx, scope);
+  if (visible) {
+    all = all.filter((a) => a.vifUuid !== null && visible.has(a.vifUuid));
+    if (!all.length) throw new IpvisorError('NOT_FOUND', `address: ${text} is in no pool and not assigned`, { field: 'address' });
+  }
+  if (all.length) return { assignments: await assignmentViews(tx, all), states: [] };
+  const states: AddressState[] = [];
+  for (const p of await tx.listPools()) {
+    if (p.family !== c.family || !entryIntervals(p).some((iv) => c.address >= iv.start && c.address <= iv.end)) continue;
+    const n = (await tx.getNetwork(p.networkUuid))!;
+    let state = 'free';
+    if (networkReservedIntervals(n, p.family).some((iv) => c.address >= iv.start && c.address <= iv.end)) state = 'never handed out (gateway, network, broadcast or host address)';
+    else if (exclusionIntervals(p).some((iv) => c.address >= iv.start && c.address <= iv.end)) state = 'excluded';
+    else {
+      const hold = (await tx.listHolds(p.uuid)).find((h) => c.address >= h.start && c.address <= h.end);
+      if (hold) state = `held until ${hold.until}`;
+    }
+    states.push({ address: text, pool: p.name, network: n.name, state });
+  }
+  if (!states.length) throw new IpvisorError('NOT_FOUND', `address: ${text} is in no pool and not assigned`, { field: 'address' });
+  return { assignments: [], states };
+}
+
+// ---- events --------------------------------------------------------------------------------------
+
+/** "2026-11-23T10:00:00Z", "2026-11-23", or relative: "30m", "2h", "7d". */
+export function parseSince(text: string, nowMs = Date.now()): string {
+  const rel = /^(\d+)\s*([smhd])$/.exec(text.trim());
+  if (rel) {
+    const mult = { s: 1, m: 60, h: 3600, d: 86400 }[rel[2] as 's' | 'm' | 'h' | 'd'];
+    return new Date(nowMs - Number(rel[1]) * mult * 1000).toISOString();
+  }
+  const t = Date.parse(text);
+  if (Number.isNaN(t)) throw new IpvisorError('VALIDATION', `since: '${text}' is not a time (ISO 8601, or relative like 30m, 2h, 7d)`, { field: 'since' });
+  return new Date(t).toISOString();
+}
+
+function field(e: AuditEvent, key: string): unknown {
+  const pick = (v: unknown) => (v && typeof v === 'object' ? (v as Record<string, unknown>)[key] : undefined);
+  return pick(e.after) ?? pick(e.before);
+}
+
+/** Events about an object and what hangs off it: a VM's VIFs and their addresses; a network's pools,
+ * VIFs and addresses; a pool's addresses. */
+export function relatedTo(all: AuditEvent[], obj: { kind: 'vm' | 'network' | 'pool'; uuid: string; name: string }): AuditEvent[] {
+  const vifUuids = new Set<string>();
+  if (obj.kind === 'vm') {
+    for (const e of all) if (e.objectKind === 'vif' && (field(e, 'vmUuid') === obj.uuid) && e.objectUuid) vifUuids.add(e.objectUuid);
+  }
+  return all.filter((e) => {
+    if (e.objectUuid === obj.uuid) return true;
+    if (obj.kind === 'vm') return (e.objectKind === 'vif' && !!e.objectUuid && vifUuids.has(e.objectUuid)) || (e.objectKind === 'assignment' && vifUuids.has(field(e, 'vifUuid') as string));
+    if (obj.kind === 'network') return field(e, 'networkUuid') === obj.uuid;
+    return e.objectKind === 'assignment' && field(e, 'poolUuid') === obj.uuid;
+  });
+}
+
+/** Whether a tenant may see an event: about one of its VMs, their VIFs or their addresses (as they
+ * are now: a VM given to another tenant takes its history along). */
+export async function tenantEventFilter(tx: StoreTx, scope: Scope): Promise<((e: AuditEvent) => boolean) | undefined> {
+  const vms = await visibleVmUuids(tx, scope);
+  if (!vms) return undefined;
+  const vifs = await visibleVifUuids(tx, scope);
+  return (e) => {
+    if (e.objectKind === 'vm') return !!e.objectUuid && vms.has(e.objectUuid);
+    if (e.objectKind === 'vif') return (!!e.objectUuid && vifs!.has(e.objectUuid)) || vms.has(field(e, 'vmUuid') as string);
+    if (e.objectKind === 'assignment') return vifs!.has(field(e, 'vifUuid') as string);
+    return false;
+  };
+}
+
+export interface EventFilter {
+  since?: string;
+  object?: string;
+  afterId?: number;
+  limit?: number;
+}
+
+/** The audit log as the CLI's `events` shows it; `limit` keeps the newest. */
+export async function listEvents(tx: StoreTx, f: EventFilter = {}, scope: Scope = UNSCOPED): Promise<AuditEvent[]> {
+  const since = f.since ? parseSince(f.since) : undefined;
+  const q: EventQuery = { since, object: f.object, afterId: f.afterId };
+  let events = await tx.listEvents(q);
+  if (f.object) {
+    // A renamed object is still found by its current name (its UUID), and a VM's or network's
+    // history includes what happened to its VIFs, pools and addresses.
+    const vm = await findVm(tx, f.object);
+    const net = vm ? undefined : await findNetwork(tx, f.object);
+    const pool = vm || net ? undefined : await tx.findPoolByName(f.object);
+    const obj = vm ?? net ?? pool;
+    if (obj) {
+      const all = await tx.listEvents({ since, afterId: f.afterId });
+      const related = relatedTo(all, vm ? { kind: 'vm', uuid: vm.uuid, name: vm.name } : net ? { kind: 'network', uuid: net.uuid, name: net.name } : { kind: 'pool', uuid: pool!.uuid, name: pool!.name });
+      const ids = new Set(events.map((e) => e.id));
+      events = [...events, ...related.filter((e) => !ids.has(e.id))].sort((a, b) => a.id - b.id);
+    }
+  }
+  const visible = await tenantEventFilter(tx, scope);
+  if (visible) events = events.filter(visible);
+  if (f.limit !== undefined) events = events.slice(-f.limit);
+  return events;
+}
+
+// ---- networks ------------------------------------------------------------------------------------
+
+export interface NetworkPoolUsage extends PoolUsage {
+  pool: string;
+  family: number;
+  purpose: string;
+}
+
+export async function showNetwork(tx: StoreTx, ref: string): Promise<Network & { pools: NetworkPoolUsage[]; vifCount: number; assignmentCount: number }> {
+  const n = await networkRef(tx, ref);
+  const pools = await tx.listPools(n.uuid);
+  const usage = await Promise.all(pools.map(async (p) => ({ pool: p.name, family: p.family, purpose: p.purpose, ...(await poolUsage(tx, p, n)) })));
+  const vifs = (await tx.listVifs()).filter((v) => v.networkUuid === n.uuid);
+  const assignments = await tx.listAssignments({ networkUuid: n.uuid });
+  return { ...n, pools: usage, vifCount: vifs.length, assignmentCount: assignments.length };
+}

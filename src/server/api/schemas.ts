@@ -1,0 +1,108 @@
+// The API's shapes as TypeBox schemas: fastify validates requests and serialises responses with them
+// (a field not declared here never leaves the server), and @fastify/swagger turns them into the
+// OpenAPI 3.1 document.
+import { Type, type TSchema } from '@fastify/type-provider-typebox';
+
+const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+const Str = Type.String();
+export const NullableStr = () => Type.Union([Type.String(), Type.Null()]);
+const Time = Type.String({ description: 'ISO 8601 time' });
+const Extra = Type.Record(Type.String(), Type.Unknown());
+
+export const ErrorBody = Type.Object({
+  error: Type.Object({
+    code: Type.String({ description: 'a code of docs/errors.md' }),
+    message: Type.String(),
+    field: Nullable(Str),
+    details: Type.Optional(Type.Unknown()),
+  }),
+}, { $id: 'Error' });
+
+export const Subnet = Type.Object({ cidr: Str, family: Type.Integer(), gateway: Nullable(Str) });
+export const Network = Type.Object({
+  uuid: Str, name: Str, driver: Str, bridge: Nullable(Str), mode: Str, subnets: Type.Array(Subnet),
+  mtu: Nullable(Type.Integer()), dns: Type.Array(Str), routes: Type.Array(Type.Object({ cidr: Str, via: Str })),
+  defaultLocking: Str, uplink: Nullable(Str), hostAddresses: Type.Array(Str), extra: Extra, createdAt: Time, updatedAt: Time,
+});
+
+export const PoolUsage = Type.Object({
+  total: Str, assigned: Str, reserved: Str, routed: Str, held: Str, free: Str, exclusions: Str,
+}, { description: 'decimal strings (IPv6 sizes exceed 2^53)' });
+
+export const NetworkDetail = Type.Intersect([Network, Type.Object({
+  pools: Type.Array(Type.Intersect([Type.Object({ pool: Str, family: Type.Integer(), purpose: Str }), PoolUsage])),
+  vifCount: Type.Integer(), assignmentCount: Type.Integer(),
+})]);
+
+export const Pool = Type.Object({
+  uuid: Str, name: Str, networkUuid: Str, family: Type.Integer(), purpose: Str,
+  entries: Type.Array(Type.Object({ text: Str, first: Str, last: Str })), exclusions: Type.Array(Str),
+  holdSeconds: Type.Integer(), createdAt: Time, updatedAt: Time,
+});
+export const PoolView = Type.Intersect([Pool, Type.Object({ network: Str, usage: PoolUsage })]);
+export const PoolDetail = Type.Intersect([PoolView, Type.Object({ holds: Type.Array(Type.Object({ start: Str, end: Str, until: Time })) })]);
+
+export const Vm = Type.Object({ uuid: Str, name: Str, host: Str, owner: Nullable(Str), extra: Extra, createdAt: Time, updatedAt: Time });
+
+export const Vif = Type.Object({
+  uuid: Str, vmUuid: Str, device: Type.Integer(), mac: Str, networkUuid: Str, locking: Str, ifname: Nullable(Str),
+  boundAt: Type.Optional(Nullable(Time)), extra: Extra, createdAt: Time, updatedAt: Time,
+});
+export const VifView = Type.Intersect([Vif, Type.Object({
+  vm: Str, network: Str, effectiveLocking: Str, addresses: Type.Array(Type.Object({ address: Str, kind: Str })),
+})]);
+export const VmDetail = Type.Intersect([Vm, Type.Object({ vifs: Type.Array(VifView) })]);
+
+export const Assignment = Type.Object({
+  uuid: Str, networkUuid: Str, poolUuid: Str, vifUuid: Nullable(Str), family: Type.Integer(), address: Str,
+  prefixLength: Type.Integer(), kind: Str, note: Nullable(Str), requestId: Nullable(Str), createdAt: Time,
+});
+export const AssignmentView = Type.Intersect([Assignment, Type.Object({ cidr: Str, network: Str, pool: Str, vif: Nullable(Str) })]);
+export const AddressState = Type.Object({ address: Str, pool: Str, network: Str, state: Str });
+
+export const AuditEvent = Type.Object({
+  id: Type.Integer(), time: Time, actor: Str, action: Str, objectKind: Str, objectUuid: Nullable(Str), objectName: Nullable(Str),
+  before: Type.Unknown(), after: Type.Unknown(), requestId: Type.Optional(Nullable(Str)),
+});
+
+export const TenantQuota = Type.Object({
+  pools: Type.Record(Type.String(), Type.Integer(), { description: 'pool UUID -> most assignments' }),
+  family4: Nullable(Type.Integer()), family6: Nullable(Type.Integer()), routedPrefix: Nullable(Type.Integer()),
+});
+export const Tenant = Type.Object({ uuid: Str, name: Str, pools: Type.Array(Str), quota: TenantQuota, createdAt: Time, updatedAt: Time });
+export const TenantUsage = Type.Object({
+  pools: Type.Array(Type.Object({ pool: Str, poolUuid: Str, used: Type.Integer(), quota: Nullable(Type.Integer()) })),
+  family4: Type.Object({ used: Type.Integer(), quota: Nullable(Type.Integer()) }),
+  family6: Type.Object({ used: Type.Integer(), quota: Nullable(Type.Integer()) }),
+  routedPrefix: Nullable(Type.Integer()),
+});
+export const TenantDetail = Type.Intersect([Tenant, Type.Object({ vms: Type.Array(Str), usage: TenantUsage })]);
+
+export const Role = Type.Union(['admin', 'operator', 'auditor', 'tenant', 'agent'].map((r) => Type.Literal(r)));
+export const TokenView = Type.Object({
+  uuid: Str, name: Str, role: Str, tenant: Nullable(Str), host: Nullable(Str), createdAt: Time, expiresAt: Nullable(Time),
+  revokedAt: Nullable(Time), lastUsedAt: Nullable(Time), state: Str,
+});
+export const TokenWithSecret = Type.Intersect([TokenView, Type.Object({ token: Type.String({ description: 'the secret: shown once' }) })]);
+export const UserView = Type.Object({ uuid: Str, name: Str, role: Str, tenant: Nullable(Str), createdAt: Time, updatedAt: Time });
+
+export const Principal = Type.Object({ kind: Str, name: Str, role: Str, tenant: Nullable(Str), host: Nullable(Str) });
+
+/** A page of a list: `nextCursor` fetches the next one (null at the end). */
+export function Page<T extends TSchema>(item: T) {
+  return Type.Object({ items: Type.Array(item), nextCursor: Nullable(Str) });
+}
+
+export const PageQuery = {
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'items per page (default 100)' })),
+  cursor: Type.Optional(Type.String({ description: 'nextCursor of the previous page' })),
+  fields: Type.Optional(Type.String({ description: 'comma-separated top-level fields to return (the others are left out)' })),
+};
+
+export const FieldsQuery = { fields: PageQuery.fields };
+
+export const Released = Type.Array(Str);
+
+/** The error answers of a route: the ones named, plus what any route may answer (too many failed
+ * authentications, store unavailable, internal error). */
+export const errorResponses = (...codes: number[]) => Object.fromEntries([...new Set([...codes, 413, 429, 500, 503])].map((c) => [c, Type.Ref('Error')]));
