@@ -84,9 +84,10 @@ export function registerVmCommands(program: Command): void {
     }));
   vif.command('bind <vif>').description('record the host-side interface of a VIF (drivers do this automatically)')
     .requiredOption('--ifname <ifname>', 'host interface, e.g. vnet3 or vif5.0')
-    .action(runAction(async (ctx, ref: string, o: { ifname: string }) => {
+    .option('--host <name>', 'the hypervisor host the interface is on (the VM moves there)')
+    .action(runAction(async (ctx, ref: string, o: { ifname: string; host?: string }) => {
       const store = await ctx.store();
-      const v = await bindVif(store, ref, o.ifname, ctx.actor);
+      const v = await bindVif(store, ref, o.ifname, ctx.actor, o.host);
       // one interface, one VIF: an older binding of the same name on this VM's host is stale
       const host = (await store.getVm(v.vmUuid))?.host;
       for (const other of await store.listVifs()) {

@@ -162,9 +162,16 @@ export async function setVif(store: Store | StoreTx, ref: string, ch: VifChanges
   return inWriteTx(store, run);
 }
 
-/** Records the host-side interface of a VIF (vnet3, vif5.0); null unbinds it. */
-export async function bindVif(store: Store | StoreTx, ref: string, ifname: string | null, actor: string): Promise<Vif> {
-  return (await setVif(store, ref, { ifname }, actor)).vif;
+/** Records the host-side interface of a VIF (vnet3, vif5.0); null unbinds it. With `host`, the
+ * binding is on that host and the VM moves there (an interface name is unique per host). */
+export async function bindVif(store: Store | StoreTx, ref: string, ifname: string | null, actor: string, host?: string): Promise<Vif> {
+  if (host === undefined) return (await setVif(store, ref, { ifname }, actor)).vif;
+  const h = validateName(host, 'host');
+  return inWriteTx(store, async (tx) => {
+    const { vm } = await vifRef(tx, ref);
+    if (vm.host !== h) await setVm(tx, vm.uuid, { host: h }, actor);
+    return (await setVif(tx, ref, { ifname }, actor)).vif;
+  });
 }
 
 async function deleteVifTx(tx: StoreTx, vm: Vm, vif: Vif, actor: string): Promise<string[]> {

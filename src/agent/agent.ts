@@ -1,0 +1,358 @@
+// The agent on one hypervisor host: keeps a copy of the host's desired state on disk (with the
+// identity of the store it came from), enforces it (observe -> diff -> apply), repairs drift, and
+// follows the control plane (long-poll, periodic catch-up). Losing the control plane never loosens
+// anything: the agent keeps enforcing its copy, a restart enforces from disk, hooks enforce from the
+// copy, facts wait in a queue on disk until the control plane is back.
+import type { AppliedReport, ControlPlane, DesiredState, HostFact } from '../core/control-plane.js';
+import { AGENT_PROTOCOL } from '../core/control-plane.js';
+import type { HostDesired } from '../core/compile/host-desired.js';
+import type { PlanChange } from '../core/enforcer.js';
+import { formatPlanChange } from '../core/enforcer.js';
+import type { Vif } from '../core/model/types.js';
+import { applyHost, planHost, teardownHost, hostStatus } from './host/apply.js';
+import type { HostRunner } from './host/exec.js';
+import { copyHostSource, auditLine, type HostSource } from './host/source.js';
+import type { HostLocalState } from './state.js';
+
+const KIND = 'agent';
+const FACTS = 'agent-fact';
+const BINDINGS = 'agent-binding';
+const RETAINED = 'agent-retained';
+
+/** A binding a hook made on this host, enforced at once and kept until the control plane agrees. */
+export interface LocalBinding {
+  vmUuid: string;
+  mac: string;
+  ifname: string | null;
+  at: string;
+}
+
+/** A VIF the control plane no longer lists for this host while its interface is still here (a live
+ * migration's source until release): enforced as it was until the interface goes. */
+interface Retained {
+  vif: Vif;
+  state: { vm: HostDesired['snapshot']['vms'][number]; assignments: HostDesired['snapshot']['assignments'] };
+}
+
+export interface AgentOptions {
+  host: string;
+  controlPlane: ControlPlane;
+  local: HostLocalState;
+  log(msg: string): void;
+  /** Periodic re-verify (drift repair), default 5 s; 0: the caller drives it (serve). */
+  intervalMs?: number;
+  /** Actor of audit events (default agent:HOST; serve: 'serve'). */
+  actor?: string;
+  /** Long-poll wait, default 25 s. */
+  waitMs?: number;
+  /** Delay before trying the control plane again after a failure, default 1 s. */
+  retryMs?: number;
+  runner?: HostRunner;
+  version?: string;
+  /** Interfaces present on the host (for retained VIFs); default: /sys/class/net. */
+  interfaceExists?(ifname: string): Promise<boolean>;
+}
+
+export class Agent {
+  private desired: DesiredState | undefined;
+  private removed = false;
+  private connected = false;
+  private running = false;
+  private again = false;
+  private timer: NodeJS.Timeout | undefined;
+  private pending: string[] = [];
+  private lastReport: AppliedReport | undefined;
+  private refused: string | undefined;
+  private lastWarnings = new Set<string>();
+  private readyResolve!: () => void;
+  /** Resolves after the first reconcile (from disk or from the control plane's first answer). */
+  readonly ready = new Promise<void>((r) => (this.readyResolve = r));
+  readonly host: string;
+  private readonly actor: string;
+
+  constructor(private readonly opts: AgentOptions) {
+    this.host = opts.host;
+    this.actor = opts.actor ?? `agent:${opts.host}`;
+    this.desired = opts.local.get<DesiredState>(KIND, 'desired');
+    this.removed = !!opts.local.get<boolean>(KIND, 'removed');
+  }
+
+  get state(): { host: string; connected: boolean; removed: boolean; revision: number | null; digest: string | null; storeIdentity: string | null; refused?: string; queuedFacts: number; last?: AppliedReport } {
+    return {
+      host: this.host,
+      connected: this.connected,
+      removed: this.removed,
+      revision: this.desired?.revision ?? null,
+      digest: this.desired?.digest ?? null,
+      storeIdentity: this.desired?.storeIdentity ?? null,
+      refused: this.refused,
+      queuedFacts: this.opts.local.list(FACTS).length,
+      last: this.lastReport,
+    };
+  }
+
+  /** What is enforced: the copy, plus bindings hooks made here, plus retained VIFs. */
+  effectiveDesired(): HostDesired {
+    const d: HostDesired = this.desired ?? { host: this.host, snapshot: { networks: [], pools: [], vms: [], vifs: [], assignments: [] }, settings: {} };
+    const snapshot = { ...d.snapshot, vms: [...d.snapshot.vms], vifs: d.snapshot.vifs.map((v) => ({ ...v })), assignments: [...d.snapshot.assignments] };
+    for (const { value: r } of this.opts.local.list<Retained>(RETAINED)) {
+      if (snapshot.vifs.some((v) => v.uuid === r.vif.uuid)) continue;
+      if (!snapshot.vms.some((v) => v.uuid === r.state.vm.uuid)) snapshot.vms.push({ ...r.state.vm, host: this.host });
+      snapshot.vifs.push(r.vif);
+      snapshot.assignments.push(...r.state.assignments.filter((a) => !snapshot.assignments.some((b) => b.uuid === a.uuid)));
+    }
+    for (const { value: b } of this.opts.local.list<LocalBinding>(BINDINGS)) {
+      const vif = snapshot.vifs.find((v) => v.vmUuid === b.vmUuid && v.mac === b.mac);
+      if (vif) {
+        vif.ifname = b.ifname;
+        vif.boundAt = b.ifname ? b.at : null;
+      }
+    }
+    return { host: this.host, snapshot, settings: d.settings };
+  }
+
+  source(): HostSource {
+    return copyHostSource({
+      host: this.host,
+      local: this.opts.local,
+      desired: () => this.effectiveDesired(),
+      report: async (actor, action, changes) => this.queueFacts([{ kind: 'audit', host: this.host, time: new Date().toISOString(), actor, action, changes: changes.slice(0, 200).map(auditLine) }]),
+    });
+  }
+
+  private queueFacts(facts: HostFact[]): void {
+    const base = Date.now().toString().padStart(15, '0');
+    this.opts.local.batch(() => facts.forEach((f, i) => this.opts.local.put(FACTS, `${base}-${process.pid}-${i}-${Math.random().toString(36).slice(2, 8)}`, f)));
+  }
+
+  /** Sends queued facts; they stay queued while the control plane is unreachable. */
+  async flushFacts(): Promise<void> {
+    const queued = this.opts.local.list<HostFact>(FACTS);
+    if (!queued.length || this.removed) return;
+    await this.opts.controlPlane.reportFacts(this.host, queued.map((q) => q.value));
+    this.opts.local.batch(() => queued.forEach((q) => this.opts.local.delete(FACTS, q.key)));
+  }
+
+  /** A new desired state from the control plane: keep it unless it comes from another store. */
+  accept(state: DesiredState): boolean {
+    const have = this.desired;
+    if (have && have.storeIdentity !== state.storeIdentity && !state.force) {
+      const why = `the control plane's store ${state.storeIdentity} is not the store this host's enforcement came from (${have.storeIdentity}); keeping what is enforced (ipvisor server --force replaces it)`;
+      if (this.refused !== why) this.opts.log(`refused: ${why}`);
+      this.refused = why;
+      return false;
+    }
+    this.refused = undefined;
+    this.retainDeparted(have, state);
+    this.desired = state;
+    this.opts.local.put(KIND, 'desired', state);
+    // bindings the control plane now shows (or overrode after our facts were delivered) are done
+    if (!this.opts.local.list(FACTS).length) this.opts.local.deleteKind(BINDINGS);
+    return true;
+  }
+
+  /** VIFs bound here in the old copy and gone from the new one keep their enforcement while their
+   * interface exists: a live migration's source removes only at release. */
+  private retainDeparted(old: DesiredState | undefined, next: DesiredState): void {
+    if (!old) return;
+    const keep = new Set(next.snapshot.vifs.map((v) => v.uuid));
+    for (const vif of old.snapshot.vifs) {
+      if (keep.has(vif.uuid) || !vif.ifname) continue;
+      const vm = old.snapshot.vms.find((v) => v.uuid === vif.vmUuid);
+      if (!vm) continue;
+      const r: Retained = { vif, state: { vm, assignments: old.snapshot.assignments.filter((a) => a.vifUuid === vif.uuid) } };
+      this.opts.local.put(RETAINED, vif.uuid, r);
+    }
+  }
+
+  /** Drops retained VIFs whose interface is gone (the VM left this host). */
+  private async pruneRetained(): Promise<void> {
+    const exists = this.opts.interfaceExists ?? defaultInterfaceExists;
+    for (const { key, value } of this.opts.local.list<Retained>(RETAINED)) {
+      if (!value.vif.ifname || !(await exists(value.vif.ifname))) this.opts.local.delete(RETAINED, key);
+    }
+  }
+
+  /** A libvirt hook on this host: bind or release interfaces, enforce them at once, queue the facts. */
+  async hookEvent(ev: { op: string; vmUuid: string; interfaces: Array<{ mac: string; ifname: string | null }> }): Promise<{ changes: PlanChange[] }> {
+    const at = new Date().toISOString();
+    const release = ev.op === 'stopped' || ev.op === 'release';
+    const bindings: LocalBinding[] = ev.interfaces.map((i) => ({ vmUuid: ev.vmUuid, mac: i.mac.toLowerCase(), ifname: release ? null : i.ifname, at }));
+    if (release) {
+      for (const { key, value } of this.opts.local.list<Retained>(RETAINED)) if (value.vif.vmUuid === ev.vmUuid) this.opts.local.delete(RETAINED, key);
+    }
+    // only VIFs this host's copy knows: an unknown VM waits for the control plane (its facts go out)
+    this.opts.local.batch(() => {
+      for (const b of bindings) this.opts.local.put(BINDINGS, `${b.vmUuid}/${b.mac}`, b);
+    });
+    this.queueFacts(bindings.map((b) => ({ kind: 'vif-bind', host: this.host, time: at, vmUuid: b.vmUuid, mac: b.mac, ifname: b.ifname })));
+    const changes: PlanChange[] = [];
+    const eff = this.effectiveDesired();
+    for (const b of bindings) {
+      const vif = eff.snapshot.vifs.find((v) => v.vmUuid === b.vmUuid && v.mac === b.mac);
+      if (!vif) continue;
+      changes.push(...(await applyHost(this.source(), { actor: this.actor, scope: { vifUuid: vif.uuid }, runner: this.opts.runner })));
+    }
+    // a VM this host did not know: ask the control plane now (a migration's target)
+    if (!release && bindings.some((b) => !eff.snapshot.vifs.some((v) => v.vmUuid === b.vmUuid && v.mac === b.mac))) {
+      try {
+        await this.flushFacts();
+        const a = await this.opts.controlPlane.desiredState(this.host, { digest: this.desired?.digest });
+        if (a.kind === 'snapshot' && this.accept(a.state)) changes.push(...(await this.enforce('hook')));
+      } catch (err) {
+        this.opts.log(`hook: control plane unreachable (${(err as Error).message}); VM ${ev.vmUuid} is enforced once it answers`);
+      }
+    } else {
+      void this.flushFacts().catch(() => undefined);
+    }
+    return { changes };
+  }
+
+  private async enforce(reason: string): Promise<PlanChange[]> {
+    await this.pruneRetained();
+    // re-verified every few seconds: a warning is logged when it is new or came back
+    const seen = new Set<string>();
+    const log = (m: string) => {
+      if (!m.startsWith('warning: ')) return this.opts.log(m);
+      seen.add(m);
+      if (!this.lastWarnings.has(m)) this.opts.log(m);
+    };
+    try {
+      return await applyHost(this.source(), { actor: this.actor, auditAction: 'host.repair', quick: reason === 'periodic', runner: this.opts.runner, log });
+    } finally {
+      this.lastWarnings = seen;
+    }
+  }
+
+  /** One reconcile: apply the copy, then report what was done (when the control plane answers). */
+  async reconcile(reason: string): Promise<void> {
+    if (this.running) {
+      this.again = true;
+      this.pending.push(reason);
+      return;
+    }
+    this.running = true;
+    try {
+      do {
+        this.again = false;
+        let report: AppliedReport;
+        try {
+          const changes = await this.enforce(reason);
+          if (changes.length) this.opts.log(`host: repaired ${changes.length} change(s) (${reason}): ${changes.slice(0, 5).map(formatPlanChange).join('; ')}${changes.length > 5 ? '; ...' : ''}`);
+          report = this.report(true, changes.length);
+        } catch (err) {
+          this.opts.log(`host: reconcile failed (${reason}): ${(err as Error).message}`);
+          report = this.report(false, 0, (err as Error).message);
+        }
+        this.lastReport = report;
+        if (this.connected && !this.removed) {
+          await this.flushFacts().catch(() => undefined);
+          await this.opts.controlPlane.reportApplied(this.host, report).catch(() => undefined);
+        }
+        reason = this.pending.shift() ?? reason;
+        this.pending = [];
+      } while (this.again);
+    } finally {
+      this.running = false;
+      this.readyResolve();
+    }
+  }
+
+  private report(ok: boolean, changes: number, error?: string): AppliedReport {
+    return {
+      revision: this.desired?.revision ?? 0,
+      digest: this.desired?.digest ?? '',
+      storeIdentity: this.desired?.storeIdentity ?? '',
+      ok,
+      error,
+      changes,
+      drift: [],
+      warnings: [],
+      refused: this.refused,
+      agentVersion: this.opts.version ?? AGENT_PROTOCOL,
+      at: new Date().toISOString(),
+    };
+  }
+
+  requestReconcile(reason: string): void {
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.reconcile(reason);
+    }, 20);
+  }
+
+  /** Runs until the signal aborts: enforce from disk at once, then follow the control plane. */
+  async run(signal: AbortSignal): Promise<void> {
+    if (this.desired) {
+      this.opts.log(`enforcing the desired state on disk (revision ${this.desired.revision}, store ${this.desired.storeIdentity})`);
+      await this.reconcile('start');
+    }
+    const every = this.opts.intervalMs ?? 5000;
+    const periodic = every > 0 ? setInterval(() => this.requestReconcile('periodic'), every) : undefined;
+    try {
+      while (!signal.aborted) {
+        try {
+          const a = await this.opts.controlPlane.desiredState(this.host, { digest: this.desired?.digest, waitMs: this.opts.waitMs ?? 25_000, signal });
+          if (!this.connected) this.opts.log('control plane reachable');
+          this.connected = true;
+          if (a.kind === 'removed') {
+            if (!this.removed) this.opts.log(`host ${this.host} was removed on the control plane: keeping what is enforced; ipvisor agent --teardown cleans up`);
+            this.removed = true;
+            this.opts.local.put(KIND, 'removed', true);
+            await sleep(this.opts.retryMs ?? 1000, signal);
+            continue;
+          }
+          if (this.removed) this.opts.local.delete(KIND, 'removed');
+          this.removed = false;
+          if (a.kind === 'snapshot' && this.accept(a.state)) await this.reconcile('desired state');
+          else await this.flushFacts();
+        } catch (err) {
+          if (signal.aborted) break;
+          if (this.connected || this.connected === undefined) this.opts.log(`control plane unreachable: ${(err as Error).message}; enforcing the last desired state (revision ${this.desired?.revision ?? 'none'})`);
+          this.connected = false;
+          await sleep(this.opts.retryMs ?? 1000, signal);
+        }
+      }
+    } finally {
+      if (periodic) clearInterval(periodic);
+      this.readyResolve();
+      if (this.timer) clearTimeout(this.timer);
+      while (this.running) await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  plan() {
+    return planHost(this.source(), { actor: this.actor, runner: this.opts.runner });
+  }
+
+  status() {
+    return hostStatus(this.source(), { runner: this.opts.runner });
+  }
+
+  /** `ipvisor agent --teardown`: remove everything this host's enforcement put there. */
+  async teardown(): Promise<PlanChange[]> {
+    const changes = await teardownHost(this.source(), { actor: this.actor, runner: this.opts.runner });
+    this.opts.local.batch(() => {
+      for (const k of [KIND, BINDINGS, RETAINED]) this.opts.local.deleteKind(k);
+    });
+    this.desired = undefined;
+    return changes;
+  }
+}
+
+async function defaultInterfaceExists(ifname: string): Promise<boolean> {
+  const { access } = await import('node:fs/promises');
+  return access(`/sys/class/net/${ifname}`).then(
+    () => true,
+    () => false,
+  );
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+  });
+}

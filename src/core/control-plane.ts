@@ -1,0 +1,74 @@
+// The one port between an agent and the control plane (DESIGN.md "Control plane and agents"). Two
+// adapters: in-process (server/control-plane.ts, used by `serve`: one process, no network) and HTTP
+// (server/agent-http.ts on the server, agent/http-control-plane.ts in the agent).
+import type { HostDesired } from './compile/host-desired.js';
+
+/** The desired state of one host as the control plane sends it. */
+export interface DesiredState extends HostDesired {
+  /** The identity of the store it was read from (a replaced store has another one). */
+  storeIdentity: string;
+  /** The store revision it was read at. */
+  revision: number;
+  /** desiredDigest(): equal digests, nothing changed for this host. */
+  digest: string;
+  /** Set by the server operator (`ipvisor server --force`): the agent may replace a copy that came
+   * from a store with another identity. */
+  force?: boolean;
+}
+
+export type DesiredAnswer =
+  | { kind: 'snapshot'; state: DesiredState }
+  | { kind: 'unchanged'; revision: number; digest: string; storeIdentity: string }
+  /** The host was removed on the server: the agent keeps what it enforces until `agent --teardown`. */
+  | { kind: 'removed' };
+
+export interface DesiredQuery {
+  /** The digest of the agent's copy: when it is still current the answer is 'unchanged'. */
+  digest?: string;
+  /** Long-poll: wait up to this long for a change that concerns this host. */
+  waitMs?: number;
+  signal?: AbortSignal;
+}
+
+/** What an agent reports after each reconcile (host show, the API and the UI show it). */
+export interface AppliedReport {
+  revision: number;
+  digest: string;
+  storeIdentity: string;
+  ok: boolean;
+  error?: string;
+  /** Changes the last reconcile made (drift repaired or new desired state applied). */
+  changes: number;
+  /** Pending differences after the reconcile (empty: in sync). */
+  drift: string[];
+  warnings: string[];
+  /** The agent refuses a desired state from a store with another identity (no --force on the server). */
+  refused?: string;
+  agentVersion: string;
+  at: string;
+}
+
+/** Facts an agent reports: what it applied (audit), and interfaces its hooks bound. */
+export type HostFact =
+  | { kind: 'audit'; host: string; time: string; actor: string; action: string; changes: string[] }
+  | { kind: 'vif-bind'; host: string; time: string; vmUuid: string; mac: string; ifname: string | null };
+
+export interface ControlPlane {
+  desiredState(host: string, q?: DesiredQuery): Promise<DesiredAnswer>;
+  reportApplied(host: string, report: AppliedReport): Promise<void>;
+  reportFacts(host: string, facts: HostFact[]): Promise<void>;
+}
+
+/** Protocol version of the agent API: major.minor. An agent one minor behind the server works; a
+ * server with a newer major, or more than one minor ahead, is refused by the agent with a message. */
+export const AGENT_PROTOCOL = '1.0';
+
+export function compatible(agent: string, server: string): { ok: true } | { ok: false; why: string } {
+  const [am, an] = agent.split('.').map(Number);
+  const [sm, sn] = server.split('.').map(Number);
+  if (![am, an, sm, sn].every(Number.isInteger)) return { ok: false, why: `unreadable versions (agent ${agent}, server ${server})` };
+  if (am !== sm) return { ok: false, why: `agent protocol ${agent} and server protocol ${server} differ in major version` };
+  if (sn > an + 1) return { ok: false, why: `server protocol ${server} is too new for this agent (${agent}); upgrade the agent` };
+  if (an > sn) return { ok: false, why: `agent protocol ${agent} is newer than the server's (${server}); upgrade the server first` };
+  return { ok: true };
+}
