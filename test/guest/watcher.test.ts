@@ -2,7 +2,9 @@
 // (real qemu-ga) without anyone running `guest push`; VMs not opted in are left alone.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { autoPushEnabled, createGuestPushWatcher, GUEST_PUSH_DOC, type GuestPushRecord } from '../../src/agent/guest/watcher.js';
+import { autoPushEnabled, createGuestPushWatcher, GUEST_PUSH_DOC, requestGuestPush, type GuestPushRecord } from '../../src/agent/guest/watcher.js';
+import { hotplugDomain } from '../../src/agent/libvirt/watcher.js';
+import { vifPlugs } from '../../src/server/xapi/watcher.js';
 import type { Snapshot } from '../../src/core/model/snapshot.js';
 import type { Network, Vm } from '../../src/core/model/types.js';
 import { openStore } from '../../src/core/store/open.js';
@@ -113,4 +115,91 @@ test('guest auto-push on --network records the opt-in on the network (audited); 
   } finally {
     cleanup();
   }
+});
+
+describe('NIC hot-plug through serve: the hypervisor event makes the watcher push now', { skip: standinUnavailable() ?? false }, () => {
+  const { db, cleanup } = tempDb();
+  const MAC0 = '52:54:00:aa:cc:01';
+  const MAC1 = '52:54:00:aa:cc:02';
+  let g: StandinGuest;
+  let store: Store;
+  const abort = new AbortController();
+  // retries a failed push only after 10 minutes: whatever happens sooner is the hot-plug path
+  const watcher = createGuestPushWatcher({ intervalMs: 100, retryMs: 600_000, guardSeconds: 30 });
+  const logs: string[] = [];
+  const ok = async (...a: string[]) => {
+    const r = await cli(db, ...a);
+    assert.equal(r.code, 0, `${a.join(' ')}: ${r.stderr}`);
+  };
+  const addrsOf = async (dev: string) => {
+    const [a] = JSON.parse(await g.ip('-j', 'addr', 'show', 'dev', dev)) as any[];
+    return a.addr_info.filter((i: any) => i.scope === 'global').map((i: any) => `${i.local}/${i.prefixlen}`);
+  };
+  const until = async (what: string, fn: () => Promise<boolean>) => {
+    const deadline = Date.now() + 15_000;
+    while (!(await fn().catch(() => false))) {
+      if (Date.now() > deadline) assert.fail(`${what} did not happen; log:\n${logs.join('\n')}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+
+  before(async () => {
+    g = await startStandinGuest(MAC0);
+    await ok('network', 'create', 'lan', '--subnet', '203.0.113.0/24,gateway=203.0.113.1');
+    await ok('pool', 'create', 'lan4', '--network', 'lan', '--cidr', '203.0.113.0/24');
+    await ok('vm', 'add', 'web2');
+    await ok('vif', 'add', 'web2', '--network', 'lan', '--mac', MAC0);
+    await ok('ip', 'allocate', '--vif', 'web2:0', '--address', '203.0.113.10');
+    store = await openStore(db);
+    await watcher.start({ store, actor: 'serve', requestReconcile: () => undefined, log: (m) => logs.push(m), signal: abort.signal });
+    await ok('guest', 'auto-push', 'on', '--vm', 'web2', '--socket', g.socket);
+    await until('first push', async () => (await addrsOf('eth0')).includes('203.0.113.10/24'));
+  });
+  after(async () => {
+    abort.abort();
+    await watcher.stop();
+    await store?.close();
+    await g?.stop();
+    cleanup();
+  });
+
+  test('hot-add: the VIF is in the store before the guest has the NIC; the device-added event gets it configured', async () => {
+    await ok('vif', 'add', 'web2', '--network', 'lan', '--mac', MAC1);
+    await ok('ip', 'allocate', '--vif', 'web2:1', '--address', '203.0.113.11');
+    const vm = (await store.findVmByName('web2'))!;
+    await until('the push to fail for the missing NIC', async () => /guest has no NIC with MAC 52:54:00:aa:cc:02/.test((await store.getDoc<GuestPushRecord>(GUEST_PUSH_DOC, vm.uuid))?.value.error ?? ''));
+    await g.addNic('ens7', MAC1);
+    requestGuestPush('web2'); // what the libvirt watcher does on "event 'device-added' for domain 'web2'"
+    await until('the hot-added NIC configured', async () => (await addrsOf('ens7')).includes('203.0.113.11/24'));
+    assert.deepEqual(await addrsOf('eth0'), ['203.0.113.10/24']);
+    // (the quick retry of a NIC not there yet may have been first; the event's push follows)
+    await until('the event to be handled', async () => logs.slice(logs.findIndex((l) => /web2: NIC hot-plug reported/.test(l))).some((l) => /web2: applied via/.test(l)) && logs.some((l) => /web2: NIC hot-plug reported/.test(l)));
+  });
+
+  test('a NIC unplugged and plugged again (same MAC, same document) is configured again', async () => {
+    const vm = (await store.findVmByName('web2'))!;
+    await until('the record to be ok', async () => (await store.getDoc<GuestPushRecord>(GUEST_PUSH_DOC, vm.uuid))?.value.ok === true);
+    await g.removeNic('ens7');
+    await g.addNic('ens7', MAC1);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(await addrsOf('ens7'), [], 'unchanged document: nothing pushed without the event');
+    requestGuestPush(vm.uuid);
+    await until('the re-plugged NIC configured', async () => (await addrsOf('ens7')).includes('203.0.113.11/24'));
+  });
+});
+
+test('hot-plug events: libvirt device-added/-removed lines and XAPI VIF plug/unplug name the VM to push', () => {
+  assert.equal(hotplugDomain("event 'device-added' for domain 'web2': net1"), 'web2');
+  assert.equal(hotplugDomain("2026-11-29 10:00:00.000+0000: event 'device-removed' for domain 'web2': net1"), 'web2');
+  assert.equal(hotplugDomain("event 'lifecycle' for domain 'web2': Started Booted"), undefined);
+  const cache = { get: (cls: string, ref: string | null | undefined) => (cls === 'VM' && ref === 'OpaqueRef:vm1' ? { uuid: 'u-vm1' } : undefined) };
+  const vif = (before: boolean | undefined, after: boolean | undefined) => ({
+    cls: 'VIF' as const, op: 'mod' as const, ref: 'OpaqueRef:vif1',
+    before: before === undefined ? undefined : { VM: 'OpaqueRef:vm1', currently_attached: before },
+    after: after === undefined ? undefined : { VM: 'OpaqueRef:vm1', currently_attached: after },
+  });
+  assert.deepEqual(vifPlugs(cache as never, [vif(false, true)]), ['u-vm1']); // VIF.plug
+  assert.deepEqual(vifPlugs(cache as never, [vif(true, false)]), ['u-vm1']); // VIF.unplug
+  assert.deepEqual(vifPlugs(cache as never, [vif(undefined, true)]), ['u-vm1']); // created attached
+  assert.deepEqual(vifPlugs(cache as never, [vif(true, true)]), []); // another field changed
 });

@@ -20,6 +20,8 @@ export interface GuestPushRecord {
   at: string;
   error?: string;
   via?: string;
+  /** Failed attempts in a row for this digest (backs off the quick retry of a NIC not there yet). */
+  attempts?: number;
 }
 
 export function autoPushEnabled(snapshot: Snapshot, vm: Vm): boolean {
@@ -61,6 +63,32 @@ export async function setGuestAutoPush(
   }, { write: true });
 }
 
+/**
+ * NIC hot-plug: the hypervisor watchers (libvirt device-added/-removed, XAPI VIF plug/unplug) ask
+ * for an immediate push of one VM, by its UUID, name or libvirt domain name. The push then happens
+ * even when the document is unchanged: a NIC unplugged and plugged again (same MAC, same document)
+ * comes back unconfigured. Process-wide, like the watchers serve runs.
+ */
+const requested = new Set<string>();
+let wakeScan: (() => void) | null = null;
+
+export function requestGuestPush(vmRef: string): void {
+  requested.add(vmRef);
+  wakeScan?.();
+}
+
+function takeRequest(vm: Vm): boolean {
+  const refs = [vm.uuid, vm.name, typeof vm.extra.libvirtDomain === 'string' ? vm.extra.libvirtDomain : undefined].filter((r): r is string => !!r);
+  const hit = refs.some((r) => requested.has(r));
+  for (const r of refs) requested.delete(r);
+  return hit;
+}
+
+/** A push that failed because the guest does not show the NIC yet (a hot-plug still being probed): retried soon. */
+function nicNotThereYet(error: string | undefined): boolean {
+  return /guest has no (NIC with MAC|interface) /.test(error ?? '');
+}
+
 export interface GuestPushWatcherOptions {
   /** How often the store is checked for changed network_data (default 5 s). */
   intervalMs?: number;
@@ -91,7 +119,11 @@ export function createGuestPushWatcher(opts: GuestPushWatcherOptions = {}): Daem
       }
       const digest = networkDataDigest(doc);
       const last = (await ctx.store.getDoc<GuestPushRecord>(GUEST_PUSH_DOC, vm.uuid))?.value;
-      if (last && last.digest === digest && (last.ok || Date.now() - Date.parse(last.at) < retryMs)) continue;
+      const forced = takeRequest(vm);
+      // a NIC the guest does not show yet is retried after 1, 2, 4 ... s (capped by retryMs)
+      const wait = last && !last.ok && nicNotThereYet(last.error) ? Math.min(retryMs, 1000 * 2 ** Math.min((last.attempts ?? 1) - 1, 10)) : retryMs;
+      if (!forced && last && last.digest === digest && (last.ok || Date.now() - Date.parse(last.at) < wait)) continue;
+      if (forced) ctx.log(`guest auto-push ${vm.name}: NIC hot-plug reported; pushing`);
       const socket = typeof vm.extra.guestAgentSocket === 'string' ? vm.extra.guestAgentSocket : undefined;
       let record: GuestPushRecord;
       try {
@@ -100,7 +132,7 @@ export function createGuestPushWatcher(opts: GuestPushWatcherOptions = {}): Daem
         ctx.log(`guest auto-push ${vm.name}: applied via ${r.via}`);
       } catch (e) {
         const msg = e instanceof IpvisorError || e instanceof Error ? e.message : String(e);
-        record = { digest, ok: false, at: new Date().toISOString(), error: msg };
+        record = { digest, ok: false, at: new Date().toISOString(), error: msg, attempts: last && !last.ok && last.digest === digest ? (last.attempts ?? 1) + 1 : 1 };
         ctx.log(`guest auto-push ${vm.name}: ${msg}`);
       }
       await ctx.store.putDoc(GUEST_PUSH_DOC, vm.uuid, record);
@@ -121,10 +153,23 @@ export function createGuestPushWatcher(opts: GuestPushWatcherOptions = {}): Daem
     async start(ctx: DaemonContext): Promise<void> {
       stopped = false;
       ctx.signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
+      let wanted = false;
+      wakeScan = () => {
+        // a scan that is running finishes first; the next one starts at once instead of after intervalMs
+        if (wanted || stopped || ctx.signal.aborted) return;
+        wanted = true;
+        void (scanning ?? Promise.resolve()).then(() => {
+          wanted = false;
+          if (stopped || ctx.signal.aborted) return;
+          clearTimeout(timer);
+          loop(ctx);
+        });
+      };
       loop(ctx);
     },
     async stop(): Promise<void> {
       stopped = true;
+      wakeScan = null;
       clearTimeout(timer);
       await scanning;
     },

@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { DaemonContext, DaemonWatcher } from '../../core/watcher.js';
+import { requestGuestPush } from '../guest/watcher.js';
 import { recordDomain } from './facts.js';
 import { createVirsh, type Virsh } from './virsh.js';
 import { parseDomainXml } from './xml.js';
@@ -18,6 +19,12 @@ export function domainNeedingScan(line: string): string | undefined {
   if (event === 'device-added') return domain;
   if (event === 'lifecycle' && /^(Started|Resumed)/.test(detail ?? '')) return domain;
   return undefined;
+}
+
+/** Pure: the domain whose NIC set changed (device-added, device-removed): its guest gets a push now. */
+export function hotplugDomain(line: string): string | undefined {
+  const m = /event '(device-added|device-removed)' for domain '([^']+)'/.exec(line.trim());
+  return m?.[2];
 }
 
 /** Re-reads running domains (all, or one by name) and binds their taps; returns how many VIFs changed. */
@@ -98,7 +105,9 @@ export function createLibvirtWatcher(opts: { virsh?: Virsh; pollMs?: number; ret
         c.on('error', (e) => ctx.log(`libvirt watcher: ${e.message}`));
         createInterface({ input: c.stdout! }).on('line', (line) => {
           const d = domainNeedingScan(line);
-          if (d) void scan(d);
+          const hot = hotplugDomain(line);
+          // the tap is bound first, then the guest auto-push (when opted in) pushes the document now
+          if (d || hot) void scan(d ?? hot).then(() => (hot ? requestGuestPush(hot) : undefined));
         });
         createInterface({ input: c.stderr! }).on('line', () => undefined);
         void scan(); // taps missed while disconnected

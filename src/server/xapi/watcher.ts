@@ -5,6 +5,8 @@ import type { DaemonContext, DaemonWatcher } from '../../core/watcher.js';
 import { connectionClient, listConnections, type XapiConnection } from './connections.js';
 import { livePools, watcherState } from './enforcer.js';
 import { XapiPoolSync } from './sync.js';
+import type { CacheChange, XapiCache } from './cache.js';
+import { requestGuestPush } from '../../agent/guest/watcher.js';
 
 const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
   new Promise((resolve) => {
@@ -12,6 +14,21 @@ const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
     const t = setTimeout(resolve, ms);
     signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
   });
+
+/** Pure: the UUIDs of the VMs a batch plugged a VIF into or unplugged one from (their guests get a push now). */
+export function vifPlugs(cache: Pick<XapiCache, 'get'>, changes: CacheChange[]): string[] {
+  const out = new Set<string>();
+  for (const c of changes) {
+    if (c.cls !== 'VIF') continue;
+    const was = c.before?.currently_attached === true;
+    const is = c.after?.currently_attached === true;
+    if (was === is) continue;
+    const vmRef = (c.after ?? c.before)?.VM;
+    const vm = typeof vmRef === 'string' ? cache.get('VM', vmRef) : undefined;
+    if (typeof vm?.uuid === 'string') out.add(vm.uuid);
+  }
+  return [...out];
+}
 
 export interface XapiWatcherOptions {
   /** event.from timeout (s). */
@@ -40,6 +57,7 @@ export function createXapiWatcher(opts: XapiWatcherOptions = {}): DaemonWatcher 
         while (!signal.aborted) {
           const { changes, report } = await syncer.step(opts.eventTimeout ?? 30);
           if (report?.errors.length) ctx.log(`${conn.name}: sync errors: ${report.errors.join('; ')}`);
+          for (const vm of vifPlugs(syncer.cache, changes)) requestGuestPush(vm);
           if (changes.some((c) => c.cls === 'VIF' || c.cls === 'VM' || c.cls === 'network' || c.cls === 'pool') || report) {
             ctx.requestReconcile(`xapi ${conn.name} event`);
           }
