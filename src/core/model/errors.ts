@@ -33,8 +33,6 @@ export const ERROR_CODES = {
   SERVER_UNREACHABLE: { exit: 1, http: 502, summary: 'the CLI in --server mode could not reach the server' },
   STORE_BUSY: { exit: 1, http: 503, summary: 'the store stayed locked by another process for too long' },
   STORE_UNAVAILABLE: { exit: 1, http: 503, summary: 'the store server (PostgreSQL) cannot be reached or refused the connection' },
-  UNAUTHORIZED: { exit: 1, http: 401, summary: 'no valid credentials (missing, unknown, expired or revoked token; bad password)' },
-  FORBIDDEN: { exit: 1, http: 403, summary: "the credentials' role does not allow this operation" },
   CONTROL_PLANE_UNREACHABLE: { exit: 1, http: 503, summary: 'no ipvisor server answered (the agent keeps enforcing its last desired state)' },
   VERSION_MISMATCH: { exit: 1, http: 426, summary: 'agent and server speak protocol versions that do not work together' },
   HOST_COMMAND: { exit: 1, http: 500, summary: 'a host command (ip, nft, virsh, ...) failed' },
