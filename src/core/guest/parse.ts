@@ -1,6 +1,7 @@
 // network_data.json (as real producers emit it: Nova, Ironic, glean fixtures, cloud-init tests) -> the IR.
 // Every quirk is accepted here so the renderers never see one; invalid input fails with the element named.
 import { invalid } from '../model/errors.js';
+import { factLabel, isValidIfname } from '../model/validate.js';
 import type { Family } from '../model/types.js';
 import { BITS, formatAddress, formatCidr, hostMask, isLinkLocal6, parseAddress } from '../ipam/addr.js';
 import { bondOptionSpec, LACP_RATES, NUMERIC_BOND_MODES, XMIT_HASH_POLICIES } from './bond.js';
@@ -14,12 +15,14 @@ export interface ParseOptions {
 type Json = Record<string, unknown>;
 
 const BOND_LINK_KEYS = new Set(['bond_links', 'bond_mode']);
-/** A name that is a valid Linux interface name and safe in every rendered format (scripts included). */
-const IFNAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
+/** A guest interface name: the one interface-name rule (model/validate.ts), and no '@', '+' or leading
+ * '.'/'-', so it is safe in every rendered format (scripts included). */
+const isGuestIfname = (name: string): boolean => isValidIfname(name) && /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(name);
 
+/** MACs in network_data.json: any case and separator (guest MACs need not be a VIF's unicast ones). */
 export function normalizeMac(value: unknown, field: string): string {
   if (typeof value !== 'string' || !/^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$/.test(value)) {
-    throw invalid(field, `'${String(value)}' is not a MAC address`);
+    throw invalid(field, `'${factLabel(value, 64)}' is not a MAC address`);
   }
   return value.toLowerCase().replace(/-/g, ':');
 }
@@ -245,7 +248,7 @@ export function parseNetworkData(doc: unknown, opts: ParseOptions = {}): GuestNe
   const ifaceById = new Map<string, GuestInterface>();
   const usedNames = new Map<string, string>();
   const claim = (name: string, field: string): string => {
-    if (!IFNAME.test(name)) throw invalid(field, `'${name}' is not a valid interface name`);
+    if (!isGuestIfname(name)) throw invalid(field, `'${factLabel(name, 64)}' is not a valid interface name`);
     const prev = usedNames.get(name);
     if (prev !== undefined) throw invalid(field, `interface name '${name}' is already used by ${prev}`);
     usedNames.set(name, field);

@@ -1,7 +1,7 @@
 import { thisHost } from '../host-identity.js';
 import { IpvisorError, invalid } from '../model/errors.js';
 import { VIF_LOCKINGS, type Vif, type VifLocking, type Vm } from '../model/types.js';
-import { isUuid, normalizeMac, oneOf, validateInt, validateName, validateNewName } from '../model/validate.js';
+import { isUuid, normalizeMac, oneOf, validateInt, validateName, validateNewName, validateUuid } from '../model/validate.js';
 import type { Store, StoreTx } from '../store/store.js';
 import { audit, inWriteTx, newUuid, now } from './context.js';
 import { releaseAssignmentTx } from './ip.js';
@@ -90,6 +90,7 @@ export async function addVif(store: Store | StoreTx, input: VifInput, actor: str
   const mac = normalizeMac(input.mac, 'mac');
   const locking = input.locking !== undefined ? oneOf<VifLocking>(input.locking, VIF_LOCKINGS, 'locking') : 'network_default';
   const ifname = input.ifname ? validateIfname(input.ifname, 'ifname') : null;
+  const vifUuid = input.uuid !== undefined ? validateUuid(input.uuid, 'uuid') : newUuid();
   const run = async (tx: StoreTx) => {
     const vm = await vmRef(tx, input.vm);
     const network = await networkRef(tx, input.network);
@@ -109,7 +110,7 @@ export async function addVif(store: Store | StoreTx, input: VifInput, actor: str
       throw new IpvisorError('ALREADY_EXISTS', `mac: ${mac} is already used on network '${network.name}' by ${owner?.name ?? dup.vmUuid}:${dup.device}`, { field: 'mac' });
     }
     const t = now();
-    const vif: Vif = { uuid: input.uuid ?? newUuid(), vmUuid: vm.uuid, device, mac, networkUuid: network.uuid, locking, ifname, boundAt: ifname ? t : null, extra: input.extra ?? {}, createdAt: t, updatedAt: t };
+    const vif: Vif = { uuid: vifUuid, vmUuid: vm.uuid, device, mac, networkUuid: network.uuid, locking, ifname, boundAt: ifname ? t : null, extra: input.extra ?? {}, createdAt: t, updatedAt: t };
     await tx.insertVif(vif);
     await audit(tx, { actor, action: 'create', kind: 'vif', uuid: vif.uuid, name: `${vm.name}:${device}`, after: vif });
     return vif;
