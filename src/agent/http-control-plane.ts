@@ -8,6 +8,7 @@ import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
 import type { AppliedReport, ControlPlane, DesiredAnswer, DesiredQuery, HostFact } from '../core/control-plane.js';
 import { AGENT_PROTOCOL, compatible } from '../core/control-plane.js';
 import { IpvisorError, invalid } from '../core/model/errors.js';
+import { readSecretFile } from '../core/model/secret-file.js';
 
 const PROTOCOL_HEADER = 'x-ipvisor-protocol';
 
@@ -59,12 +60,8 @@ export class HttpControlPlane implements ControlPlane {
   }
 
   private readToken(): string {
-    let t: string;
-    try {
-      t = readFileSync(this.opts.tokenFile, 'utf8').trim();
-    } catch (e) {
-      throw invalid('token-file', `cannot read ${this.opts.tokenFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-    }
+    // a private regular file, not a link, root's or ours (core/model/secret-file.ts)
+    const t = readSecretFile(this.opts.tokenFile, 'token-file').trim();
     if (!t) throw invalid('token-file', `${this.opts.tokenFile} is empty`);
     return t;
   }

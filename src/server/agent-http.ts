@@ -15,6 +15,7 @@ import { IpvisorError, asIpvisorError, invalid } from '../core/model/errors.js';
 import { validateName } from '../core/model/validate.js';
 import type { StoreControlPlane } from './control-plane.js';
 import { HostTokens } from './hosts.js';
+import { readSecretFile } from '../core/model/secret-file.js';
 
 export const PROTOCOL_HEADER = 'x-ipvisor-protocol';
 const MAX_BODY = 8 * 1024 * 1024;
@@ -139,7 +140,7 @@ export async function startAgentHttp(opts: AgentHttpOptions): Promise<AgentHttpS
     });
   };
   const server: Server = opts.tls
-    ? (createHttpsServer({ cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) }, listener) as unknown as Server)
+    ? (createHttpsServer({ cert: readFileSync(opts.tls.cert), key: readSecretFile(opts.tls.key, 'tls-key') }, listener) as unknown as Server)
     : createHttpServer(listener);
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 70_000;

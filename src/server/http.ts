@@ -14,6 +14,7 @@ import { FailedAuthLimiter, installAccess } from './api/access.js';
 import { installErrorHandling } from './api/errors.js';
 import { registerApi } from './api/index.js';
 import { ErrorBody } from './api/schemas.js';
+import { readSecretFile } from '../core/model/secret-file.js';
 
 export interface TlsFiles {
   cert: string;
@@ -41,7 +42,7 @@ export type HttpServer = FastifyInstance;
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,100}$/;
 
 export async function buildHttpServer(opts: HttpServerOptions): Promise<HttpServer> {
-  const https = opts.tls ? { cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) } : null;
+  const https = opts.tls ? { cert: readFileSync(opts.tls.cert), key: readSecretFile(opts.tls.key, 'tls-key') } : null;
   const app = Fastify({
     logger: opts.logger ?? false,
     bodyLimit: opts.bodyLimit ?? 64 * 1024,

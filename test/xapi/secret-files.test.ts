@@ -13,6 +13,7 @@ import { readSecretFile } from '../../src/core/model/secret-file.js';
 import { loadDom0Config } from '../../src/agent/dom0/main.js';
 import { IpvisorError } from '../../src/core/model/errors.js';
 import { skipTest } from '../support/skip.js';
+import { HttpControlPlane } from '../../src/agent/http-control-plane.js';
 
 const isRoot = process.getuid?.() === 0;
 let dir: string;
@@ -182,4 +183,16 @@ test('import vif-ip-binder: never overwrites the password file without --force, 
   r = await cli(db, 'import', 'vif-ip-binder', src, '--out', join(dir, 'etc-d', 'dom0.json'));
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stderr, '');
+});
+
+test("an agent's token file goes through the same secret-file check", () => {
+  const tok = join(dir, 'agent.token');
+  writeFileSync(tok, 'tok-123456\n', { mode: 0o644 });
+  const make = (tokenFile: string) => new HttpControlPlane({ servers: ['https://127.0.0.1:1'], tokenFile });
+  assert.throws(() => make(tok), refusedWith('token-file', /open to group or others/));
+  const fifo = join(dir, 'agent.fifo');
+  execFileSync('mkfifo', ['-m', '600', fifo]);
+  assert.throws(() => make(fifo), refusedWith('token-file', /FIFO/));
+  chmodSync(tok, 0o600);
+  assert.doesNotThrow(() => make(tok));
 });
