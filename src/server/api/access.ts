@@ -27,6 +27,10 @@ declare module 'fastify' {
     /** A public route that checks credentials itself (login): rate limited like the others. */
     login?: boolean;
   }
+  interface FastifyInstance {
+    /** "METHOD URL" of every route, as registered (the authorisation matrix test walks it). */
+    routeTable: string[];
+  }
   interface FastifyRequest {
     principal: Principal | null;
     scope: Scope;
@@ -119,9 +123,12 @@ export function installAccess(app: FastifyInstance, opts: AccessOptions): void {
   app.decorateRequest('scope', null as never);
   app.decorateRequest('actor', 'anonymous');
 
+  const routeTable: string[] = [];
+  app.decorate('routeTable', routeTable);
   app.addHook('onRoute', (route: RouteOptions) => {
     const access = route.config?.access;
     if (!access) throw new Error(`route ${route.method} ${route.url} declares no config.access`);
+    for (const m of [route.method].flat()) if (m !== 'HEAD') routeTable.push(`${m} ${route.url}`);
     // Every handler runs with its request id, so audit events written below it carry it.
     const handler = route.handler;
     route.handler = function (this: unknown, req: FastifyRequest, reply: FastifyReply) {
