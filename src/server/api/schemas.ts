@@ -104,5 +104,5 @@ export const FieldsQuery = { fields: PageQuery.fields };
 export const Released = Type.Array(Str);
 
 /** The error answers of a route: the ones named, plus what any route may answer (too many failed
- * authentications, store unavailable, internal error). */
-export const errorResponses = (...codes: number[]) => Object.fromEntries([...new Set([...codes, 413, 429, 500, 503])].map((c) => [c, Type.Ref('Error')]));
+ * authentications, store unavailable, internal error; 422 for a reused Idempotency-Key). */
+export const errorResponses = (...codes: number[]) => Object.fromEntries([...new Set([...codes, 413, 422, 429, 500, 503])].map((c) => [c, Type.Ref('Error')]));
