@@ -41,6 +41,9 @@ test('bad configs fail with the field named', () => {
     assert.throws(() => parseDom0Config(raw), (e: unknown) => e instanceof IpvisorError && e.code === 'VALIDATION' && field.test(e.message));
   bad({ ...legacy, address: '192.168.1.10' }, /^address: /);
   bad({ ...legacy, vmName: undefined }, /^vmName: /);
+  // bridge names by the one interface-name rule (no ':', nothing a shell or nft would read)
+  bad({ ...legacy, brName: 'xenbr1:0' }, /^management\[0\]\.bridge: /);
+  bad({ ...legacy, brName: 'xenbr1; reboot' }, /^management\[0\]\.bridge: /);
   bad({ xapi: { passwordFile: '/x' }, bindings: [{ vm: 'a', network: 'n', addresses: ['10.0.0.1/33'] }] }, /^bindings\[0\]\.addresses\[0\]: /);
   bad({ xapi: { passwordFile: '/x' }, bindings: [] }, /^bindings: /);
   bad({ xapi: {}, bindings: [{ vm: 'a', network: 'n', addresses: ['10.0.0.1/24'] }] }, /^xapi\.passwordFile: /);

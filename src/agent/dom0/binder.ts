@@ -6,6 +6,7 @@
 // recreated without a VM event is repaired too. Unexpected records are logged, never fatal.
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { readSecretLine } from '../../core/model/secret-file.js';
+import { factLabel, isValidIfname } from '../../core/model/validate.js';
 import { dirname } from 'node:path';
 import { isIP } from 'node:net';
 import { XapiClient, XapiError, NULL_REF } from '../../server/xapi/client.js';
@@ -352,7 +353,9 @@ export class Dom0Binder {
       this.once(`${key}novif`, `binding ${b.vm}/${b.network}: the VM has no VIF on that network`);
       return false;
     }
-    const bridge = typeof net.rec.bridge === 'string' ? net.rec.bridge : '';
+    // a fact from XAPI: used only when it is a valid interface name (model/validate.ts)
+    const bridge = isValidIfname(net.rec.bridge) ? net.rec.bridge : '';
+    if (!bridge && typeof net.rec.bridge === 'string' && net.rec.bridge !== '') this.once(`${key}badbr`, `binding ${b.vm}/${b.network}: XAPI's bridge name '${factLabel(net.rec.bridge, 64)}' is not a valid interface name; ignored`);
     const have = bridge ? await this.ip.addresses(bridge) : null;
     if (have === null) {
       set('no-bridge', bridge);

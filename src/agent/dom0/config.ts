@@ -2,6 +2,7 @@
 // (converted on load or by `ipvisor import vif-ip-binder`). Store-free and pure.
 import { isIP } from 'node:net';
 import { invalid } from '../../core/model/errors.js';
+import { validateIfname } from '../../core/model/validate.js';
 
 export interface Dom0Binding {
   /** VM name_label or UUID (a UUID is never ambiguous). */
@@ -135,7 +136,7 @@ export function parseDom0Config(raw: unknown): Dom0Config {
   };
   const management = list('management', raw.management).map((m, i) => {
     if (!isObj(m)) throw invalid(`management[${i}]`, 'must be {bridge, address}');
-    return { bridge: str(`management[${i}].bridge`, m.bridge), address: checkCidr(`management[${i}].address`, m.address) };
+    return { bridge: validateIfname(str(`management[${i}].bridge`, m.bridge), `management[${i}].bridge`), address: checkCidr(`management[${i}].address`, m.address) };
   });
   const bindings = list('bindings', raw.bindings).map((b, i): Dom0Binding => {
     if (!isObj(b)) throw invalid(`bindings[${i}]`, 'must be {vm, network, addresses}');
