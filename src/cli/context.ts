@@ -23,6 +23,7 @@ export interface CommandOutput {
 export interface CommandContext {
   readonly json: boolean;
   readonly actor: string;
+  /** The store as given (--store URL, --db path or the environment); undefined: the default path. */
   readonly dbPath: string | undefined;
   readonly io: CliIo;
   store(): Promise<Store>;
@@ -90,18 +91,28 @@ export function commandPath(cmd: Command): string {
   return names.join(' ');
 }
 
+/** The store a command uses, as given: --store URL, else --db PATH, else $IPVISOR_STORE, else
+ * $IPVISOR_DB; undefined means the default path. Both options at once is a usage error. */
+export function storeLocation(opts: { store?: string; db?: string }, env: NodeJS.ProcessEnv): string | undefined {
+  if (opts.store !== undefined && opts.db !== undefined && opts.store !== opts.db) {
+    throw new IpvisorError('VALIDATION', 'store: give --store or --db, not both', { field: 'store' });
+  }
+  return opts.store ?? opts.db ?? (env.IPVISOR_STORE || undefined) ?? (env.IPVISOR_DB || undefined);
+}
+
 export function makeContext(cmd: Command, io: CliIo): CommandContext {
-  const opts = cmd.optsWithGlobals() as { json?: boolean; db?: string };
+  const opts = cmd.optsWithGlobals() as { json?: boolean; db?: string; store?: string };
   const create = STORE_CREATING_COMMANDS.has(commandPath(cmd));
+  const location = storeLocation(opts, io.env);
   let store: Promise<Store> | undefined;
   return {
     json: !!opts.json,
     actor: actorFromEnv(io.env),
-    dbPath: opts.db ?? io.env.IPVISOR_DB,
+    dbPath: location,
     io,
     store() {
       store ??= import('../core/store/open.js').then(async ({ openStore }) => {
-        const s = await openStore(opts.db ?? io.env.IPVISOR_DB ?? undefined, { create });
+        const s = await openStore(location, { create });
         openedStores.push(s);
         return s;
       });

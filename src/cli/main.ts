@@ -21,6 +21,7 @@ export function buildProgram(io: CliIo): Command {
     .version(VERSION)
     .option('--json', 'print the result as one JSON document (errors as {"error": ...} on stderr)')
     .option('--db <path>', 'store path (default: $IPVISOR_DB, else /var/lib/ipvisor/ipvisor.db as root)')
+    .option('--store <url>', 'store URL: sqlite:PATH (what --db PATH means) or postgresql://user@/db?host=/run/postgresql (default: $IPVISOR_STORE)')
     .showHelpAfterError(false)
     .configureHelp({ showGlobalOptions: true })
     .configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s), outputError: () => {} })

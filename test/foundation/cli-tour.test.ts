@@ -2,13 +2,18 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
-import { cli, tempDb } from '../support/cli.js';
+import { cli } from '../support/cli.js';
+import { storeBackends } from '../support/backends.js';
 
 const ENTRY = new URL('../../src/cli/entry.ts', import.meta.url).pathname;
 
-describe('CLI tour', () => {
-  const { db, cleanup } = tempDb();
-  after(cleanup);
+for (const backend of storeBackends()) describe(`CLI tour (${backend.name})`, { skip: backend.skip }, () => {
+  let db: string;
+  before(async () => {
+    await backend.setup();
+    db = await backend.newUrl();
+  });
+  after(() => backend.teardown());
 
   before(async () => {
     assert.equal((await cli(db, 'tenant', 'create', 'acme')).code, 0);

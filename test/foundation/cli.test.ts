@@ -1,12 +1,17 @@
 // The foundation contract, driven through the CLI in-process against a real SQLite store.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { cli, tempDb } from '../support/cli.js';
+import { cli } from '../support/cli.js';
 import { openStore } from '../../src/core/store/open.js';
+import { storeBackends } from '../support/backends.js';
 
-describe('foundation CLI', () => {
-  const { db, cleanup } = tempDb();
-  after(cleanup);
+for (const backend of storeBackends()) describe(`foundation CLI (${backend.name})`, { skip: backend.skip }, () => {
+  let db: string;
+  before(async () => {
+    await backend.setup();
+    db = await backend.newUrl();
+  });
+  after(() => backend.teardown());
 
   before(async () => {
     assert.equal((await cli(db, 'network', 'create', 'lan', '--subnet', '192.0.2.0/24,gateway=192.0.2.1', '--subnet', '2001:db8:10::/64,gateway=fe80::1', '--dns', '192.0.2.53', '--mtu', '1450', '--route', '198.51.100.0/24,via=192.0.2.254', '--default-locking', 'unlocked')).code, 0);
@@ -325,9 +330,13 @@ describe('foundation CLI', () => {
   });
 });
 
-describe('IPv6 on router-advertisement networks', () => {
-  const { db, cleanup } = tempDb();
-  after(cleanup);
+for (const backend of storeBackends()) describe(`IPv6 on router-advertisement networks (${backend.name})`, { skip: backend.skip }, () => {
+  let db: string;
+  before(async () => {
+    await backend.setup();
+    db = await backend.newUrl();
+  });
+  after(() => backend.teardown());
 
   test('a VIF gets its EUI-64 SLAAC address, as a default guest configures it', async () => {
     const { openStore } = await import('../../src/core/store/open.js');

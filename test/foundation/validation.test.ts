@@ -1,11 +1,16 @@
 // Every bad input: exit 2, a one-line error naming the field, and nothing written.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { cli, tempDb } from '../support/cli.js';
+import { cli } from '../support/cli.js';
+import { storeBackends } from '../support/backends.js';
 
-describe('bad input is rejected with the field named and nothing written', () => {
-  const { db, cleanup } = tempDb();
-  after(cleanup);
+for (const backend of storeBackends()) describe(`bad input is rejected with the field named and nothing written (${backend.name})`, { skip: backend.skip }, () => {
+  let db: string;
+  before(async () => {
+    await backend.setup();
+    db = await backend.newUrl();
+  });
+  after(() => backend.teardown());
 
   before(async () => {
     await cli(db, 'network', 'create', 'lan', '--subnet', '192.0.2.0/24,gateway=192.0.2.1', '--subnet', '2001:db8::/64');

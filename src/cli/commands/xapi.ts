@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { checkSecretTarget, writeSecretFile } from '../../core/model/secret-file.js';
 import { dirname, join } from 'node:path';
-import { collect, ensureCommand, keyValues, runAction, table } from '../context.js';
+import { collect, ensureCommand, keyValues, runAction, storeLocation, table } from '../context.js';
 import { IpvisorError, invalid } from '../../core/model/errors.js';
 import { addConnection, checkConnectionInput, connectionClient, getConnection, listConnections, removeConnection, setConnection, type XapiConnection } from '../../server/xapi/connections.js';
 import { XapiPoolSync, type SyncReport } from '../../server/xapi/sync.js';
@@ -39,13 +39,13 @@ function reportText(r: SyncReport, max = 40): string {
 export function registerXapiCommands(program: Command): void {
   // `guest push` on an XAPI VM goes through VIF.configure_ipv4/6 (src/agent/guest/push.ts seam); it needs
   // the store of the command being run.
-  let dbPath: string | undefined;
+  let location: string | undefined;
   program.hook('preAction', (_root, action) => {
-    dbPath = (action.optsWithGlobals() as { db?: string }).db;
+    location = storeLocation(action.optsWithGlobals() as { db?: string; store?: string }, process.env);
   });
   registerXapiGuestPush(async () => {
     const { openStore } = await import('../../core/store/open.js');
-    const store = await openStore(dbPath ?? process.env.IPVISOR_DB ?? undefined, { create: false });
+    const store = await openStore(location, { create: false });
     return { store, close: () => store.close() };
   });
 

@@ -11,6 +11,7 @@ import { addressKey, keyToBigInt, parseAddress } from '../../ipam/addr.js';
 import { assertOpen, BaseStore, type JournalEntry } from '../base.js';
 import type { AssignmentCounts, AssignmentQuery, Change, DocRecord, EventQuery, FreeInterval, Hold, RequestRecord, StoreIdentity, StoreTx, TransactionOptions } from '../store.js';
 import { PG_MIGRATIONS, PG_SCHEMA_VERSION } from './migrations.js';
+import { COPY_TABLES, type RawCapable, type RawIo, type RawRow } from '../copy.js';
 
 type Row = Record<string, unknown>;
 
@@ -400,7 +401,7 @@ export interface PgOptions {
   create?: boolean;
 }
 
-export class PgStore extends BaseStore {
+export class PgStore extends BaseStore implements RawCapable {
   readonly kind = 'postgres' as const;
   readonly url: string;
   private readonly pool: pg.Pool;
@@ -482,6 +483,67 @@ export class PgStore extends BaseStore {
     }
     if (!rows[0]) throw new IpvisorError('STORE_SCHEMA', `store ${this.url} has no identity in its meta table`, { field: 'store' });
     return { id: rows[0].value as string, location: this.url };
+  }
+
+  /** Table-level access for `store copy`, in one transaction. */
+  async raw<T>(fn: (io: RawIo) => Promise<T>): Promise<T> {
+    const spec = new Map(COPY_TABLES.map((t) => [t.name, t]));
+    const table = (name: string) => {
+      const t = spec.get(name);
+      if (!t) throw new IpvisorError('INTERNAL', `unknown table ${name}`);
+      return t;
+    };
+    const INTEGER = new Set(['id', 'revision', 'seq', 'device', 'family', 'prefix_length']);
+    let c: pg.PoolClient;
+    try {
+      c = await this.pool.connect();
+    } catch (err) {
+      throw storeError(this.url, err);
+    }
+    const io: RawIo = {
+      async count(name) {
+        return Number((await c.query(`SELECT count(*) AS n FROM ${table(name).name}`)).rows[0].n);
+      },
+      async read(name, offset, limit) {
+        const t = table(name);
+        // JSON columns as their text, exactly as stored
+        const cols = t.columns.map((col) => (t.json?.includes(col) ? `${col}::text AS ${col}` : col));
+        const rows = (await c.query(`SELECT ${cols.join(', ')} FROM ${t.name} ORDER BY ${t.key.join(', ')} LIMIT $1 OFFSET $2`, [limit, offset])).rows as RawRow[];
+        for (const r of rows) for (const col of t.columns) if (INTEGER.has(col) && r[col] !== null) r[col] = Number(r[col]);
+        return rows;
+      },
+      async write(name, rows) {
+        const t = table(name);
+        const values: unknown[] = [];
+        const tuples = rows.map((r) => `(${t.columns.map((col) => (values.push(r[col] ?? null), `$${values.length}`)).join(', ')})`);
+        if (tuples.length) await c.query(`INSERT INTO ${t.name} (${t.columns.join(', ')}) VALUES ${tuples.join(', ')}`, values);
+      },
+      async clear(names) {
+        for (const n of names) await c.query(`DELETE FROM ${table(n).name}`);
+      },
+      async getMeta(key) {
+        return (await c.query('SELECT value FROM meta WHERE key = $1', [key])).rows[0]?.value as string | undefined;
+      },
+      async setMeta(key, value) {
+        await c.query('INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value', [key, value]);
+      },
+      async finishLoad() {
+        await c.query("SELECT setval(pg_get_serial_sequence('events', 'id'), coalesce(max(id), 1), max(id) IS NOT NULL) FROM events");
+        await c.query('UPDATE revision_counter SET value = (SELECT coalesce(max(revision), 0) FROM changes) WHERE id = 1');
+      },
+    };
+    let broken = false;
+    try {
+      await c.query('BEGIN');
+      const result = await fn(io);
+      await c.query('COMMIT');
+      return result;
+    } catch (err) {
+      await c.query('ROLLBACK').catch(() => (broken = true));
+      throw err;
+    } finally {
+      c.release(broken);
+    }
   }
 
   protected async run<T>(fn: (tx: StoreTx) => Promise<T>, opts: TransactionOptions): Promise<{ result: T; revision: number | undefined }> {

@@ -9,6 +9,7 @@ import { IpvisorError } from '../../model/errors.js';
 import type { Assignment, AuditEvent, Network, Pool, Vif, Vm } from '../../model/types.js';
 import type { AssignmentQuery, Change, DocRecord, EventQuery, FreeInterval, Hold, StoreIdentity, StoreTx, TransactionOptions } from '../store.js';
 import { assertOpen, BaseStore, type JournalEntry } from '../base.js';
+import { COPY_TABLES, type RawCapable, type RawIo, type RawRow } from '../copy.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 import { addressKey, keyToBigInt, parseAddress } from '../../ipam/addr.js';
 
@@ -417,7 +418,7 @@ class Mutex {
 /** How often a watched store looks for commits of other processes (PRAGMA data_version). */
 const WATCH_POLL_MS = 200;
 
-export class SqliteStore extends BaseStore {
+export class SqliteStore extends BaseStore implements RawCapable {
   readonly kind = 'sqlite' as const;
   readonly url: string;
   private readonly db: Database.Database;
@@ -541,6 +542,62 @@ export class SqliteStore extends BaseStore {
     const now = statIfAny(this.path);
     // gone altogether: keep the file we have (the last known truth) rather than nothing
     return !!now && (now.ino !== this.opened.ino || now.dev !== this.opened.dev);
+  }
+
+  /** Table-level access for `store copy`, in one write transaction. */
+  async raw<T>(fn: (io: RawIo) => Promise<T>): Promise<T> {
+    const spec = new Map(COPY_TABLES.map((t) => [t.name, t]));
+    const table = (name: string) => {
+      const t = spec.get(name);
+      if (!t) throw new IpvisorError('INTERNAL', `unknown table ${name}`);
+      return t;
+    };
+    const db = this.db;
+    const io: RawIo = {
+      async count(name) {
+        return (db.prepare(`SELECT count(*) AS n FROM ${table(name).name}`).get() as Row).n as number;
+      },
+      async read(name, offset, limit) {
+        const t = table(name);
+        return db.prepare(`SELECT ${t.columns.join(', ')} FROM ${t.name} ORDER BY ${t.key.join(', ')} LIMIT ? OFFSET ?`).all(limit, offset) as RawRow[];
+      },
+      async write(name, rows) {
+        const t = table(name);
+        const st = db.prepare(`INSERT INTO ${t.name} (${t.columns.join(', ')}) VALUES (${t.columns.map(() => '?').join(', ')})`);
+        for (const r of rows) st.run(...t.columns.map((c) => r[c] ?? null));
+      },
+      async clear(names) {
+        for (const n of names) db.prepare(`DELETE FROM ${table(n).name}`).run();
+      },
+      async getMeta(key) {
+        return (db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as Row | undefined)?.value as string | undefined;
+      },
+      async setMeta(key, value) {
+        db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value);
+      },
+      async finishLoad() {
+        // rowids and max(revision) follow the rows by themselves
+      },
+    };
+    const release = await this.mutex.lock();
+    try {
+      if (this.closed) throw new IpvisorError('INTERNAL', `store ${this.path} is closed`);
+      try {
+        db.exec('BEGIN IMMEDIATE');
+      } catch (err) {
+        throw sqliteStoreError(err, this.path);
+      }
+      try {
+        const result = await fn(io);
+        db.exec('COMMIT');
+        return result;
+      } catch (err) {
+        if (db.inTransaction) db.exec('ROLLBACK');
+        throw sqliteStoreError(err, this.path);
+      }
+    } finally {
+      release();
+    }
   }
 
   protected async run<T>(fn: (tx: StoreTx) => Promise<T>, opts: TransactionOptions): Promise<{ result: T; revision: number | undefined }> {
