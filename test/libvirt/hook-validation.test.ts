@@ -11,13 +11,16 @@ import type { Store } from '../../src/core/store/store.js';
 import { createNetwork } from '../../src/core/service/networks.js';
 import { runLibvirtHook, type ApplyScope, type HookDeps } from '../../src/agent/libvirt/hook.js';
 import { DOC_PORT, DOC_TAP } from '../../src/agent/libvirt/facts.js';
-import { DOC_QUARANTINE, loadSnapshot } from '../../src/core/model/snapshot.js';
+import { DOC_QUARANTINE, loadSnapshot, quarantineKey } from '../../src/core/model/snapshot.js';
+import { thisHost } from '../../src/core/host-identity.js';
+import { hostSnapshot, desiredDigest } from '../../src/core/compile/host-desired.js';
 import { compileHostPlan } from '../../src/core/compile/host-plan.js';
 import { renderTable } from '../../src/core/compile/nft-ruleset.js';
 
 const FIX = new URL('./fixtures/', import.meta.url).pathname;
 const DOM_UUID = '3aaa57e8-1e22-4bff-9586-6a05259a2f80';
 const MAC = '52:54:00:12:34:56';
+const QKEY = () => quarantineKey(thisHost(), 'vnet2');
 const started = (): string =>
   readFileSync(join(FIX, 'qemu-lvdom1-started-begin.xml'), 'utf8')
     .replaceAll('8c2a3b9e-0000-4000-8000-00000000d001', DOM_UUID)
@@ -54,7 +57,8 @@ async function harness(): Promise<Harness> {
 
 /** The bridge table this host would get from what is stored now. */
 async function bridgeRuleset(store: Store): Promise<{ text: string; disabled: string[]; macs: string[]; warnings: string[] }> {
-  const plan = compileHostPlan(await loadSnapshot(store), { links: { virbrT0: { up: true, addresses: ['192.168.100.1/24'] } } });
+  // through the per-host desired state, as the control plane hands it to this host's agent
+  const plan = compileHostPlan(hostSnapshot(await loadSnapshot(store), thisHost()), { links: { virbrT0: { up: true, addresses: ['192.168.100.1/24'] } } });
   return { text: renderTable('bridge', plan.nft) + renderTable('inet', plan.nft), disabled: plan.nft.bridge.disabled_ifs, macs: plan.nft.bridge.vif_mac, warnings: plan.warnings };
 }
 
@@ -63,7 +67,12 @@ test('probe: a domain whose <mac address> carries nft syntax never reaches the r
   try {
     const xml = started().replace(`<mac address='${MAC}'/>`, `<mac address='${HOSTILE_MAC}'/>`);
     assert.ok(xml.includes('table inet evil'));
+    const digest = async (host: string) => desiredDigest({ host, snapshot: hostSnapshot(await loadSnapshot(h.store), host), settings: {} });
+    const before = await digest(thisHost());
     const r = await runLibvirtHook('qemu', ['lvdom1', 'started', 'begin', '-'], xml, h.deps);
+    // the agent of this host sees a new desired state; another host's does not get the tap
+    assert.notEqual(await digest(thisHost()), before);
+    assert.equal(hostSnapshot(await loadSnapshot(h.store), 'elsewhere').quarantinedTaps, undefined);
     assert.equal(r.code, 0);
     // nothing stored as given: no VIF, no tap doc carrying the value
     assert.equal((await h.store.listVifs()).length, 0);
@@ -72,7 +81,7 @@ test('probe: a domain whose <mac address> carries nft syntax never reaches the r
       for (const d of await h.store.listDocs(kind)) assert.ok(!JSON.stringify(d.value).includes('table inet evil') || kind === DOC_QUARANTINE, kind);
     }
     // the tap is enforced as disabled (skipping it would leave it unfiltered), with a log line saying why
-    const q = await h.store.getDoc<{ ifname: string; reason: string }>(DOC_QUARANTINE, 'vnet2');
+    const q = await h.store.getDoc<{ ifname: string; reason: string }>(DOC_QUARANTINE, QKEY());
     assert.equal(q?.value.ifname, 'vnet2');
     assert.deepEqual(h.applied, [{ networkUuid: h.netUuid }]);
     const line = h.logs.find((l) => l.includes('enforced as disabled'));
@@ -85,7 +94,7 @@ test('probe: a domain whose <mac address> carries nft syntax never reaches the r
 
     // the domain comes back with a valid MAC: the VIF takes the tap over, the quarantine ends
     assert.equal((await runLibvirtHook('qemu', ['lvdom1', 'started', 'begin', '-'], started(), h.deps)).code, 0);
-    assert.equal(await h.store.getDoc(DOC_QUARANTINE, 'vnet2'), undefined);
+    assert.equal(await h.store.getDoc(DOC_QUARANTINE, QKEY()), undefined);
     const [vif] = await h.store.listVifs(DOM_UUID);
     assert.equal(vif.mac, MAC);
     assert.equal(vif.ifname, 'vnet2');
@@ -102,7 +111,7 @@ test('a quarantined tap is let go when its domain stops', async () => {
   try {
     const xml = started().replace(`<mac address='${MAC}'/>`, `<mac address='01:00:5e:00:00:01'/>`); // multicast: not a VIF's MAC
     await runLibvirtHook('qemu', ['lvdom1', 'started', 'begin', '-'], xml, h.deps);
-    assert.ok(await h.store.getDoc(DOC_QUARANTINE, 'vnet2'));
+    assert.ok(await h.store.getDoc(DOC_QUARANTINE, QKEY()));
     assert.match(h.logs.join('\n'), /multicast MAC/);
     h.applied.length = 0;
     await runLibvirtHook('qemu', ['lvdom1', 'stopped', 'end', '-'], stopped().replace(`<mac address='${MAC}'/>`, `<mac address='01:00:5e:00:00:01'/>`), h.deps);
@@ -119,7 +128,7 @@ test('a domain with an invalid UUID: its tap on a managed network is disabled, n
     const xml = started().replace(`<uuid>${DOM_UUID}</uuid>`, '<uuid>not-a-uuid\u001b[31m</uuid>');
     await runLibvirtHook('qemu', ['lvdom1', 'started', 'begin', '-'], xml, h.deps);
     assert.equal((await h.store.listVms()).length, 0);
-    const q = await h.store.getDoc<{ owner: string }>(DOC_QUARANTINE, 'vnet2');
+    const q = await h.store.getDoc<{ owner: string }>(DOC_QUARANTINE, QKEY());
     assert.ok(q);
     assert.ok(!q.value.owner.includes('\u001b'), 'stored escaped');
     assert.ok(h.logs.every((l) => !l.includes('\u001b')), 'logged escaped');

@@ -4,7 +4,7 @@
 // not at stopped/release; a port's owner and MAC only at port-created).
 import { thisHost } from '../../core/host-identity.js';
 import type { Network, Vif, Vm } from '../../core/model/types.js';
-import { DOC_QUARANTINE, type QuarantinedTap } from '../../core/model/snapshot.js';
+import { DOC_QUARANTINE, quarantineKey, type QuarantinedTap } from '../../core/model/snapshot.js';
 import { factLabel, hypervisorName, isUuid, isValidIfname, normalizeMac, validateName } from '../../core/model/validate.js';
 import type { StoreTx } from '../../core/store/store.js';
 import { audit, newUuid, now } from '../../core/service/context.js';
@@ -229,7 +229,7 @@ export async function recordDomain(tx: StoreTx, dom: LibvirtDomainInfo, state: '
   // A domain that stopped lets go of its quarantined taps (the taps are gone with it).
   if (state === 'stopped') {
     for (const d of await tx.listDocs<QuarantinedTap>(DOC_QUARANTINE)) {
-      if (d.value.owner !== owner) continue;
+      if (d.value.owner !== owner || d.value.host !== thisHost()) continue;
       await tx.deleteDoc(DOC_QUARANTINE, d.key);
       out.quarantineChanged.push(d.value.networkUuid);
     }
@@ -247,10 +247,11 @@ export async function recordDomain(tx: StoreTx, dom: LibvirtDomainInfo, state: '
     if (!key || !f.mac || !domUuid) {
       const reason = f.macError ? `its MAC cannot be recorded (${f.macError})` : 'its domain UUID is not a UUID';
       if (state === 'running' && f.target) {
-        const q: QuarantinedTap = { ifname: f.target, networkUuid: network.uuid, owner, reason: factLabel(reason, 200), since: now() };
-        const prev = (await tx.getDoc<QuarantinedTap>(DOC_QUARANTINE, f.target))?.value;
+        const q: QuarantinedTap = { host: thisHost(), ifname: f.target, networkUuid: network.uuid, owner, reason: factLabel(reason, 200), since: now() };
+        const qKey = quarantineKey(q.host, f.target);
+        const prev = (await tx.getDoc<QuarantinedTap>(DOC_QUARANTINE, qKey))?.value;
         if (!prev || prev.owner !== q.owner || prev.reason !== q.reason || prev.networkUuid !== q.networkUuid) {
-          await tx.putDoc(DOC_QUARANTINE, f.target, q);
+          await tx.putDoc(DOC_QUARANTINE, qKey, q);
           out.quarantineChanged.push(network.uuid);
         }
         out.problems.push(`${where} interface ${i}: tap ${f.target} on network ${network.name} is enforced as disabled until its facts can be recorded: ${reason}`);
@@ -263,8 +264,8 @@ export async function recordDomain(tx: StoreTx, dom: LibvirtDomainInfo, state: '
       const tap: TapDoc = { domainUuid: domUuid, domainName: hv!.label ?? hv!.name, mac: f.mac, ifname: f.target, network: network.name, bridge: f.bridge, portid: f.portid, running: true, updatedAt: now() };
       if (!prevTap || prevTap.ifname !== tap.ifname || !prevTap.running || prevTap.bridge !== tap.bridge || prevTap.portid !== tap.portid) await tx.putDoc(DOC_TAP, key, tap);
       // valid facts for a tap that was quarantined: it is enforced through its VIF from now on
-      if (f.target && (await tx.getDoc<QuarantinedTap>(DOC_QUARANTINE, f.target))) {
-        await tx.deleteDoc(DOC_QUARANTINE, f.target);
+      if (f.target && (await tx.getDoc<QuarantinedTap>(DOC_QUARANTINE, quarantineKey(thisHost(), f.target)))) {
+        await tx.deleteDoc(DOC_QUARANTINE, quarantineKey(thisHost(), f.target));
         out.quarantineChanged.push(network.uuid);
       }
     } else if (state === 'stopped' && prevTap && prevTap.running) {

@@ -29,7 +29,8 @@ export function hostSnapshot(snapshot: Snapshot, host: string): Snapshot {
   const vifs = snapshot.vifs.filter((v) => vmUuids.has(v.vmUuid));
   const vifUuids = new Set(vifs.map((v) => v.uuid));
   const assignments = snapshot.assignments.filter((a) => (a.vifUuid ? vifUuids.has(a.vifUuid) : true));
-  return { networks: snapshot.networks, pools: snapshot.pools, vms, vifs, assignments };
+  const quarantinedTaps = (snapshot.quarantinedTaps ?? []).filter((q) => q.host === host);
+  return { networks: snapshot.networks, pools: snapshot.pools, vms, vifs, assignments, ...(quarantinedTaps.length ? { quarantinedTaps } : {}) };
 }
 
 /** Canonical digest of a host's desired state: equal digests, nothing for the agent to do. */
@@ -44,6 +45,9 @@ export function desiredDigest(d: HostDesired): string {
     vms: byUuid(s.vms),
     vifs: byUuid(s.vifs),
     assignments: byUuid(s.assignments),
+    // taps disabled because their facts could not be recorded (only when there are any, so the
+    // digest of every other state stays what it was)
+    ...(s.quarantinedTaps?.length ? { quarantinedTaps: [...s.quarantinedTaps].sort((a, b) => (a.ifname < b.ifname ? -1 : a.ifname > b.ifname ? 1 : 0)) } : {}),
   };
   return createHash('sha256')
     .update(JSON.stringify(canon, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)))

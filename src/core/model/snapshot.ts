@@ -13,10 +13,14 @@ export interface Snapshot {
   quarantinedTaps?: QuarantinedTap[];
 }
 
-/** Store doc kind of quarantined taps (key: the interface name). */
+/** Store doc kind of quarantined taps (key: quarantineKey(host, ifname)). */
 export const DOC_QUARANTINE = 'quarantined-tap';
 
+export const quarantineKey = (host: string, ifname: string): string => `${host}/${ifname}`;
+
 export interface QuarantinedTap {
+  /** The host the tap is on (the one whose hook saw it); only that host enforces it. */
+  host: string;
   /** Host interface name (valid by model/validate.ts; a name that is not cannot be enforced at all). */
   ifname: string;
   networkUuid: string;
