@@ -52,3 +52,58 @@ for (const backend of storeBackends()) describe(`CLI tour (${backend.name})`, { 
     }
   });
 });
+
+describe('ip show --json: one shape, an enumerated state, separate until and reason', () => {
+  const { db, cleanup } = tempDb();
+  after(cleanup);
+  const FIELDS = ['address', 'cidr', 'family', 'kind', 'network', 'note', 'pool', 'reason', 'requestId', 'since', 'state', 'until', 'vif'];
+
+  before(async () => {
+    for (const args of [
+      ['network', 'create', 'lan', '--subnet', '192.0.2.0/24,gateway=192.0.2.1', '--subnet', '2001:db8:10::/64'],
+      ['network', 'host-address', 'add', 'lan', '192.0.2.2/24'],
+      ['pool', 'create', 'lan4', '--network', 'lan', '--range', '192.0.2.1-192.0.2.200', '--exclude', '192.0.2.8/30', '--hold', '3600'],
+      ['pool', 'create', 'pub', '--network', 'lan', '--purpose', 'routed', '--cidr', '203.0.113.0/24'],
+      ['vm', 'add', 'web1'],
+      ['vif', 'add', 'web1', '--network', 'lan', '--mac', '52:54:00:aa:bb:01'],
+      ['ip', 'allocate', '--vif', 'web1:0', '--address', '192.0.2.3', '--request-id', 'r1'],
+      ['ip', 'allocate', '--vif', 'web1:0', '--address', '192.0.2.4'],
+      ['ip', 'release', '192.0.2.4'],
+      ['ip', 'allocate', '--vif', 'web1:0', '--pool', 'pub', '--prefix-length', '29'],
+      ['ip', 'reserve', '192.0.2.50', '--pool', 'lan4', '--note', 'printer'],
+    ]) assert.equal((await cli(db, ...args)).code, 0, args.join(' '));
+  });
+
+  const cases: Array<[string, string, Record<string, unknown>]> = [
+    ['192.0.2.3', 'assigned', { vif: 'web1:0', kind: 'primary', cidr: '192.0.2.3', pool: 'lan4', network: 'lan', requestId: 'r1', until: null, reason: null }],
+    ['203.0.113.5', 'assigned', { vif: 'web1:0', kind: 'routed', cidr: '203.0.113.0/29', pool: 'pub' }],
+    ['192.0.2.50', 'reserved', { vif: null, kind: 'reserved', note: 'printer' }],
+    ['192.0.2.4', 'held', { pool: 'lan4', vif: null, kind: null }],
+    ['192.0.2.99', 'free', { pool: 'lan4', network: 'lan', until: null, reason: null }],
+    ['192.0.2.9', 'excluded', { pool: 'lan4', until: null }],
+    ['192.0.2.1', 'gateway', { network: 'lan' }],
+    ['192.0.2.0', 'network', { network: 'lan' }],
+    ['192.0.2.255', 'broadcast', { network: 'lan' }],
+    ['192.0.2.2', 'host-address', { network: 'lan' }],
+    ['192.0.2.250', 'outside', { network: 'lan', pool: null }],
+    ['198.51.100.1', 'outside', { network: null, pool: null }],
+    ['2001:db8:10::', 'network', { family: 6 }],
+  ];
+  for (const [address, state, fields] of cases) {
+    test(`${address} is ${state}`, async () => {
+      const r = await cli(db, 'ip', 'show', address, '--json');
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(!Array.isArray(r.json), 'one object, not a list');
+      assert.deepEqual(Object.keys(r.json).sort(), FIELDS, 'the same fields in every state');
+      assert.equal(r.json.state, state);
+      assert.equal(r.json.address, address);
+      for (const [k, v] of Object.entries(fields)) assert.deepEqual(r.json[k], v, k);
+      if (state === 'held') {
+        assert.ok(!Number.isNaN(Date.parse(r.json.until)), 'until is a time of its own');
+        assert.ok(!/until/.test(r.json.reason ?? ''), 'not folded into the reason');
+      }
+      if (['excluded', 'gateway', 'network', 'broadcast', 'host-address', 'outside'].includes(state)) assert.equal(typeof r.json.reason, 'string');
+      assert.match((await cli(db, 'ip', 'show', address)).stdout, new RegExp(`^${address}: ${state}`));
+    });
+  }
+});

@@ -104,7 +104,7 @@ for (const backend of storeBackends()) describe(`foundation CLI (${backend.name}
     const clash = await cli(db, 'ip', 'allocate', '--vif', 'web1:0', '--address', '192.0.2.50');
     assert.equal(clash.code, 1);
     const show = await cli(db, 'ip', 'show', '192.0.2.50', '--json');
-    assert.equal(show.json[0].note, 'printer');
+    assert.equal(show.json.note, 'printer');
     const byVm = await cli(db, 'ip', 'list', '--vm', 'web1', '--json');
     assert.deepEqual(byVm.json.map((a: any) => a.cidr).sort(), ['192.0.2.3', '192.0.2.4', '2001:db8:10::1']);
     const rel = await cli(db, 'ip', 'release', '192.0.2.50');

@@ -2,6 +2,8 @@ import type { Command } from 'commander';
 import type { Network } from '../../core/model/types.js';
 import type { Store } from '../../core/store/store.js';
 import { allocate, release, reserve } from '../../core/service/ip.js';
+import { parseCidr, formatAddress } from '../../core/ipam/addr.js';
+import { describeAddress } from '../../core/service/address-info.js';
 import { driverFor } from '../../drivers/index.js';
 import { type CommandContext, keyValues, runAction, table } from '../context.js';
 import { assignmentViews, formatAssignment, listAssignments, showAddress } from '../../core/service/views.js';
@@ -72,13 +74,11 @@ export function registerIpCommands(program: Command): void {
 
   ip.command('show <address>').description('show who holds an address, or why it is not available').action(runAction(async (ctx, address: string) => {
     const store = await ctx.store();
-    return store.transaction(async (tx) => {
-      const { assignments: v, states } = await showAddress(tx, address);
-      if (v.length) {
-        return { json: v, text: v.map((a) => keyValues([['address', a.cidr], ['kind', a.kind], ['vif', a.vif], ['network', a.network], ['pool', a.pool], ['note', a.note], ['since', a.createdAt], ['request id', a.requestId]])).join('\n\n') };
-      }
-      const text = states[0].address;
-      return { json: states, text: states.map((s) => `${text}: ${s.state} (pool ${s.pool}, network ${s.network})`).join('\n') };
-    });
+    const c = parseCidr(address, 'address', { allowBare: true });
+    const info = await store.transaction((tx) => describeAddress(tx, formatAddress(c.family, c.address)));
+    const where = [info.pool && `pool ${info.pool}`, info.network && `network ${info.network}`].filter(Boolean).join(', ');
+    const head = `${info.address}: ${info.state}${info.until ? ` until ${info.until}` : ''}${where ? ` (${where})` : ''}`;
+    const details = keyValues(([['vif', info.vif], ['kind', info.kind], ['cidr', info.cidr], ['note', info.note], ['since', info.since], ['request id', info.requestId], ['reason', info.reason]] as Array<[string, unknown]>).filter(([, v]) => v !== null));
+    return { json: info, text: details ? `${head}\n${details}` : head };
   }));
 }
