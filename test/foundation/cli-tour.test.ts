@@ -107,3 +107,30 @@ describe('ip show --json: one shape, an enumerated state, separate until and rea
     });
   }
 });
+
+describe('events show what changed', () => {
+  const { db, cleanup } = tempDb();
+  after(cleanup);
+
+  test('a set shows `field: before -> after`, not truncated JSON; --json carries the changes too', async () => {
+    for (const args of [
+      ['network', 'create', 'lan', '--subnet', '192.0.2.0/24', '--dns', '192.0.2.53', '--dns', '192.0.2.54', '--route', '198.51.100.0/24,via=192.0.2.254'],
+      ['vm', 'add', 'web1', '--owner', 'acme'],
+      ['vif', 'add', 'web1', '--network', 'lan', '--mac', '52:54:00:aa:bb:01', '--locking', 'locked'],
+      ['vif', 'set', 'web1:0', '--locking', 'unlocked'],
+      ['network', 'set', 'lan', '--mtu', '1400'],
+    ]) assert.equal((await cli(db, ...args)).code, 0, args.join(' '));
+    const r = await cli(db, 'events');
+    assert.equal(r.code, 0);
+    const lines = r.stdout.split('\n');
+    assert.ok(lines.some((l) => /set\s+vif\s+web1:0\s+locking: locked -> unlocked$/.test(l)), r.stdout);
+    assert.ok(lines.some((l) => /set\s+network\s+lan\s+mtu: - -> 1400$/.test(l)), r.stdout);
+    assert.ok(!r.stdout.includes('...'), 'nothing cut off');
+    assert.ok(!r.stdout.includes('{"'), 'no raw JSON records');
+    // a create lists what was set, whole (the route and both DNS servers)
+    assert.match(r.stdout, /create\s+network\s+lan\s+.*dns=\[192\.0\.2\.53, 192\.0\.2\.54\].*198\.51\.100\.0\/24/);
+    const j = await cli(db, 'events', '--object', 'web1', '--json');
+    const set = j.json.find((e: any) => e.action === 'set' && e.objectKind === 'vif');
+    assert.deepEqual(set.changes, [{ field: 'locking', before: 'locked', after: 'unlocked' }]);
+  });
+});

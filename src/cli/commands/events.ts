@@ -5,10 +5,49 @@ import { runAction, table } from '../context.js';
 
 export { parseSince, relatedTo } from '../../core/service/views.js';
 
-function brief(v: unknown): string {
-  if (v === null || v === undefined) return '';
-  const s = JSON.stringify(v);
-  return s.length > 80 ? s.slice(0, 77) + '...' : s;
+// Bookkeeping fields that change on every write and say nothing about what changed.
+const NOISE = new Set(['updatedAt', 'createdAt', 'uuid']);
+
+function show(v: unknown): string {
+  if (v === null || v === undefined || v === '') return '-';
+  if (Array.isArray(v)) return `[${v.map(show).join(', ')}]`;
+  if (typeof v === 'object') return `{${Object.entries(v as Record<string, unknown>).map(([k, x]) => `${k}: ${show(x)}`).join(', ')}}`;
+  return String(v);
+}
+
+export interface FieldChange {
+  field: string;
+  before: unknown;
+  after: unknown;
+}
+
+/** The fields an event changed, one level deep into objects (extra.libvirtName ...). */
+export function fieldChanges(before: unknown, after: unknown, prefix = ''): FieldChange[] {
+  const obj = (v: unknown) => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
+  const b = obj(before), a = obj(after);
+  if (!b || !a) return JSON.stringify(before) === JSON.stringify(after) ? [] : [{ field: prefix || 'value', before, after }];
+  const keys = [...new Set([...Object.keys(b), ...Object.keys(a)])].filter((k) => !NOISE.has(k));
+  return keys.flatMap((k) => {
+    if (JSON.stringify(b[k]) === JSON.stringify(a[k])) return [];
+    const name = prefix ? `${prefix}.${k}` : k;
+    if (!prefix && obj(b[k]) && obj(a[k])) return fieldChanges(b[k], a[k], name);
+    return [{ field: name, before: b[k], after: a[k] }];
+  });
+}
+
+/** One line a human reads: `locking: locked -> unlocked`, or what was created / removed. */
+export function describeChange(e: Pick<Ev, 'before' | 'after'>): string {
+  const has = (v: unknown) => v !== null && v !== undefined;
+  if (has(e.before) && has(e.after)) {
+    const ch = fieldChanges(e.before, e.after);
+    return ch.length ? ch.map((c) => `${c.field}: ${show(c.before)} -> ${show(c.after)}`).join('; ') : 'no change';
+  }
+  const v = has(e.after) ? e.after : e.before;
+  if (!has(v)) return '';
+  const o = v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+  if (!o) return show(v);
+  // the fields that are set; ids of other records are left out (the OBJECT column names them)
+  return Object.entries(o).filter(([k, x]) => !NOISE.has(k) && !/Uuid$/.test(k) && x !== null && x !== '' && !(Array.isArray(x) && !x.length) && !(typeof x === 'object' && !Array.isArray(x) && !Object.keys(x as object).length)).map(([k, x]) => `${k}=${show(x)}`).join(' ');
 }
 
 export function registerEventCommands(program: Command): void {
@@ -24,8 +63,9 @@ export function registerEventCommands(program: Command): void {
       }
       const events = await listEvents(await ctx.store(), { since: o.since, object: o.object, limit });
       return {
-        json: events,
-        text: events.length ? table(['TIME', 'ACTOR', 'ACTION', 'KIND', 'OBJECT', 'CHANGE'], events.map((e) => [e.time, e.actor, e.action, e.objectKind, e.objectName ?? e.objectUuid, e.action === 'delete' || e.action === 'release' ? brief(e.before) : brief(e.after)])) : 'no events',
+        // the records whole, plus the changed fields for a reader that wants only those
+        json: events.map((e) => ({ ...e, changes: e.before && e.after ? fieldChanges(e.before, e.after) : [] })),
+        text: events.length ? table(['TIME', 'ACTOR', 'ACTION', 'KIND', 'OBJECT', 'CHANGE'], events.map((e) => [e.time, e.actor, e.action, e.objectKind, e.objectName ?? e.objectUuid, describeChange(e)])) : 'no events',
       };
     }));
 }
