@@ -114,6 +114,7 @@ describe('events show what changed', () => {
 
   test('a set shows `field: before -> after`, not truncated JSON; --json carries the changes too', async () => {
     for (const args of [
+      ['tenant', 'create', 'acme'],
       ['network', 'create', 'lan', '--subnet', '192.0.2.0/24', '--dns', '192.0.2.53', '--dns', '192.0.2.54', '--route', '198.51.100.0/24,via=192.0.2.254'],
       ['vm', 'add', 'web1', '--owner', 'acme'],
       ['vif', 'add', 'web1', '--network', 'lan', '--mac', '52:54:00:aa:bb:01', '--locking', 'locked'],
@@ -132,5 +133,70 @@ describe('events show what changed', () => {
     const j = await cli(db, 'events', '--object', 'web1', '--json');
     const set = j.json.find((e: any) => e.action === 'set' && e.objectKind === 'vif');
     assert.deepEqual(set.changes, [{ field: 'locking', before: 'locked', after: 'unlocked' }]);
+  });
+});
+
+describe('lists and settings from the tour', () => {
+  const { db, cleanup } = tempDb();
+  after(cleanup);
+
+  before(async () => {
+    for (const args of [
+      ['network', 'create', 'lan', '--subnet', '192.0.2.0/24', '--subnet', '2001:db8:10::/64'],
+      ['network', 'create', 'dmz', '--subnet', '198.51.100.0/24'],
+      ['pool', 'create', 'lan4', '--network', 'lan', '--cidr', '192.0.2.0/28', '--hold', '3600'],
+      ['tenant', 'create', 'acme'], ['tenant', 'create', 'beta'],
+      ['vm', 'add', 'a1', '--owner', 'acme'], ['vm', 'add', 'b1', '--owner', 'beta'], ['vm', 'add', 'a2', '--owner', 'acme'],
+      ['vif', 'add', 'a1', '--network', 'lan', '--mac', '52:54:00:00:01:01'],
+      ['vif', 'add', 'a1', '--network', 'dmz', '--mac', '52:54:00:00:01:02'],
+      ['vif', 'add', 'b1', '--network', 'lan', '--mac', '52:54:00:00:02:01'],
+      ['vif', 'add', 'a2', '--network', 'dmz', '--mac', '52:54:00:00:03:01'],
+    ]) assert.equal((await cli(db, ...args)).code, 0, args.join(' '));
+  });
+
+  test('vif list --network and --owner filter, alone and together', async () => {
+    const labels = async (...args: string[]) => (await cli(db, 'vif', 'list', ...args, '--json')).json.map((v: any) => `${v.vm}:${v.device}`).sort();
+    assert.deepEqual(await labels('--network', 'lan'), ['a1:0', 'b1:0']);
+    assert.deepEqual(await labels('--owner', 'acme'), ['a1:0', 'a1:1', 'a2:0']);
+    assert.deepEqual(await labels('--network', 'dmz', '--owner', 'acme'), ['a1:1', 'a2:0']);
+    assert.deepEqual(await labels('--owner', 'nobody'), []);
+    assert.equal((await cli(db, 'vif', 'list', '--network', 'nope', '--json')).error?.code, 'NOT_FOUND');
+  });
+
+  test('pool list shows held addresses, so TOTAL = USED + HELD + FREE', async () => {
+    for (const args of [['ip', 'allocate', '--vif', 'a1:0', '--family', '4'], ['ip', 'allocate', '--vif', 'b1:0', '--family', '4'], ['ip', 'release', '192.0.2.2']]) {
+      assert.equal((await cli(db, ...args)).code, 0, args.join(' '));
+    }
+    const r = await cli(db, 'pool', 'list');
+    const [head, row] = r.stdout.trim().split('\n').map((l) => l.trim().split(/\s+/));
+    assert.deepEqual(head.slice(-4), ['TOTAL', 'USED', 'HELD', 'FREE']);
+    const [total, used, held, free] = row.slice(-4).map(Number);
+    assert.deepEqual([total, used, held, free], [15, 1, 1, 13]);
+    assert.equal(total, used + held + free);
+  });
+
+  test('network host-address add refuses an address outside the network\'s subnets', async () => {
+    for (const bad of ['10.9.9.9/24', '192.0.2.5/16', '2001:db8:99::5/64']) {
+      const r = await cli(db, 'network', 'host-address', 'add', 'lan', bad, '--json');
+      assert.equal(r.code, 2, bad);
+      assert.equal(r.error?.field, 'address', bad);
+      assert.match(r.error!.message, /outside the subnets of network 'lan'/, bad);
+    }
+    assert.equal((await cli(db, 'network', 'host-address', 'add', 'lan', '192.0.2.14/24')).code, 0);
+    assert.equal((await cli(db, 'network', 'host-address', 'add', 'lan', '2001:db8:10::2/64')).code, 0);
+    assert.deepEqual((await cli(db, 'network', 'host-address', 'list', 'lan', '--json')).json, ['192.0.2.14/24', '2001:db8:10::2/64']);
+    // a network without subnets (a plain bridge, XAPI's management network) takes any address
+    assert.equal((await cli(db, 'network', 'create', 'plain')).code, 0);
+    assert.equal((await cli(db, 'network', 'host-address', 'add', 'plain', '10.30.0.254/24')).code, 0);
+  });
+
+  test('host gateway show prints the setting of a host, set or not', async () => {
+    const none = await cli(db, 'host', 'gateway', 'show', '--host', 'hv1', '--json');
+    assert.equal(none.code, 0, none.stderr);
+    assert.deepEqual(none.json, { host: 'hv1', gateway: null });
+    assert.equal((await cli(db, 'host', 'gateway', 'set', '--host', 'hv1', '--via', '192.0.2.1', '--when-up', 'lan')).code, 0);
+    const set = await cli(db, 'host', 'gateway', 'show', '--host', 'hv1', '--json');
+    assert.equal(set.json.gateway.via, '192.0.2.1');
+    assert.match((await cli(db, 'host', 'gateway', 'show', '--host', 'hv1')).stdout, /^hv1: default route via 192\.0\.2\.1/);
   });
 });

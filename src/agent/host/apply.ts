@@ -408,5 +408,7 @@ export async function hostStatus(target: Store | HostSource, opts: { runner?: Ho
       drift: missing.map((e) => `missing ${e}`),
     };
   });
+  // stable rows for people and scripts: by VM name, then device number
+  vifs.sort((a, b) => (vmNames.get(a.vmUuid) ?? a.vmUuid).localeCompare(vmNames.get(b.vmUuid) ?? b.vmUuid) || a.device - b.device);
   return { vifs, pending: run.changes, warnings: run.warnings };
 }

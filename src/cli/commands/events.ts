@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { invalid } from '../../core/model/errors.js';
+import type { AuditEvent } from '../../core/model/types.js';
 import { listEvents } from '../../core/service/views.js';
 import { runAction, table } from '../context.js';
 
@@ -36,7 +37,7 @@ export function fieldChanges(before: unknown, after: unknown, prefix = ''): Fiel
 }
 
 /** One line a human reads: `locking: locked -> unlocked`, or what was created / removed. */
-export function describeChange(e: Pick<Ev, 'before' | 'after'>): string {
+export function describeChange(e: Pick<AuditEvent, 'before' | 'after'>): string {
   const has = (v: unknown) => v !== null && v !== undefined;
   if (has(e.before) && has(e.after)) {
     const ch = fieldChanges(e.before, e.after);

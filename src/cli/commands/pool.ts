@@ -25,7 +25,7 @@ export function registerPoolCommands(program: Command): void {
         const rows = await listPools(tx, { network: o.network });
         return {
           json: rows,
-          text: rows.length ? table(['NAME', 'NETWORK', 'FAMILY', 'PURPOSE', 'RANGES', 'TOTAL', 'USED', 'FREE'], rows.map((r) => [r.name, r.network, `v${r.family}`, r.purpose, r.entries.map((e) => e.text).join(','), r.usage.total, (BigInt(r.usage.assigned) + BigInt(r.usage.routed) + BigInt(r.usage.reserved)).toString(), r.usage.free])) : 'no pools',
+          text: rows.length ? table(['NAME', 'NETWORK', 'FAMILY', 'PURPOSE', 'RANGES', 'TOTAL', 'USED', 'HELD', 'FREE'], rows.map((r) => [r.name, r.network, `v${r.family}`, r.purpose, r.entries.map((e) => e.text).join(','), r.usage.total, (BigInt(r.usage.assigned) + BigInt(r.usage.routed) + BigInt(r.usage.reserved)).toString(), r.usage.held, r.usage.free])) : 'no pools',
         };
       });
     }),

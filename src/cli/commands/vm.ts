@@ -62,11 +62,15 @@ export function registerVmCommands(program: Command): void {
       const [view] = await store.transaction((tx) => vifViews(tx, [v]));
       return { json: view, text: `added VIF ${view.vm}:${v.device} (${v.mac}) on ${view.network}` };
     }));
-  vif.command('list').description('list VIFs with their effective locking mode and addresses').option('--vm <vm>', 'only this VM').action(
-    runAction(async (ctx, o: { vm?: string }) => {
+  vif.command('list').description('list VIFs with their effective locking mode and addresses')
+    .option('--vm <vm>', 'only this VM')
+    .option('--network <network>', 'only VIFs on this network')
+    .option('--owner <tenant>', 'only VIFs of VMs this tenant owns')
+    .action(
+    runAction(async (ctx, o: { vm?: string; network?: string; owner?: string }) => {
       const store = await ctx.store();
       return store.transaction(async (tx) => {
-        const views = await listVifs(tx, { vm: o.vm });
+        const views = await listVifs(tx, { vm: o.vm, network: o.network, owner: o.owner });
         return { json: views, text: views.length ? vifTable(views) : 'no VIFs' };
       });
     }),

@@ -222,6 +222,16 @@ export async function addHostAddress(store: Store, ref: string, cidrText: string
     if (c.family === 6 && c.prefixLength < 127 && c.address === c.network) {
       throw invalid('address', `${text} is the subnet-router anycast address of its prefix (pick a host address, e.g. ${formatAddress(6, c.network + 1n)}/${c.prefixLength})`);
     }
+    // On a network with subnets, the host's address lies inside one of them (prefix included): an
+    // address elsewhere would put a foreign prefix on the bridge. A network without subnets (a plain
+    // bridge, XAPI's management network) takes any; IPv6 link-local is on every link.
+    if (before.subnets.length && !isLinkLocal6(c.family, c.address)) {
+      const home = before.subnets.find((s) => {
+        const n = parseCidr(s.cidr);
+        return n.family === c.family && c.address >= n.network && c.address <= cidrLast(n) && c.prefixLength >= n.prefixLength;
+      });
+      if (!home) throw invalid('address', `${text} is outside the subnets of network '${before.name}' (${before.subnets.map((s) => s.cidr).join(', ')})`);
+    }
     if (before.hostAddresses.includes(text)) return before;
     if (before.hostAddresses.some((h) => parseCidr(h).address === c.address && parseCidr(h).family === c.family)) {
       throw new IpvisorError('ALREADY_EXISTS', `address: ${formatAddress(c.family, c.address)} is already a host address of '${before.name}'`, { field: 'address' });

@@ -79,11 +79,15 @@ export async function showVm(tx: StoreTx, ref: string, scope: Scope = UNSCOPED):
 
 // ---- VIFs ----------------------------------------------------------------------------------------
 
-export async function listVifs(tx: StoreTx, filter: { vm?: string; network?: string } = {}, scope: Scope = UNSCOPED): Promise<VifView[]> {
+export async function listVifs(tx: StoreTx, filter: { vm?: string; network?: string; owner?: string } = {}, scope: Scope = UNSCOPED): Promise<VifView[]> {
   let vifs = filter.vm ? await tx.listVifs((await scopedVm(tx, filter.vm, scope)).uuid) : await tx.listVifs();
   if (filter.network) {
     const n = await networkRef(tx, filter.network);
     vifs = vifs.filter((v) => v.networkUuid === n.uuid);
+  }
+  if (filter.owner !== undefined) {
+    const owned = new Set((await tx.listVms()).filter((vm) => vm.owner === filter.owner).map((vm) => vm.uuid));
+    vifs = vifs.filter((v) => owned.has(v.vmUuid));
   }
   const visible = await visibleVifUuids(tx, scope);
   if (visible) vifs = vifs.filter((v) => visible.has(v.uuid));
