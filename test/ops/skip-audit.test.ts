@@ -46,12 +46,15 @@ export function auditSkips(path: string, text: string): string[] {
   const where = (i: number) => `${path}:${text.slice(0, i).split('\n').length}`;
   if (!path.endsWith('support/skip.ts')) {
     for (const m of text.matchAll(/\bt\.skip\s*\(/g)) problems.push(`${where(m.index!)}: t.skip outside the gate (use skipTest)`);
-    for (const m of text.matchAll(/\bt\.diagnostic\s*\(/g)) problems.push(`${where(m.index!)}: t.diagnostic (a reason not to run is a skip through the gate)`);
+    // a diagnostic is fine as information; followed by a return it is a silent skip
+    for (const m of text.matchAll(/\bt\.diagnostic\s*\([^;]*\);\s*return\b/g)) problems.push(`${where(m.index!)}: t.diagnostic then return (a reason not to run is a skip through the gate)`);
   }
   // `const skip = EXPR` and `{ skip: EXPR }`: a literal reason outside a gate call skips silently
   for (const m of text.matchAll(/(?:\bconst\s+skip\s*=|\bskip\s*:)\s*/g)) {
     const expr = expressionAt(text, m.index! + m[0].length);
-    const rest = withoutGateCalls(expr);
+    // other calls' arguments (`which('networkd')`) are conditions, not reasons
+    let rest = withoutGateCalls(expr);
+    for (let prev = ''; prev !== rest;) { prev = rest; rest = rest.replace(/\b\w+\s*\([^()]*\)/g, 'CALL'); }
     if (/['"`]/.test(rest)) problems.push(`${where(m.index!)}: a skip reason outside skipUnless: ${expr.trim()}`);
     // a gate call, a variable or field that holds one (`skip`, `backend.skip`), or a type annotation
     if (!/\bGATE\b|^\s*[\w.]*\.?skip\b/i.test(rest) && !/^\s*(false|undefined|string \| false)\s*$/.test(rest)) problems.push(`${where(m.index!)}: skip not from the gate: ${expr.trim()}`);
@@ -66,6 +69,9 @@ test('skip audit: the audit catches a raw reason, t.skip and t.diagnostic', () =
   assert.equal(auditSkips('x.test.ts', "describe('a', { skip: skip ?? false }, () => {});\n").length, 0);
   assert.equal(auditSkips('x.test.ts', "if (!tool) { t.skip('no tool'); return; }\n").length, 1);
   assert.equal(auditSkips('x.test.ts', "if (!tool) { t.diagnostic('no tool'); return; }\n").length, 1);
+  assert.equal(auditSkips('x.test.ts', "t.diagnostic(`built: ${n}`);\nassert.ok(n > 1);\n").length, 0);
+  assert.equal(auditSkips('x.test.ts', "test('a', { skip: !which('x') ? skipUnless('x missing') || false : false }, () => {});\n").length, 0);
+  assert.ok(auditSkips('x.test.ts', "test('a', { skip: !which('x') ? 'x missing' : false }, () => {});\n").length > 0);
 });
 
 test('skip audit: every test file skips only through test/support/skip.ts', () => {
