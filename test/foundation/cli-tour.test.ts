@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
-import { cli } from '../support/cli.js';
+import { cli, tempDb } from '../support/cli.js';
 import { storeBackends } from '../support/backends.js';
 
 const ENTRY = new URL('../../src/cli/entry.ts', import.meta.url).pathname;
