@@ -44,6 +44,9 @@ test('bad configs fail with the field named', () => {
   // bridge names by the one interface-name rule (no ':', nothing a shell or nft would read)
   bad({ ...legacy, brName: 'xenbr1:0' }, /^management\[0\]\.bridge: /);
   bad({ ...legacy, brName: 'xenbr1; reboot' }, /^management\[0\]\.bridge: /);
+  bad({ ...legacy, vmName: 'fw\u001b[2J' }, /^bindings\[0\]\.vm: .*control characters/);
+  // plain http to XAPI only when the config says so (the password would cross the network in clear)
+  bad({ xapi: { url: 'http://192.0.2.10', passwordFile: '/x' }, bindings: [{ vm: 'a', network: 'n', addresses: ['10.0.0.1/24'] }] }, /^xapi\.url: .*in clear/);
   bad({ xapi: { passwordFile: '/x' }, bindings: [{ vm: 'a', network: 'n', addresses: ['10.0.0.1/33'] }] }, /^bindings\[0\]\.addresses\[0\]: /);
   bad({ xapi: { passwordFile: '/x' }, bindings: [] }, /^bindings: /);
   bad({ xapi: {}, bindings: [{ vm: 'a', network: 'n', addresses: ['10.0.0.1/24'] }] }, /^xapi\.passwordFile: /);
@@ -84,7 +87,7 @@ test('opt-in host recovery: enable a disabled host, start auto_poweron VMs in or
     sim.createVm('app-01', { other_config: { auto_poweron: 'true' }, order: 2 });
     sim.createVm('off-01', { other_config: { auto_poweron: 'false' }, order: 0 });
     const cfg = parseDom0Config({
-      xapi: { url: sim.url, password: 'secret' },
+      xapi: { url: sim.url, insecureHttp: true, password: 'secret' },
       bindings: [{ vm: 'web-01', network: 'sspn-internal', addresses: ['10.99.0.2/24'] }],
       recoverHost: true,
       stateFile: null,
@@ -114,7 +117,7 @@ test('host recovery is off by default and respects Xen Orchestra maintenance', a
     const hostRef = [...sim.table('host').keys()][0]!;
     sim.modify('host', hostRef, { enabled: false, other_config: { 'xo:maintenanceState': '{}' } });
     for (const recoverHost of [false, true]) {
-      const cfg = parseDom0Config({ xapi: { url: sim.url, password: 'secret' }, bindings: [{ vm: 'x', network: 'y', addresses: ['10.0.0.1/24'] }], recoverHost, eventTimeout: 0.2, stateFile: null });
+      const cfg = parseDom0Config({ xapi: { url: sim.url, insecureHttp: true, password: 'secret' }, bindings: [{ vm: 'x', network: 'y', addresses: ['10.0.0.1/24'] }], recoverHost, eventTimeout: 0.2, stateFile: null });
       const binder = new Dom0Binder(cfg, { runner: noDevices, log: () => undefined });
       const ac = new AbortController();
       const running = binder.run(ac.signal);

@@ -94,7 +94,7 @@ after(async () => {
 });
 
 const baseConfig = (over: Record<string, unknown> = {}): Record<string, unknown> => ({
-  xapi: { url: sim.url, user: 'root', password: 'secret' },
+  xapi: { url: sim.url, insecureHttp: true, user: 'root', password: 'secret' },
   management: [{ bridge: 'xenbr1', address: '192.168.77.11/24' }],
   bindings: [{ vm: 'web-01', network: 'sspn-internal', addresses: ['10.99.0.2/24', 'fd99::2/64'], gateway4: '10.99.0.1', gateway6: 'fd99::1' }],
   netSRs: [{ sr: '85e08ea1-e1f0-5f43-a967-2c2865ae064a', target: '10.99.0.1' }],

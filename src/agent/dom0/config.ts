@@ -2,7 +2,7 @@
 // (converted on load or by `ipvisor import vif-ip-binder`). Store-free and pure.
 import { isIP } from 'node:net';
 import { invalid } from '../../core/model/errors.js';
-import { validateIfname } from '../../core/model/validate.js';
+import { validateIfname, validateName } from '../../core/model/validate.js';
 
 export interface Dom0Binding {
   /** VM name_label or UUID (a UUID is never ambiguous). */
@@ -17,7 +17,7 @@ export interface Dom0Binding {
 }
 
 export interface Dom0Config {
-  xapi: { url: string; user: string; password?: string; passwordFile?: string; insecure?: boolean };
+  xapi: { url: string; user: string; password?: string; passwordFile?: string; insecure?: boolean; insecureHttp?: boolean };
   /** Management addresses to narrow to /32 (/128) so their subnet routes through a binding's bridge. */
   management: Array<{ bridge: string; address: string }>;
   bindings: Dom0Binding[];
@@ -124,6 +124,9 @@ export function parseDom0Config(raw: unknown): Dom0Config {
     user: x.user === undefined ? 'root' : str('xapi.user', x.user),
   };
   if (!/^(https?:\/\/|unix:\/)/.test(xapi.url)) throw invalid('xapi.url', 'must start with https://, http:// or unix:/');
+  // as for `xapi connect`: over plain http the password crosses the network in clear
+  if (xapi.url.startsWith('http://') && x.insecureHttp !== true) throw invalid('xapi.url', `'${xapi.url}' is plain http: the password would cross the network in clear; use https://, the local unix:/ socket, or set "insecureHttp": true`);
+  if (x.insecureHttp === true) xapi.insecureHttp = true;
   if (x.password !== undefined) xapi.password = String(x.password);
   if (x.passwordFile !== undefined) xapi.passwordFile = str('xapi.passwordFile', x.passwordFile);
   if (xapi.password === undefined && xapi.passwordFile === undefined) throw invalid('xapi.passwordFile', 'is required (or xapi.password)');
@@ -142,7 +145,10 @@ export function parseDom0Config(raw: unknown): Dom0Config {
     if (!isObj(b)) throw invalid(`bindings[${i}]`, 'must be {vm, network, addresses}');
     const addresses = list(`bindings[${i}].addresses`, b.addresses).map((a, j) => checkCidr(`bindings[${i}].addresses[${j}]`, a));
     if (addresses.length === 0) throw invalid(`bindings[${i}].addresses`, 'needs at least one ADDR/LEN');
-    const out: Dom0Binding = { vm: str(`bindings[${i}].vm`, b.vm), network: str(`bindings[${i}].network`, b.network), addresses };
+    // names (or UUIDs) as every entry point takes them: no control characters, at most 128
+    const vm = validateName(str(`bindings[${i}].vm`, b.vm), `bindings[${i}].vm`);
+    const network = validateName(str(`bindings[${i}].network`, b.network), `bindings[${i}].network`);
+    const out: Dom0Binding = { vm, network, addresses };
     if (b.gateway4 !== undefined) out.gateway4 = checkIp(`bindings[${i}].gateway4`, b.gateway4, 4);
     if (b.gateway6 !== undefined) out.gateway6 = checkIp(`bindings[${i}].gateway6`, b.gateway6, 6);
     return out;

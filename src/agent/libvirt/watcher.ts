@@ -28,7 +28,7 @@ export function hotplugDomain(line: string): string | undefined {
 }
 
 /** Re-reads running domains (all, or one by name) and binds their taps; returns how many VIFs changed. */
-export async function scanDomains(ctx: Pick<DaemonContext, 'store' | 'actor'>, virsh: Virsh, name?: string): Promise<number> {
+export async function scanDomains(ctx: Pick<DaemonContext, 'store' | 'actor'> & { log?: (line: string) => void }, virsh: Virsh, name?: string): Promise<number> {
   const refs = name ? [name] : (await virsh.run(['list', '--uuid'], { allowFail: true })).stdout.split('\n').map((s) => s.trim()).filter(Boolean);
   let changed = 0;
   for (const ref of refs) {
@@ -38,6 +38,11 @@ export async function scanDomains(ctx: Pick<DaemonContext, 'store' | 'actor'>, v
     if (dom.id === null) continue;
     const r = await ctx.store.transaction((tx) => recordDomain(tx, dom, 'running', ctx.actor), { write: true });
     changed += r.vifs.filter((v) => v.changed).length;
+    // a tap disabled or let go (facts that cannot be recorded): reconcile, and say why once
+    if (r.quarantineChanged.length) {
+      changed += r.quarantineChanged.length;
+      for (const p of r.problems) ctx.log?.(`libvirt watcher: invalid fact: ${p}`);
+    }
   }
   return changed;
 }
