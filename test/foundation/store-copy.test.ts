@@ -110,6 +110,37 @@ describe('store copy between SQLite and PostgreSQL', { skip: postgresSkip() }, (
     }
   });
 
+  test('copy knows every table and column of both schemas (a new table or column must be added to COPY_TABLES)', async () => {
+    const { COPY_TABLES } = await import('../../src/core/store/copy.js');
+    const want = Object.fromEntries(COPY_TABLES.map((t) => [t.name, [...t.columns].sort()]));
+    const skipTables = new Set(['meta', 'revision_counter']);
+    const sq = tempDb();
+    const s = await openStore(sq.db, { create: true });
+    await s.close();
+    const Database = (await import('better-sqlite3')).default;
+    const raw = new Database(sq.db);
+    const sqliteTables: Record<string, string[]> = {};
+    for (const { name } of raw.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").all() as Array<{ name: string }>) {
+      if (skipTables.has(name)) continue;
+      sqliteTables[name] = (raw.prepare(`PRAGMA table_info(${name})`).all() as Array<{ name: string }>).map((c) => c.name).sort();
+    }
+    raw.close();
+    sq.cleanup();
+    assert.deepEqual(sqliteTables, want);
+    const url = await pg.newDatabase();
+    const p = await openStore(url, { create: true });
+    await p.close();
+    const pgMod = (await import('pg')).default;
+    const c = new pgMod.Client({ connectionString: url });
+    await c.connect();
+    const cols = (await c.query("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema()")).rows as Array<{ table_name: string; column_name: string }>;
+    await c.end();
+    const pgTables: Record<string, string[]> = {};
+    for (const r of cols) if (!skipTables.has(r.table_name)) (pgTables[r.table_name] ??= []).push(r.column_name);
+    for (const k of Object.keys(pgTables)) pgTables[k].sort();
+    assert.deepEqual(pgTables, want);
+  });
+
   test('copying from a store that does not exist fails closed and creates nothing', async () => {
     const missing = tempDb();
     const pgUrl = await pg.newDatabase();

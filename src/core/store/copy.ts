@@ -37,7 +37,7 @@ export const COPY_TABLES: Array<{ name: string; columns: string[]; key: string[]
   { name: 'free_space', columns: ['pool_uuid', 'start_key', 'end_key'], key: ['pool_uuid', 'start_key'] },
   { name: 'holds', columns: ['pool_uuid', 'start_key', 'end_key', 'until'], key: ['pool_uuid', 'start_key'] },
   { name: 'requests', columns: ['request_id', 'fingerprint', 'assignment_uuid'], key: ['request_id'] },
-  { name: 'events', columns: ['id', 'time', 'actor', 'action', 'object_kind', 'object_uuid', 'object_name', 'before', 'after'], key: ['id'], json: ['before', 'after'] },
+  { name: 'events', columns: ['id', 'time', 'actor', 'action', 'object_kind', 'object_uuid', 'object_name', 'before', 'after', 'request_id'], key: ['id'], json: ['before', 'after'] },
   { name: 'docs', columns: ['kind', 'key', 'value', 'updated_at'], key: ['kind', 'key'], json: ['value'] },
   { name: 'changes', columns: ['revision', 'seq', 'kind', 'key', 'host'], key: ['revision', 'seq'] },
 ];
