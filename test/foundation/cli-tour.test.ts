@@ -53,9 +53,13 @@ for (const backend of storeBackends()) describe(`CLI tour (${backend.name})`, { 
   });
 });
 
-describe('ip show --json: one shape, an enumerated state, separate until and reason', () => {
-  const { db, cleanup } = tempDb();
-  after(cleanup);
+for (const backend of storeBackends()) describe(`ip show --json: one shape, an enumerated state, separate until and reason (${backend.name})`, { skip: backend.skip }, () => {
+  let db: string;
+  before(async () => {
+    await backend.setup();
+    db = await backend.newUrl();
+  });
+  after(() => backend.teardown());
   const FIELDS = ['address', 'cidr', 'family', 'kind', 'network', 'note', 'pool', 'reason', 'requestId', 'since', 'state', 'until', 'vif'];
 
   before(async () => {
@@ -108,9 +112,13 @@ describe('ip show --json: one shape, an enumerated state, separate until and rea
   }
 });
 
-describe('events show what changed', () => {
-  const { db, cleanup } = tempDb();
-  after(cleanup);
+for (const backend of storeBackends()) describe(`events show what changed (${backend.name})`, { skip: backend.skip }, () => {
+  let db: string;
+  before(async () => {
+    await backend.setup();
+    db = await backend.newUrl();
+  });
+  after(() => backend.teardown());
 
   test('a set shows `field: before -> after`, not truncated JSON; --json carries the changes too', async () => {
     for (const args of [
@@ -136,9 +144,13 @@ describe('events show what changed', () => {
   });
 });
 
-describe('lists and settings from the tour', () => {
-  const { db, cleanup } = tempDb();
-  after(cleanup);
+for (const backend of storeBackends()) describe(`lists and settings from the tour (${backend.name})`, { skip: backend.skip }, () => {
+  let db: string;
+  before(async () => {
+    await backend.setup();
+    db = await backend.newUrl();
+  });
+  after(() => backend.teardown());
 
   before(async () => {
     for (const args of [
