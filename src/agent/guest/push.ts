@@ -11,6 +11,18 @@ import { GuestAgent, PUSH_RPCS, type QgaInterface } from './qga.js';
 import { GUEST_FORMATS, render, type GuestFormat } from '../../core/guest/render.js';
 import { IP_SCRIPT_PATH, parseStepReport, RESOLV_CONF, routeKey, type IpRenderOptions } from '../../core/guest/renderers/ip.js';
 import { WINDOWS_PATH } from '../../core/guest/renderers/windows.js';
+import {
+  desiredFromObserved,
+  parseWindowsObservation,
+  renderWindowsActions,
+  renderWindowsArm,
+  simulateWindows,
+  windowsActions,
+  windowsDesired,
+  WINDOWS_GUARD_TASK,
+  WINDOWS_OBSERVE_SCRIPT,
+  type WinAction,
+} from '../../core/guest/windows-plan.js';
 import { observedAddresses, renderRollbackScript, sq, type BackedUpFile, type ObservedLink, type ObservedNet, type ObservedRoute } from '../../core/guest/rollback.js';
 
 export type PersistFormat = Exclude<GuestFormat, 'ip' | 'windows'> | 'none';
@@ -339,25 +351,77 @@ async function waitUntilUp(agent: GuestAgent, state: GuestNetState, timeoutMs: n
   }
 }
 
+/**
+ * Windows: observe (read-only PowerShell, JSON), decide in TypeScript (windows-plan.ts), then run
+ * the decided actions as straight-line PowerShell under a guard: a scheduled task that runs the
+ * rollback (the same decisions made back towards the observation) unless ipvisor confirms in time.
+ * Bonds and VLANs (LBFO teams) are created by the full script instead; the guard then restores the
+ * physical adapters only.
+ */
 async function pushWindows(agent: GuestAgent, state: GuestNetState, opts: PushOptions): Promise<PushResult> {
-  const script = render(state, 'windows')[WINDOWS_PATH]!;
-  const path = 'C:\\Windows\\Temp\\ipvisor-network.ps1';
-  const plan: PushPlan = { os: 'Windows', format: 'windows', files: { [path]: script }, applyScript: script, rollbackScript: null };
+  const log = opts.log ?? (() => undefined);
+  const dir = 'C:\\Windows\\Temp\\ipvisor';
+  const powershell = (file: string, timeoutMs = 120_000) => agent.exec('powershell.exe', ['-NoProfile', '-NonInteractive', '-ExecutionPolicy', 'Bypass', '-File', file], { timeoutMs });
+  await agent.exec('cmd.exe', ['/c', 'mkdir', dir]).catch(() => undefined);
+  await agent.writeFile(`${dir}\\observe.ps1`, WINDOWS_OBSERVE_SCRIPT);
+  const seen = await powershell(`${dir}\\observe.ps1`, 60_000);
+  if (seen.exitcode !== 0) throw new IpvisorError('DRIVER', `guest: reading the Windows network configuration failed (exit ${seen.exitcode}): ${seen.stderr.trim().split('\n').slice(-2).join(' ')}`);
+  const observed = parseWindowsObservation(seen.stdout);
+  const teams = state.interfaces.some((i) => i.type !== 'physical');
+  let actions: WinAction[];
+  try {
+    actions = windowsActions(windowsDesired(state), observed);
+  } catch (e) {
+    throw new IpvisorError('DRIVER', `guest: ${e instanceof Error ? e.message : String(e)}; pass --nic NAME=MAC`, { field: 'nic' });
+  }
+  const applyScript = teams ? render(state, 'windows')[WINDOWS_PATH]! : renderWindowsActions(actions, 'applies the network configuration (decided from the observed state)');
+  const rollbackScript = renderWindowsActions(windowsActions(desiredFromObserved(observed), simulateWindows(observed, actions)), 'restores the network as it was before the push');
+  const guardSeconds = opts.guardSeconds ?? 120;
+  const { arm, guard, disarm } = renderWindowsArm(dir, guardSeconds);
+  const files = { [`${dir}\\apply.ps1`]: applyScript, [`${dir}\\rollback.ps1`]: rollbackScript, [`${dir}\\guard.ps1`]: guard, [`${dir}\\arm.ps1`]: arm, [`${dir}\\disarm.ps1`]: disarm };
+  const plan: PushPlan = { os: 'Windows', format: 'windows', files, applyScript, rollbackScript };
   if (opts.dryRun) return { plan, applied: false, interfaces: await agent.interfaces() };
-  await agent.writeFile(path, script);
-  const r = await agent.exec('powershell.exe', ['-NoProfile', '-NonInteractive', '-ExecutionPolicy', 'Bypass', '-File', path], { timeoutMs: 120_000 });
-  if (r.exitcode !== 0) throw new IpvisorError('DRIVER', `guest: the PowerShell script failed (exit ${r.exitcode}): ${r.stderr.trim().split('\n').slice(-3).join(' ')}`);
-  const failure = await (async () => {
-    const deadline = Date.now() + (opts.verifyTimeoutMs ?? 60_000);
-    for (;;) {
-      const missing = missingInGuest(state, await agent.interfaces(), null);
-      if (!missing.length) return null;
-      if (Date.now() > deadline) return missing.join('; ');
-      await new Promise((res) => setTimeout(res, 500));
+  for (const [p, c] of Object.entries(files)) await agent.writeFile(p, c);
+  const armed = await powershell(`${dir}\\arm.ps1`, 60_000);
+  if (armed.exitcode !== 0) throw new IpvisorError('DRIVER', `guest: arming the rollback guard (scheduled task) failed (exit ${armed.exitcode}): ${armed.stderr.trim().split('\n').slice(-2).join(' ')}; nothing was changed`);
+  log(`guest: guard armed (scheduled task ${WINDOWS_GUARD_TASK} rolls back in ${guardSeconds}s unless confirmed)`);
+  let failure: string | null;
+  try {
+    const r = await powershell(`${dir}\\apply.ps1`);
+    const report = parseStepReport(`${r.stdout}\n${r.stderr}`);
+    for (const f of report.failed) log(`guest: step failed: ${f}`);
+    const problems = report.failed.map((f) => `step failed: ${f}`);
+    if (r.exitcode !== 0 && !report.failed.length) problems.push(`the PowerShell script failed (exit ${r.exitcode}): ${r.stderr.trim().split('\n').slice(-3).join(' ')}`);
+    if (!problems.length) {
+      const deadline = Date.now() + (opts.verifyTimeoutMs ?? 60_000);
+      for (;;) {
+        const missing = missingInGuest(state, await agent.interfaces(), null);
+        if (!missing.length) break;
+        if (Date.now() > deadline) {
+          problems.push(`the new configuration did not come up: ${missing.join('; ')}`);
+          break;
+        }
+        await new Promise((res) => setTimeout(res, 500));
+      }
     }
-  })();
-  if (failure) throw new IpvisorError('DRIVER', `guest: the Windows configuration did not come up: ${failure}`);
-  return { plan, applied: true, interfaces: await agent.interfaces() };
+    failure = problems.length ? problems.join('; ') : null;
+  } catch (e) {
+    failure = e instanceof Error ? e.message : String(e);
+  }
+  if (failure === null) {
+    await powershell(`${dir}\\disarm.ps1`, 60_000);
+    log('guest: confirmed');
+    return { plan, applied: true, interfaces: await agent.interfaces() };
+  }
+  log(`guest: ${failure}; rolling back`);
+  try {
+    await powershell(`${dir}\\disarm.ps1`, 60_000);
+    const r = await powershell(`${dir}\\rollback.ps1`);
+    log(`guest: rollback finished (exit ${r.exitcode})`);
+  } catch (e) {
+    throw new IpvisorError('DRIVER', `guest push failed: ${failure}; the rollback through the agent failed too (${e instanceof Error ? e.message : String(e)}): the scheduled task rolls back within ${guardSeconds}s`);
+  }
+  throw new IpvisorError('DRIVER', `guest push failed: ${failure}; rolled back to the previous configuration`, { details: { rolledBack: true } });
 }
 
 /**
