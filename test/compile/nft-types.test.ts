@@ -13,22 +13,36 @@ function refused(fn: () => unknown, pattern: RegExp): void {
   assert.throws(fn, (err: unknown) => err instanceof IpvisorError && err.code === 'VALIDATION' && pattern.test(err.message) && !err.message.includes('\n'));
 }
 
-test('a MAC carrying nft syntax, fed straight to the compiler, is refused by the renderer', () => {
+test('a MAC carrying nft syntax, fed straight to the renderer, is an error', () => {
+  const els = emptyElements();
+  els.bridge.locked_ifs.push('"vnet3"');
+  els.bridge.vif_mac.push(`"vnet3" . ${HOSTILE_MAC}`);
+  refused(() => renderTable('bridge', els), /vif_mac.*not of the set's type/);
+  refused(() => renderTableReplace('bridge', els), /vif_mac/);
+  refused(() => renderElementChanges([{ family: 'bridge', set: 'vif_mac', add: els.bridge.vif_mac, remove: [] }]), /vif_mac/);
+  refused(() => renderElementChanges([{ family: 'bridge', set: 'vif_mac', add: [], remove: els.bridge.vif_mac }], { blind: true }), /vif_mac/);
+});
+
+test('a stored VIF with such a MAC (a record from before validation) compiles to disabled, never to its value', () => {
   const s = emptySnapshot();
   const net = network({ name: 'lan', bridge: 'br-lan', defaultLocking: 'locked' });
   const p4 = pool(net, { family: 4 });
   const m = vm('web1');
   const f = vif(m, net, { mac: HOSTILE_MAC, ifname: 'vnet3' });
-  s.networks.push(net);
+  const bad = network({ name: 'old', bridge: 'br:old', mode: 'nat' });
+  s.networks.push(net, bad);
   s.pools.push(p4);
   s.vms.push(m);
   s.vifs.push(f);
   s.assignments.push(assign(f, p4, '10.0.0.5'));
-  const plan = compileHostPlan(s, { links: { 'br-lan': { up: true, addresses: [] } } });
-  refused(() => renderTable('bridge', plan.nft), /vif_mac.*not of the set's type/);
-  refused(() => renderTableReplace('bridge', plan.nft), /vif_mac/);
-  refused(() => renderElementChanges([{ family: 'bridge', set: 'vif_mac', add: plan.nft.bridge.vif_mac, remove: [] }]), /vif_mac/);
-  refused(() => renderElementChanges([{ family: 'bridge', set: 'vif_mac', add: [], remove: plan.nft.bridge.vif_mac }], { blind: true }), /vif_mac/);
+  const plan = compileHostPlan(s, { links: { 'br-lan': { up: true, addresses: [] }, 'br:old': { up: true, addresses: [] } } });
+  assert.deepEqual(plan.nft.bridge.disabled_ifs, ['"vnet3"']);
+  assert.deepEqual(plan.nft.bridge.vif_mac, []);
+  assert.deepEqual(plan.nft.inet.nat_bridges, ['"br-lan"'], 'the invalid bridge is left out');
+  assert.ok(plan.warnings.some((w) => w.includes('enforced as disabled')));
+  assert.ok(plan.warnings.some((w) => w.includes("bridge 'br:old' is not a valid interface name")));
+  const text = renderTable('bridge', plan.nft) + renderTable('inet', plan.nft);
+  assert.ok(!text.includes('evil'));
 });
 
 test('every set refuses values of another type, and takes its own', () => {

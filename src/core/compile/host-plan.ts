@@ -252,6 +252,11 @@ export function compileHostPlan(snapshot: Snapshot, facts: HostFacts, settings: 
   // Bridge addresses: subnet gateways where ipvisor owns the bridge's L3, and host addresses.
   for (const n of [...snapshot.networks].sort((a, b) => a.name.localeCompare(b.name))) {
     if (!n.bridge) continue;
+    if (!isValidIfname(n.bridge)) {
+      // a record from before entry validation: it cannot be named in the ruleset
+      plan.warnings.push(`network ${n.name}: bridge '${n.bridge}' is not a valid interface name; skipped`);
+      continue;
+    }
     if (!bridgeUp(n)) {
       if (n.driver !== 'xapi') plan.warnings.push(`network ${n.name}: bridge ${n.bridge} is not on this host; skipped`);
       continue;
@@ -361,6 +366,7 @@ export function compileHostPlan(snapshot: Snapshot, facts: HostFacts, settings: 
       plan.warnings.push(`vif ${vif.uuid}: ifname ${vif.ifname} was bound to vif ${owner.uuid} more recently; this stale binding is not enforced`);
       continue;
     }
+    if (!isCanonicalMac(vif.mac)) plan.warnings.push(`vif ${vif.uuid}: MAC '${vif.mac}' is not a valid MAC address; enforced as disabled`);
     addVifElements(plan.nft, vif, locking, allowed);
     entry.enforced = true;
   }
@@ -423,8 +429,14 @@ export function compileHostPlan(snapshot: Snapshot, facts: HostFacts, settings: 
   return plan;
 }
 
+const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+const isCanonicalMac = (mac: string): boolean => MAC_RE.test(mac.toLowerCase());
+
 function addVifElements(nft: NftElements, vif: Vif, locking: LockingMode, allowed: string[]): void {
   const q = `"${vif.ifname}"`;
+  // A MAC that is not one (a record from before entry validation, like the probe's): nothing passes,
+  // rather than text nft would read as syntax (the renderer would refuse it anyway).
+  if (!isCanonicalMac(vif.mac)) locking = 'disabled';
   if (locking === 'unlocked') return;
   if (locking === 'disabled') {
     nft.bridge.disabled_ifs.push(q);
