@@ -80,6 +80,12 @@ test('host plan: addresses, routes, sysctls, nft elements, iptables accepts (gol
   assert.deepEqual(plan.routes.find((r) => r.dst === 'default'), { dst: 'default', family: 4, dev: null, via: '10.30.0.1', metric: 1, why: 'ipvisor gateway' });
   assert.deepEqual(plan.narrowings, [{ dev: 'xenbr1', family: 4, from: '10.30.0.254/24', to: '10.30.0.254/32' }]);
   assert.ok(plan.warnings.some((w) => w.includes('br-absent')));
+  // a routed prefix goes via the VIF's primary address; a single routed address stays on-link
+  assert.equal(plan.routes.find((r) => r.dst === '203.0.113.16/29')?.via, '10.10.0.10');
+  assert.equal(plan.routes.find((r) => r.dst === '203.0.113.5/32')?.via, null);
+  // proxy answers without the kernel's 0.8 s proxy_delay; VM-to-VM on a NAT bridge accepted in inet
+  assert.ok(plan.sysctls.some((x) => x.key === 'net.ipv4.neigh.eth0.proxy_delay' && x.value === '0'));
+  assert.deepEqual(plan.nft.inet.nat_same_bridge, ['"br-vms" . "br-vms"']);
 });
 
 test('host plan: default route waits until the network is up with a same-family address', () => {

@@ -69,7 +69,9 @@ function skeletonIntact(obs: ObservedNft, family: NftFamily): boolean {
   const want = expectedChains(family);
   if (Object.keys(t.chains).length !== Object.keys(want).length) return false;
   for (const [name, count] of Object.entries(want)) if (t.chains[name] !== count) return false;
-  return setNames(family).every((s) => t.sets.includes(s));
+  // exactly ipvisor's sets: a foreign set inside ipvisor's table is drift too
+  const sets = setNames(family);
+  return t.sets.length === sets.length && sets.every((s) => t.sets.includes(s));
 }
 
 function count(e: NftElements, family: NftFamily): number {

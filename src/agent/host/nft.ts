@@ -67,13 +67,12 @@ export function elementText(e: Json): string {
 }
 
 /** ifnames that look like addresses ("1", "a:b") would be mistaken above; quote by set type instead. */
-function elementTextTyped(e: Json, firstIsIfname: boolean): string {
-  if (firstIsIfname && e && typeof e === 'object' && 'concat' in e) {
-    const [head, ...rest] = e.concat as Json[];
-    return [`"${head}"`, ...rest.map(elementText)].join(' . ');
+function elementTextTyped(e: Json, types: string[]): string {
+  if (e && typeof e === 'object' && 'concat' in e) {
+    return (e.concat as Json[]).map((c, i) => (types[i] === 'ifname' ? `"${c}"` : elementText(c))).join(' . ');
   }
-  if (firstIsIfname && typeof e === 'string') return `"${e}"`;
-  if (e && typeof e === 'object' && 'elem' in e) return elementTextTyped(e.elem.val, firstIsIfname);
+  if (types[0] === 'ifname' && typeof e === 'string') return `"${e}"`;
+  if (e && typeof e === 'object' && 'elem' in e) return elementTextTyped(e.elem.val, types);
   return elementText(e);
 }
 
@@ -98,8 +97,8 @@ export async function nftObserve(runner: HostRunner, families: NftFamily[] = ['b
         t.sets.push(o.set.name);
         if (!known.has(o.set.name)) continue;
         const type = o.set.type;
-        const firstIsIfname = type === 'ifname' || (Array.isArray(type) && type[0] === 'ifname');
-        els[o.set.name] = ((o.set.elem ?? []) as Json[]).map((e) => elementTextTyped(e, firstIsIfname));
+        const types = (Array.isArray(type) ? type : [type]).map((t) => (typeof t === 'string' ? t : ''));
+        els[o.set.name] = ((o.set.elem ?? []) as Json[]).map((e) => elementTextTyped(e, types));
       }
     }
   }

@@ -246,6 +246,8 @@ export function compileHostPlan(snapshot: Snapshot, facts: HostFacts, settings: 
     list.push(a);
     byVif.set(a.vifUuid, list);
   }
+  const primaryOf = new Map<string, string>();
+  for (const a of snapshot.assignments) if (a.kind === 'primary' && a.vifUuid) primaryOf.set(`${a.vifUuid}/${a.family}`, a.address);
   const bridgeUp = (n: Network): boolean => !!n.bridge && !!facts.links[n.bridge];
   const sysctls = new Map<string, string>();
 
@@ -292,6 +294,7 @@ export function compileHostPlan(snapshot: Snapshot, facts: HostFacts, settings: 
     }
     if (ownsFirewall(n) && n.mode === 'nat') {
       plan.nft.inet.nat_bridges.push(`"${n.bridge}"`);
+      plan.nft.inet.nat_same_bridge.push(`"${n.bridge}" . "${n.bridge}"`);
       for (const s of n.subnets) if (s.family === 4) plan.nft.inet.nat4.push(s.cidr);
     }
   }
@@ -313,7 +316,15 @@ export function compileHostPlan(snapshot: Snapshot, facts: HostFacts, settings: 
     if (routeWaits(n)) continue;
     const cidr = hostCidr(a);
     const address = cidr.split('/')[0];
-    plan.routes.push({ dst: cidr, family: a.family, dev: n.bridge, via: null, metric: null, why: `routed to ${n.name}` });
+    // A routed prefix is a network behind the VM: its next hop is the VIF's primary address of the
+    // family (on-link, every address of the prefix would need the VM to answer ARP/ND for it). A
+    // single address stays on-link. Without a primary address the prefix waits on-link, warned.
+    let via: string | null = null;
+    if (a.prefixLength < (a.family === 4 ? 32 : 128) && a.vifUuid) {
+      via = primaryOf.get(`${a.vifUuid}/${a.family}`) ?? null;
+      if (!via) plan.warnings.push(`network ${n.name}: routed prefix ${cidr} has no next hop (its VIF has no primary IPv${a.family} address); routed on-link`);
+    }
+    plan.routes.push({ dst: cidr, family: a.family, dev: n.bridge, via, metric: null, why: via ? `routed to ${n.name} via the VIF's primary address` : `routed to ${n.name}` });
     (a.family === 4 ? plan.nft.inet.routed4 : plan.nft.inet.routed6).push(setAddr(cidr));
     sysctls.set(a.family === 4 ? 'net.ipv4.ip_forward' : 'net.ipv6.conf.all.forwarding', '1');
     if (n.uplink && a.prefixLength === (a.family === 4 ? 32 : 128)) {
@@ -321,6 +332,8 @@ export function compileHostPlan(snapshot: Snapshot, facts: HostFacts, settings: 
       else {
         plan.proxyNeighbours.push({ dev: n.uplink, address, family: a.family });
         if (a.family === 6) sysctls.set(`net.ipv6.conf.${n.uplink}.proxy_ndp`, '1');
+        // the kernel delays proxy answers by a random 0-0.8 s by default (proxy_delay): answer at once
+        sysctls.set(`net.ipv${a.family}.neigh.${n.uplink}.proxy_delay`, '0');
       }
     }
     if (libvirtFirewalled(n)) {

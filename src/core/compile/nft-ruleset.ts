@@ -33,6 +33,10 @@ export interface NftElements {
     nat4: string[];
     /** Bridges of those networks (new inbound connections dropped, both families). */
     nat_bridges: string[];
+    /** `"br" . "br"` for each of them: traffic that enters and leaves the same NAT bridge (VM to
+     * VM; with br_netfilter, bridged frames pass the inet forward hook with the bridge as both
+     * interfaces) is accepted, whatever net.bridge.bridge-nf-call-iptables says. */
+    nat_same_bridge: string[];
   };
 }
 
@@ -46,7 +50,7 @@ export function ipv6Hex(value: bigint): string {
 export function emptyElements(): NftElements {
   return {
     bridge: { locked_ifs: [], disabled_ifs: [], vif_mac: [], vif_ip4: [], vif_net4: [], vif_ip6: [], vif_net6: [], vif_nd6: [], vif_ndnet6: [] },
-    inet: { routed4: [], routed6: [], nat4: [], nat_bridges: [] },
+    inet: { routed4: [], routed6: [], nat4: [], nat_bridges: [], nat_same_bridge: [] },
   };
 }
 
@@ -67,6 +71,7 @@ const SET_DECLS: Record<NftFamily, Record<string, string>> = {
     routed6: 'type ipv6_addr; flags interval;',
     nat4: 'type ipv4_addr; flags interval;',
     nat_bridges: 'type ifname;',
+    nat_same_bridge: 'type ifname . ifname;',
   },
 };
 
@@ -220,6 +225,8 @@ const CHAINS: Record<NftFamily, Record<string, { hook?: string; rules: string[] 
         'ip saddr @routed4 accept',
         'ip6 daddr @routed6 accept',
         'ip6 saddr @routed6 accept',
+        // VM to VM on one NAT bridge (seen here when br_netfilter hands bridged frames to inet)
+        'iifname . oifname @nat_same_bridge accept',
         // stateful inbound filter for NAT networks (IPv6 too, as IPv4 NAT implies)
         'oifname @nat_bridges ct state established,related accept',
         'oifname @nat_bridges drop',
