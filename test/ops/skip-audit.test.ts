@@ -45,7 +45,10 @@ export function auditSkips(path: string, text: string): string[] {
   const problems: string[] = [];
   const where = (i: number) => `${path}:${text.slice(0, i).split('\n').length}`;
   if (!path.endsWith('support/skip.ts')) {
-    for (const m of text.matchAll(/\bt\.skip\s*\(/g)) problems.push(`${where(m.index!)}: t.skip outside the gate (use skipTest)`);
+    // t.skip with a reason the gate just returned (`const r = skipUnless(...); if (r) return t.skip(r)`) is fine
+    for (const m of text.matchAll(/\bt\.skip\s*\(/g)) {
+      if (!/\bskipUnless\s*\(/.test(text.slice(Math.max(0, m.index! - 300), m.index!))) problems.push(`${where(m.index!)}: t.skip outside the gate (use skipTest)`);
+    }
     // a diagnostic is fine as information; followed by a return it is a silent skip
     for (const m of text.matchAll(/\bt\.diagnostic\s*\([^;]*\);\s*return\b/g)) problems.push(`${where(m.index!)}: t.diagnostic then return (a reason not to run is a skip through the gate)`);
   }
@@ -68,6 +71,7 @@ test('skip audit: the audit catches a raw reason, t.skip and t.diagnostic', () =
   assert.equal(auditSkips('x.test.ts', "test('a', { skip: skipUnless(!root && 'needs root') }, () => {});\n").length, 0);
   assert.equal(auditSkips('x.test.ts', "describe('a', { skip: skip ?? false }, () => {});\n").length, 0);
   assert.equal(auditSkips('x.test.ts', "if (!tool) { t.skip('no tool'); return; }\n").length, 1);
+  assert.equal(auditSkips('x.test.ts', "const r = skipUnless(!tool && 'no tool');\nif (r) return t.skip(r);\n").length, 0);
   assert.equal(auditSkips('x.test.ts', "if (!tool) { t.diagnostic('no tool'); return; }\n").length, 1);
   assert.equal(auditSkips('x.test.ts', "t.diagnostic(`built: ${n}`);\nassert.ok(n > 1);\n").length, 0);
   assert.equal(auditSkips('x.test.ts', "test('a', { skip: !which('x') ? skipUnless('x missing') || false : false }, () => {});\n").length, 0);
