@@ -239,11 +239,17 @@ export async function recordDomain(tx: StoreTx, dom: LibvirtDomainInfo, state: '
     const f = checkInterface(iface, `${where} interface ${i}`, out.problems);
     if (iface.mac === null) continue;
     const key = f.mac && domUuid ? tapKey(domUuid, f.mac) : null;
-    const prevTap = key ? (await tx.getDoc<TapDoc>(DOC_TAP, key))?.value : undefined;
     // Only interfaces on networks ipvisor knows are recorded (a domain with 100,000 interfaces
-    // elsewhere writes nothing).
-    const network = resolve(iface.network, f.bridge ?? prevTap?.bridge ?? null);
+    // elsewhere writes nothing, and reads nothing when their XML names the bridge).
+    let prevTap: TapDoc | undefined;
+    let network = resolve(iface.network, f.bridge);
+    if (!network && f.bridge === null && key) {
+      // stopped/release XML has lost the bridge of a type='bridge' interface: the tap we remembered has it
+      prevTap = (await tx.getDoc<TapDoc>(DOC_TAP, key))?.value;
+      network = resolve(iface.network, prevTap?.bridge ?? null);
+    }
     if (!network) continue;
+    if (key && prevTap === undefined) prevTap = (await tx.getDoc<TapDoc>(DOC_TAP, key))?.value;
     if (!key || !f.mac || !domUuid) {
       const reason = f.macError ? `its MAC cannot be recorded (${f.macError})` : 'its domain UUID is not a UUID';
       if (state === 'running' && f.target) {
