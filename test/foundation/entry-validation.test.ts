@@ -2,15 +2,20 @@
 // line naming the field, nothing written; text output never carries a control character raw.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { cli, tempDb } from '../support/cli.js';
+import { cli } from '../support/cli.js';
+import { storeBackends } from '../support/backends.js';
 import { openStore } from '../../src/core/store/open.js';
 import { MAX_NOTE_LENGTH } from '../../src/core/model/validate.js';
 
 const OTHER_UUID = '0b0e7c7e-5b8f-4f39-9a43-7b0c8a0f0a01';
 
-describe('entry validation through the CLI', () => {
-  const { db, cleanup } = tempDb();
-  after(cleanup);
+for (const backend of storeBackends()) describe(`entry validation through the CLI (${backend.name})`, { skip: backend.skip }, () => {
+  let db: string;
+  before(async () => {
+    await backend.setup();
+    db = await backend.newUrl();
+  });
+  after(() => backend.teardown());
 
   before(async () => {
     assert.equal((await cli(db, 'network', 'create', 'lan', '--bridge', 'br-lan', '--subnet', '192.0.2.0/24,gateway=192.0.2.1')).code, 0);

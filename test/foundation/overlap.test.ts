@@ -2,11 +2,16 @@
 // every network's subnet and never cover a default route (issue 9, network correctness).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { cli, tempDb } from '../support/cli.js';
+import { cli } from '../support/cli.js';
+import { storeBackends } from '../support/backends.js';
 
-describe('overlapping address space is refused with OVERLAP', () => {
-  const { db, cleanup } = tempDb();
-  after(cleanup);
+for (const backend of storeBackends()) describe(`overlapping address space is refused with OVERLAP (${backend.name})`, { skip: backend.skip }, () => {
+  let db: string;
+  before(async () => {
+    await backend.setup();
+    db = await backend.newUrl();
+  });
+  after(() => backend.teardown());
 
   before(async () => {
     for (const args of [
