@@ -212,6 +212,30 @@ for (const backend of storeBackends()) {
       await s.close();
     });
 
+    test('a revision that commits after a later one is not skipped by a reader of the feed', { skip: backend.name !== 'postgres' && 'PostgreSQL only: SQLite writers are serial' }, async () => {
+      const s = await openStore(db, { create: true });
+      const start = await s.currentRevision();
+      // A writer that took revision start+1 and has not committed yet (what pg-store's commit tail does).
+      const slow = new pg.Client({ connectionString: (parseStoreUrl(db) as { url: string }).url });
+      await slow.connect();
+      await slow.query('BEGIN');
+      await slow.query('SELECT pg_advisory_xact_lock_shared(4, 0)');
+      const mine = Number((await slow.query("SELECT nextval('revision_seq') AS r")).rows[0].r);
+      await slow.query("INSERT INTO changes (revision, seq, kind, key) VALUES ($1, 1, 'doc:slow', 'k')", [mine]);
+      // A later writer commits start+2 first.
+      await s.putDoc('fast', 'k', 1);
+      const reading = s.changesSince(start);
+      let settled = false;
+      void reading.then(() => (settled = true));
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(settled, false, 'the reader waits for the revision still in flight');
+      await slow.query('COMMIT');
+      await slow.end();
+      const got = await reading;
+      assert.deepEqual(got.map((c) => [c.revision, c.kind]), [[start + 1, 'doc:slow'], [start + 2, 'doc:fast']]);
+      await s.close();
+    });
+
     test('a concurrent transaction sees the other one\'s revision order: revisions follow commit order', async () => {
       const s = await openStore(db, { create: true });
       const start = await s.currentRevision();

@@ -104,9 +104,7 @@ export const PG_MIGRATIONS: PgMigration[] = [
     version: 2,
     name: 'changes',
     sql: `
-      -- The change feed. A write transaction takes its revision from the one row of revision_counter
-      -- as its last statement before COMMIT; the row lock is held through the commit, so revisions
-      -- become visible in order and a reader at revision R never misses a later commit below R.
+      -- The change feed (revision_counter: replaced by revision_seq in version 4).
       CREATE TABLE revision_counter (
         id integer PRIMARY KEY CHECK (id = 1),
         value bigint NOT NULL
@@ -128,6 +126,19 @@ export const PG_MIGRATIONS: PgMigration[] = [
     // Tenants, tokens, users and sessions live in the docs table (kinds tenant, api-token, user,
     // session), as in SQLite.
     sql: `ALTER TABLE events ADD COLUMN request_id text;`,
+  },
+  {
+    version: 4,
+    name: 'revisions from a sequence behind a gate',
+    // The counter row serialised every commit (its lock was held through the commit's fsync). Now a
+    // writer takes a shared advisory lock (the gate) and nextval as its last statements; a reader of
+    // the feed takes the gate exclusively for an instant, so every revision issued before then has
+    // committed or rolled back: that revision is the horizon it may read up to (pg-store.ts).
+    sql: `
+      CREATE SEQUENCE revision_seq MINVALUE 0 START 1;
+      SELECT setval('revision_seq', (SELECT value FROM revision_counter WHERE id = 1), true);
+      DROP TABLE revision_counter;
+    `,
   },
 ];
 

@@ -2,7 +2,7 @@
 // pooled connection each; allocation is serialised per pool by an advisory transaction lock taken
 // before the pool's free-space index is first read (so each statement after it sees the previous
 // allocation's commit), and UNIQUE (pool_uuid, addr_key) is the backstop. Nothing takes a global
-// lock except the revision counter row, held only from the last statement to COMMIT.
+// lock: revisions come from a sequence behind a shared gate (see revisionHorizon).
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { IpvisorError } from '../../model/errors.js';
@@ -41,8 +41,10 @@ function freeRow(row: Row | undefined): FreeInterval | undefined {
   return { poolUuid: row.pool_uuid as string, start: keyToBigInt(row.start_key as string), end: keyToBigInt(row.end_key as string) };
 }
 
+/** The last statement of a write transaction (after the gate, see revisionHorizon): its revision
+ * from the sequence, one change row per object, and the NOTIFY that goes out at commit. */
 const COMMIT_CHANGES = `
-  WITH r AS (UPDATE revision_counter SET value = value + 1 WHERE id = 1 RETURNING value),
+  WITH r AS (SELECT nextval('revision_seq') AS value),
   c AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS c(kind, key, host, vm_uuid, vif_uuid, seq)),
   ins AS (
     INSERT INTO changes (revision, seq, kind, key, host)
@@ -52,8 +54,13 @@ const COMMIT_CHANGES = `
   )
   SELECT r.value AS revision, pg_notify('${CHANGES_CHANNEL}', r.value::text) FROM r`;
 
+/** Writers hold the gate shared from just before nextval to COMMIT; they never wait for each other. */
+const LOCK_REVISION_GATE = 4;
+
 class PgTx implements StoreTx {
   done = false;
+  /** A session-level lock may be left on the connection: the pool must drop it. */
+  poisoned = false;
   readonly journal = new Map<string, JournalEntry>();
   private readonly locked = new Set<string>();
   constructor(private readonly db: Queryable, private readonly writes: boolean) {}
@@ -89,16 +96,43 @@ class PgTx implements StoreTx {
       cols[3].push(e.vmUuid ?? null);
       cols[4].push(e.vifUuid ?? null);
     }
+    await this.run('SELECT pg_advisory_xact_lock_shared($1, 0)', LOCK_REVISION_GATE);
     const row = await this.get(COMMIT_CHANGES, ...cols);
     return Number(row!.revision);
   }
 
+  /**
+   * The highest revision below which nothing is still in flight. Revisions come from a sequence
+   * taken at the end of each write transaction, so they may commit out of order (11 before 10);
+   * taking the gate exclusively waits for every writer that holds a revision, and the sequence read
+   * under it is a revision all of whose predecessors have committed or rolled back. The gate is
+   * held for one round trip; writers queue behind it only that long.
+   */
+  private async revisionHorizon(): Promise<number> {
+    assertOpen(this.done);
+    try {
+      await this.db.query({ name: 'gate_lock', text: 'SELECT pg_advisory_lock($1, 0)', values: [LOCK_REVISION_GATE] });
+    } catch (err) {
+      this.poisoned = true;
+      throw err;
+    }
+    try {
+      // The sequence row is fetched before the target list (and its unlock) is evaluated.
+      const r = await this.db.query({ name: 'gate_read', text: 'SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS v, pg_advisory_unlock($1, 0) AS u FROM revision_seq', values: [LOCK_REVISION_GATE] });
+      return Number(r.rows[0].v);
+    } catch (err) {
+      this.poisoned = true;
+      throw err;
+    }
+  }
+
   // change feed
   async currentRevision(): Promise<number> {
-    return Number((await this.get('SELECT value FROM revision_counter WHERE id = 1'))!.value);
+    return this.revisionHorizon();
   }
   async changesSince(revision: number, limit = 10_000): Promise<Change[]> {
-    const rows = await this.all('SELECT * FROM changes WHERE revision > $1 ORDER BY revision, seq LIMIT $2', revision, limit);
+    const horizon = await this.revisionHorizon();
+    const rows = await this.all('SELECT * FROM changes WHERE revision > $1 AND revision <= $2 ORDER BY revision, seq LIMIT $3', revision, horizon, limit);
     if (rows.length === limit && rows.length > 0) {
       const last = rows[rows.length - 1].revision;
       const cut = rows.filter((r) => r.revision !== last);
@@ -529,7 +563,7 @@ export class PgStore extends BaseStore implements RawCapable {
       },
       async finishLoad() {
         await c.query("SELECT setval(pg_get_serial_sequence('events', 'id'), coalesce(max(id), 1), max(id) IS NOT NULL) FROM events");
-        await c.query('UPDATE revision_counter SET value = (SELECT coalesce(max(revision), 0) FROM changes) WHERE id = 1');
+        await c.query("SELECT setval('revision_seq', (SELECT coalesce(max(revision), 0) FROM changes), true)");
       },
     };
     let broken = false;
@@ -574,7 +608,7 @@ export class PgStore extends BaseStore implements RawCapable {
         throw err;
       } finally {
         tx.done = true;
-        client.release(broken);
+        client.release(broken || tx.poisoned);
       }
     }
   }
@@ -600,8 +634,9 @@ export class PgStore extends BaseStore implements RawCapable {
         });
         await client.query(`LISTEN ${CHANGES_CHANNEL}`);
         this.listener = client;
-        const r = await client.query('SELECT value FROM revision_counter WHERE id = 1');
-        this.notify(Number(r.rows[0].value));
+        // (re)connected: a NOTIFY sent meanwhile was lost, so wake watchers with where the feed is
+        const r = await client.query('SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS v FROM revision_seq');
+        this.notify(Number(r.rows[0].v));
         await ended;
       } catch {
         // fall through to the retry below
