@@ -36,13 +36,37 @@ export function formatPlanChange(c: PlanChange): string {
   return `${c.op} ${c.kind} ${c.target}${c.detail ? ` (${c.detail})` : ''}`;
 }
 
-/** Runs plan, apply or teardown of every enforcer in turn; each change names its enforcer. */
-export async function runEnforcers(enforcers: Enforcer[], ctx: EnforcerContext, what: 'plan' | 'apply' | 'teardown'): Promise<Array<PlanChange & { enforcer: string }>> {
+// What an enforcer did before it failed part-way (an XAPI pool unreachable after the others were
+// applied): its error carries those changes, so they are still reported.
+const partials = new WeakMap<object, PlanChange[]>();
+
+/** Marks `err` as thrown after `changes` were made (or planned); returns it for `throw`. */
+export function withPartialChanges<E extends object>(err: E, changes: PlanChange[]): E {
+  partials.set(err, changes);
+  return err;
+}
+
+export interface EnforcerFailure {
+  enforcer: string;
+  error: unknown;
+}
+
+/** Runs plan, apply or teardown of every enforcer in turn; each change names its enforcer. With
+ * `failures`, an enforcer's error is collected there and the others still run (one unreachable
+ * XAPI pool must not hide or stop this host's changes); without it, the first error is thrown. */
+export async function runEnforcers(enforcers: Enforcer[], ctx: EnforcerContext, what: 'plan' | 'apply' | 'teardown', failures?: EnforcerFailure[]): Promise<Array<PlanChange & { enforcer: string }>> {
   const all: Array<PlanChange & { enforcer: string }> = [];
   for (const e of enforcers) {
     const fn = what === 'plan' ? e.plan : what === 'apply' ? e.apply : e.teardown;
     if (!fn) continue;
-    const changes = await fn.call(e, ctx);
+    let changes: PlanChange[];
+    try {
+      changes = await fn.call(e, ctx);
+    } catch (err) {
+      if (!failures) throw err;
+      failures.push({ enforcer: e.name, error: err });
+      changes = (err !== null && typeof err === 'object' ? partials.get(err) : undefined) ?? [];
+    }
     all.push(...changes.map((c) => ({ ...c, enforcer: e.name })));
   }
   return all;

@@ -5,7 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cliInEnv as cli } from '../support/cli.js';
@@ -165,6 +165,43 @@ describe('network correctness with real packets', { skip: skip ?? false }, () =>
     }
     // and enforcement is whole again
     assert.equal(await ping(a.ns, '10.70.0.11'), true);
+  });
+
+  test('plan/apply with an XAPI pool unreachable still print, apply and report the host changes; the pool error beside them, exit 1', async () => {
+    if (serveProc && serveProc.exitCode === null) {
+      const p = serveProc;
+      await new Promise<void>((r) => (p.once('exit', () => r()), p.kill('SIGTERM')));
+    }
+    const pw = join(dir, 'xapi-pw');
+    writeFileSync(pw, 'secret\n', { mode: 0o600 });
+    // port 1 on loopback: nothing listens, the connection is refused at once
+    let r = await cli(['xapi', 'connect', 'gone', '--url', 'http://127.0.0.1:1', '--insecure-http', '--user', 'root', '--password-file', pw, '--no-check']);
+    assert.equal(r.code, 0, r.err);
+    try {
+      assert.equal((await cli(['vif', 'set', 'vm-a:0', '--locking', 'disabled'])).code, 0);
+      const plan = await cli(['plan']);
+      assert.equal(plan.code, 1, plan.err);
+      assert.match(plan.out, new RegExp(`\\+ nft-element bridge disabled_ifs "${a.vif}"`), 'the host change is printed');
+      assert.match(plan.err, /^ipvisor: xapi gone: .*ECONNREFUSED.*not checked$/m);
+      assert.doesNotMatch(plan.out, /No changes/);
+      const planJson = await cli(['plan', '--json']);
+      assert.equal(planJson.code, 1);
+      const pj = JSON.parse(planJson.out);
+      assert.ok(pj.changes.some((c: { enforcer: string; target: string }) => c.enforcer === 'host' && c.target.includes(a.vif)));
+      assert.deepEqual(pj.errors.map((e: { enforcer: string; code: string }) => [e.enforcer, e.code]), [['xapi', 'DRIVER']]);
+      const apply = await cli(['apply', '--json']);
+      assert.equal(apply.code, 1, apply.err);
+      const aj = JSON.parse(apply.out);
+      assert.ok(aj.changes.some((c: { enforcer: string; target: string }) => c.enforcer === 'host' && c.target.includes(a.vif)), 'the applied host change is reported');
+      assert.equal(aj.errors[0].enforcer, 'xapi');
+      assert.ok((await topo.inHost(['nft', 'list', 'set', 'bridge', 'ipvisor', 'disabled_ifs'])).includes(a.vif), 'and applied');
+      assert.equal(await ping(a.ns, '10.70.0.11'), false, 'a disabled VIF passes nothing');
+    } finally {
+      r = await cli(['xapi', 'disconnect', 'gone']);
+      assert.equal(r.code, 0, r.err);
+      assert.equal((await cli(['vif', 'set', 'vm-a:0', '--locking', 'network_default'])).code, 0);
+    }
+    assert.equal((await cli(['apply'])).code, 0);
   });
 
   test('teardown restores proxy_delay', async () => {

@@ -2,7 +2,7 @@
 // host's own default route (`host gateway`).
 import type { Command } from 'commander';
 import type { EnforcerContext, PlanChange } from '../../core/enforcer.js';
-import { enforcerStatus, formatPlanChange, runEnforcers } from '../../core/enforcer.js';
+import { enforcerStatus, formatPlanChange, runEnforcers, type EnforcerFailure } from '../../core/enforcer.js';
 import { loadEnforcers } from '../../drivers/index.js';
 import { DEFAULT_GATEWAY_METRIC } from '../../core/compile/host-plan.js';
 import type { HostGatewaySetting } from '../../core/compile/host-plan.js';
@@ -10,7 +10,7 @@ import { DOC_HOST_SETTING, hostSettingKey } from '../../core/compile/host-desire
 import { thisHost } from '../../core/host-identity.js';
 import { validateName } from '../../core/model/validate.js';
 import { parseAddress } from '../../core/ipam/addr.js';
-import { invalid } from '../../core/model/errors.js';
+import { asIpvisorError, invalid } from '../../core/model/errors.js';
 import { networkRef } from '../../core/service/resolve.js';
 import { ensureCommand, runAction, table } from '../context.js';
 import type { CommandContext } from '../context.js';
@@ -30,6 +30,16 @@ function changesText(changes: Array<PlanChange & { enforcer: string }>, none: st
 
 async function runAll(ctx: CommandContext, what: 'plan' | 'apply' | 'teardown', warnings: string[] = []) {
   return runEnforcers(await loadEnforcers(), await enforcerContext(ctx, what === 'plan', warnings), what);
+}
+
+/** plan/apply: every enforcer runs; the changes are printed and applied even when one enforcer
+ * fails (an XAPI pool unreachable), whose error is reported beside them with exit status 1. */
+async function runAllReporting(ctx: CommandContext, what: 'plan' | 'apply', warnings: string[]) {
+  const failures: EnforcerFailure[] = [];
+  const changes = await runEnforcers(await loadEnforcers(), await enforcerContext(ctx, what === 'plan', warnings), what, failures);
+  const errors = failures.map((f) => ({ enforcer: f.enforcer, ...asIpvisorError(f.error).toJSON() }));
+  for (const e of errors) ctx.stderr(`ipvisor: ${e.message}`);
+  return { changes, errors };
 }
 
 /** The XAPI enforcer's status as text: one table per connected pool; nothing when none is connected. */
@@ -56,8 +66,9 @@ export function registerHostCommands(program: Command): void {
     .action(
       runAction(async (ctx, opts: { exitCode?: boolean }) => {
         const warnings: string[] = [];
-        const changes = await runAll(ctx, 'plan', warnings);
-        return { json: { changes, warnings }, text: changesText(changes, 'No changes.'), exitCode: opts.exitCode && changes.length ? 3 : 0 };
+        const { changes, errors } = await runAllReporting(ctx, 'plan', warnings);
+        // with an error, "No changes." would claim what nobody could check
+        return { json: { changes, warnings, errors }, text: changesText(changes, errors.length ? '' : 'No changes.'), exitCode: errors.length ? 1 : opts.exitCode && changes.length ? 3 : 0 };
       }),
     );
 
@@ -67,8 +78,8 @@ export function registerHostCommands(program: Command): void {
     .action(
       runAction(async (ctx) => {
         const warnings: string[] = [];
-        const changes = await runAll(ctx, 'apply', warnings);
-        return { json: { changes, warnings }, text: changesText(changes, 'No changes.') };
+        const { changes, errors } = await runAllReporting(ctx, 'apply', warnings);
+        return { json: { changes, warnings, errors }, text: changesText(changes, errors.length ? '' : 'No changes.'), exitCode: errors.length ? 1 : 0 };
       }),
     );
 

@@ -1,7 +1,7 @@
 // The XAPI enforcer: VIF locking on every connected pool, through plan/apply/status/teardown and
 // `serve`. In `serve`, the XAPI watcher keeps one live cache per pool and this enforcer reads it;
 // otherwise each run logs in, reads VIF/network/pool records and logs out.
-import type { Enforcer, EnforcerContext, PlanChange } from '../../core/enforcer.js';
+import { withPartialChanges, type Enforcer, type EnforcerContext, type PlanChange } from '../../core/enforcer.js';
 import { loadSnapshot } from '../../core/model/snapshot.js';
 import type { Store } from '../../core/store/store.js';
 import { audit } from '../../core/service/context.js';
@@ -110,7 +110,7 @@ async function forEachConnection<T>(
   // serve (ctx.reason set) logs and retries on its own; a CLI run must not look successful.
   if (failed.length && opts.failUnreachable && !ctx.reason) {
     const f = failed[0]!;
-    throw new IpvisorError('DRIVER', `xapi ${f.connection}: ${f.error}; VIF locking on that pool was not checked${failed.length > 1 ? ` (and ${failed.length - 1} more pool(s))` : ''}`, { details: { unreachable: failed } });
+    throw withPartialChanges(new IpvisorError('DRIVER', `xapi ${f.connection}: ${f.error}; VIF locking on that pool was not checked${failed.length > 1 ? ` (and ${failed.length - 1} more pool(s))` : ''}`, { details: { unreachable: failed } }), out as PlanChange[]);
   }
   return out;
 }
