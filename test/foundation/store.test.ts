@@ -14,6 +14,7 @@ import { IpvisorError } from '../../src/core/model/errors.js';
 import { SCHEMA_VERSION } from '../../src/core/store/sqlite/migrations.js';
 import { PG_SCHEMA_VERSION } from '../../src/core/store/postgres/migrations.js';
 import { storeBackends } from '../support/backends.js';
+import { notApplicable } from '../support/skip.js';
 
 const run = promisify(execFile);
 
@@ -212,7 +213,7 @@ for (const backend of storeBackends()) {
       await s.close();
     });
 
-    test('a revision that commits after a later one is not skipped by a reader of the feed', { skip: backend.name !== 'postgres' && 'PostgreSQL only: SQLite writers are serial' }, async () => {
+    test('a revision that commits after a later one is not skipped by a reader of the feed', { skip: notApplicable(backend.name !== 'postgres' && 'PostgreSQL only: SQLite writers are serial') }, async () => {
       const s = await openStore(db, { create: true });
       const start = await s.currentRevision();
       // A writer that took revision start+1 and has not committed yet (what pg-store's commit tail does).

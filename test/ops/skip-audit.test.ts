@@ -7,7 +7,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 const ROOT = new URL('../', import.meta.url).pathname;
-const GATES = ['skipUnless', 'skipTest', 'netnsSkipReason', 'libvirtSkipReason', 'standinUnavailable', 'postgresSkip'];
+const GATES = ['skipUnless', 'skipTest', 'netnsSkipReason', 'libvirtSkipReason', 'standinUnavailable', 'postgresSkip', 'notApplicable'];
 
 function files(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
