@@ -182,15 +182,17 @@ const firewalldCheck: DoctorCheck = {
 const storeCheck: DoctorCheck = {
   name: 'store',
   async run(ctx, state) {
-    const path = ctx.storePath;
-    if (/^postgres(ql)?:/.test(path)) {
+    const { parseStoreUrl } = await import('../core/store/open.js');
+    const where = parseStoreUrl(ctx.storePath);
+    if (where.kind === 'postgres') {
       try {
         state.store = await ctx.openStore();
-        return [{ check: 'store', severity: 'ok', message: 'store reachable' }];
+        return [{ check: 'store', severity: 'ok', message: 'store (PostgreSQL) reachable, schema current' }];
       } catch (e) {
-        return [{ check: 'store', severity: 'error', message: `store unreachable: ${(e as Error).message}`, fix: 'check the database URL, the server and its credentials' }];
+        return [{ check: 'store', severity: 'error', message: `store (PostgreSQL) unreachable or not current: ${(e as Error).message}`, fix: 'check the database URL, the server and its credentials; ipvisor init creates the schema' }];
       }
     }
+    const path = where.path;
     if (!existsSync(path)) return [{ check: 'store', severity: 'warn', message: `no store at ${path} yet: nothing to enforce`, fix: `ipvisor init --db ${path} (or any write command, e.g. ipvisor network create)` }];
     let version: number;
     try {

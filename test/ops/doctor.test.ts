@@ -189,6 +189,8 @@ describe('ipvisor doctor in a network namespace', { skip: skip ?? false }, () =>
   });
 
   test('store: absent is a warning, a newer schema or an unreadable file blocks; nothing is created or migrated', async () => {
+    const viaUrl = await doctor('--store', `sqlite:${db}`);
+    assert.match(find(viaUrl.findings, 'store')[0].message, /reachable, schema version \d+$/);
     const other = join(dir, 'other.db');
     const absent = await doctor('--db', other);
     assert.match(find(absent.findings, 'store')[0].message, /^no store at /);
