@@ -116,6 +116,9 @@ export class Agent {
       host: this.host,
       local: this.opts.local,
       desired: () => this.effectiveDesired(),
+      // the host applier records it and checks it too (core/compile/store-switch.ts): a CLI apply
+      // from another store on this host then knows what the agent enforces
+      storeIdentity: () => (this.desired ? { id: this.desired.storeIdentity, location: 'the control plane' } : null),
       report: async (actor, action, changes) => this.queueFacts([{ kind: 'audit', host: this.host, time: new Date().toISOString(), actor, action, changes: changes.slice(0, 200).map(auditLine) }]),
     });
   }
@@ -218,7 +221,8 @@ export class Agent {
       if (!this.lastWarnings.has(m)) this.opts.log(m);
     };
     try {
-      return await applyHost(this.source(), { actor: this.actor, auditAction: 'host.repair', quick: reason === 'periodic', runner: this.opts.runner, log });
+      // a copy accepted with --force (server/serve --force) may remove what another store's put there
+      return await applyHost(this.source(), { actor: this.actor, auditAction: 'host.repair', quick: reason === 'periodic', runner: this.opts.runner, log, force: !!this.desired?.force });
     } finally {
       this.lastWarnings = seen;
     }

@@ -19,6 +19,9 @@ export interface EnforcerContext {
   log(msg: string): void;
   /** Why this run happens (serve: 'start', 'periodic', a watcher's reason). Optional. */
   reason?: string;
+  /** Apply even what a store with another identity than the enforced one would remove
+   * (core/compile/store-switch.ts); apply --force, serve --force. */
+  force?: boolean;
 }
 
 export interface Enforcer {

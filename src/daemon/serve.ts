@@ -11,6 +11,10 @@ import type { DaemonWatcher } from '../core/watcher.js';
 
 export interface ServeOptions {
   store: Store;
+  /** Opens the store at the same place again: called when the file was replaced (store.replacedOnDisk). */
+  reopen?: () => Promise<Store>;
+  /** Enforce a store with another identity than the enforced one too (STORE_IDENTITY). */
+  force?: boolean;
   actor?: string;
   /** Periodic re-verify interval (default 5 s). */
   intervalMs?: number;
@@ -32,8 +36,52 @@ export function summariseReasons(reasons: string[], max = 3): string {
   return unique.length <= max ? unique.join(', ') : `${unique.slice(0, max).join(', ')} and ${unique.length - max} more`;
 }
 
+/** A Store that forwards to whichever store is current, so the control plane, enforcers and
+ * watchers follow a reopen. */
+function swappableStore(initial: Store): { store: Store; current(): Store; swap(next: Store): void } {
+  let cur = initial;
+  const store = new Proxy({} as Store, {
+    get(_t, prop) {
+      const v = (cur as unknown as Record<string | symbol, unknown>)[prop];
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(cur) : v;
+    },
+  });
+  return { store, current: () => cur, swap: (next) => (cur = next) };
+}
+
 export async function serve(opts: ServeOptions): Promise<void> {
   const actor = opts.actor ?? 'serve';
+  const held = swappableStore(opts.store);
+  let reopenFailure: string | undefined;
+  let usable = true;
+  /**
+   * A store file replaced under us (a backup restored with mv) is reopened. The old connection is
+   * closed first: SQLite finds its -wal and -shm files by name, and the old file's must not be
+   * read as the new one's. A new file that cannot be opened is not followed: nothing is applied from
+   * it until one can, and the host keeps what it enforces. Whether a reopened store with another
+   * identity may change the host is the agent's and the host applier's decision (STORE_IDENTITY).
+   */
+  const followReplacement = async (): Promise<'same' | 'reopened' | 'unusable'> => {
+    const cur = held.current();
+    if (!opts.reopen || !cur.replacedOnDisk?.()) return usable ? 'same' : 'unusable';
+    await cur.close().catch(() => undefined);
+    try {
+      const next = await opts.reopen();
+      held.swap(next);
+      usable = true;
+      reopenFailure = undefined;
+      controlPlane?.storeReplaced();
+      opts.log(`store ${cur.url} was replaced on disk; reopened it`);
+      return 'reopened';
+    } catch (err) {
+      usable = false;
+      const msg = err instanceof Error ? err.message : String(err);
+      if (msg !== reopenFailure) opts.log(`store ${cur.url} was replaced on disk by a file that cannot be used (${msg}); nothing is applied until it can, the host keeps what it enforces`);
+      reopenFailure = msg;
+      return 'unusable';
+    }
+  };
+  const lastFailure = new Map<string, string>();
   const withAgent = opts.agent ?? !opts.enforcers;
   const enforcers = opts.enforcers ?? (await loadEnforcers(['server']));
   const watchers = opts.watchers ?? (await loadWatchers(withAgent ? ['server', 'agent'] : ['server']));
@@ -47,7 +95,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
       import('../agent/state.js'),
       import('../core/host-identity.js'),
     ]);
-    controlPlane = new StoreControlPlane(opts.store);
+    controlPlane = new StoreControlPlane(held.store, { force: opts.force });
     const local = openHostState(defaultStateDir({ explicit: opts.stateDir, storePath: (opts.store as { path?: string }).path }));
     agent = new Agent({ host: thisHost(), controlPlane, local, actor, log: (m) => opts.log(m), intervalMs: 0, waitMs: opts.intervalMs ?? 5000 });
     agentDone = agent.run(opts.signal);
@@ -67,14 +115,22 @@ export async function serve(opts: ServeOptions): Promise<void> {
     try {
       do {
         again = false;
+        // a replaced store's own record of the last run describes another host state: full verify
+        const store = await followReplacement();
+        if (store === 'unusable') break;
+        const why = store === 'reopened' ? 'store replaced' : reason;
         for (const e of enforcers) {
           try {
-            const changes: PlanChange[] = await e.apply({ store: opts.store, actor, dryRun: false, log: opts.log, reason });
+            const changes: PlanChange[] = await e.apply({ store: held.store, actor, dryRun: false, log: opts.log, reason: why, force: opts.force });
+            if (lastFailure.delete(e.name)) opts.log(`${e.name}: reconcile works again`);
             if (changes.length) {
-              opts.log(`${e.name}: repaired ${changes.length} change(s) (${reason}): ${changes.slice(0, 5).map(formatPlanChange).join('; ')}${changes.length > 5 ? '; ...' : ''}`);
+              opts.log(`${e.name}: repaired ${changes.length} change(s) (${why}): ${changes.slice(0, 5).map(formatPlanChange).join('; ')}${changes.length > 5 ? '; ...' : ''}`);
             }
           } catch (err) {
-            opts.log(`${e.name}: reconcile failed: ${err instanceof Error ? err.message : String(err)}`);
+            // the same failure every few seconds is said once (a refused store, a missing tool)
+            const msg = err instanceof Error ? err.message : String(err);
+            if (lastFailure.get(e.name) !== msg) opts.log(`${e.name}: reconcile failed: ${msg}`);
+            lastFailure.set(e.name, msg);
           }
         }
       } while (again && !opts.signal.aborted);
@@ -84,7 +140,13 @@ export async function serve(opts: ServeOptions): Promise<void> {
   };
 
   const requestReconcile = (reason: string): void => {
-    agent?.requestReconcile(reason);
+    // the agent asks the control plane (over held.store) on its own: look for a replaced file first
+    if (agent) {
+      void followReplacement().then(
+        (s) => s !== 'unusable' && agent!.requestReconcile(s === 'reopened' ? 'store replaced' : reason),
+        () => undefined,
+      );
+    }
     if (!enforcers.length) return;
     pendingReasons.push(reason);
     if (timer) return;
@@ -99,7 +161,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   await reconcile('start');
   for (const w of watchers) {
     try {
-      await w.start({ store: opts.store, actor, requestReconcile, log: (m) => opts.log(`${w.name}: ${m}`), signal: opts.signal });
+      await w.start({ store: held.store, actor, requestReconcile, log: (m) => opts.log(`${w.name}: ${m}`), signal: opts.signal });
     } catch (err) {
       opts.log(`${w.name}: not started: ${err instanceof Error ? err.message : String(err)}`);
     }
@@ -116,4 +178,6 @@ export async function serve(opts: ServeOptions): Promise<void> {
   controlPlane?.close();
   await agentDone;
   while (running) await new Promise((r) => setTimeout(r, 20));
+  // the store given is closed by whoever opened it; one serve reopened is serve's
+  if (held.current() !== opts.store) await held.current().close().catch(() => undefined);
 }

@@ -141,6 +141,17 @@ export class StoreControlPlane implements ControlPlane {
     }
   }
 
+  /** The store object now reads another file (serve reopened a replaced one): forget what was
+   * read from the old one (its identity, its snapshot, its change feed). */
+  storeReplaced(): void {
+    this.identity = undefined;
+    this.cache = undefined;
+    this.lastSeenRevision = 0;
+    this.unwatch?.();
+    this.unwatch = undefined;
+    for (const w of [...this.waiters]) w.wake();
+  }
+
   close(): void {
     this.unwatch?.();
     this.unwatch = undefined;

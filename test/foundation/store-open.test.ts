@@ -2,7 +2,7 @@
 // foreign, damaged, newer, read-only or full store is a coded error naming the path.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -154,5 +154,23 @@ describe('store opening fails closed', () => {
     assert.ok(r.refusal?.includes(db), r.refusal);
     assert.match(r.refusal!, /no ipvisor store/);
     assert.equal(existsSync(join(dir, 'hookless')), false);
+  });
+
+  test('a store file replaced on disk (backup restored with mv) is noticed, and closing leaves no WAL to replay into it', async () => {
+    const db = join(dir, 'restore', 'ipvisor.db');
+    const s = await openStore(db, { create: true });
+    await s.putDoc('t', 'before', 1);
+    const raw = new Database(db, { readonly: true });
+    raw.exec(`VACUUM INTO '${join(dir, 'restore', 'backup.db')}'`);
+    raw.close();
+    await s.putDoc('t', 'after', 2);
+    assert.equal(s.replacedOnDisk?.(), false);
+    renameSync(join(dir, 'restore', 'backup.db'), db);
+    assert.equal(s.replacedOnDisk?.(), true);
+    await s.close();
+    const again = await openStore(db);
+    assert.deepEqual((await again.listDocs('t')).map((d) => d.key), ['before'], 'the backup as it was, not the old file\'s WAL replayed into it');
+    assert.equal(again.replacedOnDisk?.(), false);
+    await again.close();
   });
 });

@@ -29,9 +29,13 @@ let sim: XapiSim;
 let db: string;
 let cleanup: () => void;
 
+let prevRunDir: string | undefined;
 before(async () => {
   if (skip) return;
   ({ db, cleanup } = tempDb());
+  // the host enforcer's lock and its record of the enforced store stay in the test's directory
+  prevRunDir = process.env.IPVISOR_RUN_DIR;
+  process.env.IPVISOR_RUN_DIR = dirname(db);
   for (const ns of [NS_DOM0, NS_FW, NS_HOST]) await host.run(['ip', 'netns', 'add', ns]);
   for (const r of [dom0, fw]) await r.run(['ip', 'link', 'set', 'lo', 'up']);
   // dom0's management bridge holds its LAN address; the LAN is behind the firewall VM.
@@ -60,6 +64,8 @@ before(async () => {
 
 after(async () => {
   if (skip) return;
+  if (prevRunDir === undefined) delete process.env.IPVISOR_RUN_DIR;
+  else process.env.IPVISOR_RUN_DIR = prevRunDir;
   await sim?.close();
   for (const ns of [NS_DOM0, NS_FW, NS_HOST]) await host.run(['ip', 'netns', 'del', ns], { allowFail: true });
   cleanup?.();

@@ -27,9 +27,13 @@ const ctx = (dryRun = false): EnforcerContext => ({ store, actor: 'tester', dryR
 const WEB1 = '4b710316-1e00-5471-9f9e-776a512e68ae'; // web-01:1 on sspn-internal
 let web1Ref: string;
 
+let prevRunDir: string | undefined;
 before(async () => {
   sim = await startXapiSim();
   ({ db, cleanup } = tempDb());
+  // the host enforcer's lock and its record of the enforced store stay in the test's directory
+  prevRunDir = process.env.IPVISOR_RUN_DIR;
+  process.env.IPVISOR_RUN_DIR = dirname(db);
   const pw = join(dirname(db), 'pw');
   writeFileSync(pw, 'secret\n', { mode: 0o600 });
   let r = await cli(db, 'xapi', 'connect', 'lab', '--url', sim.url, '--insecure-http', '--user', 'root', '--password-file', pw);
@@ -43,6 +47,8 @@ before(async () => {
   web1Ref = sim.refByUuid('VIF', WEB1);
 });
 after(async () => {
+  if (prevRunDir === undefined) delete process.env.IPVISOR_RUN_DIR;
+  else process.env.IPVISOR_RUN_DIR = prevRunDir;
   await store?.close();
   await sim.close();
   cleanup();

@@ -6,6 +6,9 @@ import { IPVISOR_RT_PROTO, compileHostPlan, hostCidr, vifElements } from '../../
 import type { ElementChange, NftElements, NftFamily } from '../../core/compile/nft-ruleset.js';
 import { NFT_TABLE, diffElements, expectedChains, renderElementChanges, renderTableDelete, renderTableReplace, setNames, skeletonMarker } from '../../core/compile/nft-ruleset.js';
 import type { PlanChange } from '../../core/enforcer.js';
+import { formatPlanChange } from '../../core/enforcer.js';
+import { decideStoreSwitch } from '../../core/compile/store-switch.js';
+import { IpvisorError } from '../../core/model/errors.js';
 import { effectiveLocking } from '../../core/model/locking.js';
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
@@ -16,6 +19,7 @@ import type { OwnedHostState } from './iproute2.js';
 import { applyL3Diff, diffL3, emptyOwnedState, mergeOwnedStates, observeLinks, revertL3 } from './iproute2.js';
 import { forwardPolicyDrops, syncForwardAccepts } from './iptables.js';
 import { withHostLock } from './lock.js';
+import { clearEnforcedOrigin, readEnforcedOrigin, writeEnforcedOrigin } from './origin.js';
 import { nftApply, nftListOwnChains, nftListTables, nftObserve } from './nft.js';
 import type { ObservedNft } from './nft.js';
 import type { HostSource } from './source.js';
@@ -29,6 +33,9 @@ const PLAN_ELEMENT_LINES = 200;
 
 export interface HostApplyOptions {
   actor: string;
+  /** Apply even when the store is not the one the host's enforcement came from and would remove
+   * what the host enforces (core/compile/store-switch.ts). */
+  force?: boolean;
   dryRun?: boolean;
   scope?: { vifUuid?: string; networkUuid?: string };
   runner?: HostRunner;
@@ -154,6 +161,17 @@ async function runFull(src: HostSource, opts: HostApplyOptions, runner: HostRunn
   changes.push(...ipt);
   trace('l3+iptables observe');
 
+  // a store with another identity never silently removes what the host enforces
+  const identity = await src.storeIdentity();
+  const decision = identity ? decideStoreSwitch({ enforcedFrom: readEnforcedOrigin(), store: identity, changes, force: !!opts.force }) : undefined;
+  if (decision?.reason) plan.warnings.push(decision.reason);
+  if (decision && !decision.allow && !dryRun) {
+    const shown = decision.removals.slice(0, 5).map(formatPlanChange).join('; ');
+    throw new IpvisorError('STORE_IDENTITY', `${decision.reason}. Removals: ${shown}${decision.removals.length > 5 ? `; ... ${decision.removals.length - 5} more (ipvisor plan lists them)` : ''}`, {
+      details: { store: identity, removals: decision.removals },
+    });
+  }
+
   if (!dryRun && changes.length) {
     await nftApply(runner, script);
     trace('nft apply');
@@ -175,6 +193,7 @@ async function runFull(src: HostSource, opts: HostApplyOptions, runner: HostRunn
       }
     }
   }
+  if (!dryRun && identity && decision?.record) writeEnforcedOrigin({ storeId: identity.id, location: identity.location, since: new Date().toISOString() });
   if (!dryRun && lastDigest !== nftDigest) local.put(DOC_CHANGE, 'nft-digest', { digest: nftDigest });
   // the per-VIF records follow the wanted elements: rewrite them only when those changed since the
   // last sync (a drift repair re-applies the same elements and leaves them alone)
@@ -258,6 +277,9 @@ function syncVifRecords(local: HostLocalState, vifs: VifEnforcement[], nft: NftE
  * (tables missing, recorded element gone: drift).
  */
 async function runVif(src: HostSource, vifUuid: string, opts: HostApplyOptions, runner: HostRunner): Promise<PlanChange[] | null> {
+  // another store than the host's, or none recorded yet: the full path decides what it may change
+  const identity = await src.storeIdentity();
+  if (identity && readEnforcedOrigin()?.storeId !== identity.id) return null;
   const inputs = await src.vifInputs(vifUuid);
   const vif = inputs.vif;
   const recDoc = src.local.get<VifRecord>(DOC_VIF, vifUuid);
@@ -373,6 +395,7 @@ export async function teardownHost(target: Store | HostSource, opts: HostApplyOp
         local.deleteKind(DOC_CHANGE);
         local.deleteKind(DOC_VIF);
       });
+      clearEnforcedOrigin();
       await src.audit(opts.actor, 'host.teardown', changes);
     }
     return changes;

@@ -23,6 +23,7 @@ export const hostEnforcer: Enforcer = {
     return applyHost(ctx.store, {
       actor: ctx.actor,
       dryRun: ctx.dryRun,
+      force: ctx.force,
       log,
       auditAction: serving ? 'host.repair' : 'host.apply',
       quick: ctx.reason === 'periodic',

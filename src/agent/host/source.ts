@@ -27,6 +27,9 @@ export interface HostSource {
   vifInputs(vifUuid: string): Promise<VifInputs>;
   /** Records what an apply changed (the store's audit log, or the agent's report to the server). */
   audit(actor: string, action: string, changes: PlanChange[]): Promise<void>;
+  /** The identity of the store the desired state comes from (core/compile/store-switch.ts), or
+   * null when unknown (then no store-switch check is made). */
+  storeIdentity(): Promise<{ id: string; location: string } | null>;
 }
 
 /** Kinds of the host's own state (HostLocalState). */
@@ -83,6 +86,7 @@ export async function storeHostSource(store: Store, opts: { host?: string; state
     host,
     local,
     desired: () => loadHostDesired(store, host),
+    storeIdentity: () => store.identity(),
     async vifInputs(vifUuid) {
       const vif = await store.getVif(vifUuid);
       const network = vif ? await store.getNetwork(vif.networkUuid) : undefined;
@@ -115,11 +119,14 @@ export function copyHostSource(opts: {
   local: HostLocalState;
   desired: () => HostDesired;
   report?: (actor: string, action: string, changes: PlanChange[]) => Promise<void>;
+  /** The control plane's store identity, when the agent knows it. */
+  storeIdentity?: () => { id: string; location: string } | null;
 }): HostSource {
   return {
     host: opts.host,
     local: opts.local,
     desired: async () => opts.desired(),
+    storeIdentity: async () => opts.storeIdentity?.() ?? null,
     async vifInputs(vifUuid) {
       const s = opts.desired().snapshot;
       const vif = s.vifs.find((v) => v.uuid === vifUuid);

@@ -15,28 +15,28 @@ import { networkRef } from '../../core/service/resolve.js';
 import { ensureCommand, runAction, table } from '../context.js';
 import type { CommandContext } from '../context.js';
 
-async function enforcerContext(ctx: CommandContext, dryRun: boolean, warnings: string[] = []): Promise<EnforcerContext> {
+async function enforcerContext(ctx: CommandContext, dryRun: boolean, warnings: string[] = [], force = false): Promise<EnforcerContext> {
   // warnings go to stderr as they come, and into the JSON result (a monitoring script reads those)
   const log = (m: string) => {
     if (m.startsWith('warning: ')) warnings.push(m.slice('warning: '.length));
     ctx.stderr(m);
   };
-  return { store: await ctx.store(), actor: ctx.actor, dryRun, log };
+  return { store: await ctx.store(), actor: ctx.actor, dryRun, log, force };
 }
 
 function changesText(changes: Array<PlanChange & { enforcer: string }>, none: string): string {
   return changes.length ? changes.map(formatPlanChange).join('\n') : none;
 }
 
-async function runAll(ctx: CommandContext, what: 'plan' | 'apply' | 'teardown', warnings: string[] = []) {
-  return runEnforcers(await loadEnforcers(), await enforcerContext(ctx, what === 'plan', warnings), what);
+async function runAll(ctx: CommandContext, what: 'plan' | 'apply' | 'teardown', warnings: string[] = [], force = false) {
+  return runEnforcers(await loadEnforcers(), await enforcerContext(ctx, what === 'plan', warnings, force), what);
 }
 
 /** plan/apply: every enforcer runs; the changes are printed and applied even when one enforcer
  * fails (an XAPI pool unreachable), whose error is reported beside them with exit status 1. */
-async function runAllReporting(ctx: CommandContext, what: 'plan' | 'apply', warnings: string[]) {
+async function runAllReporting(ctx: CommandContext, what: 'plan' | 'apply', warnings: string[], force = false) {
   const failures: EnforcerFailure[] = [];
-  const changes = await runEnforcers(await loadEnforcers(), await enforcerContext(ctx, what === 'plan', warnings), what, failures);
+  const changes = await runEnforcers(await loadEnforcers(), await enforcerContext(ctx, what === 'plan', warnings, force), what, failures);
   const errors = failures.map((f) => ({ enforcer: f.enforcer, ...asIpvisorError(f.error).toJSON() }));
   for (const e of errors) ctx.stderr(`ipvisor: ${e.message}`);
   return { changes, errors };
@@ -75,10 +75,11 @@ export function registerHostCommands(program: Command): void {
   program
     .command('apply')
     .description('apply the plan to this host atomically (a second apply reports no changes)')
+    .option('--force', "apply even the removals of a store that is not the one this host's enforcement came from (STORE_IDENTITY)")
     .action(
-      runAction(async (ctx) => {
+      runAction(async (ctx, opts: { force?: boolean }) => {
         const warnings: string[] = [];
-        const { changes, errors } = await runAllReporting(ctx, 'apply', warnings);
+        const { changes, errors } = await runAllReporting(ctx, 'apply', warnings, !!opts.force);
         return { json: { changes, warnings, errors }, text: changesText(changes, errors.length ? '' : 'No changes.'), exitCode: errors.length ? 1 : 0 };
       }),
     );
@@ -128,8 +129,9 @@ export function registerHostCommands(program: Command): void {
     .option('--tls-cert <file>', 'PEM certificate for the API (HTTPS)')
     .option('--tls-key <file>', 'PEM private key for the API')
     .option('--insecure-listen', 'allow plain HTTP on a non-loopback address')
+    .option('--force', "enforce even a store that is not the one this host's enforcement came from (STORE_IDENTITY)")
     .action(
-      runAction(async (ctx, opts: { interval: string; listen?: string; tlsCert?: string; tlsKey?: string; insecureListen?: boolean }) => {
+      runAction(async (ctx, opts: { interval: string; listen?: string; tlsCert?: string; tlsKey?: string; insecureListen?: boolean; force?: boolean }) => {
         const seconds = Number(opts.interval);
         if (!Number.isFinite(seconds) || seconds <= 0) throw invalid('interval', `'${opts.interval}' is not a positive number of seconds`);
         const http = opts.listen !== undefined || opts.tlsCert !== undefined || opts.tlsKey !== undefined || opts.insecureListen ? await import('../../server/http.js') : undefined;
@@ -149,7 +151,17 @@ export function registerHostCommands(program: Command): void {
             server = await http.startHttpServer({ store, listen: opts.listen, tlsCert: opts.tlsCert, tlsKey: opts.tlsKey, insecureListen: opts.insecureListen });
             log(`api: listening on ${server.url}/api/v1`);
           }
-          await serve({ store, actor: 'serve', intervalMs: seconds * 1000, log, signal: ac.signal });
+          const { openStore } = await import('../../core/store/open.js');
+          await serve({
+            store,
+            // a store file replaced under serve (a backup restored with mv) is reopened, never created
+            reopen: () => openStore(ctx.dbPath, { create: false }),
+            force: !!opts.force,
+            actor: 'serve',
+            intervalMs: seconds * 1000,
+            log,
+            signal: ac.signal,
+          });
         } finally {
           await server?.close();
           process.off('SIGTERM', stop);

@@ -2,7 +2,7 @@
 // is Promise-based, so one in-process mutex keeps a transaction's statements from interleaving with
 // other callers, and BEGIN IMMEDIATE plus the busy timeout serialise writers across processes.
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, statSync, type Stats } from 'node:fs';
+import { mkdirSync, statSync, unlinkSync, type Stats } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { IpvisorError } from '../../model/errors.js';
@@ -428,6 +428,9 @@ export class SqliteStore extends BaseStore implements RawCapable {
   private poller: NodeJS.Timeout | undefined;
   /** The file opened (device and inode), to notice a replacement under the same path. */
   private readonly opened: Stats | undefined;
+  /** This connection's -wal and -shm files: SQLite finds them by name, so once the store file is
+   * replaced (mv) they would be read as the new file's; close() removes them then. */
+  private readonly sidecars: Array<{ path: string; stat: Stats }> = [];
 
   constructor(readonly path: string, opts: SqliteOptions = {}) {
     super();
@@ -471,6 +474,12 @@ export class SqliteStore extends BaseStore implements RawCapable {
       throw sqliteStoreError(err, path);
     }
     this.opened = path === ':memory:' ? undefined : statIfAny(path);
+    if (this.opened) {
+      for (const side of [`${path}-wal`, `${path}-shm`]) {
+        const stat = statIfAny(side);
+        if (stat) this.sidecars.push({ path: side, stat });
+      }
+    }
   }
 
   private migrate(create: boolean): void {
@@ -656,6 +665,14 @@ export class SqliteStore extends BaseStore implements RawCapable {
     try {
       this.closed = true;
       this.db.close();
+      // replaced under us: our WAL would be replayed into the new file (a restored backup) by the
+      // next opener. SQLite leaves it behind when the file it belongs to was renamed away.
+      if (this.replacedOnDisk()) {
+        for (const side of this.sidecars) {
+          const now = statIfAny(side.path);
+          if (now && now.ino === side.stat.ino && now.dev === side.stat.dev) unlinkSync(side.path);
+        }
+      }
     } finally {
       release();
     }
