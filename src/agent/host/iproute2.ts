@@ -248,11 +248,15 @@ export async function diffL3(runner: HostRunner, desired: DesiredL3, ownedIn: Ow
   });
 
   const presentRoutes = await observeRoutes(runner, proto);
+  // route removals go first in the batch: removing a device's last IPv4 address above takes the
+  // kernel's routes through it along, and a later `route del` of one would fail the batch
+  const routeDels: string[] = [];
   for (const r of presentRoutes) {
     if (desired.routes.some((d) => routeMatches(d, r))) continue;
     changes.push({ op: '-', kind: 'route', target: routeText(r), detail: `proto ${proto}` });
-    batch.push(routeArgs(r, proto).replace('%OP%', 'del'));
+    routeDels.push(routeArgs(r, proto).replace('%OP%', 'del'));
   }
+  batch.unshift(...routeDels);
   const missing = desired.routes.filter((r) => !presentRoutes.some((p) => routeMatches(r, p)));
   const foreign = missing.length ? await observeForeignRoutes(runner, presentRoutes, new Set(missing.map((r) => r.family))) : [];
   for (const r of missing) {
