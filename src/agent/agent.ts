@@ -63,6 +63,9 @@ export class Agent {
   private pending: string[] = [];
   private lastReport: AppliedReport | undefined;
   private refused: string | undefined;
+  /** The digest of the last refused state: the long-poll waits for something else than it (asking
+   * with the enforced digest would get the refused state back at once, in a loop). */
+  private refusedDigest: string | undefined;
   private lastWarnings = new Set<string>();
   private readyResolve!: () => void;
   /** Resolves after the first reconcile (from disk or from the control plane's first answer). */
@@ -143,9 +146,11 @@ export class Agent {
       const why = `the control plane's store ${state.storeIdentity} is not the store this host's enforcement came from (${have.storeIdentity}); keeping what is enforced (ipvisor server --force replaces it)`;
       if (this.refused !== why) this.opts.log(`refused: ${why}`);
       this.refused = why;
+      this.refusedDigest = state.digest;
       return false;
     }
     this.refused = undefined;
+    this.refusedDigest = undefined;
     this.retainDeparted(have, state);
     this.desired = state;
     this.opts.local.put(KIND, 'desired', state);
@@ -297,7 +302,7 @@ export class Agent {
     try {
       while (!signal.aborted) {
         try {
-          const a = await this.opts.controlPlane.desiredState(this.host, { digest: this.desired?.digest, waitMs: this.opts.waitMs ?? 25_000, signal });
+          const a = await this.opts.controlPlane.desiredState(this.host, { digest: this.refusedDigest ?? this.desired?.digest, waitMs: this.opts.waitMs ?? 25_000, signal });
           if (!this.connected) this.opts.log('control plane reachable');
           this.connected = true;
           if (a.kind === 'removed') {

@@ -11,7 +11,6 @@ import Database from 'better-sqlite3';
 import { cliInEnv as cli } from '../support/cli.js';
 import { openStore } from '../../src/core/store/open.js';
 import { serve } from '../../src/daemon/serve.js';
-import { hostEnforcer } from '../../src/agent/host/enforcer.js';
 import { assign, network, seedRoutedVif } from '../compile/fixtures.js';
 import { Topology, netnsSkipReason, useHostEnv } from '../support/netns.js';
 import type { VmNs } from '../support/netns.js';
@@ -126,7 +125,9 @@ describe('store identity: a different store never silently opens the host', { sk
       reopen: () => openStore(db),
       log: (m) => logs.push(m),
       signal: ac.signal,
-      enforcers: [hostEnforcer],
+      // the host side as `ipvisor serve` runs it: an in-process agent on the store's control plane
+      agent: true,
+      enforcers: [],
       watchers: [],
       intervalMs: 200,
       debounceMs: 10,
@@ -150,9 +151,11 @@ describe('store identity: a different store never silently opens the host', { sk
       const other = join(dir, 'other.sqlite');
       assert.equal((await cli(['--db', other, 'init'])).code, 0);
       renameSync(other, db);
-      await until('the refusal logged', async () => logs.some((l) => /host: reconcile failed: .*is not the store this host's enforcement came from/.test(l)));
+      await until('the refusal logged', async () => logs.some((l) => /is not the store this host's enforcement came from/.test(l))).catch((e) => {
+        throw new Error(`${e.message}\n${logs.join('\n')}`);
+      });
       await new Promise((r) => setTimeout(r, 1000));
-      assert.equal(logs.filter((l) => /reconcile failed/.test(l)).length, 1, 'said once, not every interval');
+      assert.equal(logs.filter((l) => /is not the store this host's enforcement came from/.test(l)).length, 1, `said once, not every interval:\n${logs.join('\n')}`);
       assert.ok(await enforces('10.71.0.10'), 'still enforced');
       assert.ok(await routed());
     } finally {
