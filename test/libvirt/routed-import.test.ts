@@ -54,3 +54,42 @@ test('import routed-ips: a bad VM column names the line and writes nothing; good
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('import routed-ips: a bare VM means its first VIF on the network; every driver\'s networks; a warning per address bound to no VIF on a locked network', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ipv-routedimp-'));
+  const store = await openStore(join(dir, 'db.sqlite'), { create: true });
+  try {
+    await createNetwork(store, { name: 'br', driver: 'bridge', mode: 'routed', subnets: ['10.80.0.0/24'], defaultLocking: 'locked' }, 'test');
+    await createNetwork(store, { name: 'xen', driver: 'xapi', mode: 'bridged', subnets: ['10.81.0.0/24'] }, 'test');
+    await createNetwork(store, { name: 'open', driver: 'bridge', mode: 'routed', subnets: ['10.82.0.0/24'] }, 'test');
+    await createVm(store, { name: 'web1' }, 'test');
+    await addVif(store, { vm: 'web1', network: 'xen', mac: '52:54:00:00:01:01' }, 'test'); // device 0, elsewhere
+    await addVif(store, { vm: 'web1', network: 'br', mac: '52:54:00:00:01:02' }, 'test'); // device 1
+    await addVif(store, { vm: 'web1', network: 'br', mac: '52:54:00:00:01:03' }, 'test'); // device 2
+    const res = await importRoutedIps(store, [
+      '198.51.100.20 br web1', // bare VM: its first VIF on 'br' is device 1
+      '198.51.100.21 xen web1', // an XAPI network: device 0
+      '198.51.100.22 br', // bound to no VIF on a locked network: warned
+      '198.51.100.23 open', // no VIF is locked there: no warning
+    ].join('\n'), 'routed-ips', 'test');
+    assert.deepEqual(res.imported.map((i) => [i.cidr, i.vif, i.action]), [
+      ['198.51.100.20/32', 'web1:1', 'assigned'], ['198.51.100.21/32', 'web1:0', 'assigned'],
+      ['198.51.100.22/32', null, 'reserved'], ['198.51.100.23/32', null, 'reserved'],
+    ]);
+    const vifs = await store.listVifs((await store.findVmByName('web1'))!.uuid);
+    const device = async (addr: string) => {
+      const owner = (await store.listAssignments({ address: addr }))[0]?.vifUuid;
+      return vifs.find((v) => v.uuid === owner)?.device;
+    };
+    assert.equal(await device('198.51.100.20'), 1);
+    assert.equal(await device('198.51.100.21'), 0);
+    assert.equal(res.warnings.length, 1, res.warnings.join('\n'));
+    assert.match(res.warnings[0], /^routed-ips:3: 198\.51\.100\.22\/32 .*bound to no VIF.*locked.*ipvisor ip allocate --vif VM:DEVICE --address 198\.51\.100\.22/);
+    // a bare VM without a VIF on that network names the line
+    await createVm(store, { name: 'novif' }, 'test');
+    await assert.rejects(importRoutedIps(store, '198.51.100.30 br novif\n', 'routed-ips', 'test'), (e: unknown) => e instanceof IpvisorError && e.field === 'routed-ips:1' && /has no VIF on network 'br'/.test(e.message));
+  } finally {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

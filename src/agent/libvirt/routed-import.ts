@@ -2,15 +2,19 @@
 // line, '#' comments) turned into routed addresses in ipvisor's store, so that the route to the
 // bridge and the forward accepts come from the host plan (and so survive libvirtd restarts and
 // show up in `plan`) instead of from a hook script. An optional third column VM[:DEVICE] binds the
-// address to that VIF (a routed assignment the VIF may also send from, which locking needs).
+// address to that VIF (a routed assignment the VIF may also send from, which locking needs); a bare
+// VM means its first VIF on that network. The network is a libvirt network's name or any ipvisor
+// network (bridge, xapi, libvirt) by name or UUID.
 import { IpvisorError, invalid } from '../../core/model/errors.js';
-import type { Assignment, Network, Pool } from '../../core/model/types.js';
+import type { Assignment, Network, Pool, Vif } from '../../core/model/types.js';
+import { effectiveLocking } from '../../core/model/locking.js';
+import { isUuid } from '../../core/model/validate.js';
 import type { Store } from '../../core/store/store.js';
 import { BITS, formatAddress, parseCidr } from '../../core/ipam/addr.js';
 import { entryIntervals } from '../../core/ipam/pool-space.js';
 import { allocate, release, reserve } from '../../core/service/ip.js';
 import { createPool, setPool } from '../../core/service/pools.js';
-import { vifRef } from '../../core/service/resolve.js';
+import { findNetwork, vifRef, vmRef } from '../../core/service/resolve.js';
 import { findStoreNetwork } from './facts.js';
 
 export interface RoutedLine {
@@ -30,7 +34,7 @@ export function parseRoutedIps(text: string, source = 'file'): RoutedLine[] {
     if (!body) continue;
     const parts = body.split(/\s+/);
     const field = `${source}:${i + 1}`;
-    if (parts.length < 2 || parts.length > 3) throw invalid(field, `expected '<ip> <libvirt network name> [vm[:device]]', got '${body}'`);
+    if (parts.length < 2 || parts.length > 3) throw invalid(field, `expected '<ip> <network> [VM[:DEVICE]]', got '${body}'`);
     const c = parseCidr(parts[0], field, { allowBare: true });
     if (c.address !== c.network) throw invalid(field, `'${parts[0]}' has host bits set`);
     out.push({ line: i + 1, cidr: `${formatAddress(c.family, c.network)}/${c.prefixLength}`, family: c.family, network: parts[1], vif: parts[2] ?? null });
@@ -40,6 +44,25 @@ export function parseRoutedIps(text: string, source = 'file'): RoutedLine[] {
 
 export interface ImportResult {
   imported: Array<{ cidr: string; network: string; vif: string | null; action: 'assigned' | 'reserved' | 'exists' }>;
+  /** Addresses routed to a network whose VIFs are locked but bound to none of them. */
+  warnings: string[];
+}
+
+/** The VIF a third column names: VM:DEVICE, a VIF UUID, or a bare VM (its first VIF on `n`). */
+async function lineVif(store: Store, ref: string, n: Network, field: string): Promise<{ vif: Vif; label: string }> {
+  const i = ref.lastIndexOf(':');
+  if (isUuid(ref) || (i > 0 && /^\d+$/.test(ref.slice(i + 1)))) {
+    const { vif, vm } = await vifRef(store, ref, field);
+    return { vif, label: `${vm.name}:${vif.device}` };
+  }
+  const vm = await vmRef(store, ref, field);
+  const vif = (await store.listVifs(vm.uuid)).filter((v) => v.networkUuid === n.uuid).sort((a, b) => a.device - b.device)[0];
+  if (!vif) throw invalid(field, `VM '${vm.name}' has no VIF on network '${n.name}'`);
+  return { vif, label: `${vm.name}:${vif.device}` };
+}
+
+async function findImportNetwork(store: Store, name: string): Promise<Network | undefined> {
+  return (await findStoreNetwork(store, { name })) ?? (await findNetwork(store, name));
 }
 
 function poolContains(p: Pool, start: bigint, end: bigint): boolean {
@@ -52,8 +75,8 @@ export async function importRoutedIps(store: Store, text: string, source: string
   const nets = new Map<string, Awaited<ReturnType<typeof findStoreNetwork>>>();
   for (const l of lines) {
     if (nets.has(l.network)) continue;
-    const n = await findStoreNetwork(store, { name: l.network });
-    if (!n) throw new IpvisorError('NOT_FOUND', `${source}:${l.line}: no network for libvirt network '${l.network}' (run 'ipvisor libvirt sync' first)`, { field: `${source}:${l.line}` });
+    const n = await findImportNetwork(store, l.network);
+    if (!n) throw new IpvisorError('NOT_FOUND', `${source}:${l.line}: no network named '${l.network}' (an ipvisor network, or a libvirt network after 'ipvisor libvirt sync')`, { field: `${source}:${l.line}` });
     nets.set(l.network, n);
   }
   // Same for the VIFs of the third column: a VM typo must not leave the lines before it imported.
@@ -61,14 +84,15 @@ export async function importRoutedIps(store: Store, text: string, source: string
     if (!l.vif) continue;
     const field = `${source}:${l.line}`;
     const n = nets.get(l.network)!;
-    const { vif } = await vifRef(store, l.vif).catch((err: unknown) => {
-      throw err instanceof IpvisorError ? new IpvisorError(err.code, `${field}: ${err.message}`, { field, details: err.details }) : err;
+    const { vif, label } = await lineVif(store, l.vif, n, field).catch((err: unknown) => {
+      throw err instanceof IpvisorError && !err.message.startsWith(`${field}:`) ? new IpvisorError(err.code, `${field}: ${err.message}`, { field, details: err.details }) : err;
     });
     if (vif.networkUuid !== n.uuid) throw invalid(field, `VIF '${l.vif}' is not on network '${n.name}'`);
+    l.vif = label; // allocate takes VM:DEVICE
     const existing = await existingAssignment(store, l, n);
     if (existing?.vifUuid && existing.vifUuid !== vif.uuid) throw invalid(field, `${l.cidr} is already assigned to another VIF; release it first`);
   }
-  const res: ImportResult = { imported: [] };
+  const res: ImportResult = { imported: [], warnings: [] };
   for (const l of lines) {
     try {
       res.imported.push(await importLine(store, l, nets.get(l.network)!, source, actor));
@@ -78,7 +102,29 @@ export async function importRoutedIps(store: Store, text: string, source: string
       throw err instanceof IpvisorError ? new IpvisorError(err.code, `${field}: ${err.message}`, { field, details: err.details }) : err;
     }
   }
+  // An address routed to the network but bound to no VIF is reachable, yet a VM whose VIF is locked
+  // cannot send from it: say so, per address, with the fix.
+  for (const l of lines) {
+    if (l.vif) continue;
+    const n = nets.get(l.network)!;
+    const existing = await existingAssignment(store, l, n);
+    if (existing?.vifUuid) continue;
+    if (!(await networkLocksVifs(store, n))) continue;
+    const field = `${source}:${l.line}`;
+    res.warnings.push(`${field}: ${l.cidr} is routed to network '${n.name}' but bound to no VIF, and its VIFs are locked: no VM can send from it. Name the VM in a third column (${l.cidr.replace(/\/(32|128)$/, '')} ${l.network} VM[:DEVICE]) or run 'ipvisor ip allocate --vif VM:DEVICE --address ${l.cidr.replace(/\/(32|128)$/, '')}'`);
+  }
   return res;
+}
+
+/** Whether the network's VIFs are locked: its default is, or any of its VIFs is in effect. */
+async function networkLocksVifs(store: Store, n: Network): Promise<boolean> {
+  if (n.defaultLocking === 'locked') return true;
+  const vifs = (await store.listVifs()).filter((v) => v.networkUuid === n.uuid);
+  for (const v of vifs) {
+    const held = (await store.listAssignments({ vifUuids: [v.uuid] })).length;
+    if (effectiveLocking(v, n, held) === 'locked') return true;
+  }
+  return false;
 }
 
 async function existingAssignment(store: Store, l: RoutedLine, n: Network): Promise<Assignment | undefined> {

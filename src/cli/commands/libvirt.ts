@@ -107,7 +107,7 @@ export function registerLibvirtCommands(program: Command): void {
 
   const imp = ensureCommand(program, 'import', 'import configuration from other tools');
   imp.command('routed-ips <file>')
-    .description("libvirt-nethook-helper's routed-ips file: '<ip> <libvirt network> [vm[:device]]' per line, '#' comments")
+    .description("libvirt-nethook-helper's routed-ips file: '<ip> <network> [VM[:DEVICE]]' per line (any driver's network; a bare VM is its first VIF there), '#' comments")
     .option('--no-apply', 'only record; do not make the host match now')
     .action(runAction(async (ctx, file: string, o: { apply: boolean }) => {
       let text: string;
@@ -119,6 +119,7 @@ export function registerLibvirtCommands(program: Command): void {
       const store = await ctx.store();
       const { importRoutedIps } = await import('../../agent/libvirt/routed-import.js');
       const res = await importRoutedIps(store, text, file, ctx.actor);
+      for (const w of res.warnings) ctx.stderr(`ipvisor: warning: ${w}`);
       let applied = false;
       if (o.apply && res.imported.some((i) => i.action !== 'exists')) {
         const { applyHost } = await import('../../agent/host/apply.js');
