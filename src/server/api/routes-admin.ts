@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@fastify/type-provider-typebox';
 import { IpvisorError } from '../../core/model/errors.js';
-import { createToken, createUser, deleteUser, listTokens, listUsers, login, logout, revokeToken, rotateToken, SESSION_TTL_MS, showToken } from '../../core/service/auth.js';
+import { createToken, createUser, deleteUser, listTokens, listUsers, login, logout, revokeToken, rotateToken, SESSION_TTL_MS, sessionPrincipal, showToken } from '../../core/service/auth.js';
 import { createTenant, deleteTenant, findTenant, listTenants, setTenant, tenantRef, tenantUsage } from '../../core/service/tenants.js';
 import { readCookie, SESSION_COOKIE, sessionCookie } from './access.js';
 import * as S from './schemas.js';
@@ -129,13 +129,18 @@ export async function registerAdminRoutes(app: FastifyInstance, opts: ApiOptions
   });
   app.get('/me', {
     config: { access: 'self' },
-    schema: { tags: ['session'], summary: 'who the credentials are, and for a tenant its pools and quota usage', response: { 200: Type.Object({ principal: S.Principal, tenant: Type.Union([S.TenantDetail, Type.Null()]) }), ...E(401) } },
-  }, async (req) => store.transaction(async (tx) => {
+    schema: { tags: ['session'], summary: 'who the credentials are, and for a tenant its pools and quota usage; for a session, its CSRF token (a reloaded page needs it again)', response: { 200: Type.Object({ principal: S.Principal, tenant: Type.Union([S.TenantDetail, Type.Null()]), csrfToken: Type.Optional(Type.String()) }), ...E(401) } },
+  }, async (req) => {
+    const sid = req.headers.authorization === undefined ? readCookie(req, SESSION_COOKIE) : undefined;
+    const csrf = sid ? (await sessionPrincipal(store, sid))?.csrf : undefined;
+    return store.transaction(async (tx) => {
     const p = req.principal!;
     const t = p.role === 'tenant' && p.tenant ? await findTenant(tx, p.tenant) : undefined;
     return {
+      ...(csrf ? { csrfToken: csrf } : {}),
       principal: p,
       tenant: t ? { ...t, vms: (await tx.listVms()).filter((v) => v.owner === t.name).map((v) => v.name), usage: await tenantUsage(tx, t) } : null,
     };
-  }));
+    });
+  });
 }

@@ -80,7 +80,7 @@ async function getAll(path, max = 10000) {
     const sep = path.includes('?') ? '&' : '?';
     const page = await get(path + (cursor ? `${sep}cursor=${encodeURIComponent(cursor)}` : ''));
     out.push(...page.items);
-    cursor = page.next ?? null;
+    cursor = page.nextCursor ?? null;
   } while (cursor && out.length < max);
   return out;
 }
@@ -114,9 +114,9 @@ function showLogin(message) {
   const submit = async (ev) => {
     ev.preventDefault();
     err.textContent = '';
-    const body = token.value ? { token: token.value } : { username: user.value, password: pass.value };
+    const body = token.value ? { token: token.value } : { name: user.value, password: pass.value };
     try {
-      const res = await api('POST', '/session', body, { 'X-CSRF-Token': await loginCsrf() });
+      const res = await api('POST', '/session', body);
       adoptSession(res.data);
       location.hash = landing();
       await render();
@@ -134,14 +134,11 @@ function showLogin(message) {
     err));
 }
 
-/** The login form's CSRF token: the server binds it to a short-lived cookie (double submit). */
-async function loginCsrf() {
-  return (await get('/session/csrf')).csrf;
-}
-
+// The login form posts JSON, which a cross-site form cannot send, and the session cookie is
+// SameSite=Strict; every later change carries the session's CSRF token as X-CSRF-Token.
 function adoptSession(s) {
-  session.user = s.user;
-  session.csrf = s.csrf;
+  session.user = s.principal;
+  session.csrf = s.csrfToken ?? session.csrf;
 }
 
 async function logout() {
@@ -192,7 +189,7 @@ function startLive() {
   if (liveSource) return;
   liveSource = new EventSource(`${API}/events/stream`, { withCredentials: true });
   liveSource.onmessage = () => scheduleRefresh();
-  liveSource.addEventListener('change', () => scheduleRefresh());
+  liveSource.addEventListener('audit', () => scheduleRefresh());
 }
 
 function stopLive() {
@@ -213,7 +210,7 @@ function scheduleRefresh() {
 async function render(opts = {}) {
   if (!session.user) {
     try {
-      adoptSession(await get('/session'));
+      adoptSession(await get('/me'));
     } catch {
       return showLogin();
     }
@@ -250,6 +247,14 @@ function lockingWhy(v) {
   return v.addresses.length ? 'network default; locked because it holds addresses' : 'network default';
 }
 
+/** The tenant's usage as bars: per pool, then per family; a missing quota is unlimited. */
+function quotaRows(u) {
+  const rows = u.pools.map((p) => ({ scope: `pool ${p.pool}`, used: p.used, limit: p.quota }));
+  if (u.family4.quota !== null || u.family4.used) rows.push({ scope: 'IPv4 addresses', used: u.family4.used, limit: u.family4.quota });
+  if (u.family6.quota !== null || u.family6.used) rows.push({ scope: 'IPv6 addresses', used: u.family6.used, limit: u.family6.quota });
+  return rows;
+}
+
 function quotaBars(usage) {
   if (!usage || !usage.length) return el('p', { class: 'muted' }, 'No quota.');
   return el('div', { class: 'grid2' }, usage.map((q) => {
@@ -270,9 +275,9 @@ function applyBarWidths(root) {
 // ---- tenant: My VMs -----------------------------------------------------------------------------
 
 async function myVms() {
-  const [vmsList, poolsList, quota] = await Promise.all([getAll('/vms'), getAll('/pools'), get('/quota').catch(() => null)]);
+  const [vmsList, poolsList, me] = await Promise.all([getAll('/vms'), getAll('/pools'), get('/me')]);
   const page = el('div', {}, el('h1', {}, 'My VMs'));
-  if (quota) page.append(el('section', { class: 'panel', 'aria-labelledby': 'q-h' }, el('h2', { id: 'q-h' }, 'Quota'), quotaBars(quota.usage)));
+  if (me.tenant) page.append(el('section', { class: 'panel', 'aria-labelledby': 'q-h' }, el('h2', { id: 'q-h' }, 'Quota'), quotaBars(quotaRows(me.tenant.usage))));
   if (!vmsList.length) page.append(el('p', { class: 'muted' }, 'You have no VMs yet.'));
   for (const vm of vmsList) {
     const detail = await get(`/vms/${enc(vm.name)}`);
@@ -504,7 +509,7 @@ async function tokens() {
   const list = await getAll('/tokens');
   return el('div', {}, el('h1', {}, 'Tokens'), table(['Name', 'Role', 'Tenant', 'Expires', 'Last used', ''], list.map((t) =>
     el('tr', {}, el('td', {}, t.name), el('td', {}, t.role), el('td', {}, t.tenant ?? '—'), el('td', {}, t.expiresAt ?? 'never'), el('td', {}, t.lastUsedAt ?? '—'),
-      el('td', {}, el('button', { class: 'danger', type: 'button', 'aria-label': `revoke token ${t.name}`, onclick: () => guarded(() => api('DELETE', `/tokens/${enc(t.name)}`), `token ${t.name} revoked`) }, 'Revoke'))))));
+      el('td', {}, el('button', { class: 'danger', type: 'button', 'aria-label': `revoke token ${t.name}`, onclick: () => guarded(() => api('POST', `/tokens/${enc(t.name)}/revoke`), `token ${t.name} revoked`) }, 'Revoke'))))));
 }
 
 window.addEventListener('hashchange', () => render());
