@@ -15,6 +15,7 @@ import { installErrorHandling } from './api/errors.js';
 import { registerApi } from './api/index.js';
 import { ErrorBody } from './api/schemas.js';
 import { readSecretFile } from '../core/model/secret-file.js';
+import { registerWebUi, securityHeaders } from './web/plugin.js';
 
 export interface TlsFiles {
   cert: string;
@@ -59,7 +60,8 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<HttpServ
   installAccess(app, { store: opts.store, limiter: new FailedAuthLimiter(opts.failedAuthLimit ?? 10) });
   app.addHook('onSend', async (req, reply, payload) => {
     reply.header('x-request-id', req.id);
-    reply.header('cache-control', 'no-store');
+    // API answers are never cached; the web UI's assets say their own policy.
+    if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store');
     return payload;
   });
   app.addSchema(ErrorBody);
@@ -73,6 +75,8 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<HttpServ
     refResolver: { buildLocalReference: (json, _base, _frag, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });
   await app.register(registerApi, { prefix: '/api/v1', store: opts.store, secureCookies: !!https, enforcers: opts.enforcers });
+  securityHeaders(app, { tls: !!https });
+  await app.register(registerWebUi);
   for (const p of opts.plugins ?? []) await app.register(p.plugin, p.options ?? {});
   await app.ready();
   return app;

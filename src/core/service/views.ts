@@ -1,6 +1,6 @@
 // Read models every front end shows (CLI tables and JSON, the HTTP API): objects with the names of
 // what they point at, effective locking, usage. A Scope narrows every list to what a tenant may see.
-import { effectiveLocking } from '../model/locking.js';
+import { effectiveLocking, lockingReason } from '../model/locking.js';
 import { IpvisorError } from '../model/errors.js';
 import type { Assignment, AuditEvent, Network, Pool, Vif, Vm } from '../model/types.js';
 import { formatAddress, parseCidr } from '../ipam/addr.js';
@@ -19,6 +19,8 @@ export interface VifView extends Vif {
   vm: string;
   network: string;
   effectiveLocking: string;
+  /** Why: explicit, the network's default, or locked because the VIF holds addresses. */
+  lockingReason: string;
   addresses: Array<{ address: string; kind: string }>;
 }
 
@@ -34,6 +36,7 @@ export async function vifViews(tx: StoreTx, vifs: Vif[]): Promise<VifView[]> {
       vm: vms.get(v.vmUuid)?.name ?? v.vmUuid,
       network: net.name,
       effectiveLocking: effectiveLocking(v, net, mine.length),
+      lockingReason: lockingReason(v, net, mine.length),
       addresses: mine.map((a) => ({ address: formatAssignment(a), kind: a.kind })),
     };
   });

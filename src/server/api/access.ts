@@ -163,8 +163,11 @@ export function installAccess(app: FastifyInstance, opts: AccessOptions): void {
     req.scope = { tenant: p.role === 'tenant' ? p.tenant ?? '\u0000none' : null };
   });
 
-  // Every 401 (bad token, bad password) counts against its source.
+  // Every 401 for credentials that were given (bad token, unknown session, bad password) counts
+  // against its source; a request without any (a browser opening the login page) is no failed attempt.
   app.addHook('onResponse', async (req, reply) => {
-    if (reply.statusCode === 401) opts.limiter.fail(req.ip);
+    if (reply.statusCode !== 401) return;
+    const presented = req.headers.authorization !== undefined || readCookie(req, SESSION_COOKIE) !== undefined || req.routeOptions.config?.login === true;
+    if (presented) opts.limiter.fail(req.ip);
   });
 }

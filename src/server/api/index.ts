@@ -9,6 +9,7 @@ import type { Store } from '../../core/store/store.js';
 import { registerAdminRoutes } from './routes-admin.js';
 import { registerIpamRoutes } from './routes-ipam.js';
 import { registerOpsRoutes } from './routes-ops.js';
+import { registerPoolMapRoutes } from './routes-pool-map.js';
 
 export interface ApiOptions {
   store: Store;
@@ -99,4 +100,5 @@ export async function registerApi(app: FastifyInstance, opts: ApiOptions): Promi
   await registerIpamRoutes(app, opts);
   await registerOpsRoutes(app, opts);
   await registerAdminRoutes(app, opts);
+  await registerPoolMapRoutes(app, opts);
 }

@@ -177,7 +177,7 @@ export async function registerIpamRoutes(app: FastifyInstance, opts: ApiOptions)
     schema: { tags: ['vifs'], summary: 'a VIF (VM:DEVICE or UUID)', params: Type.Object({ vif: Type.String() }), querystring: Type.Object(S.FieldsQuery), response: { 200: S.VifView, ...E(400, 401, 403, 404) } },
   }, async (req, reply) => {
     const [v] = await store.transaction(async (tx) => vifViews(tx, [(await scopedVif(tx, (req.params as { vif: string }).vif, req.scope)).vif]));
-    const { vm: _vm, network: _n, effectiveLocking: _e, addresses: _a, ...record } = v;
+    const { vm: _vm, network: _n, effectiveLocking: _e, lockingReason: _r, addresses: _a, ...record } = v;
     etag(reply, record);
     return v;
   });

@@ -49,7 +49,7 @@ export const Vif = Type.Object({
   boundAt: Type.Optional(Nullable(Time)), extra: Extra, createdAt: Time, updatedAt: Time,
 });
 export const VifView = Type.Intersect([Vif, Type.Object({
-  vm: Str, network: Str, effectiveLocking: Str, addresses: Type.Array(Type.Object({ address: Str, kind: Str })),
+  vm: Str, network: Str, effectiveLocking: Str, lockingReason: Str, addresses: Type.Array(Type.Object({ address: Str, kind: Str })),
 })]);
 export const VmDetail = Type.Intersect([Vm, Type.Object({ vifs: Type.Array(VifView) })]);
 

@@ -75,7 +75,7 @@ export async function registerWebUi(app: FastifyInstance, opts: { assets?: Map<s
   const send = (name: string, cache: string) => async (req: { headers: Record<string, string | string[] | undefined> }, reply: import('fastify').FastifyReply) => {
     const a = assets.get(name);
     if (!a) return reply.code(404).type('text/plain').send('not found');
-    reply.header('ETag', a.etag).header('Cache-Control', cache).type(a.type);
+    reply.header('etag', a.etag).header('cache-control', cache).type(a.type);
     if (req.headers['if-none-match'] === a.etag) return reply.code(304).send();
     return reply.send(a.body);
   };

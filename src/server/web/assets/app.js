@@ -3,9 +3,12 @@
 // textContent, so every value from the store is shown as text, never parsed as HTML.
 
 const API = '/api/v1';
-const session = { user: null, csrf: null };
-let liveSource = null;
+// A token login keeps the token in memory only (a reload asks again); a password login has the
+// HttpOnly session cookie, which scripts never see.
+const session = { user: null, csrf: null, bearer: null };
+let liveAbort = null;
 let refreshTimer = null;
+let renderSeq = 0;
 
 // ---- tiny DOM helpers ---------------------------------------------------------------------------
 
@@ -57,7 +60,8 @@ class ApiError extends Error {
 async function api(method, path, body, extraHeaders = {}) {
   const headers = { Accept: 'application/json', ...extraHeaders };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
-  if (method !== 'GET' && session.csrf) headers['X-CSRF-Token'] = session.csrf;
+  if (session.bearer) headers.Authorization = `Bearer ${session.bearer}`;
+  else if (method !== 'GET' && session.csrf) headers['X-CSRF-Token'] = session.csrf;
   const res = await fetch(API + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin' });
   const text = await res.text();
   const data = text ? JSON.parse(text) : null;
@@ -114,13 +118,17 @@ function showLogin(message) {
   const submit = async (ev) => {
     ev.preventDefault();
     err.textContent = '';
-    const body = token.value ? { token: token.value } : { name: user.value, password: pass.value };
     try {
-      const res = await api('POST', '/session', body);
-      adoptSession(res.data);
+      if (token.value) {
+        session.bearer = token.value.trim();
+        adoptSession(await get('/me'));
+      } else {
+        adoptSession((await api('POST', '/session', { name: user.value, password: pass.value })).data);
+      }
       location.hash = landing();
       await render();
     } catch (e) {
+      session.bearer = null;
       err.textContent = e instanceof ApiError && e.status === 401 ? 'Wrong user name, password or token.' : e.message;
     }
   };
@@ -142,9 +150,12 @@ function adoptSession(s) {
 }
 
 async function logout() {
-  try { await api('DELETE', '/session'); } catch { /* already gone */ }
+  if (!session.bearer) {
+    try { await api('DELETE', '/session'); } catch { /* already gone */ }
+  }
   session.user = null;
   session.csrf = null;
+  session.bearer = null;
   location.hash = '#/';
   showLogin('Logged out.');
 }
@@ -185,16 +196,46 @@ function drawNav(current) {
     el('button', { class: 'secondary', type: 'button', onclick: logout }, 'Log out'));
 }
 
+/** The event stream (server-sent events) read with fetch, so a token login can send its
+ * Authorization header (EventSource cannot); it resumes after the last event id it saw. */
 function startLive() {
-  if (liveSource) return;
-  liveSource = new EventSource(`${API}/events/stream`, { withCredentials: true });
-  liveSource.onmessage = () => scheduleRefresh();
-  liveSource.addEventListener('audit', () => scheduleRefresh());
+  if (liveAbort) return;
+  const ctrl = new AbortController();
+  liveAbort = ctrl;
+  let lastId = null;
+  const connect = async () => {
+    while (!ctrl.signal.aborted) {
+      try {
+        const headers = { Accept: 'text/event-stream' };
+        if (session.bearer) headers.Authorization = `Bearer ${session.bearer}`;
+        if (lastId) headers['Last-Event-ID'] = lastId;
+        const res = await fetch(`${API}/events/stream`, { headers, credentials: 'same-origin', signal: ctrl.signal });
+        if (!res.ok || !res.body) throw new Error(`stream: HTTP ${res.status}`);
+        const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buf = '';
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += value;
+          let i;
+          while ((i = buf.indexOf('\n\n')) >= 0) {
+            const block = buf.slice(0, i);
+            buf = buf.slice(i + 2);
+            const id = /^id: ?(.*)$/m.exec(block);
+            if (id) lastId = id[1];
+            if (/^data:/m.test(block)) scheduleRefresh();
+          }
+        }
+      } catch { /* reconnect below */ }
+      if (!ctrl.signal.aborted) await new Promise((r) => setTimeout(r, 2000));
+    }
+  };
+  connect();
 }
 
 function stopLive() {
-  if (liveSource) liveSource.close();
-  liveSource = null;
+  if (liveAbort) liveAbort.abort();
+  liveAbort = null;
 }
 
 /** A change elsewhere (CLI, API, hook) re-renders the open page, without losing a form being typed. */
@@ -223,8 +264,10 @@ async function render(opts = {}) {
   drawNav(page);
   startLive();
   const focusId = opts.keepFocus && document.activeElement ? document.activeElement.id : null;
+  const seq = ++renderSeq;
   try {
     const content = await PAGES[page].view(...args);
+    if (seq !== renderSeq) return; // a newer render (navigation, live change) superseded this one
     setMain(content);
     document.title = `${PAGES[page].title} — ipvisor`;
     if (focusId && document.getElementById(focusId)) document.getElementById(focusId).focus();
@@ -276,6 +319,8 @@ function applyBarWidths(root) {
 
 async function myVms() {
   const [vmsList, poolsList, me] = await Promise.all([getAll('/vms'), getAll('/pools'), get('/me')]);
+  // The lowest free addresses of each pool open to the tenant, for "pick a specific one".
+  const free = Object.fromEntries(await Promise.all(poolsList.map(async (p) => [p.name, (await get(`/pools/${enc(p.name)}/free?limit=20`)).items])));
   const page = el('div', {}, el('h1', {}, 'My VMs'));
   if (me.tenant) page.append(el('section', { class: 'panel', 'aria-labelledby': 'q-h' }, el('h2', { id: 'q-h' }, 'Quota'), quotaBars(quotaRows(me.tenant.usage))));
   if (!vmsList.length) page.append(el('p', { class: 'muted' }, 'You have no VMs yet.'));
@@ -283,30 +328,23 @@ async function myVms() {
     const detail = await get(`/vms/${enc(vm.name)}`);
     page.append(el('section', { class: 'panel vm', 'data-vm': vm.name, 'aria-label': `VM ${vm.name}` },
       el('h2', {}, vm.name),
-      table(['VIF', 'MAC', 'Network', 'Locking', 'Allowed IPs'], detail.vifs.map((v) => vifRow(vm, v, poolsList)))));
+      table(['VIF', 'MAC', 'Network', 'Locking', 'Allowed IPs'], detail.vifs.map((v) => vifRow(vm, v, poolsList, free)))));
   }
   return applyBarWidths(page);
 }
 
-function vifRow(vm, v, poolsList) {
+function vifRow(vm, v, poolsList, free) {
   const label = `${vm.name}:${v.device}`;
   const usable = poolsList.filter((p) => p.network === v.network);
   const ips = el('ul', { class: 'ips' }, v.addresses.map((a) =>
     el('li', {}, el('code', {}, a.address), el('span', { class: 'muted' }, a.kind),
       el('button', { class: 'danger icon', type: 'button', 'aria-label': `remove ${a.address} from ${label}`,
-        onclick: () => guarded(() => api('DELETE', `/addresses/${enc(a.address.split('/')[0])}?network=${enc(v.network)}`), `${a.address} released`) }, '−'))));
+        onclick: () => guarded(() => api('DELETE', `/addresses/${enc(a.address)}${session.user.role === 'tenant' ? '' : `?network=${enc(v.network)}`}`), `${a.address} released`) }, '−'))));
   const poolSel = el('select', { id: `pool-${label}`, 'aria-label': `pool for ${label}` }, usable.map((p) => el('option', { value: p.name }, `${p.name} (IPv${p.family})`)));
   const pick = el('select', { id: `pick-${label}`, 'aria-label': `address for ${label}` }, el('option', { value: '' }, 'next free'));
-  const loadFree = async () => {
-    pick.replaceChildren(el('option', { value: '' }, 'next free'));
-    if (!poolSel.value) return;
-    try {
-      const free = await get(`/pools/${enc(poolSel.value)}/free?limit=20`);
-      for (const a of free.items) pick.append(el('option', { value: a }, a));
-    } catch { /* the list is a convenience */ }
-  };
-  poolSel.addEventListener('change', loadFree);
-  pick.addEventListener('focus', () => { if (pick.options.length === 1) loadFree(); }, { once: true });
+  const fillFree = (pool) => pick.replaceChildren(el('option', { value: '' }, 'next free'), ...(free[pool] || []).map((a) => el('option', { value: a }, a)));
+  fillFree(usable[0]?.name);
+  poolSel.addEventListener('change', () => fillFree(poolSel.value));
   const add = el('button', { type: 'submit', class: 'icon', 'aria-label': `add an allowed IP to ${label}` }, '+');
   const form = el('form', { class: 'inline', onsubmit: (ev) => {
     ev.preventDefault();
@@ -447,21 +485,36 @@ async function vms() {
   return el('div', {}, el('h1', {}, 'VMs and VIFs'), table(['VIF', 'Owner', 'MAC', 'Network', 'Locking', 'Addresses'], rows));
 }
 
+/** The + / - lines of a plan, as `ipvisor plan` prints them. */
+function planLines(plan) {
+  return plan.changes.map((c) => `${c.op} ${c.kind} ${c.target}${c.detail ? ` (${c.detail})` : ''}`);
+}
+
+function planView(plan) {
+  const lines = planLines(plan);
+  return el('div', {},
+    lines.length
+      ? el('pre', { class: 'diff', 'aria-label': 'plan' }, lines.map((l) => el('span', { class: l.startsWith('+') ? 'add' : l.startsWith('-') ? 'del' : '' }, `${l}\n`)))
+      : el('p', { class: 'muted' }, 'No changes: the host is as the store says.'),
+    (plan.warnings || []).map((w) => el('p', { class: 'error' }, `warning: ${w}`)));
+}
+
 async function hosts() {
-  const list = await getAll('/hosts');
-  return el('div', {}, el('h1', {}, 'Hosts'), table(['Host', 'Last seen', 'Applied revision', 'Drift', 'Agent'], list.map((h) =>
-    el('tr', {}, el('td', {}, el('a', { href: `#/host/${enc(h.name)}` }, h.name)), el('td', {}, h.lastSeen ?? '—'),
-      el('td', {}, h.appliedRevision ?? '—'), el('td', {}, h.drift ?? '—'), el('td', {}, h.agentVersion ?? '—')))));
+  // Agents' hosts (control plane) when the server has them; the hosts this server enforces itself always.
+  let list = [];
+  try { list = await getAll('/hosts'); } catch (e) { if (!(e instanceof ApiError && e.status === 404)) throw e; }
+  const [plan, status] = await Promise.all([get('/plan'), get('/status')]);
+  return el('div', {}, el('h1', {}, 'Hosts'),
+    list.length ? table(['Host', 'Last seen', 'Applied revision', 'Drift', 'Agent'], list.map((h) =>
+      el('tr', {}, el('td', {}, el('a', { href: `#/host/${enc(h.name)}` }, h.name)), el('td', {}, h.lastSeen ?? '—'),
+        el('td', {}, h.appliedRevision ?? '—'), el('td', {}, h.drift === undefined || h.drift === null ? '—' : String(h.drift)), el('td', {}, h.agentVersion ?? '—')))) : null,
+    el('h2', {}, 'Plan of the hosts this server enforces'), planView(plan),
+    el('h2', {}, 'Status'), el('pre', { class: 'diff' }, JSON.stringify(status, null, 2)));
 }
 
 async function hostPage(name) {
   const [plan, status] = await Promise.all([get(`/hosts/${enc(name)}/plan`), get(`/hosts/${enc(name)}/status`).catch((e) => ({ error: e.message }))]);
-  const lines = plan.lines || [];
-  return el('div', {}, el('h1', {}, `Host ${name}`),
-    el('h2', {}, 'Plan'), lines.length
-      ? el('pre', { class: 'diff' }, lines.map((l) => el('span', { class: l.startsWith('+') ? 'add' : l.startsWith('-') ? 'del' : '' }, `${l}\n`)))
-      : el('p', { class: 'muted' }, 'No changes.'),
-    el('h2', {}, 'Status'), el('pre', { class: 'diff' }, JSON.stringify(status, null, 2)));
+  return el('div', {}, el('h1', {}, `Host ${name}`), el('h2', {}, 'Plan'), planView(plan), el('h2', {}, 'Status'), el('pre', { class: 'diff' }, JSON.stringify(status, null, 2)));
 }
 
 async function auditLog() {
@@ -486,7 +539,22 @@ async function auditLog() {
   return el('div', {}, el('h1', {}, page === 'my-events' ? 'My events' : 'Audit log'), form,
     table(['Time', 'Actor', 'Action', 'Object', 'What changed'], list.map((e) =>
       el('tr', {}, el('td', { class: 'mono' }, e.time), el('td', {}, e.actor), el('td', {}, e.action), el('td', {}, `${e.objectKind} ${e.objectName ?? ''}`),
-        el('td', {}, (e.changes || []).map((c) => el('div', {}, c)))))));
+        el('td', {}, changesOf(e).map((c) => el('div', {}, c)))))));
+}
+
+/** What an event changed, field by field ("locking: locked -> unlocked"). */
+function changesOf(e) {
+  const before = e.before && typeof e.before === 'object' ? e.before : {};
+  const after = e.after && typeof e.after === 'object' ? e.after : {};
+  const show = (v) => (v === undefined ? '—' : typeof v === 'string' ? v : JSON.stringify(v));
+  const out = [];
+  for (const k of new Set([...Object.keys(before), ...Object.keys(after)])) {
+    if (['createdAt', 'updatedAt', 'uuid'].includes(k)) continue;
+    if (JSON.stringify(before[k]) === JSON.stringify(after[k])) continue;
+    if (!e.before) out.push(`${k}: ${show(after[k])}`);
+    else out.push(`${k}: ${show(before[k])} -> ${show(after[k])}`);
+  }
+  return out.slice(0, 12);
 }
 
 async function tenants() {
