@@ -79,6 +79,12 @@ describe('authorisation matrix', () => {
 
   const MATRIX: Entry[] = [
     { route: 'GET /api/v1/openapi.json', variants: ['none'], request: async () => ({ url: '/api/v1/openapi.json' }), ok: { ...allowed, agent: 200, anonymous: 200, tenant: 200 } },
+    // the web UI's shell and assets: public (no data in them; the page asks the API for everything)
+    { route: 'GET /', variants: ['none'], request: async () => ({ url: '/' }), ok: { ...allowed, agent: 200, anonymous: 200, tenant: 200 } },
+    { route: 'GET /assets/:name', variants: ['own', 'missing'], request: async (v) => ({ url: v === 'own' ? '/assets/app.js' : '/assets/nothing.js' }), ok: { ...allowed, agent: 200, anonymous: 200, tenant: 200 } },
+    // a pool's address map: staff only; its free addresses: a tenant for the pools open to it
+    { route: 'GET /api/v1/pools/:pool/map', variants: ['own', 'missing'], request: async (v) => ({ url: `/api/v1/pools/${v === 'own' ? 'lan4' : 'nopool'}/map` }), ok: allowed },
+    { route: 'GET /api/v1/pools/:pool/free', variants: ['own', 'foreign', 'missing'], request: async (v) => ({ url: `/api/v1/pools/${v === 'own' ? 'lan4' : v === 'foreign' ? 'other4' : 'nopool'}/free?limit=3` }), ok: { ...allowed, tenant: { own: 200, foreign: 404, missing: 404 } } },
     // networks: no tenant access at all
     { route: 'GET /api/v1/networks', variants: ['none'], request: async () => ({ url: '/api/v1/networks' }), ok: allowed },
     { route: 'GET /api/v1/networks/:network', variants: ['own', 'missing'], request: async (v) => ({ url: `/api/v1/networks/${v === 'missing' ? 'nonet' : 'lan'}` }), ok: allowed },

@@ -7,6 +7,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
+import { notFound } from '../../core/model/errors.js';
 
 export const CONTENT_SECURITY_POLICY = [
   "default-src 'none'",
@@ -74,14 +75,24 @@ export async function registerWebUi(app: FastifyInstance, opts: { assets?: Map<s
   const assets = opts.assets ?? loadAssets();
   const send = (name: string, cache: string) => async (req: { headers: Record<string, string | string[] | undefined> }, reply: import('fastify').FastifyReply) => {
     const a = assets.get(name);
-    if (!a) return reply.code(404).type('text/plain').send('not found');
+    if (!a) throw notFound('asset', name);
     reply.header('etag', a.etag).header('cache-control', cache).type(a.type);
     if (req.headers['if-none-match'] === a.etag) return reply.code(304).send();
     return reply.send(a.body);
   };
-  app.get('/', { config: { access: 'public' } }, send('index.html', 'no-cache'));
-  app.get<{ Params: { name: string } }>('/assets/:name', { config: { access: 'public' } }, async (req, reply) => {
-    if (!/^[a-z0-9-]+\.(js|css|svg)$/.test(req.params.name)) return reply.code(404).type('text/plain').send('not found');
+  const html = { 200: { description: 'the page', content: { 'text/html': { schema: { type: 'string' } } } }, 304: { description: 'not modified (ETag)' } };
+  app.get('/', {
+    config: { access: 'public' },
+    schema: { tags: ['web UI'], summary: 'the web UI (a client of this API)', security: [], response: html },
+  }, send('index.html', 'no-cache'));
+  app.get<{ Params: { name: string } }>('/assets/:name', {
+    config: { access: 'public' },
+    schema: {
+      tags: ['web UI'], summary: "the web UI's script and stylesheet", security: [], params: { type: 'object', properties: { name: { type: 'string' } }, required: ['name'] },
+      response: { ...html, 200: { description: 'the asset', content: { 'text/javascript': { schema: { type: 'string' } }, 'text/css': { schema: { type: 'string' } } } }, 404: { $ref: 'Error' } },
+    },
+  }, async (req, reply) => {
+    if (!/^[a-z0-9-]+\.(js|css|svg)$/.test(req.params.name)) throw notFound('asset', req.params.name);
     return send(req.params.name, 'public, max-age=300, must-revalidate')(req, reply);
   });
 }
