@@ -125,6 +125,8 @@ export interface FreeSpaceStore {
   /** Free intervals in ascending order starting at `fromKey` (used for aligned prefix search). */
   freeIntervals(poolUuid: string, fromKey?: bigint, limit?: number): Promise<FreeInterval[]>;
   insertFree(f: FreeInterval): Promise<void>;
+  /** Replaces the free interval starting at `start` by `f` (one statement for delete + insert). */
+  replaceFree(poolUuid: string, start: bigint, f: FreeInterval): Promise<void>;
   deleteFree(poolUuid: string, start: bigint): Promise<void>;
   clearFree(poolUuid: string): Promise<void>;
   insertHold(h: Hold): Promise<void>;

@@ -44,7 +44,7 @@ function freeRow(row: Row | undefined): FreeInterval | undefined {
 /** The last statement of a write transaction (after the gate, see revisionHorizon): its revision
  * from the sequence, one change row per object, and the NOTIFY that goes out at commit. */
 const COMMIT_CHANGES = `
-  WITH r AS (SELECT nextval('revision_seq') AS value),
+  WITH r AS (SELECT ipvisor_next_revision() AS value),
   c AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS c(kind, key, host, vm_uuid, vif_uuid, seq)),
   ins AS (
     INSERT INTO changes (revision, seq, kind, key, host)
@@ -54,7 +54,8 @@ const COMMIT_CHANGES = `
   )
   SELECT r.value AS revision, pg_notify('${CHANGES_CHANNEL}', r.value::text) FROM r`;
 
-/** Writers hold the gate shared from just before nextval to COMMIT; they never wait for each other. */
+/** Writers hold the gate shared from just before nextval to COMMIT (ipvisor_next_revision() in
+ * migrations.ts takes it, with this key); they never wait for each other. */
 const LOCK_REVISION_GATE = 4;
 
 class PgTx implements StoreTx {
@@ -96,7 +97,6 @@ class PgTx implements StoreTx {
       cols[3].push(e.vmUuid ?? null);
       cols[4].push(e.vifUuid ?? null);
     }
-    await this.run('SELECT pg_advisory_xact_lock_shared($1, 0)', LOCK_REVISION_GATE);
     const row = await this.get(COMMIT_CHANGES, ...cols);
     return Number(row!.revision);
   }
@@ -335,6 +335,10 @@ class PgTx implements StoreTx {
   async insertFree(f: FreeInterval): Promise<void> {
     await this.lockPool(f.poolUuid);
     await this.run('INSERT INTO free_space (pool_uuid, start_key, end_key) VALUES ($1, $2, $3)', f.poolUuid, addressKey(f.start), addressKey(f.end));
+  }
+  async replaceFree(poolUuid: string, start: bigint, f: FreeInterval): Promise<void> {
+    await this.lockPool(poolUuid);
+    await this.run('UPDATE free_space SET start_key = $1, end_key = $2 WHERE pool_uuid = $3 AND start_key = $4', addressKey(f.start), addressKey(f.end), poolUuid, addressKey(start));
   }
   async deleteFree(poolUuid: string, start: bigint): Promise<void> {
     await this.lockPool(poolUuid);

@@ -319,6 +319,9 @@ class SqliteTx implements StoreTx {
   async insertFree(f: FreeInterval): Promise<void> {
     this.run('INSERT INTO free_space (pool_uuid, start_key, end_key) VALUES (?, ?, ?)', f.poolUuid, addressKey(f.start), addressKey(f.end));
   }
+  async replaceFree(poolUuid: string, start: bigint, f: FreeInterval): Promise<void> {
+    this.run('UPDATE free_space SET start_key = ?, end_key = ? WHERE pool_uuid = ? AND start_key = ?', addressKey(f.start), addressKey(f.end), poolUuid, addressKey(start));
+  }
   async deleteFree(poolUuid: string, start: bigint): Promise<void> {
     this.run('DELETE FROM free_space WHERE pool_uuid = ? AND start_key = ?', poolUuid, addressKey(start));
   }
