@@ -1,7 +1,8 @@
 // Host-wide lock serialising every apply on this host (libvirt hooks run in parallel, and serve
-// runs too). A lock file created with O_EXCL that holds the owner's pid; a lock whose pid is dead
-// is taken over. No child process, so the one-VIF path stays fast.
-import { mkdirSync, openSync, closeSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+// runs too). A lock file that holds the owner's pid, created whole (link of a written file); a lock
+// whose pid is dead, or that holds no pid at all (empty, garbage), is taken over. No child
+// process, so the one-VIF path stays fast.
+import { mkdirSync, openSync, closeSync, linkSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { IpvisorError } from '../../core/model/errors.js';
 
@@ -15,6 +16,31 @@ function alive(pid: number): boolean {
     return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Creates the lock file with our pid in it, all at once: the pid goes into a private file that is
+ * then hard-linked to the lock path (link fails with EEXIST when the lock is taken). A lock file is
+ * therefore never seen empty or half-written while its owner lives, and a full disk leaves no empty
+ * lock behind (the private file is removed either way).
+ */
+function takeLock(path: string): void {
+  const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2, 10)}`;
+  try {
+    const fd = openSync(tmp, 'wx', 0o644);
+    try {
+      writeSync(fd, `${process.pid}\n`);
+    } finally {
+      closeSync(fd);
+    }
+    linkSync(tmp, path);
+  } finally {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* never created */
+    }
   }
 }
 
@@ -41,19 +67,25 @@ async function withFileLock<T>(path: string, fn: () => Promise<T>, timeoutMs: nu
   let delay = 1;
   for (;;) {
     try {
-      const fd = openSync(path, 'wx', 0o644);
-      writeSync(fd, `${process.pid}\n`);
-      closeSync(fd);
+      takeLock(path);
       break;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      let pid = NaN;
-      try {
-        pid = Number(readFileSync(path, 'utf8').trim());
-      } catch {
-        continue; // released between our open and read
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EROFS' || code === 'EACCES') {
+          throw new IpvisorError('HOST_COMMAND', `host lock ${path} cannot be created (${code}): ${(e as Error).message}`, { cause: e });
+        }
+        throw e;
       }
-      if (Number.isInteger(pid) && pid > 0 && !alive(pid)) {
+      let text: string;
+      try {
+        text = readFileSync(path, 'utf8').trim();
+      } catch {
+        continue; // released between our attempt and the read
+      }
+      // the lock appears whole (takeLock links a written file): a file without a pid is no one's
+      const pid = /^\d+$/.test(text) ? Number(text) : NaN;
+      if (!(Number.isSafeInteger(pid) && pid > 0) || !alive(pid)) {
         try {
           unlinkSync(path);
         } catch {
