@@ -1,6 +1,6 @@
 // apply when the host is not as expected: a bridge that is administratively down gets its
-// addresses and its routes wait (no failed batch), and when a batch does fail halfway, what it added
-// before the failing line is still ipvisor's, so teardown removes it. Root only; namespaces
+// addresses and its routes wait (no failed batch), and a step that fails halfway undoes what the
+// earlier steps of the same apply changed (nftables, the batch lines before it): all or nothing. Root only; namespaces
 // removed in `after`.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -60,17 +60,31 @@ describe('apply on a host that is not as expected', { skip: skip ?? false }, () 
     assert.doesNotMatch(await topo.inHost(['ip', 'addr', 'show', 'dev', topo.bridge]), /10\.70\.0\.1\/|fe80::1\//);
   });
 
-  test('a batch that fails halfway: what it added is still removed by teardown', async () => {
-    // IPv6 off on the bridge: the link-local gateway cannot be added, after the IPv4 gateway was
+  test('a failure in the middle undoes the earlier steps: the host is as it was (all or nothing)', async () => {
+    const before = {
+      tables: await topo.inHost(['nft', 'list', 'tables']),
+      addrs: await topo.inHost(['ip', '-4', 'addr', 'show', 'dev', topo.bridge]),
+      routes: await topo.inHost(['ip', 'route', 'show', 'proto', '250']),
+    };
+    assert.doesNotMatch(before.tables, /ipvisor/, 'the previous test tore down');
+    // IPv6 off on the bridge: the link-local gateway cannot be added, after nftables was applied
+    // and the IPv4 gateway was added in the same batch
     await topo.inHost(['sysctl', '-q', '-w', `net.ipv6.conf.${topo.bridge}.disable_ipv6=1`]);
     try {
       const r = await cli(['apply']);
       assert.equal(r.code, 1, r.out);
-      assert.match(r.err, /^ipvisor: ip addr add fe80::1\/64 dev \S+: .+ \(the \d+ change\(s\) before it were applied\)$/m, 'the failing command is named');
-      assert.match(await topo.inHost(['ip', '-4', 'addr', 'show', 'dev', topo.bridge]), /10\.70\.0\.1\/24/, 'added before the failing line');
+      assert.match(r.err, /^ipvisor: .*ip addr add fe80::1\/64 dev \S+: .+ \(the \d+ change\(s\) before it were applied\); this apply's earlier changes were undone: the host is as it was$/m, r.err);
+      assert.equal(await topo.inHost(['nft', 'list', 'tables']), before.tables, 'the nft tables this apply created are gone again');
+      assert.equal(await topo.inHost(['ip', '-4', 'addr', 'show', 'dev', topo.bridge]), before.addrs, 'the IPv4 gateway added before the failing line is removed');
+      assert.equal(await topo.inHost(['ip', 'route', 'show', 'proto', '250']), before.routes);
     } finally {
       await topo.inHost(['sysctl', '-q', '-w', `net.ipv6.conf.${topo.bridge}.disable_ipv6=0`]);
     }
+    // nothing half-applied stays behind to confuse the next run: it applies everything
+    const again = await cli(['apply']);
+    assert.equal(again.code, 0, again.err);
+    assert.match(again.out, /\+ nft-table bridge ipvisor/);
+    assert.match(again.out, /\+ address 10\.70\.0\.1\/24 dev /);
     const t = await cli(['teardown']);
     assert.equal(t.code, 0, t.err);
     assert.doesNotMatch(await topo.inHost(['ip', '-4', 'addr', 'show', 'dev', topo.bridge]), /10\.70\.0\.1\//, 'teardown removed it');

@@ -8,7 +8,7 @@ import { NFT_TABLE, diffElements, expectedChains, renderElementChanges, renderTa
 import type { PlanChange } from '../../core/enforcer.js';
 import { formatPlanChange } from '../../core/enforcer.js';
 import { decideStoreSwitch } from '../../core/compile/store-switch.js';
-import { IpvisorError } from '../../core/model/errors.js';
+import { IpvisorError, asIpvisorError } from '../../core/model/errors.js';
 import { effectiveLocking } from '../../core/model/locking.js';
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
@@ -16,8 +16,8 @@ import type { Store } from '../../core/store/store.js';
 import type { HostRunner } from './exec.js';
 import { createHostRunner } from './exec.js';
 import type { OwnedHostState } from './iproute2.js';
-import { applyL3Diff, diffL3, emptyOwnedState, mergeOwnedStates, observeLinks, revertL3 } from './iproute2.js';
-import { forwardPolicyDrops, syncForwardAccepts } from './iptables.js';
+import { applyL3Diff, applyL3DiffUndoable, diffL3, emptyOwnedState, mergeOwnedStates, observeLinks, revertL3 } from './iproute2.js';
+import { forwardPolicyDrops, revertForwardChanges, syncForwardAccepts } from './iptables.js';
 import { withHostLock } from './lock.js';
 import { clearEnforcedOrigin, readEnforcedOrigin, writeEnforcedOrigin } from './origin.js';
 import { nftApply, nftListOwnChains, nftListTables, nftObserve } from './nft.js';
@@ -131,9 +131,13 @@ async function runFull(src: HostSource, opts: HostApplyOptions, runner: HostRunn
   const obs = await nftObserve(runner, families);
   trace('nft observe');
   let script = '';
+  // what undoes the nft transaction if a later step fails (a rebuilt table is not restored: its old
+  // skeleton was the drift being repaired)
+  let nftUndo = '';
   for (const family of families) {
     if (!skeletonIntact(obs, family)) {
       const what = obs.tables[family].present ? '~' : '+';
+      if (what === '+') nftUndo += renderTableDelete(family);
       changes.push({ op: what, kind: 'nft-table', target: `${family} ${NFT_TABLE}`, detail: `${what === '~' ? 'rebuilt, ' : ''}${count(plan.nft, family)} set elements` });
       script += renderTableReplace(family, plan.nft);
       // what goes in, element by element, as long as that stays readable
@@ -150,6 +154,7 @@ async function runFull(src: HostSource, opts: HostApplyOptions, runner: HostRunn
       for (const e of c.add) changes.push({ op: '+', kind: 'nft-element', target: `${family} ${c.set} ${e}` });
     }
     script += renderElementChanges(diff);
+    nftUndo += renderElementChanges(diff.map((c) => ({ ...c, add: c.remove, remove: c.add })));
   }
 
   // Addresses, routes, proxy neighbours, sysctls.
@@ -173,11 +178,31 @@ async function runFull(src: HostSource, opts: HostApplyOptions, runner: HostRunn
   }
 
   if (!dryRun && changes.length) {
-    await nftApply(runner, script);
-    trace('nft apply');
-    if (l3.batch.length || l3.sysctlWrites.length) local.put(DOC_CHANGE, OWNED_KEY, mergeOwnedStates(owned, l3.owned));
-    await applyL3Diff(runner, l3);
-    if (ipt.length) await syncForwardAccepts(runner, plan.iptablesForward);
+    // All or nothing (DESIGN.md): nftables, then addresses/routes, then iptables; each step leaves
+    // its undo, and a failing step undoes the earlier ones, so the host stays as it was.
+    const undo: Array<() => Promise<unknown>> = [];
+    try {
+      await nftApply(runner, script);
+      if (nftUndo) undo.push(() => nftApply(runner, nftUndo));
+      trace('nft apply');
+      if (l3.batch.length || l3.sysctlWrites.length) local.put(DOC_CHANGE, OWNED_KEY, mergeOwnedStates(owned, l3.owned));
+      undo.push(await applyL3DiffUndoable(runner, l3));
+      if (ipt.length) {
+        undo.push(() => revertForwardChanges(runner, ipt));
+        await syncForwardAccepts(runner, plan.iptablesForward);
+      }
+    } catch (err) {
+      const failed: string[] = [];
+      for (const u of undo.reverse()) await u().catch((e: Error) => failed.push(e.message));
+      // the ledger keeps what may still be there when an undo failed (teardown removes it)
+      if (!failed.length) local.put(DOC_CHANGE, OWNED_KEY, owned);
+      const e = asIpvisorError(err);
+      throw new IpvisorError(
+        e.code,
+        `${e.message}; ${failed.length ? `undoing this apply's earlier changes failed too (${failed.join('; ')}): ipvisor teardown removes what is left` : "this apply's earlier changes were undone: the host is as it was"}`,
+        { details: e.details, field: e.field, cause: err },
+      );
+    }
     local.put(DOC_CHANGE, OWNED_KEY, l3.owned);
     // the default route may wait for an address added just now
     if (settings.gateway?.whenUp && !plan.routes.some((r) => r.dst === 'default')) {

@@ -102,7 +102,9 @@ export async function ipBatch(runner: HostRunner, lines: string[], opts: { force
     const n = Number(/Command failed -:(\d+)/.exec(res.stderr)?.[1]);
     const why = res.stderr.split('\n').find((l) => l.trim() && !l.startsWith('Command failed'))?.trim() ?? `exit ${res.code}`;
     const what = Number.isInteger(n) && lines[n - 1] ? `ip ${lines[n - 1]}` : 'ip -batch';
-    throw new IpvisorError('HOST_COMMAND', `${what}: ${why}${Number.isInteger(n) && n > 1 ? ` (the ${n - 1} change(s) before it were applied)` : ''}`, { details: { lines, stderr: res.stderr } });
+    throw new IpvisorError('HOST_COMMAND', `${what}: ${why}${Number.isInteger(n) && n > 1 ? ` (the ${n - 1} change(s) before it were applied)` : ''}`, {
+      details: { lines, stderr: res.stderr, applied: Number.isInteger(n) && n > 0 ? n - 1 : 0 },
+    });
   }
   return res.stderr;
 }
@@ -345,6 +347,52 @@ export async function withPromotedSecondaries<T>(runner: HostRunner, batch: stri
   } finally {
     for (const key of restore) await writeSysctl(runner, key, '0').catch(() => undefined);
   }
+}
+
+/** The `ip -batch` line that undoes one ipvisor writes (null: none needed). */
+export function inverseBatchLine(line: string): string | null {
+  const m = /^(addr|route|neigh) (add|replace|del) (.*)$/.exec(line);
+  if (!m) return null;
+  const [, obj, op, rest] = m;
+  return `${obj} ${op === 'del' ? 'add' : 'del'} ${rest}`;
+}
+
+/** Undoes batch lines that were applied, last first; best effort (ip -force). */
+async function revertBatch(runner: HostRunner, lines: string[]): Promise<void> {
+  const inverse = lines.map(inverseBatchLine).filter((l): l is string => !!l).reverse();
+  if (inverse.length) await withPromotedSecondaries(runner, inverse, () => ipBatch(runner, inverse, { force: true }));
+}
+
+/**
+ * applyL3Diff with its undo (DESIGN.md: every multi-step change carries its undo list). On
+ * failure what it did itself is undone (the sysctls it wrote, the batch lines before the failing
+ * one) before it throws; on success it returns the function that undoes all of it.
+ */
+export async function applyL3DiffUndoable(runner: HostRunner, diff: L3Diff): Promise<() => Promise<void>> {
+  const done: Array<() => Promise<void>> = [];
+  const undoAll = async () => {
+    const errors: string[] = [];
+    for (const u of [...done].reverse()) await u().catch((e: Error) => errors.push(e.message));
+    if (errors.length) throw new IpvisorError('HOST_COMMAND', `undo of addresses/routes failed: ${errors.join('; ')}`);
+  };
+  try {
+    for (const s of diff.sysctlWrites) {
+      await writeSysctl(runner, s.key, s.value);
+      if (s.before !== null) done.push(() => writeSysctl(runner, s.key, s.before!));
+    }
+    try {
+      await withPromotedSecondaries(runner, diff.batch, () => ipBatch(runner, diff.batch));
+      done.push(() => revertBatch(runner, diff.batch));
+    } catch (err) {
+      const applied = Number((err as IpvisorError).details && ((err as IpvisorError).details as { applied?: number }).applied) || 0;
+      done.push(() => revertBatch(runner, diff.batch.slice(0, applied)));
+      throw err;
+    }
+  } catch (err) {
+    await undoAll().catch(() => undefined);
+    throw err;
+  }
+  return undoAll;
 }
 
 /** Applies a diff: sysctls first (forwarding before routes), then one `ip -batch`. */

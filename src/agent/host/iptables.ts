@@ -72,6 +72,15 @@ export async function syncForwardAccepts(runner: HostRunner, wanted: PlannedIpta
   return changes;
 }
 
+/** Undoes changes syncForwardAccepts made (or planned: a step that never ran fails harmlessly). */
+export async function revertForwardChanges(runner: HostRunner, changes: IptablesChange[]): Promise<void> {
+  for (const c of [...changes].reverse()) {
+    const [bin, chain, ...rule] = c.target.split(' ');
+    const argv = c.op === '+' ? [bin, '-w', '-D', chain, ...rule] : [bin, '-w', '-I', chain, '1', ...rule];
+    await runner.run(argv, { allowFail: true });
+  }
+}
+
 /** Splits a rule as printed by `iptables -S` (our rules have no quoted spaces). */
 function splitRule(rule: string): string[] {
   return rule.split(' ').filter(Boolean);
