@@ -5,6 +5,11 @@ import { IpvisorError } from '../core/model/errors.js';
 import { configureLogging, logLevelFromEnv } from '../core/log.js';
 import { escapeControl } from '../core/model/validate.js';
 import type { Store } from '../core/store/store.js';
+import { ApiClient, clientFrom } from './client.js';
+
+function localOnlyError(path: string): IpvisorError {
+  return new IpvisorError('USAGE', `${path} is not available with --server (it works on a local store or this host); run it without --server`);
+}
 
 export interface CliIo {
   stdout(text: string): void;
@@ -26,6 +31,8 @@ export interface CommandContext {
   /** The store as given (--store URL, --db path or the environment); undefined: the default path. */
   readonly dbPath: string | undefined;
   readonly io: CliIo;
+  /** Set in client mode (--server URL): the handler asks the API instead of the store. */
+  readonly remote: ApiClient | undefined;
   store(): Promise<Store>;
   stderr(line: string): void;
 }
@@ -101,16 +108,21 @@ export function storeLocation(opts: { store?: string; db?: string }, env: NodeJS
 }
 
 export function makeContext(cmd: Command, io: CliIo): CommandContext {
-  const opts = cmd.optsWithGlobals() as { json?: boolean; db?: string; store?: string };
+  const opts = cmd.optsWithGlobals() as { json?: boolean; db?: string; store?: string; server?: string; tokenFile?: string };
   const create = STORE_CREATING_COMMANDS.has(commandPath(cmd));
   const location = storeLocation(opts, io.env);
   let store: Promise<Store> | undefined;
+  const remote = clientFrom(opts, io.env);
+  if (remote && opts.db) throw new IpvisorError('USAGE', '--db and --server exclude each other');
   return {
+    remote,
     json: !!opts.json,
     actor: actorFromEnv(io.env),
     dbPath: location,
     io,
     store() {
+      // A command without a client path must not quietly fall back to a local store.
+      if (remote) return Promise.reject(localOnlyError(commandPath(cmd)));
       store ??= import('../core/store/open.js').then(async ({ openStore }) => {
         const s = await openStore(location, { create });
         openedStores.push(s);

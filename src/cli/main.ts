@@ -20,6 +20,8 @@ export function buildProgram(io: CliIo): Command {
     .description('IP address management and enforcement for virtual machines (libvirt/KVM, XCP-ng/XenServer)')
     .version(VERSION)
     .option('--json', 'print the result as one JSON document (errors as {"error": ...} on stderr)')
+    .option('--server <url>', 'use the ipvisor API at URL instead of a local store (or IPVISOR_SERVER)')
+    .option('--token-file <file>', 'with --server: the API token (else IPVISOR_TOKEN)')
     .option('--db <path>', 'store path (default: $IPVISOR_DB, else /var/lib/ipvisor/ipvisor.db as root)')
     .option('--store <url>', 'store URL: sqlite:PATH (what --db PATH means) or postgresql://user@/db?host=/run/postgresql (default: $IPVISOR_STORE)')
     .showHelpAfterError(false)

@@ -57,6 +57,16 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<HttpServ
   } as never).withTypeProvider<TypeBoxTypeProvider>() as unknown as FastifyInstance;
 
   installErrorHandling(app);
+  // JSON bodies; an empty one (a DELETE sent with a JSON content type) is no body rather than an error.
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    if (body === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(body as string));
+    } catch {
+      done(new IpvisorError('VALIDATION', 'body: not valid JSON', { field: 'body' }), undefined);
+    }
+  });
   installAccess(app, { store: opts.store, limiter: new FailedAuthLimiter(opts.failedAuthLimit ?? 10) });
   app.addHook('onSend', async (req, reply, payload) => {
     reply.header('x-request-id', req.id);

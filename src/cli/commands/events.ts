@@ -62,7 +62,18 @@ export function registerEventCommands(program: Command): void {
         limit = Number(o.limit);
         if (!Number.isInteger(limit) || limit < 1) throw invalid('limit', `'${o.limit}' is not a positive integer`);
       }
-      const events = await listEvents(await ctx.store(), { since: o.since, object: o.object, limit });
+      let events: AuditEvent[];
+      if (ctx.remote) {
+        events = [];
+        let after: number | undefined;
+        for (;;) {
+          const page = await ctx.remote.call<{ items: AuditEvent[]; nextCursor: string | null }>('GET', '/events', { query: { since: o.since, object: o.object, after, limit: 1000 } });
+          events.push(...page.items);
+          if (!page.nextCursor) break;
+          after = Number(page.nextCursor);
+        }
+        if (limit !== undefined) events = events.slice(-limit);
+      } else events = await listEvents(await ctx.store(), { since: o.since, object: o.object, limit });
       return {
         // the records whole, plus the changed fields for a reader that wants only those
         json: events.map((e) => ({ ...e, changes: e.before && e.after ? fieldChanges(e.before, e.after) : [] })),

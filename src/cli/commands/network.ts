@@ -68,8 +68,13 @@ export function registerNetworkCommands(program: Command): void {
 
   addNetworkOptions(net.command('create <name>').description('create a network'), false).action(
     runAction(async (ctx, name: string, o: NetworkOpts) => {
-      const store = await ctx.store();
       const input = { ...toInput(o), name };
+      if (ctx.remote) {
+        if (o.ipv6 !== undefined || (o.subnet ?? []).includes('auto')) throw invalid(o.ipv6 !== undefined ? 'ipv6' : 'subnet', 'managed libvirt networks are created on the host: run without --server');
+        const n = await ctx.remote.call<Network>('POST', '/networks', { body: input });
+        return { json: n, text: `created network ${n.name} (${n.uuid})` };
+      }
+      const store = await ctx.store();
       let n: Network;
       const auto = (o.subnet ?? []).includes('auto') || o.ipv6 !== undefined;
       const managed = (await driverFor((input.driver ?? 'bridge') as Network['driver']).catch(() => undefined))?.managedNetworks;
@@ -86,16 +91,16 @@ export function registerNetworkCommands(program: Command): void {
 
   net.command('list').description('list networks').action(
     runAction(async (ctx) => {
-      const list = await (await ctx.store()).listNetworks();
+      const list = ctx.remote ? await ctx.remote.all<Network>('/networks') : await (await ctx.store()).listNetworks();
       return { json: list, text: list.length ? table(['NAME', 'UUID', 'DRIVER', 'MODE', 'BRIDGE', 'SUBNETS', 'LOCKING'], list.map(networkSummary)) : 'no networks' };
     }),
   );
 
   net.command('show <network>').description('show a network with its pools and usage').action(
     runAction(async (ctx, ref: string) => {
-      const store = await ctx.store();
-      return store.transaction(async (tx) => {
-        const shown = await showNetwork(tx, ref);
+      const show = async (): Promise<Awaited<ReturnType<typeof showNetwork>>> => ctx.remote ? ctx.remote.call('GET', `/networks/${encodeURIComponent(ref)}`) : (await ctx.store()).transaction((tx) => showNetwork(tx, ref));
+      return (async () => {
+        const shown = await show();
         const { pools: usage, ...n } = shown;
         const text = [
           keyValues([
@@ -107,19 +112,23 @@ export function registerNetworkCommands(program: Command): void {
           usage.length ? '\n' + table(['POOL', 'FAMILY', 'PURPOSE', 'TOTAL', 'ASSIGNED', 'ROUTED', 'RESERVED', 'HELD', 'FREE'], usage.map((u) => [u.pool, `v${u.family}`, u.purpose, u.total, u.assigned, u.routed, u.reserved, u.held, u.free])) : '',
         ].join('\n');
         return { json: shown, text };
-      });
+      })();
     }),
   );
 
   addNetworkOptions(net.command('set <network>').description('change a network'), true).action(
     runAction(async (ctx, ref: string, o: NetworkOpts) => {
-      const n = await setNetwork(await ctx.store(), ref, toInput(o), ctx.actor);
+      const n = ctx.remote ? await ctx.remote.call<Network>('PATCH', `/networks/${encodeURIComponent(ref)}`, { body: toInput(o) }) : await setNetwork(await ctx.store(), ref, toInput(o), ctx.actor);
       return { json: n, text: `updated network ${n.name}` };
     }),
   );
 
   net.command('delete <network>').description('delete a network (--force: also its pools, VIFs and assignments)').option('--force', 'delete even when in use').action(
     runAction(async (ctx, ref: string, o: { force?: boolean }) => {
+      if (ctx.remote) {
+        const deleted = await ctx.remote.call<Network>('DELETE', `/networks/${encodeURIComponent(ref)}`, { query: { force: o.force } });
+        return { json: deleted, text: `deleted network ${deleted.name}` };
+      }
       const store = await ctx.store();
       const n = await store.transaction((tx) => networkRef(tx, ref));
       const managed = (await driverFor(n.driver)).managedNetworks;
@@ -132,19 +141,20 @@ export function registerNetworkCommands(program: Command): void {
   const ha = net.command('host-address').description("addresses the host itself holds on the network's bridge");
   ha.command('add <network> <address>').description('add ADDR/LEN').action(
     runAction(async (ctx, ref: string, addr: string) => {
-      const n = await addHostAddress(await ctx.store(), ref, addr, ctx.actor);
+      const list = ctx.remote ? await ctx.remote.call<string[]>('POST', `/networks/${encodeURIComponent(ref)}/host-addresses`, { body: { address: addr } }) : (await addHostAddress(await ctx.store(), ref, addr, ctx.actor)).hostAddresses;
+      const n = { hostAddresses: list };
       return { json: n.hostAddresses, text: n.hostAddresses.join('\n') };
     }),
   );
   ha.command('remove <network> <address>').description('remove an address').action(
     runAction(async (ctx, ref: string, addr: string) => {
-      const n = await removeHostAddress(await ctx.store(), ref, addr, ctx.actor);
+      const n = { hostAddresses: ctx.remote ? await ctx.remote.call<string[]>('DELETE', `/networks/${encodeURIComponent(ref)}/host-addresses`, { query: { address: addr } }) : (await removeHostAddress(await ctx.store(), ref, addr, ctx.actor)).hostAddresses };
       return { json: n.hostAddresses, text: n.hostAddresses.join('\n') || 'no host addresses' };
     }),
   );
   ha.command('list <network>').description('list host addresses').action(
     runAction(async (ctx, ref: string) => {
-      const n = await (await ctx.store()).transaction((tx) => networkRef(tx, ref));
+      const n = ctx.remote ? await ctx.remote.call<Network>('GET', `/networks/${encodeURIComponent(ref)}`) : await (await ctx.store()).transaction((tx) => networkRef(tx, ref));
       return { json: n.hostAddresses, text: n.hostAddresses.join('\n') || 'no host addresses' };
     }),
   );

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { createPool, deletePool, setPool } from '../../core/service/pools.js';
-import { listPools, showPool } from '../../core/service/views.js';
+import { listPools, showPool, type PoolView } from '../../core/service/views.js';
+import type { Pool } from '../../core/model/types.js';
 import { collect, keyValues, runAction, table } from '../context.js';
 
 export function registerPoolCommands(program: Command): void {
@@ -14,28 +15,27 @@ export function registerPoolCommands(program: Command): void {
     .option('--purpose <purpose>', 'vif (addresses on the bridge subnet) | routed (addresses/prefixes routed to VMs)', 'vif')
     .option('--hold <seconds>', 'keep released addresses unavailable this long (DHCP lease time)', '0')
     .action(runAction(async (ctx, name: string, o: { network: string; cidr?: string[]; range?: string[]; exclude?: string[]; purpose: string; hold: string }) => {
-      const p = await createPool(await ctx.store(), { name, network: o.network, cidrs: o.cidr, ranges: o.range, exclude: o.exclude, purpose: o.purpose, hold: o.hold }, ctx.actor);
+      const input = { name, network: o.network, cidrs: o.cidr, ranges: o.range, exclude: o.exclude, purpose: o.purpose, hold: o.hold };
+      const p: Pool = ctx.remote ? await ctx.remote.call('POST', '/pools', { body: input }) : await createPool(await ctx.store(), input, ctx.actor);
       return { json: p, text: `created pool ${p.name} (${p.uuid})` };
     }));
 
   pool.command('list').description('list pools with usage').option('--network <network>', 'only this network').action(
     runAction(async (ctx, o: { network?: string }) => {
-      const store = await ctx.store();
-      return store.transaction(async (tx) => {
-        const rows = await listPools(tx, { network: o.network });
+      return (async () => {
+        const rows = ctx.remote ? await ctx.remote.all<PoolView>('/pools', { network: o.network }) : await (await ctx.store()).transaction((tx) => listPools(tx, { network: o.network }));
         return {
           json: rows,
           text: rows.length ? table(['NAME', 'NETWORK', 'FAMILY', 'PURPOSE', 'RANGES', 'TOTAL', 'USED', 'HELD', 'FREE'], rows.map((r) => [r.name, r.network, `v${r.family}`, r.purpose, r.entries.map((e) => e.text).join(','), r.usage.total, (BigInt(r.usage.assigned) + BigInt(r.usage.routed) + BigInt(r.usage.reserved)).toString(), r.usage.held, r.usage.free])) : 'no pools',
         };
-      });
+      })();
     }),
   );
 
   pool.command('show <pool>').description('show a pool and its usage').action(
     runAction(async (ctx, ref: string) => {
-      const store = await ctx.store();
-      return store.transaction(async (tx) => {
-        const shown = await showPool(tx, ref);
+      return (async () => {
+        const shown: Awaited<ReturnType<typeof showPool>> = ctx.remote ? await ctx.remote.call('GET', `/pools/${encodeURIComponent(ref)}`) : await (await ctx.store()).transaction((tx) => showPool(tx, ref));
         const { usage, ...p } = shown;
         const n = { name: shown.network };
         return {
@@ -46,7 +46,7 @@ export function registerPoolCommands(program: Command): void {
             ['total', usage.total], ['assigned', usage.assigned], ['routed', usage.routed], ['reserved', usage.reserved], ['held', usage.held], ['free', usage.free],
           ]),
         };
-      });
+      })();
     }),
   );
 
@@ -59,13 +59,14 @@ export function registerPoolCommands(program: Command): void {
     .option('--include <ip|cidr>', 'remove an exclusion; repeatable', collect)
     .option('--hold <seconds>', 'hold time for released addresses')
     .action(runAction(async (ctx, ref: string, o: { name?: string; addCidr?: string[]; addRange?: string[]; remove?: string[]; exclude?: string[]; include?: string[]; hold?: string }) => {
-      const p = await setPool(await ctx.store(), ref, { name: o.name, addCidrs: o.addCidr, addRanges: o.addRange, removeEntries: o.remove, exclude: o.exclude, include: o.include, hold: o.hold }, ctx.actor);
+      const ch = { name: o.name, addCidrs: o.addCidr, addRanges: o.addRange, removeEntries: o.remove, exclude: o.exclude, include: o.include, hold: o.hold };
+      const p: Pool = ctx.remote ? await ctx.remote.call('PATCH', `/pools/${encodeURIComponent(ref)}`, { body: ch }) : await setPool(await ctx.store(), ref, ch, ctx.actor);
       return { json: p, text: `updated pool ${p.name}` };
     }));
 
   pool.command('delete <pool>').description('delete a pool (--force: release its assignments)').option('--force', 'delete even when in use').action(
     runAction(async (ctx, ref: string, o: { force?: boolean }) => {
-      const p = await deletePool(await ctx.store(), ref, { force: o.force }, ctx.actor);
+      const p: Pool = ctx.remote ? await ctx.remote.call('DELETE', `/pools/${encodeURIComponent(ref)}`, { query: { force: o.force } }) : await deletePool(await ctx.store(), ref, { force: o.force }, ctx.actor);
       return { json: p, text: `deleted pool ${p.name}` };
     }),
   );

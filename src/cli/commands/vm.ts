@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { listVifs, listVms, showVm, vifViews, type VifView } from '../../core/service/views.js';
+import type { Vif, Vm } from '../../core/model/types.js';
 import { addVif, bindVif, createVm, deleteVif, deleteVm, setVif, setVm } from '../../core/service/vms.js';
 import { keyValues, runAction, table } from '../context.js';
 
@@ -18,7 +19,8 @@ export function registerVmCommands(program: Command): void {
     .option('--owner <tenant>', 'tenant that owns the VM')
     .option('--host <host>', 'host the VM runs on (default: this machine)')
     .action(runAction(async (ctx, name: string, o: { uuid?: string; owner?: string; host?: string }) => {
-      const v = await createVm(await ctx.store(), { name, uuid: o.uuid, owner: o.owner, host: o.host }, ctx.actor);
+      const input = { name, uuid: o.uuid, owner: o.owner, host: o.host };
+      const v: Vm = ctx.remote ? await ctx.remote.call('POST', '/vms', { body: input }) : await createVm(await ctx.store(), input, ctx.actor);
       return { json: v, text: `added VM ${v.name} (${v.uuid})` };
     }));
   vm.command('set <vm>').description('change a VM: owner (an existing tenant), name, host')
@@ -27,26 +29,26 @@ export function registerVmCommands(program: Command): void {
     .option('--name <name>', 'rename')
     .option('--host <host>', 'host the VM runs on')
     .action(runAction(async (ctx, ref: string, o: { owner?: string | false; name?: string; host?: string }) => {
-      const v = await setVm(await ctx.store(), ref, { owner: o.owner === false ? null : o.owner, name: o.name, host: o.host }, ctx.actor);
+      const ch = { owner: o.owner === false ? null : o.owner, name: o.name, host: o.host };
+      const v: Vm = ctx.remote ? await ctx.remote.call('PATCH', `/vms/${encodeURIComponent(ref)}`, { body: ch }) : await setVm(await ctx.store(), ref, ch, ctx.actor);
       return { json: v, text: `updated VM ${v.name}${v.owner ? ` (owner ${v.owner})` : ''}` };
     }));
   vm.command('list').description('list VMs').action(runAction(async (ctx) => {
-    const list = await listVms(await ctx.store());
+    const list = ctx.remote ? await ctx.remote.all<Vm>('/vms') : await listVms(await ctx.store());
     return { json: list, text: list.length ? table(['NAME', 'UUID', 'HOST', 'OWNER'], list.map((v) => [v.name, v.uuid, v.host, v.owner])) : 'no VMs' };
   }));
   vm.command('show <vm>').description('show a VM with its VIFs and addresses').action(runAction(async (ctx, ref: string) => {
-    const store = await ctx.store();
-    return store.transaction(async (tx) => {
-      const v = await showVm(tx, ref);
+    return (async () => {
+      const v: Awaited<ReturnType<typeof showVm>> = ctx.remote ? await ctx.remote.call('GET', `/vms/${encodeURIComponent(ref)}`) : await (await ctx.store()).transaction((tx) => showVm(tx, ref));
       const views = v.vifs;
       return {
         json: v,
         text: keyValues([['name', v.name], ['uuid', v.uuid], ['host', v.host], ['owner', v.owner]]) + (views.length ? '\n\n' + vifTable(views) : '\n\nno VIFs'),
       };
-    });
+    })();
   }));
   vm.command('delete <vm>').description('delete a VM, its VIFs, and release their addresses').action(runAction(async (ctx, ref: string) => {
-    const r = await deleteVm(await ctx.store(), ref, ctx.actor);
+    const r: { vm: Vm; released: string[] } = ctx.remote ? await ctx.remote.call('DELETE', `/vms/${encodeURIComponent(ref)}`) : await deleteVm(await ctx.store(), ref, ctx.actor);
     return { json: r, text: `deleted VM ${r.vm.name}${r.released.length ? `; released ${r.released.join(', ')}` : ''}` };
   }));
 
@@ -57,9 +59,15 @@ export function registerVmCommands(program: Command): void {
     .option('--device <n>', 'device index (default: next free from 0)')
     .option('--locking <mode>', 'network_default | locked | unlocked | disabled', 'network_default')
     .action(runAction(async (ctx, vmName: string, o: { network: string; mac: string; device?: string; locking: string }) => {
-      const store = await ctx.store();
-      const v = await addVif(store, { vm: vmName, network: o.network, mac: o.mac, device: o.device, locking: o.locking }, ctx.actor);
-      const [view] = await store.transaction((tx) => vifViews(tx, [v]));
+      const input = { vm: vmName, network: o.network, mac: o.mac, device: o.device, locking: o.locking };
+      let view: VifView;
+      if (ctx.remote) view = await ctx.remote.call('POST', '/vifs', { body: input });
+      else {
+        const store = await ctx.store();
+        const added = await addVif(store, input, ctx.actor);
+        [view] = await store.transaction((tx) => vifViews(tx, [added]));
+      }
+      const v = view;
       return { json: view, text: `added VIF ${view.vm}:${v.device} (${v.mac}) on ${view.network}` };
     }));
   vif.command('list').description('list VIFs with their effective locking mode and addresses')
@@ -68,11 +76,9 @@ export function registerVmCommands(program: Command): void {
     .option('--owner <tenant>', 'only VIFs of VMs this tenant owns')
     .action(
     runAction(async (ctx, o: { vm?: string; network?: string; owner?: string }) => {
-      const store = await ctx.store();
-      return store.transaction(async (tx) => {
-        const views = await listVifs(tx, { vm: o.vm, network: o.network, owner: o.owner });
-        return { json: views, text: views.length ? vifTable(views) : 'no VIFs' };
-      });
+      const filter = { vm: o.vm, network: o.network, owner: o.owner };
+      const views = ctx.remote ? await ctx.remote.all<VifView>('/vifs', filter) : await (await ctx.store()).transaction((tx) => listVifs(tx, filter));
+      return { json: views, text: views.length ? vifTable(views) : 'no VIFs' };
     }),
   );
   vif.command('set <vif>').description('change a VIF (VM:DEVICE)')
@@ -81,10 +87,18 @@ export function registerVmCommands(program: Command): void {
     .option('--network <network>', 'move to another network')
     .option('--force', 'when moving: release the addresses it holds on the old network')
     .action(runAction(async (ctx, ref: string, o: { locking?: string; mac?: string; network?: string; force?: boolean }) => {
-      const store = await ctx.store();
-      const r = await setVif(store, ref, { locking: o.locking, mac: o.mac, network: o.network, force: o.force }, ctx.actor);
-      const [view] = await store.transaction((tx) => vifViews(tx, [r.vif]));
-      return { json: { ...view, released: r.released }, text: `updated VIF ${view.vm}:${view.device}${r.released.length ? `; released ${r.released.join(', ')}` : ''}` };
+      const ch = { locking: o.locking, mac: o.mac, network: o.network, force: o.force };
+      let out: VifView & { released: string[] };
+      if (ctx.remote) out = await ctx.remote.call('PATCH', `/vifs/${encodeURIComponent(ref)}`, { body: ch });
+      else {
+        const store = await ctx.store();
+        const res = await setVif(store, ref, ch, ctx.actor);
+        const [v] = await store.transaction((tx) => vifViews(tx, [res.vif]));
+        out = { ...v, released: res.released };
+      }
+      const { released, ...view } = out;
+      const r = { released };
+      return { json: { ...view, released }, text: `updated VIF ${view.vm}:${view.device}${r.released.length ? `; released ${r.released.join(', ')}` : ''}` };
     }));
   vif.command('bind <vif>').description('record the host-side interface of a VIF (drivers do this automatically)')
     .requiredOption('--ifname <ifname>', 'host interface, e.g. vnet3 or vif5.0')
@@ -106,7 +120,7 @@ export function registerVmCommands(program: Command): void {
     return { json: v, text: `unbound ${ref}` };
   }));
   vif.command('delete <vif>').description('delete a VIF and release its addresses').action(runAction(async (ctx, ref: string) => {
-    const r = await deleteVif(await ctx.store(), ref, ctx.actor);
+    const r: { vif: Vif; released: string[] } = ctx.remote ? await ctx.remote.call('DELETE', `/vifs/${encodeURIComponent(ref)}`) : await deleteVif(await ctx.store(), ref, ctx.actor);
     return { json: r, text: `deleted VIF ${ref}${r.released.length ? `; released ${r.released.join(', ')}` : ''}` };
   }));
 }

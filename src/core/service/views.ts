@@ -4,7 +4,7 @@ import { effectiveLocking, lockingReason } from '../model/locking.js';
 import { IpvisorError } from '../model/errors.js';
 import type { Assignment, AuditEvent, Network, Pool, Vif, Vm } from '../model/types.js';
 import { formatAddress, parseCidr } from '../ipam/addr.js';
-import { entryIntervals, exclusionIntervals, networkReservedIntervals } from '../ipam/pool-space.js';
+import { describeAddress, type AddressInfo } from './address-info.js';
 import type { EventQuery, StoreTx } from '../store/store.js';
 import { poolUsage, type PoolUsage } from './pools.js';
 import { findNetwork, findVm, networkRef, poolRef, vmRef } from './resolve.js';
@@ -33,6 +33,7 @@ export async function vifViews(tx: StoreTx, vifs: Vif[]): Promise<VifView[]> {
     const net = nets.get(v.networkUuid)!;
     return {
       ...v,
+      boundAt: v.boundAt ?? null,
       vm: vms.get(v.vmUuid)?.name ?? v.vmUuid,
       network: net.name,
       effectiveLocking: effectiveLocking(v, net, mine.length),
@@ -172,44 +173,22 @@ export async function listAssignments(tx: StoreTx, f: AssignmentFilter = {}, sco
   return assignmentViews(tx, list);
 }
 
-export interface AddressState {
-  address: string;
-  pool: string;
-  network: string;
-  state: string;
-}
-
-/** Who holds an address (or a prefix containing it), or in which pools it lies and in what state.
- * A tenant sees only its own assignments; anything else answers NOT_FOUND. */
-export async function showAddress(tx: StoreTx, address: string, scope: Scope = UNSCOPED): Promise<{ assignments: AssignmentView[]; states: AddressState[] }> {
+/** What an address is (describeAddress, as `ip show` prints it). A tenant learns only about
+ * addresses its own VIFs hold (or prefixes containing them); anything else answers NOT_FOUND, as an
+ * address in no pool does. */
+export async function showAddress(tx: StoreTx, address: string, scope: Scope = UNSCOPED): Promise<AddressInfo> {
   const c = parseCidr(address, 'address', { allowBare: true });
   const text = formatAddress(c.family, c.address);
-  let all = (await tx.listAssignments()).filter((a) => {
-    if (a.family !== c.family) return false;
-    const s = parseCidr(`${a.address}/${a.prefixLength}`, 'address');
-    return c.address >= s.network && c.address <= s.network + (1n << BigInt((a.family === 4 ? 32 : 128) - a.prefixLength)) - 1n;
-  });
   const visible = await visibleVifUuids(tx, scope);
   if (visible) {
-    all = all.filter((a) => a.vifUuid !== null && visible.has(a.vifUuid));
-    if (!all.length) throw new IpvisorError('NOT_FOUND', `address: ${text} is in no pool and not assigned`, { field: 'address' });
+    const mine = (await tx.listAssignments()).some((a) => {
+      if (a.family !== c.family || a.vifUuid === null || !visible.has(a.vifUuid)) return false;
+      const s = parseCidr(`${a.address}/${a.prefixLength}`, 'address');
+      return c.address >= s.network && c.address <= s.network + (1n << BigInt((a.family === 4 ? 32 : 128) - a.prefixLength)) - 1n;
+    });
+    if (!mine) throw new IpvisorError('NOT_FOUND', `address: ${text} is not assigned to any of your VIFs`, { field: 'address' });
   }
-  if (all.length) return { assignments: await assignmentViews(tx, all), states: [] };
-  const states: AddressState[] = [];
-  for (const p of await tx.listPools()) {
-    if (p.family !== c.family || !entryIntervals(p).some((iv) => c.address >= iv.start && c.address <= iv.end)) continue;
-    const n = (await tx.getNetwork(p.networkUuid))!;
-    let state = 'free';
-    if (networkReservedIntervals(n, p.family).some((iv) => c.address >= iv.start && c.address <= iv.end)) state = 'never handed out (gateway, network, broadcast or host address)';
-    else if (exclusionIntervals(p).some((iv) => c.address >= iv.start && c.address <= iv.end)) state = 'excluded';
-    else {
-      const hold = (await tx.listHolds(p.uuid)).find((h) => c.address >= h.start && c.address <= h.end);
-      if (hold) state = `held until ${hold.until}`;
-    }
-    states.push({ address: text, pool: p.name, network: n.name, state });
-  }
-  if (!states.length) throw new IpvisorError('NOT_FOUND', `address: ${text} is in no pool and not assigned`, { field: 'address' });
-  return { assignments: [], states };
+  return describeAddress(tx, text);
 }
 
 // ---- events --------------------------------------------------------------------------------------

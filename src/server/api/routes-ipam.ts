@@ -9,6 +9,7 @@ import { allocate, release, reserve } from '../../core/service/ip.js';
 import {
   assignmentViews, listAssignments, listPools, listVifs, listVms, scopedVif, showAddress, showNetwork, showPool, showVm, vifViews,
 } from '../../core/service/views.js';
+import { addressKey, parseAddress } from '../../core/ipam/addr.js';
 import * as S from './schemas.js';
 import { etag, idempotent, ifMatch, page, type ApiOptions } from './index.js';
 
@@ -165,11 +166,11 @@ export async function registerIpamRoutes(app: FastifyInstance, opts: ApiOptions)
   // ---- VIFs ----
   r.get('/vifs', {
     config: { access: 'read', tenant: true },
-    schema: { tags: ['vifs'], summary: 'list VIFs with effective locking and addresses (a tenant: its own)', querystring: Type.Object({ ...S.PageQuery, vm: Type.Optional(Type.String()), network: Type.Optional(Type.String()) }), response: { 200: S.Page(S.VifView), ...E(400, 401, 403, 404) } },
+    schema: { tags: ['vifs'], summary: 'list VIFs with effective locking and addresses (a tenant: its own)', querystring: Type.Object({ ...S.PageQuery, vm: Type.Optional(Type.String()), network: Type.Optional(Type.String()), owner: Type.Optional(Type.String()) }), response: { 200: S.Page(S.VifView), ...E(400, 401, 403, 404) } },
   }, async (req) => {
-    const q = req.query as { limit?: number; cursor?: string; vm?: string; network?: string };
+    const q = req.query as { limit?: number; cursor?: string; vm?: string; network?: string; owner?: string };
     if (q.network && req.scope.tenant !== null) throw invalid('network', 'tenants filter by vm');
-    const list = await store.transaction((tx) => listVifs(tx, { vm: q.vm, network: q.network }, req.scope));
+    const list = await store.transaction((tx) => listVifs(tx, { vm: q.vm, network: q.network, owner: q.owner }, req.scope));
     return page(list, q, (v) => `${v.vm}\u0000${String(v.device).padStart(5, '0')}`);
   });
   r.get('/vifs/:vif', {
@@ -192,7 +193,7 @@ export async function registerIpamRoutes(app: FastifyInstance, opts: ApiOptions)
   }));
   r.patch('/vifs/:vif', {
     config: { access: 'write' },
-    schema: { tags: ['vifs'], summary: 'change a VIF: locking, MAC, network (force: release addresses on the old one), ifname', params: Type.Object({ vif: Type.String() }), body: Type.Object({ locking: Type.Optional(Type.String()), mac: Type.Optional(Type.String()), network: Type.Optional(Type.String()), ifname: Type.Optional(S.NullableStr()), force: Type.Optional(Type.Boolean()) }, { additionalProperties: false }), response: { 200: Type.Intersect([S.VifView, Type.Object({ released: S.Released })]), ...E(400, 401, 403, 404, 409, 412) } },
+    schema: { tags: ['vifs'], summary: 'change a VIF: locking, MAC, network (force: release addresses on the old one), ifname', params: Type.Object({ vif: Type.String() }), body: Type.Object({ locking: Type.Optional(Type.String()), mac: Type.Optional(Type.String()), network: Type.Optional(Type.String()), ifname: Type.Optional(S.NullableStr()), force: Type.Optional(Type.Boolean()) }, { additionalProperties: false }), response: { 200: S.extend(S.VifView, { released: S.Released }), ...E(400, 401, 403, 404, 409, 412) } },
   }, async (req, reply) => {
     const res = await setVif(store, (req.params as { vif: string }).vif, { ...(req.body as object), ifMatch: ifMatch(req) }, req.actor);
     etag(reply, res.vif);
@@ -212,18 +213,19 @@ export async function registerIpamRoutes(app: FastifyInstance, opts: ApiOptions)
     const q = req.query as { limit?: number; cursor?: string; network?: string; pool?: string; vm?: string; vif?: string; family?: number };
     if (q.network && req.scope.tenant !== null) throw invalid('network', 'tenants filter by vm, vif or pool');
     const list = await store.transaction((tx) => listAssignments(tx, q, req.scope));
-    return page(list, q, (a) => `${a.createdAt}|${a.uuid}`);
+    // the store's order (family, address), so a page reads like `ip list`
+    return page(list, q, (a) => `${a.family}|${addressKey(parseAddress(a.address).value)}|${a.uuid}`);
   });
   r.get('/addresses/:address', {
     config: { access: 'read', tenant: true },
-    schema: { tags: ['addresses'], summary: 'who holds an address (or a prefix containing it), or why it is not available', params: Type.Object({ address: Type.String() }), response: { 200: Type.Object({ assignments: Type.Array(S.AssignmentView), states: Type.Array(S.AddressState) }), ...E(400, 401, 403, 404) } },
+    schema: { tags: ['addresses'], summary: 'what an address is: who holds it (or a prefix containing it), or why it is not available (a tenant: only its own)', params: Type.Object({ address: Type.String() }), response: { 200: S.AddressInfo, ...E(400, 401, 403, 404) } },
   }, async (req) => store.transaction((tx) => showAddress(tx, (req.params as { address: string }).address, req.scope)));
   r.post('/addresses', {
     config: { access: 'write', tenant: true },
     schema: {
       tags: ['addresses'], summary: 'allocate an address or routed prefix to a VIF (Idempotency-Key: the request id)',
       body: Type.Object({ vif: Type.String(), pool: Type.Optional(Type.String()), family: Type.Optional(Type.Integer()), address: Type.Optional(Type.String()), prefixLength: Type.Optional(Type.Integer()), requestId: Type.Optional(Type.String()), note: Type.Optional(Type.String()) }, { additionalProperties: false }),
-      response: { 200: Type.Intersect([S.AssignmentView, Type.Object({ created: Type.Boolean() })]), 201: Type.Intersect([S.AssignmentView, Type.Object({ created: Type.Boolean() })]), ...E(400, 401, 403, 404, 409, 422) },
+      response: { 200: S.extend(S.AssignmentView, { created: Type.Boolean() }), 201: S.extend(S.AssignmentView, { created: Type.Boolean() }), ...E(400, 401, 403, 404, 409, 422) },
     },
   }, async (req, reply) => {
     const body = req.body as { vif: string; pool?: string; family?: number; address?: string; prefixLength?: number; requestId?: string; note?: string };

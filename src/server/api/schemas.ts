@@ -9,6 +9,12 @@ export const NullableStr = () => Type.Union([Type.String(), Type.Null()]);
 const Time = Type.String({ description: 'ISO 8601 time' });
 const Extra = Type.Record(Type.String(), Type.Unknown());
 
+/** A flat object schema: the base's properties, then more (keeps the JSON key order of the data,
+ * which a nested allOf would not). */
+export function extend<T extends { properties: Record<string, TSchema> }>(base: T, more: Record<string, TSchema>) {
+  return Type.Object({ ...base.properties, ...more });
+}
+
 export const ErrorBody = Type.Object({
   error: Type.Object({
     code: Type.String({ description: 'a code of docs/errors.md' }),
@@ -29,40 +35,44 @@ export const PoolUsage = Type.Object({
   total: Str, assigned: Str, reserved: Str, routed: Str, held: Str, free: Str, exclusions: Str,
 }, { description: 'decimal strings (IPv6 sizes exceed 2^53)' });
 
-export const NetworkDetail = Type.Intersect([Network, Type.Object({
-  pools: Type.Array(Type.Intersect([Type.Object({ pool: Str, family: Type.Integer(), purpose: Str }), PoolUsage])),
+export const NetworkDetail = extend(Network, {
+  pools: Type.Array(extend(Type.Object({ pool: Str, family: Type.Integer(), purpose: Str }), PoolUsage.properties)),
   vifCount: Type.Integer(), assignmentCount: Type.Integer(),
-})]);
+});
 
 export const Pool = Type.Object({
   uuid: Str, name: Str, networkUuid: Str, family: Type.Integer(), purpose: Str,
   entries: Type.Array(Type.Object({ text: Str, first: Str, last: Str })), exclusions: Type.Array(Str),
   holdSeconds: Type.Integer(), createdAt: Time, updatedAt: Time,
 });
-export const PoolView = Type.Intersect([Pool, Type.Object({ network: Str, usage: PoolUsage })]);
-export const PoolDetail = Type.Intersect([PoolView, Type.Object({ holds: Type.Array(Type.Object({ start: Str, end: Str, until: Time })) })]);
+export const PoolView = extend(Pool, { network: Str, usage: PoolUsage });
+export const PoolDetail = extend(PoolView, { holds: Type.Array(Type.Object({ start: Str, end: Str, until: Time })) });
 
 export const Vm = Type.Object({ uuid: Str, name: Str, host: Str, owner: Nullable(Str), extra: Extra, createdAt: Time, updatedAt: Time });
 
 export const Vif = Type.Object({
   uuid: Str, vmUuid: Str, device: Type.Integer(), mac: Str, networkUuid: Str, locking: Str, ifname: Nullable(Str),
-  boundAt: Type.Optional(Nullable(Time)), extra: Extra, createdAt: Time, updatedAt: Time,
+  boundAt: Nullable(Time), extra: Extra, createdAt: Time, updatedAt: Time,
 });
-export const VifView = Type.Intersect([Vif, Type.Object({
+export const VifView = extend(Vif, {
   vm: Str, network: Str, effectiveLocking: Str, lockingReason: Str, addresses: Type.Array(Type.Object({ address: Str, kind: Str })),
-})]);
-export const VmDetail = Type.Intersect([Vm, Type.Object({ vifs: Type.Array(VifView) })]);
+});
+export const VmDetail = extend(Vm, { vifs: Type.Array(VifView) });
 
 export const Assignment = Type.Object({
   uuid: Str, networkUuid: Str, poolUuid: Str, vifUuid: Nullable(Str), family: Type.Integer(), address: Str,
   prefixLength: Type.Integer(), kind: Str, note: Nullable(Str), requestId: Nullable(Str), createdAt: Time,
 });
-export const AssignmentView = Type.Intersect([Assignment, Type.Object({ cidr: Str, network: Str, pool: Str, vif: Nullable(Str) })]);
-export const AddressState = Type.Object({ address: Str, pool: Str, network: Str, state: Str });
+export const AssignmentView = extend(Assignment, { cidr: Str, network: Str, pool: Str, vif: Nullable(Str) });
+export const AddressInfo = Type.Object({
+  address: Str, family: Type.Integer(), state: Type.String({ description: 'assigned, reserved, free, held, excluded, gateway, network, broadcast, host, outside ...' }),
+  network: Nullable(Str), pool: Nullable(Str), vif: Nullable(Str), kind: Nullable(Str), cidr: Nullable(Str), note: Nullable(Str),
+  requestId: Nullable(Str), since: Nullable(Time), until: Nullable(Time), reason: Nullable(Str),
+});
 
 export const AuditEvent = Type.Object({
   id: Type.Integer(), time: Time, actor: Str, action: Str, objectKind: Str, objectUuid: Nullable(Str), objectName: Nullable(Str),
-  before: Type.Unknown(), after: Type.Unknown(), requestId: Type.Optional(Nullable(Str)),
+  before: Type.Unknown(), after: Type.Unknown(), requestId: Nullable(Str),
 });
 
 export const TenantQuota = Type.Object({
@@ -76,14 +86,14 @@ export const TenantUsage = Type.Object({
   family6: Type.Object({ used: Type.Integer(), quota: Nullable(Type.Integer()) }),
   routedPrefix: Nullable(Type.Integer()),
 });
-export const TenantDetail = Type.Intersect([Tenant, Type.Object({ vms: Type.Array(Str), usage: TenantUsage })]);
+export const TenantDetail = extend(Tenant, { vms: Type.Array(Str), usage: TenantUsage });
 
 export const Role = Type.Union(['admin', 'operator', 'auditor', 'tenant', 'agent'].map((r) => Type.Literal(r)));
 export const TokenView = Type.Object({
   uuid: Str, name: Str, role: Str, tenant: Nullable(Str), host: Nullable(Str), createdAt: Time, expiresAt: Nullable(Time),
   revokedAt: Nullable(Time), lastUsedAt: Nullable(Time), state: Str,
 });
-export const TokenWithSecret = Type.Intersect([TokenView, Type.Object({ token: Type.String({ description: 'the secret: shown once' }) })]);
+export const TokenWithSecret = extend(TokenView, { token: Type.String({ description: 'the secret: shown once' }) });
 export const UserView = Type.Object({ uuid: Str, name: Str, role: Str, tenant: Nullable(Str), createdAt: Time, updatedAt: Time });
 
 export const Principal = Type.Object({ kind: Str, name: Str, role: Str, tenant: Nullable(Str), host: Nullable(Str) });
