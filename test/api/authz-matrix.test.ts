@@ -141,7 +141,7 @@ describe('authorisation matrix', () => {
     { route: 'DELETE /api/v1/vifs/:vif', variants: ['own', 'foreign', 'missing'], request: async (v, k) => ({ url: `/api/v1/vifs/${v === 'missing' ? 'novm' : await vmFor(v, k)}:0` }), ok: changed },
     // addresses: tenants allocate and release on their own VIFs
     { route: 'GET /api/v1/addresses', variants: ['none'], request: async () => ({ url: '/api/v1/addresses' }), ok: { ...allowed, tenant: 200 } },
-    { route: 'GET /api/v1/addresses/:address', variants: ['own', 'foreign', 'missing'], request: async (v) => ({ url: `/api/v1/addresses/${v === 'own' ? '192.0.2.10' : v === 'foreign' ? '192.0.2.20' : '10.255.255.1'}` }), ok: { ...allowed, tenant: { own: 200, foreign: 404, missing: 404 } } },
+    { route: 'GET /api/v1/addresses/:address', variants: ['own', 'foreign', 'missing'], request: async (v) => ({ url: `/api/v1/addresses/${v === 'own' ? '192.0.2.10' : v === 'foreign' ? '192.0.2.20' : '10.255.255.1'}` }), ok: { ...allowed, tenant: { own: 200, foreign: 404, missing: 404 } }, missing: 200 },  // ip show describes any address ('outside')
     {
       route: 'POST /api/v1/addresses', variants: ['own', 'foreign', 'missing'],
       request: async (v, k) => ({ url: '/api/v1/addresses', body: { vif: `${v === 'missing' ? 'novm' : await vmFor(v, k)}:0`, pool: 'lan4' } }),
