@@ -34,6 +34,18 @@ export interface KernelState {
   resolv?: string;
 }
 
+/** Reads a guest's kernel state through its agent (`ip -j` run in the guest) and its resolver file. */
+export async function guestKernelState(agent: { exec(path: string, args: string[]): Promise<{ exitcode: number | null; stdout: string }>; readFile(path: string): Promise<Buffer | null> }): Promise<KernelState> {
+  const j = async (...args: string[]) => JSON.parse((await agent.exec('ip', ['-j', ...args])).stdout || '[]');
+  return {
+    links: await j('link', 'show'),
+    addrs: await j('addr', 'show'),
+    routes4: await j('-4', 'route', 'show', 'table', 'main'),
+    routes6: await j('-6', 'route', 'show', 'table', 'main'),
+    resolv: (await agent.readFile('/etc/resolv.conf').catch(() => null))?.toString() ?? '',
+  };
+}
+
 /** Reads a namespace's kernel state with `ip -n NS -j`. */
 export async function kernelState(ns: string): Promise<KernelState> {
   const j = async (...args: string[]) => JSON.parse((await run('ip', ['-n', ns, '-j', ...args])).stdout || '[]');

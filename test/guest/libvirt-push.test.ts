@@ -10,6 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { GuestAgent, QgaVirsh } from '../../src/agent/guest/qga.js';
+import { pushNetworkData } from '../../src/agent/guest/push.js';
+import { parseNetworkData } from '../../src/core/guest/parse.js';
+import { compareApplied, guestKernelState } from './applied.js';
 import { ensureGuest, GUEST_DIR, libvirtSkipReason, startLibvirtHarness, type LibvirtHarness } from '../support/libvirt/daemon.js';
 import { cli, tempDb } from '../support/cli.js';
 
@@ -26,6 +29,7 @@ function domainXml(kernel: string, initrd: string, serialLog: string): string {
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type>
     <kernel>${kernel}</kernel><initrd>${initrd}</initrd><cmdline>console=ttyS0 panic=-1 quiet rdinit=/agent-init</cmdline></os>
+  <features><acpi/><apic/></features>
   <on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot><on_crash>destroy</on_crash>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
@@ -38,7 +42,7 @@ function domainXml(kernel: string, initrd: string, serialLog: string): string {
 </domain>`;
 }
 
-test('guest push through libvirt agent channel changes a running domain; bonds and VLANs are created live and removed on rollback', { skip: skip ?? false, timeout: 300_000 }, async () => {
+test('guest push through libvirt agent channel changes a running domain; bonds and VLANs are created live and removed on rollback', { skip: skip ?? false, timeout: 900_000 }, async () => {
   const g = ensureGuest();
   const build = spawnSync('bash', [new URL('./build-agent-guest.sh', import.meta.url).pathname, GUEST_DIR, AGENT_DIR], { stdio: ['ignore', 'inherit', 'inherit'] });
   assert.equal(build.status, 0, 'building the agent guest');
@@ -80,6 +84,67 @@ test('guest push through libvirt agent channel changes a running domain; bonds a
     const link = JSON.parse((await agent.exec('ip', ['-j', 'link', 'show', 'dev', 'eth0'])).stdout)[0];
     assert.equal(link.mtu, 1400);
 
+    // NIC lifecycle on the real guest. eth1 moves onto slirp's network (10.0.2.0/24) and pings
+    // slirp's gateway from inside the guest during every push: lost replies must be zero.
+    const nic = (id: string, mac: string, mtu?: number) => ({ id, type: 'phy', ethernet_mac_address: mac, ...(mtu ? { mtu } : {}) });
+    const v4net = (id: string, l: string, ip: string, routes: unknown[] = []) => ({ id, link: l, type: 'ipv4', ip_address: ip, netmask: '255.255.255.0', routes });
+    const life = (extra: { links: unknown[]; networks: unknown[] }, services: unknown[] = [{ type: 'dns', address: '203.0.113.53' }]) => ({
+      links: [nic('p0', MAC, 1400), nic('p1', MAC2), ...extra.links],
+      networks: [v4net('n0', 'p0', '203.0.113.9', [{ network: '0.0.0.0', netmask: '0.0.0.0', gateway: '203.0.113.1' }]), v4net('n1', 'p1', '10.0.2.15'), ...extra.networks],
+      services,
+    });
+    const namesNow = async () => Object.fromEntries((await agent.interfaces()).filter((i) => i['hardware-address']).map((i) => [i['hardware-address']!.toLowerCase(), i.name]));
+    const pushAndCount = async (d: unknown): Promise<{ lost: number; sent: number; diffs: string[] }> => {
+      const pid = await agent.spawn('ping', ['-c', '25', '-W', '1', '10.0.2.2'], { capture: true });
+      await pushNetworkData(agent, d, { format: 'eni', guardSeconds: 120, verifyTimeoutMs: 60_000 });
+      const out = (await agent.wait(pid, 60_000)).stdout;
+      const m = /(\d+) packets transmitted, (\d+) (packets )?received/.exec(out);
+      assert.ok(m, `ping in the guest printed no summary: ${out}`);
+      const state = parseNetworkData(d, { nicNames: await namesNow() });
+      return { sent: Number(m[1]), lost: Number(m[1]) - Number(m[2]), diffs: compareApplied(state, await guestKernelState(agent), { resolver: true }) };
+    };
+    await pushNetworkData(agent, life({ links: [], networks: [] }), { format: 'eni' });
+    const baseline = (await agent.exec('ping', ['-c', '2', '-W', '2', '10.0.2.2'])).stdout;
+    assert.match(baseline, /2 packets transmitted, 2 (packets )?received/, 'slirp answers pings from eth1');
+
+    const MAC3 = '52:54:00:71:00:03';
+    const nicXml = join(work, 'nic3.xml');
+    writeFileSync(nicXml, `<interface type='user'><mac address='${MAC3}'/><model type='virtio'/></interface>`);
+    await h.virsh('attach-device', DOMAIN, nicXml, '--live');
+    const seenBy = Date.now() + 60_000;
+    while (!(MAC3 in (await namesNow()))) {
+      assert.ok(Date.now() < seenBy, 'the hot-added NIC never showed up in the guest');
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const withNew = life({ links: [nic('p2', MAC3)], networks: [v4net('n2', 'p2', '10.77.0.5')] });
+    let res = await pushAndCount(withNew);
+    assert.deepEqual(res.diffs, [], 'hot-add: applied state');
+    assert.equal(res.lost, 0, `hot-add: lost ${res.lost} of ${res.sent}`);
+
+    const dhcpv6 = life({
+      links: [nic('p2', MAC3)],
+      networks: [v4net('n2', 'p2', '10.77.0.5'), { id: 'n3', link: 'p2', type: 'ipv6_dhcpv6-stateful', ip_address: '2001:db8:77::5', netmask: 'ffff:ffff:ffff:ffff::', routes: [{ network: '2001:db8:99::', netmask: 'ffff:ffff:ffff::', gateway: '2001:db8:77::1' }] }],
+    });
+    res = await pushAndCount(dhcpv6);
+    assert.deepEqual(res.diffs, [], 'DHCPv6 document: applied state');
+    assert.equal(res.lost, 0);
+
+    const mtuDns = life({ links: [nic('p2', MAC3, 1300)], networks: [v4net('n2', 'p2', '10.77.0.5')] }, [{ type: 'dns', address: '10.77.0.53', search: ['lab.example'] }]);
+    res = await pushAndCount(mtuDns);
+    assert.deepEqual(res.diffs, [], 'MTU and DNS: applied state');
+    assert.equal(res.lost, 0);
+    assert.match((await agent.readFile('/etc/resolv.conf'))!.toString(), /^nameserver 10\.77\.0\.53\nsearch lab\.example$/m);
+
+    await h.virsh('detach-device', DOMAIN, nicXml, '--live');
+    const goneBy = Date.now() + 60_000;
+    while (MAC3 in (await namesNow())) {
+      assert.ok(Date.now() < goneBy, 'the hot-removed NIC never left the guest');
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    res = await pushAndCount(life({ links: [], networks: [] }));
+    assert.deepEqual(res.diffs, [], 'hot-remove: applied state');
+    assert.equal(res.lost, 0);
+
     // a bond of both NICs with a VLAN on it, live (the guest kernel has bonding and 8021q)
     const bondDoc = (vlans: { id: number; addr: string }[], extra: unknown[] = []) => ({
       links: [
@@ -115,7 +180,7 @@ test('guest push through libvirt agent channel changes a running domain; bonds a
     writeFileSync(docFile, JSON.stringify(failing));
     const bad = await cli(db, 'guest', 'push', DOMAIN, '--connect', h.uri, '--input', docFile);
     assert.equal(bad.code, 1, bad.stderr);
-    assert.match(bad.stderr, /guest push failed: the apply script failed .*rolled back to the previous configuration/);
+    assert.match(bad.stderr, /guest push failed: the apply script failed: step failed: ip link set dev bond\d\.20 mtu 9000: .*rolled back to the previous configuration/, JSON.stringify(JSON.parse((await agent.exec('ip', ['-j', 'link', 'show'])).stdout).map((l: { ifname: string; ifindex: number; address: string; permaddr?: string }) => [l.ifindex, l.ifname, l.address, l.permaddr])));
     assert.match(bad.stderr, /guest: wrote 1 eni file/);
     assert.deepEqual(await v4(), { eth0: [], eth1: [], bond0: ['192.0.2.10/24'], 'bond0.10': ['10.10.0.5/24'] });
 

@@ -9,7 +9,7 @@ import type { GuestNetState } from '../../core/guest/ir.js';
 import { parseNetworkData } from '../../core/guest/parse.js';
 import { GuestAgent, PUSH_RPCS, type QgaInterface } from './qga.js';
 import { GUEST_FORMATS, render, type GuestFormat } from '../../core/guest/render.js';
-import { IP_SCRIPT_PATH, parseStepReport, RESOLV_CONF, routeKey, type IpRenderOptions } from '../../core/guest/renderers/ip.js';
+import { IP_SCRIPT_PATH, parseStepReport, RESOLV_CONF, routeKey, type IpRenderOptions, type LiveRoute } from '../../core/guest/renderers/ip.js';
 import { WINDOWS_PATH } from '../../core/guest/renderers/windows.js';
 import {
   desiredFromObserved,
@@ -277,10 +277,16 @@ export async function pushNetworkData(agent: GuestAgent, doc: unknown, opts: Pus
 export function liveState(observed: ObservedNet): NonNullable<IpRenderOptions['live']> {
   const links = Object.fromEntries(observed.links.map((l) => [l.ifname, { mtu: l.mtu, up: l.flags?.includes('UP') ?? false }]));
   const routes: string[] = [];
+  const staticRoutes: LiveRoute[] = [];
   for (const [family, list] of [[4, observed.routes4], [6, observed.routes6]] as const) {
-    for (const r of list as ObservedRoute[]) if (r.gateway && r.dev && (!r.type || r.type === 'unicast')) routes.push(routeKey(family, r.dst, r.gateway, r.dev, r.metric ?? null));
+    for (const r of list as ObservedRoute[]) {
+      if (!r.gateway || !r.dev || (r.type && r.type !== 'unicast')) continue;
+      routes.push(routeKey(family, r.dst, r.gateway, r.dev, r.metric ?? null));
+      // the kernel's, a router advertisement's or a DHCP client's routes are theirs to manage
+      if (!['kernel', 'ra', 'dhcp', 'redirect'].includes(r.protocol ?? 'boot')) staticRoutes.push({ family, dst: r.dst, gateway: r.gateway, dev: r.dev, metric: r.metric ?? null });
+    }
   }
-  return { links, routes };
+  return { links, routes, staticRoutes };
 }
 
 /** ipvisor's own files of a format in the guest (first line is ipvisor's header). */

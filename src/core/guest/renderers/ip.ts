@@ -26,11 +26,24 @@ export interface LiveLink {
   up: boolean;
 }
 
+export interface LiveRoute {
+  family: 4 | 6;
+  /** As ip -j prints it: "default" or a CIDR. */
+  dst: string;
+  gateway: string;
+  dev: string;
+  metric: number | null;
+}
+
 export interface IpRenderOptions {
   /** Current global addresses per interface name, as the guest agent reports them. */
   current?: Record<string, GuestAddress[]>;
-  /** The guest's links and routes as observed (ip -j link/route): what already matches is left alone. */
-  live?: { links: Record<string, LiveLink>; routes: string[] };
+  /**
+   * The guest's links and routes as observed (ip -j link/route): what already matches is left
+   * alone. `staticRoutes` are the gateway routes someone configured (not the kernel's, RA's or a
+   * DHCP client's): on the document's interfaces, those the document no longer has are removed.
+   */
+  live?: { links: Record<string, LiveLink>; routes: string[]; staticRoutes?: LiveRoute[] };
 }
 
 /** Identity of a route for "already present": family, destination, gateway, device, effective metric. */
@@ -74,6 +87,13 @@ export function renderIp(state: GuestNetState, opts: IpRenderOptions = {}): Rend
     '  fi',
     '}',
     'put() { echo "$2" > "$1"; }',
+    '# for removals: already gone (the kernel drops a route with its gateway\'s address) is fine',
+    'absent() {',
+    '  if ! out=$("$@" 2>&1); then',
+    '    case "$out" in *"No such process"*|*"Cannot assign requested address"*) return 0 ;; esac',
+    '    echo "$out"; return 1',
+    '  fi',
+    '}',
     '',
   ];
   const exists = (name: string): string => `ip link show dev ${name} >/dev/null 2>&1`;
@@ -122,6 +142,15 @@ export function renderIp(state: GuestNetState, opts: IpRenderOptions = {}): Rend
       const dest = r.destination.endsWith('/0') ? 'default' : r.destination;
       if (present.has(routeKey(r.family, r.destination, r.gateway, i.name, r.metric))) continue;
       L.push(`step ip -${r.family} route replace ${dest} via ${r.gateway} dev ${i.name}${r.metric !== null ? ` metric ${r.metric}` : ''}${liveOnLink(i, r) ? ' onlink' : ''}`);
+    }
+    // routes of an earlier document (or set by hand) that this one no longer has: removed after
+    // the new ones are in place, so a default route is never missing in between
+    const wanted = new Set(i.routes.map((r) => routeKey(r.family, r.destination, r.gateway, i.name, r.metric)));
+    for (const r of live?.staticRoutes ?? []) {
+      if (r.dev !== i.name || wanted.has(routeKey(r.family, r.dst, r.gateway, r.dev, r.metric))) continue;
+      if (r.family === 4 && i.dhcp4) continue; // dhclient's routes look hand-made (proto boot): DHCP owns them
+
+      L.push(`step absent ip -${r.family} route del ${r.dst} via ${r.gateway} dev ${r.dev}${r.metric !== null ? ` metric ${r.metric}` : ''}`);
     }
   }
   renderResolver(L, state);

@@ -9,6 +9,13 @@ step() {
   fi
 }
 put() { echo "$2" > "$1"; }
+# for removals: already gone (the kernel drops a route with its gateway's address) is fine
+absent() {
+  if ! out=$("$@" 2>&1); then
+    case "$out" in *"No such process"*|*"Cannot assign requested address"*) return 0 ;; esac
+    echo "$out"; return 1
+  fi
+}
 
 
 # physical eth0
