@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { parseNetworkData } from '../../src/core/guest/parse.js';
-import { pushNetworkData, type PushOptions, type PushResult } from '../../src/agent/guest/push.js';
+import { guestNicNames, pushNetworkData, type PushOptions, type PushResult } from '../../src/agent/guest/push.js';
 import { GuestAgent, QgaSocket } from '../../src/agent/guest/qga.js';
 import { compareApplied, kernelState } from './applied.js';
 import { run, standinUnavailable, startStandinGuest, type StandinGuest } from './standin.js';
@@ -232,4 +232,15 @@ describe('naming by MAC only: the middle NIC of three removed, the guest rebuilt
       await second.g.stop();
     }
   });
+});
+
+test('guest NIC names by MAC: a bond (its first member\'s MAC) or a VLAN never names a NIC, whatever the ifindex order', () => {
+  const links = [
+    { ifname: 'lo', ifindex: 1, link_type: 'loopback', address: '00:00:00:00:00:00' },
+    { ifname: 'bond0', ifindex: 2, link_type: 'ether', address: A }, // bonding loaded before virtio_net
+    { ifname: 'eth0', ifindex: 3, link_type: 'ether', address: A, master: 'bond0' },
+    { ifname: 'eth1', ifindex: 4, link_type: 'ether', address: A, permaddr: B, master: 'bond0' },
+    { ifname: 'bond0.10', ifindex: 5, link_type: 'ether', address: A, link: 'bond0' },
+  ];
+  assert.deepEqual(guestNicNames([], links), { [A]: 'eth0', [B]: 'eth1' });
 });

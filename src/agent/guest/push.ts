@@ -91,7 +91,10 @@ export function guestNicNames(ifaces: QgaInterface[], links: ObservedLink[] | nu
   if (links) {
     const sorted = [...links].sort((a, b) => (a.ifindex ?? 0) - (b.ifindex ?? 0));
     for (const l of sorted) add(l.permaddr, l.ifname);
-    for (const l of sorted) if (!l.link_type || l.link_type === 'ether') add(l.address, l.ifname);
+    // A bond carries its first member's MAC and a VLAN its parent's: never a NIC's name, even when
+    // the bond has the lower ifindex (the bonding module loaded before the NIC driver made bond0)
+    const masters = new Set(links.map((l) => l.master).filter((m): m is string => !!m));
+    for (const l of sorted) if ((!l.link_type || l.link_type === 'ether') && !masters.has(l.ifname) && !l.link) add(l.address, l.ifname);
   }
   for (const i of ifaces) add(i['hardware-address'], i.name);
   return out;

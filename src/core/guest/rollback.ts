@@ -14,6 +14,8 @@ export interface ObservedLink {
   link_type?: string;
   mtu?: number;
   master?: string;
+  /** The parent of a VLAN (or other stacked link). */
+  link?: string;
   flags?: string[];
 }
 export interface ObservedAddr {

@@ -126,11 +126,14 @@ export function renderIp(state: GuestNetState, opts: IpRenderOptions = {}): Rend
     if (i.ipv6) L.push(`step put /proc/sys/net/ipv6/conf/${i.name}/accept_ra ${i.ipv6.acceptRa ? (i.ipv6.dhcp === 'none' ? 1 : 2) : 0}`);
     if (i.dhcp4) L.push(`# ${i.name}: DHCPv4 is run by the persisted configuration`);
     const current = opts.current?.[i.name];
+    // a bond is taken down and rebuilt above (its VLANs with it), which drops its routes and IPv6
+    // addresses: only a plain NIC's observed state says what is still in place afterwards
+    const steady = i.type === 'physical';
     for (const family of [4, 6] as const) {
       const want = i.addresses.filter((a) => a.family === family);
       const managed = family === 4 ? !i.dhcp4 : i.ipv6 !== null && !i.ipv6.acceptRa;
       if (!current && managed) L.push(`step ip -${family} addr flush dev ${i.name} scope global`);
-      const has = (a: GuestAddress) => current?.some((c) => c.family === a.family && c.address === a.address && c.prefixLength === a.prefixLength) ?? false;
+      const has = (a: GuestAddress) => steady && (current?.some((c) => c.family === a.family && c.address === a.address && c.prefixLength === a.prefixLength) ?? false);
       for (const a of want) if (!has(a)) L.push(`step ip -${family} addr replace ${a.address}/${a.prefixLength} dev ${i.name}`);
       const stale = current && managed ? current.filter((c) => c.family === family && !want.some((w) => w.address === c.address && w.prefixLength === c.prefixLength)) : [];
       // without promote_secondaries, deleting the old primary IPv4 address also deletes the new
@@ -140,7 +143,7 @@ export function renderIp(state: GuestNetState, opts: IpRenderOptions = {}): Rend
     }
     for (const r of i.routes) {
       const dest = r.destination.endsWith('/0') ? 'default' : r.destination;
-      if (present.has(routeKey(r.family, r.destination, r.gateway, i.name, r.metric))) continue;
+      if (steady && present.has(routeKey(r.family, r.destination, r.gateway, i.name, r.metric))) continue;
       L.push(`step ip -${r.family} route replace ${dest} via ${r.gateway} dev ${i.name}${r.metric !== null ? ` metric ${r.metric}` : ''}${liveOnLink(i, r) ? ' onlink' : ''}`);
     }
     // routes of an earlier document (or set by hand) that this one no longer has: removed after
