@@ -27,9 +27,16 @@ export interface VifView extends Vif {
 export async function vifViews(tx: StoreTx, vifs: Vif[]): Promise<VifView[]> {
   const nets = new Map<string, Network>((await tx.listNetworks()).map((n) => [n.uuid, n]));
   const vms = new Map<string, Vm>((await tx.listVms()).map((v) => [v.uuid, v]));
-  const assignments = await tx.listAssignments({ vifUuids: vifs.map((v) => v.uuid) });
+  // Grouped once: a filter per VIF was O(VIFs x addresses), 1,000 x 32,768 for a list of every VIF.
+  const byVif = new Map<string, Assignment[]>();
+  for (const a of await tx.listAssignments({ vifUuids: vifs.map((v) => v.uuid) })) {
+    if (a.vifUuid === null) continue;
+    const list = byVif.get(a.vifUuid);
+    if (list) list.push(a);
+    else byVif.set(a.vifUuid, [a]);
+  }
   return vifs.map((v) => {
-    const mine = assignments.filter((a) => a.vifUuid === v.uuid);
+    const mine = byVif.get(v.uuid) ?? [];
     const net = nets.get(v.networkUuid)!;
     return {
       ...v,

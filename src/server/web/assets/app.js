@@ -28,6 +28,10 @@ function el(tag, attrs = {}, ...children) {
 }
 
 function table(headers, rows) {
+  // Each cell knows its column's name: at phone width a row is shown as a card of "name value" lines.
+  for (const tr of rows) {
+    [...tr.children].forEach((td, i) => { if (!td.hasAttribute('colspan') && headers[i]) td.dataset.label = headers[i]; });
+  }
   return el('div', { class: 'tablewrap' }, el('table', {},
     el('thead', {}, el('tr', {}, headers.map((h) => el('th', { scope: 'col' }, h)))),
     el('tbody', {}, rows.length ? rows : el('tr', {}, el('td', { colspan: headers.length, class: 'muted' }, 'Nothing here.')))));
@@ -76,13 +80,13 @@ async function api(method, path, body, extraHeaders = {}) {
 
 const get = async (path) => (await api('GET', path)).data;
 
-/** Every page of a list (cursor pagination). */
+/** Every page of a list (cursor pagination), in pages of the API's largest limit (1,000). */
 async function getAll(path, max = 10000) {
   const out = [];
   let cursor = null;
+  const sep = path.includes('?') ? '&' : '?';
   do {
-    const sep = path.includes('?') ? '&' : '?';
-    const page = await get(path + (cursor ? `${sep}cursor=${encodeURIComponent(cursor)}` : ''));
+    const page = await get(`${path}${sep}limit=1000${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
     out.push(...page.items);
     cursor = page.nextCursor ?? null;
   } while (cursor && out.length < max);
@@ -290,6 +294,17 @@ function lockingWhy(v) {
   return v.addresses.length ? 'network default; locked because it holds addresses' : 'network default';
 }
 
+/** VIFs by VM name, from one list of every VIF (one request, not one per VM). */
+function vifsByVm(vifList) {
+  const out = new Map();
+  for (const v of vifList) {
+    const list = out.get(v.vm);
+    if (list) list.push(v);
+    else out.set(v.vm, [v]);
+  }
+  return out;
+}
+
 /** The tenant's usage as bars: per pool, then per family; a missing quota is unlimited. */
 function quotaRows(u) {
   const rows = u.pools.map((p) => ({ scope: `pool ${p.pool}`, used: p.used, limit: p.quota }));
@@ -318,14 +333,15 @@ function applyBarWidths(root) {
 // ---- tenant: My VMs -----------------------------------------------------------------------------
 
 async function myVms() {
-  const [vmsList, poolsList, me] = await Promise.all([getAll('/vms'), getAll('/pools'), get('/me')]);
+  const [vmsList, vifList, poolsList, me] = await Promise.all([getAll('/vms'), getAll('/vifs'), getAll('/pools'), get('/me')]);
+  const vifsOf = vifsByVm(vifList);
   // The lowest free addresses of each pool open to the tenant, for "pick a specific one".
   const free = Object.fromEntries(await Promise.all(poolsList.map(async (p) => [p.name, (await get(`/pools/${enc(p.name)}/free?limit=20`)).items])));
   const page = el('div', {}, el('h1', {}, 'My VMs'));
   if (me.tenant) page.append(el('section', { class: 'panel', 'aria-labelledby': 'q-h' }, el('h2', { id: 'q-h' }, 'Quota'), quotaBars(quotaRows(me.tenant.usage))));
   if (!vmsList.length) page.append(el('p', { class: 'muted' }, 'You have no VMs yet.'));
   for (const vm of vmsList) {
-    const detail = await get(`/vms/${enc(vm.name)}`);
+    const detail = { vifs: vifsOf.get(vm.name) ?? [] };
     page.append(el('section', { class: 'panel vm', 'data-vm': vm.name, 'aria-label': `VM ${vm.name}` },
       el('h2', {}, vm.name),
       table(['VIF', 'MAC', 'Network', 'Locking', 'Allowed IPs'], detail.vifs.map((v) => vifRow(vm, v, poolsList, free)))));
@@ -438,12 +454,13 @@ async function poolPage(name, block) {
   // Small pools (up to four /24s) show every address at once; larger ones one cell per /24 first.
   if (map.blocks.length <= 4) {
     const counts = {};
-    for (const b of map.blocks) {
-      const one = await get(`/pools/${enc(name)}/map?block=${enc(b.block)}`);
-      for (const c of one.cells) counts[c.state] = (counts[c.state] ?? 0) + 1;
-      page.append(el('h2', {}, b.block), blockGrid(b.block, one.cells, detail));
-    }
-    page.append(detail, legend(counts));
+    const blocks = el('div', { class: 'blocks' });
+    const all = await Promise.all(map.blocks.map((b) => get(`/pools/${enc(name)}/map?block=${enc(b.block)}`)));
+    map.blocks.forEach((b, i) => {
+      for (const c of all[i].cells) counts[c.state] = (counts[c.state] ?? 0) + 1;
+      blocks.append(el('div', {}, el('h2', {}, b.block), blockGrid(b.block, all[i].cells, detail)));
+    });
+    page.append(blocks, detail, legend(counts));
     return page;
   }
   const grid = el('div', { class: 'amap', role: 'grid', 'aria-label': `/24 blocks of ${map.pool}` });
@@ -464,10 +481,11 @@ async function poolPage(name, block) {
 }
 
 async function vms() {
-  const list = await getAll('/vms');
+  const [list, vifList] = await Promise.all([getAll('/vms'), getAll('/vifs')]);
+  const vifsOf = vifsByVm(vifList);
   const rows = [];
   for (const vm of list) {
-    const detail = await get(`/vms/${enc(vm.name)}`);
+    const detail = { vifs: vifsOf.get(vm.name) ?? [] };
     for (const v of detail.vifs.length ? detail.vifs : [null]) {
       if (!v) {
         rows.push(el('tr', {}, el('td', {}, vm.name), el('td', {}, vm.owner ?? '—'), el('td', { colspan: 4, class: 'muted' }, 'no VIFs')));
@@ -479,10 +497,23 @@ async function vms() {
       sel.addEventListener('change', () => guarded(() => api('PATCH', `/vifs/${enc(label)}`, { locking: sel.value }), `${label}: locking ${sel.value}`));
       rows.push(el('tr', { 'data-vif': label }, el('td', {}, label), el('td', {}, vm.owner ?? '—'), el('td', {}, el('code', {}, v.mac)),
         el('td', {}, v.network), el('td', {}, sel, ' ', lockingTag(v), el('div', { class: 'muted' }, lockingWhy(v))),
-        el('td', {}, v.addresses.map((a) => el('div', {}, el('code', {}, a.address))))));
+        el('td', {}, addressList(v.addresses))));
     }
   }
   return el('div', {}, el('h1', {}, 'VMs and VIFs'), table(['VIF', 'Owner', 'MAC', 'Network', 'Locking', 'Addresses'], rows));
+}
+
+/** A VIF's addresses, compact: the first few inline, the rest behind "N more" (a VIF may hold hundreds). */
+function addressList(addresses) {
+  const FIRST = 8;
+  const item = (a) => el('code', {}, a.address);
+  const list = el('div', { class: 'addrs' }, addresses.slice(0, FIRST).map(item));
+  if (addresses.length <= FIRST) return list;
+  const more = el('details', {}, el('summary', {}, `${addresses.length - FIRST} more`));
+  more.addEventListener('toggle', () => {
+    if (more.open && more.children.length === 1) more.append(el('div', { class: 'addrs' }, addresses.slice(FIRST).map(item)));
+  }, { once: true });
+  return el('div', {}, list, more);
 }
 
 /** The + / - lines of a plan, as `ipvisor plan` prints them. */
