@@ -181,3 +181,12 @@ test('host plan: a default route without --when-up waits until an up link reache
   const near = compileHostPlan(s, facts, { gateway: { via: '192.0.2.1', whenUp: null, metric: 1 } });
   assert.equal(near.routes.find((r) => r.dst === 'default')?.via, '192.0.2.1', 'eth0 holds 192.0.2.2/24');
 });
+
+test('host plan: per-interface sysctls of an uplink with a dot in its name use the \'/\' form sysctl(8) needs', () => {
+  const { s, facts, nat } = scenario();
+  nat.uplink = 'eth0.100';
+  facts.links['eth0.100'] = { up: true, addresses: [] };
+  const plan = compileHostPlan(s, facts);
+  assert.ok(plan.sysctls.some((x) => x.key === 'net/ipv4/neigh/eth0.100/proxy_delay' && x.value === '0'), JSON.stringify(plan.sysctls));
+  assert.ok(!plan.sysctls.some((x) => x.key.includes('.eth0.100.')));
+});

@@ -221,6 +221,12 @@ function nd6Element(ifname: string, cidr: string): string {
   return first === last ? `"${ifname}" . ${ipv6Hex(first)}` : `"${ifname}" . ${ipv6Hex(first)}-${ipv6Hex(last)}`;
 }
 
+/** A per-interface sysctl key. sysctl(8) reads dots as separators, so an interface name with a dot
+ * (a VLAN, eth0.100) needs the key in its '/' form: net/ipv4/neigh/eth0.100/proxy_delay. */
+export function interfaceSysctl(prefix: string, dev: string, leaf: string): string {
+  return dev.includes('.') ? `${prefix.replace(/\./g, '/')}/${dev}/${leaf}` : `${prefix}.${dev}.${leaf}`;
+}
+
 export function compileHostPlan(snapshot: Snapshot, facts: HostFacts, settings: HostSettings = {}): HostPlan {
   const plan: HostPlan = {
     addresses: [],
@@ -331,9 +337,9 @@ export function compileHostPlan(snapshot: Snapshot, facts: HostFacts, settings: 
       if (!facts.links[n.uplink]) plan.warnings.push(`network ${n.name}: uplink ${n.uplink} is not on this host; no proxy ARP/NDP`);
       else {
         plan.proxyNeighbours.push({ dev: n.uplink, address, family: a.family });
-        if (a.family === 6) sysctls.set(`net.ipv6.conf.${n.uplink}.proxy_ndp`, '1');
+        if (a.family === 6) sysctls.set(interfaceSysctl(`net.ipv6.conf`, n.uplink, 'proxy_ndp'), '1');
         // the kernel delays proxy answers by a random 0-0.8 s by default (proxy_delay): answer at once
-        sysctls.set(`net.ipv${a.family}.neigh.${n.uplink}.proxy_delay`, '0');
+        sysctls.set(interfaceSysctl(`net.ipv${a.family}.neigh`, n.uplink, 'proxy_delay'), '0');
       }
     }
     if (libvirtFirewalled(n)) {
