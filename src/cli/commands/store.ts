@@ -67,4 +67,18 @@ export function registerStoreCommands(program: Command): void {
         }
       }),
     );
+
+  program
+    .command('check')
+    .description('verify the store: integrity, every pool\'s free-space index against its assignments, exclusions and holds, no orphan rows (exit 0 healthy, 1 damage found)')
+    .option('--repair', 'rebuild the free-space index of the pools where it is wrong')
+    .action(
+      runAction(async (ctx, opts: { repair?: boolean }) => {
+        const { checkStore } = await import('../../core/service/check.js');
+        const report = await checkStore(await ctx.store(), { repair: !!opts.repair });
+        const lines = report.problems.map((p) => `${p.repaired ? 'repaired' : 'damage'}: ${p.kind}: ${p.message}`);
+        lines.push(report.healthy ? (report.problems.length ? `store repaired (${report.pools} pool(s) checked)` : `store healthy (${report.pools} pool(s) checked)`) : `damage found: ${report.problems.filter((p) => !p.repaired).length} problem(s)`);
+        return { json: report, text: lines.join('\n'), exitCode: report.healthy ? 0 : 1 };
+      }),
+    );
 }

@@ -191,6 +191,9 @@ export interface Store extends StoreTx {
   /** File-backed stores: whether the path now names another file than the one opened (a backup
    * restored with `mv`); serve then reopens it. Absent for server-backed stores. */
   replacedOnDisk?(): boolean;
+  /** The backend's own consistency check (SQLite: integrity_check and foreign_key_check): one line
+   * per problem, [] when sound. Absent where the server checks itself (PostgreSQL). */
+  integrityCheck?(): Promise<string[]>;
   /** Runs fn in one transaction; commits when it resolves, rolls back when it throws. The tx object
    * is valid until fn's promise settles. Nested calls join the outer transaction. */
   transaction<T>(fn: (tx: StoreTx) => Promise<T>, opts?: TransactionOptions): Promise<T>;

@@ -549,6 +549,20 @@ export class SqliteStore extends BaseStore implements RawCapable {
     return { id: row.value as string, location: this.path };
   }
 
+  async integrityCheck(): Promise<string[]> {
+    const release = await this.mutex.lock();
+    try {
+      const out: string[] = [];
+      for (const r of this.db.pragma('integrity_check') as Array<{ integrity_check: string }>) if (r.integrity_check !== 'ok') out.push(`SQLite integrity: ${r.integrity_check}`);
+      for (const r of this.db.pragma('foreign_key_check') as Array<{ table: string; rowid: number; parent: string }>) out.push(`SQLite: a row of ${r.table} points at a missing ${r.parent} row`);
+      return out;
+    } catch (err) {
+      throw sqliteStoreError(err, this.path);
+    } finally {
+      release();
+    }
+  }
+
   replacedOnDisk(): boolean {
     if (!this.opened) return false;
     const now = statIfAny(this.path);
