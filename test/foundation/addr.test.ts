@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { canonicalAddress, formatAddress, parseAddress, parseCidr, eui64 } from '../../src/core/ipam/addr.js';
+import { canonicalAddress, formatAddress, isAddress, parseAddress, parseCidr, eui64 } from '../../src/core/ipam/addr.js';
 import { normalize, subtract, totalSize } from '../../src/core/ipam/intervals.js';
 import { IpvisorError } from '../../src/core/model/errors.js';
 
@@ -33,4 +33,13 @@ test('interval subtraction and sizes work on IPv6-sized numbers', () => {
 
 test('EUI-64 interface identifiers flip the universal/local bit', () => {
   assert.equal(formatAddress(6, (0xfe80n << 112n) | eui64('52:54:00:12:34:56')), 'fe80::5054:ff:fe12:3456');
+});
+
+test('IPv4 fast path accepts exactly what ipaddr.js calls a four-part decimal, with the same value', async () => {
+  const ipaddr = (await import('ipaddr.js')).default;
+  for (const t of ['0.0.0.0', '255.255.255.255', '10.0.0.1', '010.0.0.1', '256.1.1.1', '1.2.3', '1.2.3.4.5', '1.2.3.04', ' 1.2.3.4', '1.2.3.4 ', '999.1.1.1', '1e2.1.1.1', '192.168.001.1', '4294967295', '0x7f.0.0.1', '127.1', '1.2.3.4\n']) {
+    const ok = ipaddr.IPv4.isValidFourPartDecimal(t);
+    assert.equal(isAddress(t), ok, t);
+    if (ok) assert.equal(parseAddress(t).value, ipaddr.IPv4.parse(t).toByteArray().reduce((v: bigint, x: number) => v * 256n + BigInt(x), 0n), t);
+  }
 });

@@ -99,76 +99,50 @@ export function blockCells(input: MapInput, blockCidr: string): MapCell[] {
   return cells;
 }
 
-/** One summary per /24 that the pool touches, in address order. */
+/** Pools spanning more addresses than this get no per-/24 picture (a /8 is 2^24). */
+export const MAP_MAX_SPAN = 1 << 24;
+
+/** One summary per /24 that the pool touches, in address order. Paints one state byte per address
+ * of the pool's span, lowest precedence first, so each address ends with the state of the first mark
+ * that covers it: linear in the span and the marks (a /16 half full: 65,536 bytes, 32,768 marks). */
 export function blockSummaries(input: MapInput): BlockSummary[] {
   if (input.pool.family !== 4) throw new Error('blockSummaries: IPv4 pools only');
   const pool = normalize(entryIntervals(input.pool));
+  if (!pool.length) return [];
+  const base = pool[0].start & ~255n;
+  const top = pool[pool.length - 1].end | 255n;
+  const span = Number(top - base + 1n);
+  if (span > MAP_MAX_SPAN) throw new Error(`blockSummaries: the pool spans ${span} addresses, more than ${MAP_MAX_SPAN}`);
+  const OUTSIDE = 255;
+  const FREE = ADDRESS_STATES.indexOf('free');
+  const state = new Uint8Array(span).fill(OUTSIDE);
+  for (const p of pool) state.fill(FREE, Number(p.start - base), Number(p.end - base) + 1);
   const marks = markedIntervals(input);
-  const blocks = new Map<bigint, BlockSummary>();
-  const blockOf = (start: bigint): BlockSummary => {
-    let b = blocks.get(start);
-    if (!b) {
-      b = { block: formatCidr(4, start, 24), inPool: 0, used: 0, counts: {} };
-      blocks.set(start, b);
-    }
-    return b;
-  };
-  // Pool size per block.
-  for (const p of pool) {
-    for (let b = p.start & ~255n; b <= p.end; b += 256n) {
-      const lo = p.start > b ? p.start : b;
-      const hi = p.end < b + 255n ? p.end : b + 255n;
-      blockOf(b).inPool += Number(hi - lo + 1n);
-    }
+  for (let i = marks.length - 1; i >= 0; i--) {
+    const m = marks[i];
+    const lo = m.start > base ? m.start : base;
+    const hi = m.end < top ? m.end : top;
+    if (lo > hi) continue;
+    const code = ADDRESS_STATES.indexOf(m.state);
+    // A mark takes only addresses of the pool (paint over everything not outside).
+    for (let o = Number(lo - base), end = Number(hi - base); o <= end; o++) if (state[o] !== OUTSIDE) state[o] = code;
   }
-  // Each pool address takes the state of the first mark that covers it: clip the marks to the
-  // pool, then remove what a higher-precedence mark already took.
-  let taken: Interval[] = [];
-  for (const m of marks) {
-    let pieces = clip([{ start: m.start, end: m.end }], pool);
-    pieces = subtractAll(pieces, taken);
-    if (pieces.length === 0) continue;
-    taken = normalize([...taken, ...pieces]);
-    for (const piece of pieces) {
-      for (let b = piece.start & ~255n; b <= piece.end; b += 256n) {
-        const lo = piece.start > b ? piece.start : b;
-        const hi = piece.end < b + 255n ? piece.end : b + 255n;
-        const n = Number(hi - lo + 1n);
-        const s = blockOf(b);
-        s.used += n;
-        s.counts[m.state] = (s.counts[m.state] ?? 0) + n;
-      }
+  const out: BlockSummary[] = [];
+  for (let b = 0; b < span; b += 256) {
+    const counts = new Array<number>(ADDRESS_STATES.length).fill(0);
+    let inPool = 0;
+    for (let o = b; o < b + 256; o++) {
+      if (state[o] === OUTSIDE) continue;
+      inPool++;
+      counts[state[o]]++;
     }
-  }
-  const out = [...blocks.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([, s]) => s);
-  for (const s of out) s.counts.free = s.inPool - s.used;
-  return out;
-}
-
-function clip(list: Interval[], to: Interval[]): Interval[] {
-  const out: Interval[] = [];
-  for (const a of list) {
-    for (const b of to) {
-      const lo = a.start > b.start ? a.start : b.start;
-      const hi = a.end < b.end ? a.end : b.end;
-      if (lo <= hi) out.push({ start: lo, end: hi });
-    }
-  }
-  return out;
-}
-
-function subtractAll(list: Interval[], remove: Interval[]): Interval[] {
-  let out = list;
-  for (const r of remove) {
-    const next: Interval[] = [];
-    for (const a of out) {
-      if (r.end < a.start || r.start > a.end) next.push(a);
-      else {
-        if (a.start < r.start) next.push({ start: a.start, end: r.start - 1n });
-        if (a.end > r.end) next.push({ start: r.end + 1n, end: a.end });
-      }
-    }
-    out = next;
+    if (!inPool) continue;
+    const summary: BlockSummary = { block: formatCidr(4, base + BigInt(b), 24), inPool, used: inPool - counts[FREE], counts: {} };
+    ADDRESS_STATES.forEach((s, i) => {
+      if (counts[i]) summary.counts[s] = counts[i];
+    });
+    summary.counts.free = counts[FREE];
+    out.push(summary);
   }
   return out;
 }
