@@ -7,7 +7,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 const ROOT = new URL('../', import.meta.url).pathname;
-const GATES = ['skipUnless', 'skipTest', 'netnsSkipReason', 'libvirtSkipReason', 'standinUnavailable', 'postgresSkip', 'notApplicable'];
+// the gate and the support functions built on it (test/support: each returns skipUnless(...));
+// by convention a new one is named *SkipReason
+const GATES = ['skipUnless', 'skipTest', 'notApplicable', 'postgresSkip', 'standinUnavailable', '\\w+SkipReason'];
 
 function files(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
@@ -81,4 +83,13 @@ test('skip audit: the audit catches a raw reason, t.skip and t.diagnostic', () =
 test('skip audit: every test file skips only through test/support/skip.ts', () => {
   const problems = files(ROOT).filter((f) => !f.endsWith('ops/skip-audit.test.ts')).flatMap((f) => auditSkips(relative(ROOT, f), readFileSync(f, 'utf8')));
   assert.deepEqual(problems, []);
+});
+
+test('skip audit: every *SkipReason helper in test/support goes through skipUnless', () => {
+  const support = files(join(ROOT, 'support')).concat(files(ROOT).filter((f) => /standin|browser/.test(f)));
+  const bad = support.filter((f) => {
+    const text = readFileSync(f, 'utf8');
+    return /export (async )?function \w+SkipReason\b/.test(text) && !/\bskipUnless\s*\(/.test(text);
+  });
+  assert.deepEqual(bad.map((f) => relative(ROOT, f)), []);
 });
