@@ -43,8 +43,9 @@ export interface AgentOptions {
   intervalMs?: number;
   /** Actor of audit events (default agent:HOST; serve: 'serve'). */
   actor?: string;
-  /** Long-poll wait, default 25 s. */
+  /** Long-poll wait, default 25 s. 0: plain polling every pollMs (the bench's alternative). */
   waitMs?: number;
+  pollMs?: number;
   /** Delay before trying the control plane again after a failure, default 1 s. */
   retryMs?: number;
   runner?: HostRunner;
@@ -302,6 +303,8 @@ export class Agent {
     try {
       while (!signal.aborted) {
         try {
+          // facts queued during an outage go out first (the long-poll may wait a while)
+          if (this.opts.local.list(FACTS).length) await this.flushFacts();
           const a = await this.opts.controlPlane.desiredState(this.host, { digest: this.refusedDigest ?? this.desired?.digest, waitMs: this.opts.waitMs ?? 25_000, signal });
           if (!this.connected) this.opts.log('control plane reachable');
           this.connected = true;
@@ -316,6 +319,7 @@ export class Agent {
           this.removed = false;
           if (a.kind === 'snapshot' && this.accept(a.state)) await this.reconcile('desired state');
           else await this.flushFacts();
+          if (this.opts.waitMs === 0) await sleep(this.opts.pollMs ?? 5000, signal);
         } catch (err) {
           if (signal.aborted) break;
           if (this.connected || this.connected === undefined) this.opts.log(`control plane unreachable: ${(err as Error).message}; enforcing the last desired state (revision ${this.desired?.revision ?? 'none'})`);
@@ -328,6 +332,19 @@ export class Agent {
       this.readyResolve();
       if (this.timer) clearTimeout(this.timer);
       while (this.running) await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** `ipvisor apply` on an agent host: enforce the copy now and say what changed. */
+  async applyNow(): Promise<PlanChange[]> {
+    while (this.running) await new Promise((r) => setTimeout(r, 20));
+    this.running = true;
+    try {
+      const changes = await this.enforce('apply');
+      this.lastReport = this.report(true, changes.length);
+      return changes;
+    } finally {
+      this.running = false;
     }
   }
 
@@ -349,6 +366,19 @@ export class Agent {
     return changes;
   }
 }
+
+/** A control plane that is not there: a hook enforcing without its agent, from the copy on disk. */
+export const OFFLINE: ControlPlane = {
+  async desiredState() {
+    throw new Error('no control plane in this process');
+  },
+  async reportApplied() {
+    throw new Error('no control plane in this process');
+  },
+  async reportFacts() {
+    throw new Error('no control plane in this process');
+  },
+};
 
 async function defaultInterfaceExists(ifname: string): Promise<boolean> {
   const { access } = await import('node:fs/promises');

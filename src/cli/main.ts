@@ -10,6 +10,7 @@ import { registerXapiCommands } from './commands/xapi.js';
 import { registerGuestCommands } from './commands/guest.js';
 import { registerOpsCommands } from './commands/ops.js';
 import { registerStoreCommands } from './commands/store.js';
+import { registerAgentCommands } from './commands/agent.js';
 import { registerAccessCommands } from './commands/access.js';
 
 export const VERSION = '0.1.0';
@@ -31,6 +32,7 @@ export function buildProgram(io: CliIo): Command {
   registerStoreCommands(program);
   registerFoundationCommands(program);
   registerHostCommands(program);
+  registerAgentCommands(program, VERSION);
   registerLibvirtCommands(program);
   registerXapiCommands(program);
   registerGuestCommands(program);

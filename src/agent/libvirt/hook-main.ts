@@ -77,6 +77,16 @@ export async function hookMain(argv: string[], deps?: HookDeps): Promise<number>
   const tMain = performance.now();
   const xml = await readStdin();
   const tStdin = performance.now();
+  // on an agent host the local agent (or, without one, the copy on disk) is the truth, not a store
+  if (!deps) {
+    const { readAgentMarker } = await import('../local-socket.js');
+    const marker = readAgentMarker();
+    if (marker) {
+      if (inv.kind !== 'qemu') return 0;
+      const { agentQemuHook } = await import('../hook-agent.js');
+      return agentQemuHook(marker, inv.args, xml, fileLogger(inv.logFile)).catch(() => 0);
+    }
+  }
   const d = deps ?? defaultHookDeps(inv);
   const res = await runLibvirtHook(inv.kind, inv.args, xml, d);
   if (process.env.IPVISOR_HOOK_TIMING) d.log(`timing: start-up+load ${tMain.toFixed(1)} ms, stdin ${(tStdin - tMain).toFixed(1)} ms, hook ${(performance.now() - tStdin).toFixed(1)} ms`);

@@ -10,7 +10,7 @@ import { DOC_HOST_SETTING, hostSettingKey } from '../../core/compile/host-desire
 import { thisHost } from '../../core/host-identity.js';
 import { validateName } from '../../core/model/validate.js';
 import { parseAddress } from '../../core/ipam/addr.js';
-import { asIpvisorError, invalid } from '../../core/model/errors.js';
+import { IpvisorError, asIpvisorError, invalid } from '../../core/model/errors.js';
 import { networkRef } from '../../core/service/resolve.js';
 import { ensureCommand, runAction, table } from '../context.js';
 import type { CommandContext } from '../context.js';
@@ -29,17 +29,47 @@ function changesText(changes: Array<PlanChange & { enforcer: string }>, none: st
 }
 
 async function runAll(ctx: CommandContext, what: 'plan' | 'apply' | 'teardown', warnings: string[] = [], force = false) {
+  if (what !== 'teardown') {
+    const onAgent = await agentHostRun(ctx, what, warnings);
+    if (onAgent) return onAgent;
+  }
   return runEnforcers(await loadEnforcers(), await enforcerContext(ctx, what === 'plan', warnings, force), what);
 }
 
 /** plan/apply: every enforcer runs; the changes are printed and applied even when one enforcer
  * fails (an XAPI pool unreachable), whose error is reported beside them with exit status 1. */
 async function runAllReporting(ctx: CommandContext, what: 'plan' | 'apply', warnings: string[], force = false) {
+  const onAgent = await agentHostRun(ctx, what, warnings);
+  if (onAgent) return { changes: onAgent as Array<PlanChange & { enforcer: string }>, errors: [] };
   const failures: EnforcerFailure[] = [];
   const changes = await runEnforcers(await loadEnforcers(), await enforcerContext(ctx, what === 'plan', warnings, force), what, failures);
   const errors = failures.map((f) => ({ enforcer: f.enforcer, ...asIpvisorError(f.error).toJSON() }));
   for (const e of errors) ctx.stderr(`ipvisor: ${e.message}`);
   return { changes, errors };
+}
+
+/** On an agent host (ipvisor agent left its marker in the state directory), plan/apply/status work on
+ * the agent's local copy: through the running agent, or from the copy on disk when none answers. */
+async function agentHostRun(ctx: CommandContext, what: 'plan' | 'apply' | 'status', warnings: string[] = []): Promise<any> {
+  const { readAgentMarker, askLocalAgent } = await import('../../agent/local-socket.js');
+  const marker = readAgentMarker(ctx.io.env);
+  if (!marker) return undefined;
+  const reply = await askLocalAgent<any>({ kind: what });
+  if (reply && !reply.ok) throw new IpvisorError('HOST_COMMAND', `the local agent failed: ${reply.error}`);
+  let result = reply;
+  if (!result) {
+    ctx.stderr('ipvisor: no local agent answered; working on the desired state on disk');
+    const [{ Agent, OFFLINE }, { openHostState }] = await Promise.all([import('../../agent/agent.js'), import('../../agent/state.js')]);
+    const agent = new Agent({ host: marker.host, controlPlane: OFFLINE, local: openHostState(marker.stateDir), log: (m) => ctx.stderr(m) });
+    if (what === 'plan') {
+      const run = await agent.plan();
+      result = { changes: run.changes, warnings: run.warnings };
+    } else if (what === 'apply') result = { changes: await agent.applyNow() };
+    else result = { host: await agent.status(), agent: agent.state };
+  }
+  if (what === 'status') return result;
+  warnings.push(...(result.warnings ?? []));
+  return (result.changes as PlanChange[]).map((c) => ({ ...c, enforcer: 'host' }));
 }
 
 /** The XAPI enforcer's status as text: one table per connected pool; nothing when none is connected. */
@@ -89,8 +119,8 @@ export function registerHostCommands(program: Command): void {
     .description('per VIF: effective locking mode, allowed addresses, drift found')
     .action(
       runAction(async (ctx) => {
-        const ectx = await enforcerContext(ctx, true);
-        const out = await enforcerStatus(await loadEnforcers(), ectx);
+        const onAgent = await agentHostRun(ctx, 'status');
+        const out = onAgent ? { host: onAgent.host, agent: onAgent.agent } : await enforcerStatus(await loadEnforcers(), await enforcerContext(ctx, true));
         const lines: string[] = [];
         for (const [name, st] of Object.entries(out)) {
           const s = st as any;

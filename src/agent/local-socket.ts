@@ -1,0 +1,106 @@
+// The local agent's Unix socket ($IPVISOR_RUN_DIR/agent.sock): libvirt hooks hand their event to the
+// running agent (which has the desired state in memory and enforces at once), and `ipvisor plan|
+// apply|status` on an agent host ask it. One JSON line in, one JSON line out. When no agent answers,
+// a hook enforces by itself from the copy on disk (agent/hook-agent.ts).
+import { createConnection, createServer, type Server } from 'node:net';
+import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Agent } from './agent.js';
+import { runDir } from './host/lock.js';
+
+export function agentSocketPath(): string {
+  return join(runDir(), 'agent.sock');
+}
+
+export type LocalRequest =
+  | { kind: 'hook'; op: string; vmUuid: string; interfaces: Array<{ mac: string; ifname: string | null }> }
+  | { kind: 'plan' }
+  | { kind: 'apply' }
+  | { kind: 'status' };
+
+export async function serveLocalSocket(agent: Agent, path = agentSocketPath()): Promise<Server> {
+  mkdirSync(join(path, '..'), { recursive: true });
+  if (existsSync(path)) unlinkSync(path); // a stale socket of a previous run
+  const server = createServer((conn) => {
+    let buf = '';
+    conn.setEncoding('utf8');
+    conn.on('data', (d: string) => {
+      buf += d;
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      const line = buf.slice(0, nl);
+      buf = '';
+      void (async () => {
+        let reply: unknown;
+        try {
+          const req = JSON.parse(line) as LocalRequest;
+          if (req.kind === 'hook') reply = { ok: true, changes: (await agent.hookEvent(req)).changes.length };
+          else if (req.kind === 'plan') {
+            const run = await agent.plan();
+            reply = { ok: true, changes: run.changes, warnings: run.warnings };
+          } else if (req.kind === 'apply') reply = { ok: true, changes: await agent.applyNow() };
+          else if (req.kind === 'status') reply = { ok: true, host: await agent.status(), agent: agent.state };
+          else reply = { ok: false, error: 'unknown request' };
+        } catch (e) {
+          reply = { ok: false, error: (e as Error).message };
+        }
+        conn.end(JSON.stringify(reply) + '\n');
+      })();
+    });
+    conn.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => resolve());
+  });
+  chmodSync(path, 0o600);
+  return server;
+}
+
+/** Asks the local agent; undefined when none answers (no socket, refused, or no reply in time). */
+export function askLocalAgent<T = any>(req: LocalRequest, timeoutMs = 30_000, path = agentSocketPath()): Promise<T | undefined> {
+  return new Promise((resolve) => {
+    if (!existsSync(path)) return resolve(undefined);
+    const conn = createConnection(path);
+    let buf = '';
+    const timer = setTimeout(() => (conn.destroy(), resolve(undefined)), timeoutMs);
+    conn.setEncoding('utf8');
+    conn.on('connect', () => conn.write(JSON.stringify(req) + '\n'));
+    conn.on('data', (d: string) => (buf += d));
+    conn.on('end', () => {
+      clearTimeout(timer);
+      try {
+        resolve(JSON.parse(buf) as T);
+      } catch {
+        resolve(undefined);
+      }
+    });
+    conn.on('error', () => {
+      clearTimeout(timer);
+      resolve(undefined);
+    });
+  });
+}
+
+/** What `ipvisor agent` leaves in its state directory so hooks and the CLI know this is an agent host. */
+export interface AgentMarker {
+  host: string;
+  servers: string[];
+  stateDir: string;
+}
+
+export const AGENT_MARKER = 'agent.json';
+
+export function writeAgentMarker(m: AgentMarker): void {
+  writeFileSync(join(m.stateDir, AGENT_MARKER), JSON.stringify(m, null, 2) + '\n', { mode: 0o600 });
+}
+
+/** The agent marker of this host, if `ipvisor agent` ran here ($IPVISOR_STATE_DIR or /var/lib/ipvisor). */
+export function readAgentMarker(env: NodeJS.ProcessEnv = process.env): AgentMarker | undefined {
+  const dir = env.IPVISOR_STATE_DIR || '/var/lib/ipvisor';
+  try {
+    return JSON.parse(readFileSync(join(dir, AGENT_MARKER), 'utf8')) as AgentMarker;
+  } catch {
+    return undefined;
+  }
+}
