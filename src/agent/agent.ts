@@ -58,6 +58,7 @@ export class Agent {
   private desired: DesiredState | undefined;
   private removed = false;
   private connected = false;
+  private everTried = false;
   private running = false;
   private again = false;
   private timer: NodeJS.Timeout | undefined;
@@ -322,8 +323,9 @@ export class Agent {
           if (this.opts.waitMs === 0) await sleep(this.opts.pollMs ?? 5000, signal);
         } catch (err) {
           if (signal.aborted) break;
-          if (this.connected || this.connected === undefined) this.opts.log(`control plane unreachable: ${(err as Error).message}; enforcing the last desired state (revision ${this.desired?.revision ?? 'none'})`);
+          if (this.connected || !this.everTried) this.opts.log(`control plane unreachable: ${(err as Error).message}; enforcing the last desired state (revision ${this.desired?.revision ?? 'none'})`);
           this.connected = false;
+          this.everTried = true;
           await sleep(this.opts.retryMs ?? 1000, signal);
         }
       }

@@ -235,7 +235,9 @@ describe('server + three agent hosts', { skip: skip || false }, () => {
     assert.ok(has(await elements(h), '10.70.0.23'), 'started again, enforced by the hook from the copy');
     startAgent(h);
     // server back: the queued facts arrive, every host converges
+    serverLog = '';
     startServer();
+    await until('the server back', async () => serverLog.includes('listening on'), 90_000);
     await until(`the VM bound during the outage recorded on the server`, async () => {
       const r = await c('vif', 'list', '--json');
       return r.json.some((v: any) => v.mac === MAC(2, 3) && v.ifname === h.vms.c.vif);
@@ -274,9 +276,10 @@ describe('server + three agent hosts', { skip: skip || false }, () => {
     assert.notEqual(r.code, 0);
     assert.equal(r.error?.code, 'STORE_UNAVAILABLE');
     await new Promise((res) => setTimeout(res, 2500));
-    for (const [i, x] of hosts.entries()) {
-      assert.equal(await passes(x, 'a', '10.70.0.99'), false, `host ${i}: spoofing stays dropped`);
-      assert.equal(await passes(x, 'a', `10.70.0.${i * 10 + 1}`), true, `host ${i}: allowed traffic passes`);
+    // host 0's VM left for host 1 in the migration test: host 1 now enforces it on its VM b
+    for (const [i, vm, ip] of [[1, 'a', '10.70.0.11'], [1, 'b', '10.70.0.1'], [2, 'a', '10.70.0.21']] as const) {
+      assert.equal(await passes(hosts[i], vm, '10.70.0.99'), false, `host ${i} ${vm}: spoofing stays dropped`);
+      assert.equal(await passes(hosts[i], vm, ip), true, `host ${i} ${vm}: allowed traffic passes`);
     }
     pg = undefined;
   });
