@@ -110,6 +110,18 @@ describe('API behaviour', () => {
     assert.equal((await api.req('admin', 'POST', '/api/v1/vms', { name: 'idem2' }, { 'idempotency-key': 'vm-idem' })).status, 422);
   });
 
+  test('events ?newest=true: the newest `limit` events, oldest first, no cursor; without it the oldest', async () => {
+    const all = (await api.req('admin', 'GET', '/api/v1/events?limit=1000')).body.items as Array<{ id: number }>;
+    assert.ok(all.length > 5);
+    const newest = await api.req('admin', 'GET', '/api/v1/events?limit=3&newest=true');
+    assert.equal(newest.status, 200);
+    assert.deepEqual(newest.body.items.map((e: { id: number }) => e.id), all.slice(-3).map((e) => e.id));
+    assert.equal(newest.body.nextCursor, null);
+    const oldest = await api.req('admin', 'GET', '/api/v1/events?limit=3');
+    assert.deepEqual(oldest.body.items.map((e: { id: number }) => e.id), all.slice(0, 3).map((e) => e.id));
+    assert.equal((await api.req('admin', 'GET', '/api/v1/events?newest=maybe')).status, 400);
+  });
+
   test('cursor pagination walks every item once; filters and ?fields= apply', async () => {
     const seen: string[] = [];
     let cursor: string | null = null;

@@ -28,13 +28,15 @@ export async function registerOpsRoutes(app: FastifyInstance, opts: ApiOptions):
         actor: Type.Optional(Type.String({ maxLength: 200, description: 'only events by this actor (token:NAME, user:NAME, cli, ...)' })),
         after: Type.Optional(Type.Integer({ minimum: 0, description: 'only events with a greater id (the cursor)' })),
         limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })), fields: S.PageQuery.fields,
+        newest: Type.Optional(Type.Boolean({ description: 'the newest `limit` events (still oldest first), no cursor: what an audit page shows first' })),
       }),
       response: { 200: Type.Object({ items: Type.Array(S.AuditEvent), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...E(400, 401, 403) },
     },
   }, async (req) => {
-    const q = req.query as { since?: string; object?: string; actor?: string; after?: number; limit?: number };
+    const q = req.query as { since?: string; object?: string; actor?: string; after?: number; limit?: number; newest?: boolean };
     const limit = q.limit ?? 100;
     const all = (await store.transaction((tx) => listEvents(tx, { since: q.since, object: q.object, afterId: q.after }, req.scope))).filter((e) => !q.actor || e.actor === q.actor);
+    if (q.newest) return { items: all.slice(-limit), nextCursor: null };
     const items = all.slice(0, limit);
     return { items, nextCursor: all.length > limit ? String(items[items.length - 1].id) : null };
   });

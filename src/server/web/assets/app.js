@@ -556,7 +556,8 @@ async function auditLog() {
   const params = new URLSearchParams();
   for (const [k, v] of [['object', q.get('object')], ['actor', q.get('actor')], ['since', q.get('since')]]) if (v) params.set(k, v);
   params.set('limit', '200');
-  const list = (await get(`/events?${params}`)).items;
+  params.set('newest', 'true');
+  const list = (await get(`/events?${params}`)).items.reverse(); // newest first
   const { page } = route();
   const form = el('form', { class: 'inline', onsubmit: (ev) => {
     ev.preventDefault();
