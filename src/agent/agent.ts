@@ -13,6 +13,7 @@ import { applyHost, planHost, teardownHost, hostStatus } from './host/apply.js';
 import type { HostRunner } from './host/exec.js';
 import { copyHostSource, auditLine, type HostSource } from './host/source.js';
 import type { HostLocalState } from './state.js';
+import { countRepairs } from '../core/metrics.js';
 
 const KIND = 'agent';
 const FACTS = 'agent-fact';
@@ -249,6 +250,7 @@ export class Agent {
         let report: AppliedReport;
         try {
           const changes = await this.enforce(reason);
+          countRepairs(changes);
           if (changes.length) this.opts.log(`host: repaired ${changes.length} change(s) (${reason}): ${changes.slice(0, 5).map(formatPlanChange).join('; ')}${changes.length > 5 ? '; ...' : ''}`);
           report = this.report(true, changes.length);
         } catch (err) {

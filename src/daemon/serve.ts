@@ -8,6 +8,7 @@ import { formatPlanChange } from '../core/enforcer.js';
 import { loadEnforcers, loadWatchers } from '../drivers/index.js';
 import type { Store } from '../core/store/store.js';
 import type { DaemonWatcher } from '../core/watcher.js';
+import { countRepairs } from '../core/metrics.js';
 
 export interface ServeOptions {
   store: Store;
@@ -124,6 +125,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
             const changes: PlanChange[] = await e.apply({ store: held.store, actor, dryRun: false, log: opts.log, reason: why, force: opts.force });
             if (lastFailure.delete(e.name)) opts.log(`${e.name}: reconcile works again`);
             if (changes.length) {
+              countRepairs(changes);
               opts.log(`${e.name}: repaired ${changes.length} change(s) (${why}): ${changes.slice(0, 5).map(formatPlanChange).join('; ')}${changes.length > 5 ? '; ...' : ''}`);
             }
           } catch (err) {

@@ -16,6 +16,7 @@ import { registerApi } from './api/index.js';
 import { ErrorBody } from './api/schemas.js';
 import { readSecretFile } from '../core/model/secret-file.js';
 import { registerWebUi, securityHeaders } from './web/plugin.js';
+import { installRequestMetrics, registerMetrics } from './metrics.js';
 
 export interface TlsFiles {
   cert: string;
@@ -68,6 +69,7 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<HttpServ
     }
   });
   installAccess(app, { store: opts.store, limiter: new FailedAuthLimiter(opts.failedAuthLimit ?? 10) });
+  installRequestMetrics(app);
   app.addHook('onSend', async (req, reply, payload) => {
     reply.header('x-request-id', req.id);
     // API answers are never cached; the web UI's assets say their own policy.
@@ -87,6 +89,7 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<HttpServ
   await app.register(registerApi, { prefix: '/api/v1', store: opts.store, secureCookies: !!https, enforcers: opts.enforcers });
   securityHeaders(app, { tls: !!https });
   await app.register(registerWebUi);
+  await app.register(registerMetrics, { store: opts.store });
   for (const p of opts.plugins ?? []) await app.register(p.plugin, p.options ?? {});
   await app.ready();
   return app;

@@ -80,6 +80,9 @@ describe('authorisation matrix', () => {
   const MATRIX: Entry[] = [
     { route: 'GET /api/v1/openapi.json', variants: ['none'], request: async () => ({ url: '/api/v1/openapi.json' }), ok: { ...allowed, agent: 200, anonymous: 200, tenant: 200 } },
     // the web UI's shell and assets: public (no data in them; the page asks the API for everything)
+    // Prometheus metrics: an in-process request has no loopback socket, so it is the non-loopback
+    // rule (admin or auditor); the loopback rule is tested on real listeners in test/ops/metrics.test.ts
+    { route: 'GET /metrics', variants: ['none'], request: async () => ({ url: '/metrics' }), ok: { admin: 200, auditor: 200 } },
     { route: 'GET /', variants: ['none'], request: async () => ({ url: '/' }), ok: { ...allowed, agent: 200, anonymous: 200, tenant: 200 } },
     { route: 'GET /assets/:name', variants: ['own', 'missing'], request: async (v) => ({ url: v === 'own' ? '/assets/app.js' : '/assets/nothing.js' }), ok: { ...allowed, agent: 200, anonymous: 200, tenant: 200 } },
     // a pool's address map: staff only; its free addresses: a tenant for the pools open to it

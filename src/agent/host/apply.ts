@@ -25,6 +25,7 @@ import type { ObservedNft } from './nft.js';
 import type { HostSource } from './source.js';
 import { LOCAL_CHANGE as DOC_CHANGE, LOCAL_VIF as DOC_VIF, isHostSource, storeHostSource } from './source.js';
 import type { HostLocalState } from '../state.js';
+import { applyDuration, countChanges } from '../../core/metrics.js';
 
 export { loadHostSettings } from './source.js';
 const OWNED_KEY = 'state';
@@ -373,17 +374,34 @@ export async function applyHost(target: Store | HostSource, opts: HostApplyOptio
   const runner = opts.runner ?? createHostRunner();
   const src = await sourceOf(target);
   return withHostLock(async () => {
-    if (opts.scope?.vifUuid) {
-      const fast = await runVif(src, opts.scope.vifUuid, opts, runner);
-      if (fast) {
-        if (!opts.dryRun) await src.audit(opts.actor, opts.auditAction ?? 'host.apply', fast);
-        return fast;
+    // timed under the lock: the histogram says how long enforcement takes, not how long it waited
+    const timer = opts.dryRun ? undefined : applyDuration.startTimer();
+    let scope = 'full';
+    try {
+      if (opts.scope?.vifUuid) {
+        const fast = await runVif(src, opts.scope.vifUuid, opts, runner);
+        if (fast) {
+          scope = 'vif';
+          if (!opts.dryRun) {
+            countChanges(fast);
+            await src.audit(opts.actor, opts.auditAction ?? 'host.apply', fast);
+          }
+          timer?.({ scope, result: 'ok' });
+          return fast;
+        }
       }
+      const res = await runFull(src, opts, runner);
+      for (const w of res.warnings) opts.log?.(`warning: ${w}`);
+      if (!opts.dryRun) {
+        countChanges(res.changes);
+        await src.audit(opts.actor, opts.auditAction ?? 'host.apply', res.changes);
+      }
+      timer?.({ scope, result: 'ok' });
+      return res.changes;
+    } catch (err) {
+      timer?.({ scope, result: 'error' });
+      throw err;
     }
-    const res = await runFull(src, opts, runner);
-    for (const w of res.warnings) opts.log?.(`warning: ${w}`);
-    if (!opts.dryRun) await src.audit(opts.actor, opts.auditAction ?? 'host.apply', res.changes);
-    return res.changes;
   });
 }
 

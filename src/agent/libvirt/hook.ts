@@ -15,6 +15,7 @@ import { findClash, type UsedPrefix } from './subnets.js';
 import { parseDomainXml, parseNetworkHookXml } from './xml.js';
 import { createLogger, logText, newRequestId } from '../../core/log.js';
 import { escapeControl, factLabel } from '../../core/model/validate.js';
+import { hookDuration } from '../../core/metrics.js';
 
 export type HookKind = 'network' | 'qemu';
 export type ApplyScope = { vifUuid: string } | { networkUuid: string };
@@ -76,7 +77,21 @@ export function fileLogger(path: string, bindings: Record<string, unknown> = {})
   return (line: string) => logText(log, escapeControl(line.replace(/\s*\n\s*/g, ' ')));
 }
 
+/** Timed in ipvisor_hook_duration_seconds when the handling process serves /metrics (a hook run as
+ * its own process by libvirt does not: see docs/operations.md). */
 export async function runLibvirtHook(kind: HookKind, argv: string[], xml: string, deps: HookDeps): Promise<HookResult> {
+  const done = hookDuration.startTimer();
+  try {
+    const res = await handleLibvirtHook(kind, argv, xml, deps);
+    done({ hook: kind, result: res.code === 0 ? 'ok' : 'refused' });
+    return res;
+  } catch (err) {
+    done({ hook: kind, result: 'error' });
+    throw err;
+  }
+}
+
+async function handleLibvirtHook(kind: HookKind, argv: string[], xml: string, deps: HookDeps): Promise<HookResult> {
   const actor = deps.actor ?? `libvirt-hook:${kind}`;
   const args = parseHookArgv(argv);
   const what = `${kind} ${factLabel(argv.join(' '), 300)}`;

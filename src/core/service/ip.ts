@@ -12,6 +12,7 @@ import { audit, newUuid, now, assignmentName } from './context.js';
 import { networkRef, poolRef, vifRef, vifLabel } from './resolve.js';
 import { enforceTenantQuota, type Scope, UNSCOPED, visibleVifUuids } from './tenants.js';
 import { notFound } from '../model/errors.js';
+import { allocationFailuresTotal, allocationsTotal } from '../metrics.js';
 
 export interface AllocateInput {
   vif: string;
@@ -115,7 +116,21 @@ async function primaryKind(tx: StoreTx, vif: Vif, family: Family): Promise<Assig
   return (await tx.vifHoldsAddress(vif.uuid, family)) ? 'additional' : 'primary';
 }
 
+/** Counted in ipvisor_allocations_total / ipvisor_allocation_failures_total (only counting: the
+ * allocation itself is allocateUncounted). */
 export async function allocate(store: Store, input: AllocateInput, actor: string): Promise<AllocationResult> {
+  const chosen: { pool?: string } = {};
+  try {
+    const res = await allocateUncounted(store, input, actor, chosen);
+    if (res.created) allocationsTotal.inc({ pool: chosen.pool ?? '', kind: res.assignment.kind });
+    return res;
+  } catch (err) {
+    allocationFailuresTotal.inc({ pool: chosen.pool ?? '', reason: err instanceof IpvisorError ? err.code : 'INTERNAL' });
+    throw err;
+  }
+}
+
+async function allocateUncounted(store: Store, input: AllocateInput, actor: string, chosen: { pool?: string }): Promise<AllocationResult> {
   const family = input.family !== undefined ? (validateInt(input.family, 'family', 4, 6) as Family) : undefined;
   if (family !== undefined && family !== 4 && family !== 6) throw invalid('family', `${input.family} is not 4 or 6`);
   const addr = input.address !== undefined ? parseCidr(input.address, 'address', { allowBare: true }) : undefined;
@@ -150,6 +165,7 @@ export async function allocate(store: Store, input: AllocateInput, actor: string
     const network = (await tx.getNetwork(vif.networkUuid))!;
     const fam = (addr?.family ?? family) as Family | undefined;
     const pool = await choosePool(tx, network, input, fam, addr?.network, prefixLength !== undefined && (!fam || prefixLength < BITS[fam]));
+    chosen.pool = pool.name;
     const max = BITS[pool.family];
     const len = prefixLength ?? max;
     if (len > max) throw invalid('prefix-length', `/${len} is impossible for IPv${pool.family}`);

@@ -16,8 +16,10 @@ import type { Store } from '../../core/store/store.js';
  * - read / write: networks, pools, VMs, VIFs, addresses, events, plan, status
  * - admin-read / admin-write: tenants, tokens, users
  * - agent: the control-plane routes of agents (scoped to their host by the agent helper)
+ * - metrics: /metrics; no credentials when the request came in on a loopback listener (the socket's
+ *   local address, not anything the client says), otherwise like admin-read (admin, auditor)
  */
-export type Access = 'public' | 'self' | 'read' | 'write' | 'admin-read' | 'admin-write' | 'agent';
+export type Access = 'public' | 'self' | 'read' | 'write' | 'admin-read' | 'admin-write' | 'agent' | 'metrics';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -47,7 +49,16 @@ const BASE: Record<Access, readonly Role[]> = {
   'admin-read': ['admin', 'auditor'],
   'admin-write': ['admin'],
   agent: ['admin', 'agent'],
+  metrics: ['admin', 'auditor'],
 };
+
+/** Whether the connection arrived on a loopback address of this host (127.0.0.0/8, ::1, or
+ * ::ffff:127.x on a dual-stack socket). No socket address (an in-process inject): not loopback. */
+export function arrivedOnLoopback(localAddress: string | undefined): boolean {
+  if (!localAddress) return false;
+  const a = localAddress.toLowerCase();
+  return a === '::1' || /^(::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(a);
+}
 
 /** The roles a route admits: the whole authorisation rule. */
 export function allowedRoles(access: Access, tenant: boolean): readonly Role[] {
@@ -142,6 +153,8 @@ export function installAccess(app: FastifyInstance, opts: AccessOptions): void {
     const access: Access = config.access ?? 'self';
     req.scope = { tenant: null };
     if (access === 'public' && !config.login) return;
+    // a scraper on the same host needs no token; anywhere else /metrics is like admin-read
+    if (access === 'metrics' && arrivedOnLoopback(req.socket?.localAddress)) return;
     const source = req.ip;
     const wait = opts.limiter.retryAfter(source);
     if (wait > 0) {

@@ -12,6 +12,7 @@ import { assertOpen, BaseStore, type JournalEntry } from '../base.js';
 import type { AssignmentCounts, AssignmentQuery, Change, DocRecord, EventQuery, FreeInterval, Hold, RequestRecord, StoreIdentity, StoreTx, TransactionOptions } from '../store.js';
 import { PG_MIGRATIONS, PG_SCHEMA_VERSION } from './migrations.js';
 import { COPY_TABLES, type RawCapable, type RawIo, type RawRow } from '../copy.js';
+import { storeErrorsTotal } from '../../metrics.js';
 
 type Row = Record<string, unknown>;
 
@@ -429,6 +430,7 @@ export function redactUrl(url: string): string {
 
 function storeError(url: string, err: unknown): IpvisorError {
   const e = err as { code?: string; message?: string };
+  storeErrorsTotal.inc({ code: 'STORE_UNAVAILABLE' });
   return new IpvisorError('STORE_UNAVAILABLE', `store ${redactUrl(url)}: ${e.message ?? String(err)}`, { cause: err });
 }
 

@@ -12,6 +12,7 @@ import { assertOpen, BaseStore, type JournalEntry } from '../base.js';
 import { COPY_TABLES, type RawCapable, type RawIo, type RawRow } from '../copy.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 import { addressKey, keyToBigInt, parseAddress } from '../../ipam/addr.js';
+import { storeErrorsTotal } from '../../metrics.js';
 
 type Row = Record<string, unknown>;
 
@@ -37,7 +38,10 @@ export function sqliteStoreError(err: unknown, path: string): unknown {
   if (err instanceof IpvisorError) return err;
   const code = String((err as { code?: unknown })?.code ?? '');
   const msg = err instanceof Error ? err.message : String(err);
-  const wrap = (c: 'STORE_DAMAGED' | 'STORE_READONLY' | 'STORE_FULL' | 'STORE_BUSY', text: string) => new IpvisorError(c, text, { cause: err, field: 'db' });
+  const wrap = (c: 'STORE_DAMAGED' | 'STORE_READONLY' | 'STORE_FULL' | 'STORE_BUSY', text: string) => {
+    storeErrorsTotal.inc({ code: c });
+    return new IpvisorError(c, text, { cause: err, field: 'db' });
+  };
   if (code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT')) return wrap('STORE_DAMAGED', `store ${path} is damaged (${msg}); run ipvisor check, or restore a backup`);
   if (code.startsWith('SQLITE_READONLY') || code === 'EROFS' || code === 'EACCES' || code === 'EPERM') return wrap('STORE_READONLY', `store ${path} cannot be written (${msg})`);
   if (code.startsWith('SQLITE_CANTOPEN')) return wrap('STORE_READONLY', `store ${path} cannot be opened for writing (${msg})`);
