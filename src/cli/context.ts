@@ -107,12 +107,28 @@ export function storeLocation(opts: { store?: string; db?: string }, env: NodeJS
   return opts.store ?? opts.db ?? (env.IPVISOR_STORE || undefined) ?? (env.IPVISOR_DB || undefined);
 }
 
+/** Commands whose --server/--token-file are their own (an agent's control plane, a host's token
+ * file), not the API client mode's; commander hands them to the program's options of the same name. */
+const AGENT_SIDE_COMMANDS = new Set(['agent', 'host add', 'host rotate-token']);
+let agentSideOptions: { server?: string; tokenFile?: string } = {};
+
+/** --server/--token-file as given to an agent-side command (see AGENT_SIDE_COMMANDS). */
+export function agentSideOption(name: 'server' | 'tokenFile'): string | undefined {
+  return agentSideOptions[name];
+}
+
 export function makeContext(cmd: Command, io: CliIo): CommandContext {
   const opts = cmd.optsWithGlobals() as { json?: boolean; db?: string; store?: string; server?: string; tokenFile?: string };
   const create = STORE_CREATING_COMMANDS.has(commandPath(cmd));
   const location = storeLocation(opts, io.env);
   let store: Promise<Store> | undefined;
-  const remote = clientFrom(opts, io.env);
+  // --server/--token-file of the program (API client mode), not the options of the same name that
+  // `ipvisor agent` and `host add` define for themselves
+  let root: Command = cmd;
+  while (root.parent) root = root.parent;
+  const globals = root.opts() as { server?: string; tokenFile?: string };
+  const remote = AGENT_SIDE_COMMANDS.has(commandPath(cmd)) ? undefined : clientFrom(opts, io.env);
+  agentSideOptions = AGENT_SIDE_COMMANDS.has(commandPath(cmd)) ? globals : {};
   if (remote && opts.db) throw new IpvisorError('USAGE', '--db and --server exclude each other');
   return {
     remote,

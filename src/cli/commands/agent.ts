@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { writeFileSync } from 'node:fs';
 import { invalid } from '../../core/model/errors.js';
-import { ensureCommand, runAction, table, type CommandContext } from '../context.js';
+import { agentSideOption, ensureCommand, runAction, table, type CommandContext } from '../context.js';
 
 async function openServerStore(ctx: CommandContext, url: string | undefined) {
   if (url === undefined) return ctx.store();
@@ -80,6 +80,8 @@ export function registerAgentCommands(program: Command, version: string): void {
     .option('--teardown', 'remove everything this host enforces (after host remove) and exit')
     .action(
       runAction(async (ctx, o: { server?: string; tokenFile?: string; host?: string; ca?: string; stateDir?: string; insecureHttp?: boolean; interval: string; teardown?: boolean }) => {
+        o.server ??= agentSideOption('server');
+        o.tokenFile ??= agentSideOption('tokenFile');
         const seconds = positiveSeconds(o.interval, 'interval');
         const [{ setThisHost, thisHost }, { openHostState }, { Agent, OFFLINE }, { logger, logText }] = await Promise.all([
           import('../../core/host-identity.js'),
@@ -151,6 +153,7 @@ export function registerAgentCommands(program: Command, version: string): void {
     .option('--token-file <file>', 'write the token there (mode 0600) instead of printing it')
     .action(
       runAction(async (ctx, name: string, o: { tokenFile?: string }) => {
+        o.tokenFile ??= agentSideOption('tokenFile');
         const { addHost } = await import('../../server/hosts.js');
         const { host, token } = await addHost(await ctx.store(), name, ctx.actor);
         if (o.tokenFile) writeFileSync(o.tokenFile, token + '\n', { mode: 0o600 });
@@ -202,6 +205,7 @@ export function registerAgentCommands(program: Command, version: string): void {
     .option('--token-file <file>', 'write the token there (mode 0600) instead of printing it')
     .action(
       runAction(async (ctx, name: string, o: { tokenFile?: string }) => {
+        o.tokenFile ??= agentSideOption('tokenFile');
         const { rotateHostToken } = await import('../../server/hosts.js');
         const { host, token } = await rotateHostToken(await ctx.store(), name, ctx.actor);
         if (o.tokenFile) writeFileSync(o.tokenFile, token + '\n', { mode: 0o600 });
