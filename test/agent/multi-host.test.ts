@@ -137,6 +137,7 @@ describe('server + three agent hosts', { skip: skip || false }, () => {
       await topo.inHost(['ip', 'link', 'set', BRIDGE, 'up']);
       const name = `${p}-h${i}`;
       const h: HostUnderTest = { name, topo, stateDir: join(dir, `state${i}`), runDir: join(dir, `run${i}`), tokenFile: join(dir, `token${i}`), log: '', vms: {} };
+      hosts.push(h); // at once: after() removes its namespaces even when the set-up fails midway
       // the host's veth to the management network
       const mg = `${p}m${i}`;
       await sh(['ip', 'link', 'add', mg, 'type', 'veth', 'peer', 'name', 'eth-mgmt', 'netns', topo.host]);
@@ -155,7 +156,6 @@ describe('server + three agent hosts', { skip: skip || false }, () => {
         assert.equal((await c('ip', 'allocate', '--vif', `${vm}:0`, '--address', `10.70.0.${i * 10 + v}`)).code, 0);
       }
       assert.equal((await c('vif', 'bind', `${name}-a:0`, '--ifname', h.vms.a.vif, '--host', name)).code, 0);
-      hosts.push(h);
     }
     startServer();
     await until(`the server listening: ${serverLog}`, async () => serverLog.includes('listening on'), 60_000);
