@@ -95,7 +95,7 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<HttpServ
   return app;
 }
 
-const isLoopback = (host: string) => host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+export const isLoopback = (host: string) => host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
 
 /** "ADDR:PORT", "[v6]:PORT" or ":PORT" (all addresses). */
 export function parseListen(text: string): { host: string; port: number } {
@@ -146,5 +146,22 @@ export async function startHttpServer(opts: Omit<HttpServerOptions, 'tls'> & Lis
   const tls = opts.tlsCert && opts.tlsKey ? { cert: opts.tlsCert, key: opts.tlsKey } : undefined;
   const app = await buildHttpServer({ ...opts, tls });
   const url = await listenHttp(app, opts.listen, { tls: !!tls, insecure: opts.insecureListen });
+  return { url, app, close: () => app.close() };
+}
+
+/** `agent --listen`: /metrics only, through the same access hook. The agent holds no users or
+ * tokens to check an admin or auditor token against, so it listens on loopback only (a scraper on
+ * the host, or a local proxy); the API's own listeners take tokens off loopback. */
+export async function startMetricsServer(listen: string): Promise<{ url: string; app: HttpServer; close: () => Promise<void> }> {
+  const { host } = parseListen(listen);
+  if (!isLoopback(host)) throw invalid('listen', `${listen} is not a loopback address; the agent serves /metrics on loopback only (it has no tokens to check)`);
+  const app = Fastify({ logger: false }) as unknown as FastifyInstance;
+  installErrorHandling(app);
+  installAccess(app, { limiter: new FailedAuthLimiter(10) });
+  installRequestMetrics(app);
+  app.addSchema(ErrorBody);
+  await app.register(registerMetrics, {});
+  await app.ready();
+  const url = await listenHttp(app, listen, { tls: false });
   return { url, app, close: () => app.close() };
 }

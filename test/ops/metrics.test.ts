@@ -4,7 +4,7 @@
 // namespace the test makes, so the decision is the socket's local address, nothing the client says).
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -19,7 +19,8 @@ import { addHost, recordAgentReport } from '../../src/server/hosts.js';
 import { openStore } from '../../src/core/store/open.js';
 import type { Store } from '../../src/core/store/store.js';
 import { arrivedOnLoopback } from '../../src/server/api/access.js';
-import { startHttpServer } from '../../src/server/http.js';
+import { startHttpServer, startMetricsServer } from '../../src/server/http.js';
+import { cliInEnv } from '../support/cli.js';
 import { netnsSkipReason, sh } from '../support/netns.js';
 import { skipUnless } from '../support/skip.js';
 
@@ -192,5 +193,28 @@ describe('metrics', () => {
       }
       await sh(['ip', 'netns', 'del', ns], { allowFail: true });
     }
+  });
+
+  test('agent --listen: /metrics only, on loopback only (the agent has no tokens to check)', async () => {
+    const srv = await startMetricsServer('127.0.0.1:0');
+    try {
+      const res = await fetch(`${srv.url}/metrics`);
+      assert.equal(res.status, 200);
+      const text = await res.text();
+      assert.match(text, /^# TYPE ipvisor_apply_duration_seconds histogram$/m);
+      assert.match(text, /^# TYPE ipvisor_drift_repairs_total counter$/m);
+      // nothing of the API there, and a token is no use: nobody can authenticate
+      assert.equal((await fetch(`${srv.url}/api/v1/vms`)).status, 401);
+    } finally {
+      await srv.close();
+    }
+    await assert.rejects(startMetricsServer('198.51.100.7:0'), { code: 'VALIDATION' });
+    const tokenFile = join(dir, 'agent-token');
+    writeFileSync(tokenFile, 'ipva_hv1_x\n', { mode: 0o600 });
+    // refused before anything starts (no state directory, no socket, nothing enforced)
+    const r = await cliInEnv(['agent', '--listen', '0.0.0.0:9999', '--server', 'http://127.0.0.1:1', '--token-file', tokenFile, '--state-dir', join(dir, 'no-state')]);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, /listen: 0\.0\.0\.0:9999 is not a loopback address/);
+    assert.equal(existsSync(join(dir, 'no-state')), false);
   });
 });

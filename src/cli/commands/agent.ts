@@ -78,11 +78,17 @@ export function registerAgentCommands(program: Command, version: string): void {
     .option('--insecure-http', 'allow plain HTTP to a server that is not on loopback')
     .option('--interval <seconds>', 're-verify (drift repair) interval', '5')
     .option('--teardown', 'remove everything this host enforces (after host remove) and exit')
+    .option('--listen <addr:port>', 'serve Prometheus /metrics there (loopback only)')
     .action(
-      runAction(async (ctx, o: { server?: string; tokenFile?: string; host?: string; ca?: string; stateDir?: string; insecureHttp?: boolean; interval: string; teardown?: boolean }) => {
+      runAction(async (ctx, o: { server?: string; tokenFile?: string; host?: string; ca?: string; stateDir?: string; insecureHttp?: boolean; interval: string; teardown?: boolean; listen?: string }) => {
         o.server ??= agentSideOption('server');
         o.tokenFile ??= agentSideOption('tokenFile');
         const seconds = positiveSeconds(o.interval, 'interval');
+        const http = o.listen !== undefined ? await import('../../server/http.js') : undefined;
+        if (http && o.listen !== undefined) {
+          const { host: listenHost } = http.parseListen(o.listen);
+          if (!http.isLoopback(listenHost)) throw invalid('listen', `${o.listen} is not a loopback address; the agent serves /metrics on loopback only (it has no tokens to check)`);
+        }
         const [{ setThisHost, thisHost }, { openHostState }, { Agent, OFFLINE }, { logger, logText }] = await Promise.all([
           import('../../core/host-identity.js'),
           import('../../agent/state.js'),
@@ -116,6 +122,8 @@ export function registerAgentCommands(program: Command, version: string): void {
         const [{ serveLocalSocket, writeAgentMarker }, { createNftMonitorWatcher }] = await Promise.all([import('../../agent/local-socket.js'), import('../../agent/nft-monitor.js')]);
         writeAgentMarker({ host, servers, stateDir });
         const socket = await serveLocalSocket(agent);
+        const metrics = http && o.listen !== undefined ? await http.startMetricsServer(o.listen) : undefined;
+        if (metrics) say(`metrics: ${metrics.url}/metrics`);
         const ac = new AbortController();
         const stop = () => ac.abort();
         const hup = () => {
@@ -140,6 +148,7 @@ export function registerAgentCommands(program: Command, version: string): void {
           process.off('SIGHUP', hup);
           await monitor.stop().catch(() => undefined);
           socket.close();
+          await metrics?.close().catch(() => undefined);
           controlPlane.close();
         }
         return { json: { stopped: true }, text: 'stopped' };

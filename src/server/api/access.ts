@@ -107,7 +107,8 @@ export class FailedAuthLimiter {
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 export interface AccessOptions {
-  store: Store;
+  /** The users and tokens; none (the agent's metrics-only listener): nobody can authenticate. */
+  store?: Store;
   limiter: FailedAuthLimiter;
 }
 
@@ -162,7 +163,7 @@ export function installAccess(app: FastifyInstance, opts: AccessOptions): void {
       throw new IpvisorError('RATE_LIMITED', `too many failed authentications from ${source}; retry in ${wait} s`);
     }
     if (access === 'public') return;
-    const p = await authenticate(req, opts.store);
+    const p = opts.store ? await authenticate(req, opts.store) : undefined;
     if (p === 'csrf') throw new IpvisorError('FORBIDDEN', `${CSRF_HEADER}: a change through a session needs the session's CSRF token`, { field: CSRF_HEADER });
     if (!p) {
       reply.header('www-authenticate', 'Bearer realm="ipvisor"');
