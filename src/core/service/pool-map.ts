@@ -4,6 +4,7 @@ import { invalid } from '../model/errors.js';
 import { type BlockSummary, type MapCell, type MapInput, blockCells, blockSummaries, largestFreeBlocks } from '../ipam/address-map.js';
 import { parseCidr } from '../ipam/addr.js';
 import type { StoreTx } from '../store/store.js';
+import type { Assignment, Network, Pool } from '../model/types.js';
 import { type PoolUsage, poolUsage } from './pools.js';
 import { poolRef, vifLabel } from './resolve.js';
 
@@ -19,10 +20,8 @@ export interface PoolMap {
   largestFree?: string[];
 }
 
-async function mapInput(tx: StoreTx, poolUuid: string): Promise<MapInput> {
-  const pool = (await tx.getPool(poolUuid))!;
-  const network = (await tx.getNetwork(pool.networkUuid))!;
-  const assignments = await tx.listAssignments({ poolUuid });
+async function mapInput(tx: StoreTx, pool: Pool, network: Network, assignments: Assignment[]): Promise<MapInput> {
+  const poolUuid = pool.uuid;
   const vifs = new Map((await tx.listVifs()).map((v) => [v.uuid, v]));
   const vms = new Map((await tx.listVms()).map((v) => [v.uuid, v]));
   return {
@@ -40,13 +39,15 @@ async function mapInput(tx: StoreTx, poolUuid: string): Promise<MapInput> {
 export async function poolMap(tx: StoreTx, ref: string, opts: { block?: string } = {}): Promise<PoolMap> {
   const pool = await poolRef(tx, ref);
   const network = (await tx.getNetwork(pool.networkUuid))!;
-  const out: PoolMap = { pool: pool.name, family: pool.family, usage: await poolUsage(tx, pool, network) };
+  // Listed once for both the usage and the map (a half-full /16 is 32,768 rows).
+  const assignments = pool.family === 4 ? await tx.listAssignments({ poolUuid: pool.uuid }) : undefined;
+  const out: PoolMap = { pool: pool.name, family: pool.family, usage: await poolUsage(tx, pool, network, assignments) };
   if (pool.family === 6) {
     if (opts.block) throw invalid('block', 'an IPv6 pool has no cell map; it is shown by its largest free blocks');
     out.largestFree = largestFreeBlocks(6, await tx.freeIntervals(pool.uuid, undefined, 10_000));
     return out;
   }
-  const input = await mapInput(tx, pool.uuid);
+  const input = await mapInput(tx, pool, network, assignments!);
   if (opts.block) {
     const c = parseCidr(opts.block, 'block', { strict: true });
     if (c.family !== 4 || c.prefixLength !== 24) throw invalid('block', `'${opts.block}' is not an IPv4 /24`);

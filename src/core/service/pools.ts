@@ -1,5 +1,5 @@
 import { IpvisorError, invalid } from '../model/errors.js';
-import { POOL_PURPOSES, type Family, type Network, type Pool, type PoolEntry, type PoolPurpose } from '../model/types.js';
+import { POOL_PURPOSES, type Assignment, type Family, type Network, type Pool, type PoolEntry, type PoolPurpose } from '../model/types.js';
 import { oneOf, validateInt, validateNewName } from '../model/validate.js';
 import { cidrLast, formatAddress, formatCidr, parseAddress, parseCidr, prefixSize } from '../ipam/addr.js';
 import { rebuildFreeSpace } from '../ipam/allocator.js';
@@ -173,10 +173,12 @@ export interface PoolUsage {
 }
 
 /** Usage from the pool's configuration, counts and holds: independent of the pool's size. */
-export async function poolUsage(tx: StoreTx, pool: Pool, network: Network): Promise<PoolUsage> {
+/** `assignments`: the pool's assignments when the caller has listed them already (the pool map):
+ * listing a half-full /16 is most of the cost. */
+export async function poolUsage(tx: StoreTx, pool: Pool, network: Network, assignments?: Assignment[]): Promise<PoolUsage> {
   const raw = totalSize(entryIntervals(pool));
   const usable = totalSize(usableIntervals(pool, network));
-  const list = await tx.listAssignments({ poolUuid: pool.uuid });
+  const list = assignments ?? await tx.listAssignments({ poolUuid: pool.uuid });
   let assigned = 0n, reserved = 0n, routed = 0n;
   for (const a of list) {
     const size = prefixSize(a.family, a.prefixLength);
