@@ -159,12 +159,13 @@ async function apiMs(path: string, n = 5): Promise<number> {
 const mapMs = await apiMs('/pools/lan16/map');
 const blockMs = await apiMs(`/pools/lan16/map?block=${encodeURIComponent('10.40.3.0/24')}`);
 const poolsMs = await apiMs('/pools');
+// Every address's cell would take one block request per /24: 16 of the 256 timed, times 16.
 const s256 = performance.now();
-for (let b = 0; b < 256; b++) {
+for (let b = 0; b < 256; b += 16) {
   const r = await fetch(`${url}/api/v1/pools/lan16/map?block=${encodeURIComponent(`10.40.${b}.0/24`)}`, { headers: { cookie } });
   await r.arrayBuffer();
 }
-const allCellsMs = performance.now() - s256;
+const allCellsMs = (performance.now() - s256) * 16;
 let cliMs = NaN;
 if (existsSync('dist/ipvisor.js')) {
   const times: number[] = [];
@@ -180,7 +181,7 @@ say('| address map, /16 half full | time (median) | alternative | time |');
 say('|---|---:|---|---:|');
 say(`| GET /pools/lan16/map (256 /24 summaries) | ${mapMs.toFixed(0)} ms | \`ipvisor pool list\` as a process (usage only) | ${Number.isNaN(cliMs) ? 'dist/ not built' : `${cliMs.toFixed(0)} ms`} |`);
 say(`| GET /pools/lan16/map?block= (one /24, 256 cells) | ${blockMs.toFixed(0)} ms | GET /pools (usage only) | ${poolsMs.toFixed(0)} ms |`);
-say(`| summary page: one request, 256 cells | ${mapMs.toFixed(0)} ms | every address's cell: 256 block requests, 65,536 cells | ${allCellsMs.toFixed(0)} ms |`);
+say(`| summary page: one request, 256 cells | ${mapMs.toFixed(0)} ms | every address's cell: 256 block requests (16 timed, x16), 65,536 cells | ${allCellsMs.toFixed(0)} ms |`);
 
 await admin.close();
 await tenant.close();
