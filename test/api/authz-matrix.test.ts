@@ -9,6 +9,7 @@ import { createPool } from '../../src/core/service/pools.js';
 import { addVif, createVm } from '../../src/core/service/vms.js';
 import { allocate, reserve } from '../../src/core/service/ip.js';
 import { createTenant } from '../../src/core/service/tenants.js';
+import { addHost } from '../../src/server/hosts.js';
 import { createToken, createUser } from '../../src/core/service/auth.js';
 import { addHostAddress } from '../../src/core/service/networks.js';
 import { startApi, type ApiHarness } from '../support/api.js';
@@ -54,6 +55,7 @@ describe('authorisation matrix', () => {
     await allocate(s, { vif: 'acme-web:0', address: '192.0.2.10' }, A);
     await allocate(s, { vif: 'globex-db:0', address: '192.0.2.20' }, A);
     await createUser(s, { name: 'ui-user', role: 'auditor', password: 'correct horse' }, A);
+    await addHost(s, 'hv1', A);
     for (const [name, role, tenant] of [['admin', 'admin'], ['operator', 'operator'], ['auditor', 'auditor'], ['tenant', 'tenant', 'acme'], ['agent', 'agent']] as const) {
       await api.token(name, role, tenant);
     }
@@ -85,6 +87,9 @@ describe('authorisation matrix', () => {
     { route: 'GET /metrics', variants: ['none'], request: async () => ({ url: '/metrics' }), ok: { admin: 200, auditor: 200 } },
     { route: 'GET /', variants: ['none'], request: async () => ({ url: '/' }), ok: { ...allowed, agent: 200, anonymous: 200, tenant: 200 } },
     { route: 'GET /assets/:name', variants: ['own', 'missing'], request: async (v) => ({ url: v === 'own' ? '/assets/app.js' : '/assets/nothing.js' }), ok: { ...allowed, agent: 200, anonymous: 200, tenant: 200 } },
+    // hypervisor hosts and their agents' reports: staff only
+    { route: 'GET /api/v1/hosts', variants: ['none'], request: async () => ({ url: '/api/v1/hosts' }), ok: allowed },
+    { route: 'GET /api/v1/hosts/:host', variants: ['own', 'missing'], request: async (v) => ({ url: `/api/v1/hosts/${v === 'own' ? 'hv1' : 'nohost'}` }), ok: allowed },
     // a pool's address map: staff only; its free addresses: a tenant for the pools open to it
     { route: 'GET /api/v1/pools/:pool/map', variants: ['own', 'missing'], request: async (v) => ({ url: `/api/v1/pools/${v === 'own' ? 'lan4' : 'nopool'}/map` }), ok: allowed },
     { route: 'GET /api/v1/pools/:pool/free', variants: ['own', 'foreign', 'missing'], request: async (v) => ({ url: `/api/v1/pools/${v === 'own' ? 'lan4' : v === 'foreign' ? 'other4' : 'nopool'}/free?limit=3` }), ok: { ...allowed, tenant: { own: 200, foreign: 404, missing: 404 } } },

@@ -15,6 +15,7 @@ import { addVif, createVm } from '../../src/core/service/vms.js';
 import { allocate, release, reserve } from '../../src/core/service/ip.js';
 import { createTenant } from '../../src/core/service/tenants.js';
 import { createUser } from '../../src/core/service/auth.js';
+import { addHost, recordAgentReport } from '../../src/server/hosts.js';
 import { buildHttpServer, listenHttp, type HttpServer } from '../../src/server/http.js';
 import { CONTENT_SECURITY_POLICY, assetsDir } from '../../src/server/web/plugin.js';
 import { browserSkipReason, launchChromium, type TestBrowser } from '../support/browser.js';
@@ -64,6 +65,8 @@ describe('web UI in chromium', { skip, timeout: 240_000 }, () => {
     await createUser(store, { name: 'alice', role: 'tenant', tenant: 'acme', password: PASSWORDS.alice }, actor);
     await createUser(store, { name: 'carol', role: 'tenant', tenant: 'globex', password: PASSWORDS.carol }, actor);
     await createUser(store, { name: 'bob', role: 'admin', password: PASSWORDS.bob }, actor);
+    await addHost(store, 'hv-web', actor);
+    await recordAgentReport(store, 'hv-web', { revision: 7, digest: 'd', storeIdentity: 'x', ok: true, changes: 2, drift: ['+ nft-element bridge vif_mac "vnet9" . 52:54:00:10:00:09'], warnings: [], agentVersion: '0.1.0', at: new Date().toISOString() });
     app = await buildHttpServer({ store, enforcers: [] });
     url = await listenHttp(app, '127.0.0.1:0', { tls: false });
     browser = await launchChromium();
@@ -208,6 +211,13 @@ describe('web UI in chromium', { skip, timeout: 240_000 }, () => {
     assert.equal(db1.effectiveLocking, 'disabled');
     // the reason is shown beside the mode
     assert.match((await page.textContent('tr[data-vif="db1:0"]'))!, /explicit/);
+    // hosts with their agents' last report, and a host's pending plan lines
+    await page.goto(url + '/#/hosts');
+    await page.waitForSelector('tr[data-host="hv-web"]');
+    assert.match((await page.textContent('tr[data-host="hv-web"]'))!, /7.*1 pending/);
+    await page.click('tr[data-host="hv-web"] a');
+    await page.waitForSelector('pre.diff[aria-label="plan"]');
+    assert.match((await page.textContent('pre.diff'))!, /^\+ nft-element bridge vif_mac "vnet9"/);
     await page.context().close();
   });
 

@@ -10,6 +10,7 @@ import { registerAdminRoutes } from './routes-admin.js';
 import { registerIpamRoutes } from './routes-ipam.js';
 import { registerOpsRoutes } from './routes-ops.js';
 import { registerPoolMapRoutes } from './routes-pool-map.js';
+import { registerHostRoutes } from './routes-hosts.js';
 
 export interface ApiOptions {
   store: Store;
@@ -101,4 +102,5 @@ export async function registerApi(app: FastifyInstance, opts: ApiOptions): Promi
   await registerOpsRoutes(app, opts);
   await registerAdminRoutes(app, opts);
   await registerPoolMapRoutes(app, opts);
+  await registerHostRoutes(app, opts);
 }

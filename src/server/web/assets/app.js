@@ -530,22 +530,36 @@ function planView(plan) {
     (plan.warnings || []).map((w) => el('p', { class: 'error' }, `warning: ${w}`)));
 }
 
-async function hosts() {
-  // Agents' hosts (control plane) when the server has them; the hosts this server enforces itself always.
-  let list = [];
-  try { list = await getAll('/hosts'); } catch (e) { if (!(e instanceof ApiError && e.status === 404)) throw e; }
-  const [plan, status] = await Promise.all([get('/plan'), get('/status')]);
-  return el('div', {}, el('h1', {}, 'Hosts'),
-    list.length ? table(['Host', 'Last seen', 'Applied revision', 'Drift', 'Agent'], list.map((h) =>
-      el('tr', {}, el('td', {}, el('a', { href: `#/host/${enc(h.name)}` }, h.name)), el('td', {}, h.lastSeen ?? '—'),
-        el('td', {}, h.appliedRevision ?? '—'), el('td', {}, h.drift === undefined || h.drift === null ? '—' : String(h.drift)), el('td', {}, h.agentVersion ?? '—')))) : null,
-    el('h2', {}, 'Plan of the hosts this server enforces'), planView(plan),
-    el('h2', {}, 'Status'), el('pre', { class: 'diff' }, JSON.stringify(status, null, 2)));
+function hostState(a) {
+  if (!a) return '—';
+  if (a.refused) return `refused: ${a.refused}`;
+  if (!a.ok) return `error: ${a.error ?? ''}`;
+  return a.drift.length ? `${a.drift.length} pending` : 'in sync';
 }
 
+async function hosts() {
+  // Agents' hosts as they last reported; and the hosts this server (serve) enforces itself.
+  const [list, plan] = await Promise.all([getAll('/hosts'), get('/plan')]);
+  return el('div', {}, el('h1', {}, 'Hosts'),
+    table(['Host', 'Last seen', 'Applied revision', 'State', 'Agent'], list.map((h) =>
+      el('tr', { 'data-host': h.name }, el('td', {}, el('a', { href: `#/host/${enc(h.name)}` }, h.name)), el('td', { class: 'mono' }, h.lastSeen ?? 'never'),
+        el('td', {}, h.applied ? String(h.applied.revision) : '—'), el('td', {}, hostState(h.applied)), el('td', {}, h.agentVersion ?? '—')))),
+    el('h2', {}, 'Plan of the host this server enforces itself'), planView(plan));
+}
+
+/** One agent host: the + / - lines still pending after its last run (its plan), warnings, errors. */
 async function hostPage(name) {
-  const [plan, status] = await Promise.all([get(`/hosts/${enc(name)}/plan`), get(`/hosts/${enc(name)}/status`).catch((e) => ({ error: e.message }))]);
-  return el('div', {}, el('h1', {}, `Host ${name}`), el('h2', {}, 'Plan'), planView(plan), el('h2', {}, 'Status'), el('pre', { class: 'diff' }, JSON.stringify(status, null, 2)));
+  const h = await get(`/hosts/${enc(name)}`);
+  const a = h.applied;
+  const drift = a ? a.drift : [];
+  return el('div', {}, el('h1', {}, `Host ${h.name}`),
+    el('p', {}, `last seen ${h.lastSeen ?? 'never'}; agent ${h.agentVersion ?? '—'}; ${a ? `revision ${a.revision} applied at ${a.at} (${a.changes} change(s) in the last run)` : 'no report yet'}`),
+    a && (a.refused || !a.ok) ? el('p', { class: 'error', role: 'alert' }, hostState(a)) : null,
+    el('h2', {}, 'Plan (pending on the host)'),
+    drift.length
+      ? el('pre', { class: 'diff', 'aria-label': 'plan' }, drift.map((l) => el('span', { class: l.startsWith('+') ? 'add' : l.startsWith('-') ? 'del' : '' }, `${l}\n`)))
+      : el('p', { class: 'muted' }, a ? 'No changes: the host is as its desired state says.' : 'Unknown until the agent reports.'),
+    a && a.warnings.length ? el('div', {}, el('h2', {}, 'Warnings'), a.warnings.map((w) => el('p', {}, w))) : null);
 }
 
 async function auditLog() {
