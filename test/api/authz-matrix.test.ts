@@ -90,6 +90,17 @@ describe('authorisation matrix', () => {
     // hypervisor hosts and their agents' reports: staff only
     { route: 'GET /api/v1/hosts', variants: ['none'], request: async () => ({ url: '/api/v1/hosts' }), ok: allowed },
     { route: 'GET /api/v1/hosts/:host', variants: ['own', 'missing'], request: async (v) => ({ url: `/api/v1/hosts/${v === 'own' ? 'hv1' : 'nohost'}` }), ok: allowed },
+    { route: 'POST /api/v1/hosts', variants: ['none'], request: async (_v, k) => ({ url: '/api/v1/hosts', body: { name: `hv-${k}` } }), ok: { admin: 201 } },
+    { route: 'POST /api/v1/hosts/:host/rotate-token', variants: ['own', 'missing'], request: async (v, k) => {
+      if (v === 'missing') return { url: '/api/v1/hosts/nohost/rotate-token' };
+      await addHost(s(), `hv-${k}`, A);
+      return { url: `/api/v1/hosts/hv-${k}/rotate-token` };
+    }, ok: { admin: 200 } },
+    { route: 'DELETE /api/v1/hosts/:host', variants: ['own', 'missing'], request: async (v, k) => {
+      if (v === 'missing') return { url: '/api/v1/hosts/nohost' };
+      await addHost(s(), `hv-${k}`, A);
+      return { url: `/api/v1/hosts/hv-${k}` };
+    }, ok: { admin: 200 } },
     // a pool's address map: staff only; its free addresses: a tenant for the pools open to it
     { route: 'GET /api/v1/pools/:pool/map', variants: ['own', 'missing'], request: async (v) => ({ url: `/api/v1/pools/${v === 'own' ? 'lan4' : 'nopool'}/map` }), ok: allowed },
     { route: 'GET /api/v1/pools/:pool/free', variants: ['own', 'foreign', 'missing'], request: async (v) => ({ url: `/api/v1/pools/${v === 'own' ? 'lan4' : v === 'foreign' ? 'other4' : 'nopool'}/free?limit=3` }), ok: { ...allowed, tenant: { own: 200, foreign: 404, missing: 404 } } },

@@ -1,11 +1,12 @@
 // Hypervisor hosts as their agents last reported them (the control plane's records): last seen,
 // agent version, the revision applied, drift (the differences still pending: the host's plan) and
-// warnings. Read-only here; hosts are added and removed with `ipvisor host add|remove`.
+// warnings; registering a host (its agent token, shown once), removing it, a new token. Agent
+// tokens are credentials: admin only, as API tokens are.
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@fastify/type-provider-typebox';
-import { listHosts, showHost } from '../hosts.js';
+import { addHost, listHosts, removeHost, rotateHostToken, showHost } from '../hosts.js';
 import * as S from './schemas.js';
-import { page, type ApiOptions } from './index.js';
+import { idempotent, page, type ApiOptions } from './index.js';
 
 const E = S.errorResponses;
 const Applied = Type.Object({
@@ -28,4 +29,23 @@ export async function registerHostRoutes(app: FastifyInstance, opts: ApiOptions)
     config: { access: 'read' },
     schema: { tags: ['hosts'], summary: "one host: its agent's last report (revision applied, drift still pending, warnings)", params: Type.Object({ host: Type.String() }), response: { 200: Host, ...E(400, 401, 403, 404) } },
   }, async (req) => showHost(store, (req.params as { host: string }).host));
+  const WithToken = Type.Intersect([Host, Type.Object({ token: Type.String({ description: "the agent's token, shown once (stored hashed)" }) })]);
+  app.post('/hosts', {
+    config: { access: 'admin-write' },
+    schema: { tags: ['hosts'], summary: 'register a hypervisor host; answers its agent token once', body: Type.Object({ name: Type.String() }, { additionalProperties: false }), response: { 201: WithToken, ...E(400, 401, 403, 409) } },
+  }, async (req, reply) => idempotent(store, req, reply, async () => {
+    const { host, token } = await addHost(store, (req.body as { name: string }).name, req.actor);
+    return { status: 201, body: { ...host, token } };
+  }));
+  app.post('/hosts/:host/rotate-token', {
+    config: { access: 'admin-write' },
+    schema: { tags: ['hosts'], summary: "a new agent token for the host (the old one stops working); answered once", params: Type.Object({ host: Type.String() }), response: { 200: WithToken, ...E(400, 401, 403, 404) } },
+  }, async (req) => {
+    const { host, token } = await rotateHostToken(store, (req.params as { host: string }).host, req.actor);
+    return { ...host, token };
+  });
+  app.delete('/hosts/:host', {
+    config: { access: 'admin-write' },
+    schema: { tags: ['hosts'], summary: 'unregister a host; its agent keeps enforcing what it has (ipvisor agent --teardown cleans up)', params: Type.Object({ host: Type.String() }), response: { 200: Host, ...E(400, 401, 403, 404) } },
+  }, async (req) => removeHost(store, (req.params as { host: string }).host, req.actor));
 }
