@@ -3,7 +3,7 @@
 // costs one pass over its assignments, never a walk over all its addresses.
 import type { Family, Network, Pool } from '../model/types.js';
 import { BITS, formatAddress, formatCidr, parseAddress, parseCidr, cidrLast } from './addr.js';
-import { type Interval, normalize, totalSize } from './intervals.js';
+import { type Interval, normalize } from './intervals.js';
 import { entryIntervals, exclusionIntervals } from './pool-space.js';
 
 /** Every state an address can be in, as `ip show` names them. */
@@ -168,8 +168,4 @@ export function largestFreeBlocks(family: Family, free: Interval[], limit = 5): 
   }
   found.sort((a, b) => a.len - b.len || (a.start < b.start ? -1 : 1));
   return found.slice(0, limit).map((f) => formatCidr(family, f.start, f.len));
-}
-
-export function intervalsSize(list: Interval[]): bigint {
-  return totalSize(list);
 }
