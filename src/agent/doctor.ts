@@ -221,7 +221,7 @@ const forwardingCheck: DoctorCheck = {
     if (!state.store) return [];
     const { compileHostPlan } = await import('../core/compile/host-plan.js');
     const { observeHostFacts } = await import('./host/apply.js');
-    const { loadHostDesired } = await import('./host/source.js');
+    const { loadHostDesired } = await import('../core/service/host-desired.js');
     const { thisHost } = await import('../core/host-identity.js');
     const { observeProxyNeighbours } = await import('./host/iproute2.js');
     const host = thisHost();

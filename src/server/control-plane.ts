@@ -11,7 +11,7 @@ import { DOC_HOST_SETTING, desiredDigest, hostSnapshot } from '../core/compile/h
 import type { Snapshot } from '../core/model/snapshot.js';
 import { loadSnapshot } from '../core/model/snapshot.js';
 import type { Store } from '../core/store/store.js';
-import { loadHostSettings } from '../agent/host/source.js';
+import { loadHostSettings } from '../core/service/host-desired.js';
 import { bindVifFact } from '../core/service/host-facts.js';
 import { DOC_AGENT_HOST, recordAgentReport } from './hosts.js';
 

@@ -27,7 +27,6 @@ import { LOCAL_CHANGE as DOC_CHANGE, LOCAL_VIF as DOC_VIF, isHostSource, storeHo
 import type { HostLocalState } from '../state.js';
 import { applyDuration, countChanges } from '../../core/metrics.js';
 
-export { loadHostSettings } from './source.js';
 const OWNED_KEY = 'state';
 /** A new table's elements are listed one by one in plans up to this many (else only counted). */
 const PLAN_ELEMENT_LINES = 200;

@@ -3,10 +3,8 @@
 // The applier never needs to know which.
 import type { PlanChange } from '../../core/enforcer.js';
 import type { HostDesired } from '../../core/compile/host-desired.js';
-import { DOC_HOST_SETTING, hostSettingKey, hostSnapshot } from '../../core/compile/host-desired.js';
-import type { HostGatewaySetting, HostNarrowSetting, HostSettings } from '../../core/compile/host-plan.js';
+import { loadHostDesired } from '../../core/service/host-desired.js';
 import { thisHost } from '../../core/host-identity.js';
-import { loadSnapshot } from '../../core/model/snapshot.js';
 import type { Assignment, Network, Vif, Vm } from '../../core/model/types.js';
 import type { Store } from '../../core/store/store.js';
 import { defaultStateDir, openHostState, type HostLocalState } from '../state.js';
@@ -35,17 +33,6 @@ export interface HostSource {
 /** Kinds of the host's own state (HostLocalState). */
 export const LOCAL_CHANGE = 'host-change';
 export const LOCAL_VIF = 'host-vif';
-
-export async function loadHostSettings(store: Store, host: string): Promise<HostSettings> {
-  const gw = (await store.getDoc<HostGatewaySetting | null>(DOC_HOST_SETTING, hostSettingKey('gateway', host))) ?? (await store.getDoc<HostGatewaySetting | null>(DOC_HOST_SETTING, 'gateway'));
-  const narrow = (await store.getDoc<HostNarrowSetting[]>(DOC_HOST_SETTING, hostSettingKey('narrow', host))) ?? (await store.getDoc<HostNarrowSetting[]>(DOC_HOST_SETTING, 'narrow'));
-  return { gateway: gw?.value ?? null, narrow: narrow?.value ?? [] };
-}
-
-export async function loadHostDesired(store: Store, host: string): Promise<HostDesired> {
-  const snapshot = await loadSnapshot(store);
-  return { host, snapshot: hostSnapshot(snapshot, host), settings: await loadHostSettings(store, host) };
-}
 
 export function auditLine(c: PlanChange): string {
   return `${c.op} ${c.kind} ${c.target}${c.detail ? ` (${c.detail})` : ''}`;
