@@ -1,10 +1,12 @@
 // The HTTP adapter of the ControlPlane port, agent side: talks to one or more `ipvisor server` URLs
 // (two stateless servers on one PostgreSQL are the HA setup), trying each in turn; the token is read
-// from its file and re-read on reload() (SIGHUP). TLS with a CA file; plain HTTP only to loopback
-// unless --insecure-http.
+// from its file and re-read on reload() (SIGHUP). TLS with a CA file or a pinned certificate (its
+// SHA-256 fingerprint); plain HTTP only to loopback unless --insecure-http.
 import { readFileSync } from 'node:fs';
 import { request as httpRequest, Agent as HttpAgent } from 'node:http';
-import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
+import { request as httpsRequest, Agent as HttpsAgent, type AgentOptions as HttpsAgentOptions } from 'node:https';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
+import type { Duplex } from 'node:stream';
 import type { AppliedReport, ControlPlane, DesiredAnswer, DesiredQuery, HostFact } from '../core/control-plane.js';
 import { AGENT_PROTOCOL, compatible } from '../core/control-plane.js';
 import { IpvisorError, invalid } from '../core/model/errors.js';
@@ -16,6 +18,8 @@ export interface HttpControlPlaneOptions {
   servers: string[];
   tokenFile: string;
   caFile?: string;
+  /** The server certificate's SHA-256 fingerprint (`sha256:AB:CD:...` or hex): trusted instead of a CA. */
+  pin?: string;
   insecureHttp?: boolean;
   /** Per-request timeout besides the long-poll wait. */
   timeoutMs?: number;
@@ -42,6 +46,41 @@ export function checkServerUrls(urls: string[], insecureHttp: boolean): URL[] {
   });
 }
 
+/** A pin as given (`sha256:AB:CD:..`, `sha256//AB..`, or bare hex) in Node's fingerprint256 form. */
+export function parseCertificatePin(pin: string): string {
+  const hex = pin.trim().replace(/^sha256(:|\/\/)?/i, '').replace(/:/g, '').toUpperCase();
+  if (!/^[0-9A-F]{64}$/.test(hex)) throw invalid('pin', `'${pin}' is not a SHA-256 certificate fingerprint (64 hex digits, e.g. from openssl x509 -noout -fingerprint -sha256)`);
+  return hex.match(/../g)!.join(':');
+}
+
+/**
+ * HTTPS to a server whose certificate is pinned: the chain is not checked against a CA (a
+ * self-signed certificate is fine) but the certificate must be exactly the pinned one. The socket is
+ * handed to the request only after the check, so nothing (the token above all) is written to a
+ * server that is not the pinned one.
+ */
+class PinnedHttpsAgent extends HttpsAgent {
+  constructor(private readonly fingerprint: string, opts: HttpsAgentOptions) {
+    super(opts);
+  }
+
+  override createConnection(options: ConnectionOptions, done: (err: Error | null, socket?: Duplex) => void): Duplex | undefined {
+    const socket = tlsConnect({ ...options, rejectUnauthorized: false });
+    const fail = (e: Error) => {
+      socket.destroy();
+      done(e);
+    };
+    socket.once('error', fail);
+    socket.once('secureConnect', () => {
+      socket.off('error', fail);
+      const got = socket.getPeerCertificate()?.fingerprint256;
+      if (got !== this.fingerprint) return fail(new IpvisorError('TLS_PIN_MISMATCH', `pin: the server's certificate (sha256 ${got ?? 'none'}) is not the pinned one (${this.fingerprint})`));
+      done(null, socket);
+    });
+    return undefined;
+  }
+}
+
 export class HttpControlPlane implements ControlPlane {
   private token: string;
   private readonly urls: URL[];
@@ -56,7 +95,8 @@ export class HttpControlPlane implements ControlPlane {
     this.urls = checkServerUrls(opts.servers, !!opts.insecureHttp);
     this.token = this.readToken();
     this.ca = opts.caFile ? readFileSync(opts.caFile) : undefined;
-    this.httpsAgent = new HttpsAgent({ keepAlive: true, ca: this.ca });
+    if (opts.pin && opts.caFile) throw invalid('pin', '--pin and --ca go separately: a pinned certificate needs no CA');
+    this.httpsAgent = opts.pin ? new PinnedHttpsAgent(parseCertificatePin(opts.pin), { keepAlive: true }) : new HttpsAgent({ keepAlive: true, ca: this.ca });
   }
 
   private readToken(): string {

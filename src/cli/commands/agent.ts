@@ -74,13 +74,14 @@ export function registerAgentCommands(program: Command, version: string): void {
     .option('--token-file <file>', "this host's agent token (ipvisor host add); re-read on SIGHUP")
     .option('--host <name>', 'this host (default: the hostname)')
     .option('--ca <file>', 'CA certificate (PEM) that signed the server certificate')
+    .option('--pin <sha256>', "trust exactly this server certificate (its SHA-256 fingerprint) instead of a CA")
     .option('--state-dir <dir>', 'the host state (desired state copy, ledger)', undefined)
     .option('--insecure-http', 'allow plain HTTP to a server that is not on loopback')
     .option('--interval <seconds>', 're-verify (drift repair) interval', '5')
     .option('--teardown', 'remove everything this host enforces (after host remove) and exit')
     .option('--listen <addr:port>', 'serve Prometheus /metrics there (loopback only)')
     .action(
-      runAction(async (ctx, o: { server?: string; tokenFile?: string; host?: string; ca?: string; stateDir?: string; insecureHttp?: boolean; interval: string; teardown?: boolean; listen?: string }) => {
+      runAction(async (ctx, o: { server?: string; tokenFile?: string; host?: string; ca?: string; pin?: string; stateDir?: string; insecureHttp?: boolean; interval: string; teardown?: boolean; listen?: string }) => {
         o.server ??= agentSideOption('server');
         o.tokenFile ??= agentSideOption('tokenFile');
         const seconds = positiveSeconds(o.interval, 'interval');
@@ -117,7 +118,7 @@ export function registerAgentCommands(program: Command, version: string): void {
         if (!o.tokenFile) throw invalid('token-file', '--token-file FILE is required');
         const { HttpControlPlane } = await import('../../agent/http-control-plane.js');
         const servers = o.server.split(',').map((s) => s.trim()).filter(Boolean);
-        const controlPlane = new HttpControlPlane({ servers, tokenFile: o.tokenFile, caFile: o.ca, insecureHttp: o.insecureHttp });
+        const controlPlane = new HttpControlPlane({ servers, tokenFile: o.tokenFile, caFile: o.ca, pin: o.pin, insecureHttp: o.insecureHttp });
         const agent = new Agent({ host, controlPlane, local, log: say, intervalMs: seconds * 1000, version });
         const [{ serveLocalSocket, writeAgentMarker }, { createNftMonitorWatcher }] = await Promise.all([import('../../agent/local-socket.js'), import('../../agent/nft-monitor.js')]);
         writeAgentMarker({ host, servers, stateDir });

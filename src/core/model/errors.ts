@@ -35,6 +35,7 @@ export const ERROR_CODES = {
   STORE_UNAVAILABLE: { exit: 1, http: 503, summary: 'the store server (PostgreSQL) cannot be reached or refused the connection' },
   CONTROL_PLANE_UNREACHABLE: { exit: 1, http: 503, summary: 'no ipvisor server answered (the agent keeps enforcing its last desired state)' },
   VERSION_MISMATCH: { exit: 1, http: 426, summary: 'agent and server speak protocol versions that do not work together' },
+  TLS_PIN_MISMATCH: { exit: 1, http: 502, summary: "the server's TLS certificate is not the pinned one (agent --pin)" },
   HOST_COMMAND: { exit: 1, http: 500, summary: 'a host command (ip, nft, virsh, ...) failed' },
   DRIVER: { exit: 1, http: 502, summary: 'a hypervisor (libvirt, XAPI) or guest agent call failed' },
   INTERNAL: { exit: 1, http: 500, summary: 'an unexpected internal error' },
