@@ -14,6 +14,7 @@ import type { HostRunner } from './host/exec.js';
 import { copyHostSource, auditLine, type HostSource } from './host/source.js';
 import type { HostLocalState } from './state.js';
 import { countRepairs } from '../core/metrics.js';
+import type { HostPort } from '../core/watcher.js';
 
 const KIND = 'agent';
 const FACTS = 'agent-fact';
@@ -70,6 +71,8 @@ export class Agent {
    * with the enforced digest would get the refused state back at once, in a loop). */
   private refusedDigest: string | undefined;
   private lastWarnings = new Set<string>();
+  private flushing: Promise<void> | undefined;
+  private readonly desiredListeners = new Set<() => void>();
   private readyResolve!: () => void;
   /** Resolves after the first reconcile (from disk or from the control plane's first answer). */
   readonly ready = new Promise<void>((r) => (this.readyResolve = r));
@@ -134,8 +137,33 @@ export class Agent {
     this.opts.local.batch(() => facts.forEach((f, i) => this.opts.local.put(FACTS, `${base}-${process.pid}-${i}-${Math.random().toString(36).slice(2, 8)}`, f)));
   }
 
-  /** Sends queued facts; they stay queued while the control plane is unreachable. */
+  /** What agent-placed watchers (libvirt events, guest push, DHCP reservations) get instead of a
+   * store: the enforced desired state, the fact queue, this host's local state. */
+  hostPort(): HostPort {
+    return {
+      name: this.host,
+      desired: () => this.effectiveDesired(),
+      reportFacts: (facts) => {
+        this.queueFacts(facts);
+        if (this.connected) void this.flushFacts().catch(() => undefined);
+      },
+      onDesired: (listener) => {
+        this.desiredListeners.add(listener);
+        return () => this.desiredListeners.delete(listener);
+      },
+      local: this.opts.local,
+    };
+  }
+
+  /** Sends queued facts; they stay queued while the control plane is unreachable. One send at a
+   * time (watchers, hooks and the run loop all flush), so no fact goes out twice. */
   async flushFacts(): Promise<void> {
+    while (this.flushing) await this.flushing.catch(() => undefined);
+    this.flushing = this.sendQueuedFacts().finally(() => (this.flushing = undefined));
+    return this.flushing;
+  }
+
+  private async sendQueuedFacts(): Promise<void> {
     const queued = this.opts.local.list<HostFact>(FACTS);
     if (!queued.length || this.removed) return;
     await this.opts.controlPlane.reportFacts(this.host, queued.map((q) => q.value));
@@ -157,6 +185,7 @@ export class Agent {
     this.retainDeparted(have, state);
     this.desired = state;
     this.opts.local.put(KIND, 'desired', state);
+    for (const l of this.desiredListeners) l();
     // bindings the control plane now shows (or overrode after our facts were delivered) are done
     if (!this.opts.local.list(FACTS).length) this.opts.local.deleteKind(BINDINGS);
     return true;
@@ -395,7 +424,9 @@ async function defaultInterfaceExists(ifname: string): Promise<boolean> {
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted) return resolve();
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+    // the listener goes with the timer: an outage of hours retries thousands of times
+    const onAbort = () => (clearTimeout(t), resolve());
+    const t = setTimeout(() => (signal.removeEventListener('abort', onAbort), resolve()), ms);
+    signal.addEventListener('abort', onAbort, { once: true });
   });
 }

@@ -48,10 +48,37 @@ export interface AppliedReport {
   at: string;
 }
 
-/** Facts an agent reports: what it applied (audit), and interfaces its hooks bound. */
+/** One interface of a domain as libvirt shows it (agent/libvirt/xml.ts LibvirtInterfaceInfo). */
+export interface DomainInterfaceFact {
+  type: string;
+  mac: string | null;
+  network: string | null;
+  bridge: string | null;
+  portid: string | null;
+  /** The tap (vnetN) of a running domain. */
+  target: string | null;
+  alias: string | null;
+}
+
+/** The last auto-push of a VM's network configuration into its guest (agent/guest/watcher.ts). */
+export interface GuestPushFact {
+  digest: string;
+  ok: boolean;
+  at: string;
+  error?: string;
+  via?: string;
+  attempts?: number;
+}
+
+/** Facts an agent reports: what it applied (audit), interfaces its hooks bound, domains its libvirt
+ * event watcher saw (started, a NIC hot-plugged or removed, a rescan after a libvirtd restart), and
+ * its guest pushes. Every one names its host; the control plane takes them only from that host's
+ * agent (parseHostFact in core/model/validate.ts checks them). */
 export type HostFact =
   | { kind: 'audit'; host: string; time: string; actor: string; action: string; changes: string[] }
-  | { kind: 'vif-bind'; host: string; time: string; vmUuid: string; mac: string; ifname: string | null };
+  | { kind: 'vif-bind'; host: string; time: string; vmUuid: string; mac: string; ifname: string | null }
+  | { kind: 'domain'; host: string; time: string; state: 'running' | 'stopped'; domain: { uuid: string; name: string; interfaces: DomainInterfaceFact[] } }
+  | { kind: 'guest-push'; host: string; time: string; vmUuid: string; record: GuestPushFact };
 
 export interface ControlPlane {
   desiredState(host: string, q?: DesiredQuery): Promise<DesiredAnswer>;

@@ -85,7 +85,12 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const lastFailure = new Map<string, string>();
   const withAgent = opts.agent ?? !opts.enforcers;
   const enforcers = opts.enforcers ?? (await loadEnforcers(['server']));
-  const watchers = opts.watchers ?? (await loadWatchers(withAgent ? ['server', 'agent'] : ['server']));
+  // server-placed watchers get the store; agent-placed ones the in-process agent (hostPort), exactly
+  // what they get in `ipvisor agent` (watchers given by a caller get both)
+  const placed: Array<{ w: DaemonWatcher; store: boolean; host: boolean }> = opts.watchers
+    ? opts.watchers.map((w) => ({ w, store: true, host: true }))
+    : [...(await loadWatchers(['server'])).map((w) => ({ w, store: true, host: false })), ...(withAgent ? await loadWatchers(['agent']) : []).map((w) => ({ w, store: false, host: true }))];
+  const watchers = placed.map((p) => p.w);
   let agent: import('../agent/agent.js').Agent | undefined;
   let agentDone: Promise<void> | undefined;
   let controlPlane: import('../server/control-plane.js').StoreControlPlane | undefined;
@@ -161,9 +166,10 @@ export async function serve(opts: ServeOptions): Promise<void> {
   };
 
   await reconcile('start');
-  for (const w of watchers) {
+  const hostPort = agent?.hostPort();
+  for (const { w, store, host } of placed) {
     try {
-      await w.start({ store: held.store, actor, requestReconcile, log: (m) => opts.log(`${w.name}: ${m}`), signal: opts.signal });
+      await w.start({ store: store ? held.store : undefined, host: host ? hostPort : undefined, actor, requestReconcile, log: (m) => opts.log(`${w.name}: ${m}`), signal: opts.signal });
     } catch (err) {
       opts.log(`${w.name}: not started: ${err instanceof Error ? err.message : String(err)}`);
     }

@@ -9,7 +9,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AppliedReport, HostFact } from '../core/control-plane.js';
 import { AGENT_PROTOCOL, compatible } from '../core/control-plane.js';
 import { IpvisorError, invalid } from '../core/model/errors.js';
-import { validateName } from '../core/model/validate.js';
+import { parseHostFact, validateName } from '../core/model/validate.js';
 import type { StoreControlPlane } from './control-plane.js';
 import { HostTokens } from './hosts.js';
 
@@ -67,12 +67,13 @@ export async function agentRoutes(app: FastifyInstance, opts: { controlPlane: St
     const host = await authorise(req, reply);
     const facts = req.body?.facts;
     if (!Array.isArray(facts)) throw invalid('facts', 'an array');
-    // all or nothing: one fact about another host refuses the whole report
-    for (const f of facts) {
-      if (!f || typeof f !== 'object' || (f.kind !== 'audit' && f.kind !== 'vif-bind')) throw invalid('facts', 'unknown kind');
-      if (f.host !== host) throw new IpvisorError('FORBIDDEN', `facts: host ${host}'s token cannot report for host ${String(f.host)}`);
-    }
-    await cp.reportFacts(host, facts);
+    // all or nothing: one bad fact, or one about another host, refuses the whole report
+    const parsed = facts.map((f, i) => {
+      const fact = parseHostFact(f, `facts[${i}]`);
+      if (fact.host !== host) throw new IpvisorError('FORBIDDEN', `facts: host ${host}'s token cannot report for host ${fact.host}`);
+      return fact;
+    });
+    await cp.reportFacts(host, parsed);
     return { ok: true, accepted: facts.length };
   });
 }

@@ -13,6 +13,7 @@ import { loadSnapshot } from '../core/model/snapshot.js';
 import type { Store } from '../core/store/store.js';
 import { loadHostSettings } from '../core/service/host-desired.js';
 import { bindVifFact } from '../core/service/host-facts.js';
+import { parseHostFact } from '../core/model/validate.js';
 import { DOC_AGENT_HOST, recordAgentReport } from './hosts.js';
 
 export interface StoreControlPlaneOptions {
@@ -131,12 +132,31 @@ export class StoreControlPlane implements ControlPlane {
   }
 
   async reportFacts(host: string, facts: HostFact[]): Promise<void> {
-    for (const f of facts) {
+    // checked here too: serve's in-process agent reaches this without the HTTP layer
+    for (const f of facts.map((x, i) => parseHostFact(x, `facts[${i}]`))) {
       if (f.host !== host) continue; // the HTTP layer refuses these with 403 before they get here
       if (f.kind === 'audit') {
         await this.store.insertEvent({ time: f.time, actor: f.actor, action: f.action, objectKind: 'host', objectUuid: null, objectName: host, before: null, after: { changes: f.changes } });
       } else if (f.kind === 'vif-bind') {
         await bindVifFact(this.store, { host, vmUuid: f.vmUuid, mac: f.mac, ifname: f.ifname, time: f.time });
+      } else if (f.kind === 'domain') {
+        // what a hook on the same host would record: VM, VIFs, taps, quarantine (facts.ts)
+        const { recordDomain } = await import('../agent/libvirt/facts.js');
+        const dom = { uuid: f.domain.uuid, name: f.domain.name, id: f.state === 'running' ? 0 : null, interfaces: f.domain.interfaces };
+        await this.store.transaction((tx) => recordDomain(tx, dom, f.state, `agent:${host}`, host), { write: true });
+        // a running domain's full XML: a NIC no longer in it was unplugged (device-removed)
+        const vmUuid = f.domain.uuid.toLowerCase();
+        if (f.state === 'running' && (await this.store.getVm(vmUuid))?.host === host) {
+          const present = new Set(f.domain.interfaces.map((i) => i.mac?.toLowerCase()));
+          for (const vif of await this.store.listVifs(vmUuid)) {
+            if (vif.ifname && !present.has(vif.mac)) await bindVifFact(this.store, { host, vmUuid, mac: vif.mac, ifname: null, time: f.time });
+          }
+        }
+      } else if (f.kind === 'guest-push') {
+        const { GUEST_PUSH_DOC } = await import('../agent/guest/watcher.js');
+        const vm = await this.store.getVm(f.vmUuid);
+        // `guest status VM` shows it; a VM that left this host meanwhile keeps its new host's record
+        if (vm && vm.host === host) await this.store.putDoc(GUEST_PUSH_DOC, f.vmUuid, { ...f.record, host });
       }
     }
   }

@@ -1,10 +1,14 @@
-// `ipvisor serve` auto-push: when the network_data.json of an opted-in VM changes (an address
-// allocated or released, the network's MTU/DNS/routes changed), push it into the running guest.
-// Opt-in per VM (Vm.extra.guestAutoPush) or per network (Network.extra.guestAutoPush; a VM's own
-// false wins). The last pushed document's digest is kept in the store's document table, so a
-// restart does not push again, and a failed push is retried after a back-off.
+// Guest auto-push: when the network_data.json of an opted-in VM changes (an address allocated or
+// released, the network's MTU/DNS/routes changed), push it into the running guest. Opt-in per VM
+// (Vm.extra.guestAutoPush) or per network (Network.extra.guestAutoPush; a VM's own false wins).
+// Through qemu-ga it runs on the hypervisor host, next to libvirt: in `ipvisor agent` and in serve's
+// in-process agent alike, from the host's desired copy (so it keeps pushing what it has when the
+// control plane is gone), with its records in the host's local state, each also reported as a fact
+// (`guest status` on the control plane shows it). Through XAPI it runs on the control plane, from the
+// store. The last pushed document's digest is kept, so a restart does not push again, and a failed
+// push is retried after a back-off.
 import { createHash } from 'node:crypto';
-import type { DaemonContext, DaemonWatcher } from '../../core/watcher.js';
+import { needStore, type DaemonContext, type DaemonWatcher } from '../../core/watcher.js';
 import { IpvisorError } from '../../core/model/errors.js';
 import { loadSnapshot, type Snapshot } from '../../core/model/snapshot.js';
 import type { Network, Vm } from '../../core/model/types.js';
@@ -70,11 +74,11 @@ export async function setGuestAutoPush(
  * comes back unconfigured. Process-wide, like the watchers serve runs.
  */
 const requested = new Set<string>();
-let wakeScan: (() => void) | null = null;
+const wakers = new Set<() => void>();
 
 export function requestGuestPush(vmRef: string): void {
   requested.add(vmRef);
-  wakeScan?.();
+  for (const w of wakers) w();
 }
 
 function takeRequest(vm: Vm): boolean {
@@ -96,6 +100,44 @@ export interface GuestPushWatcherOptions {
   retryMs?: number;
   verifyTimeoutMs?: number;
   guardSeconds?: number;
+  /** Which VMs this watcher pushes: through qemu-ga (the host's agent) or XAPI (the control plane);
+   * default both (a test's one watcher over a store). */
+  transport?: 'qga' | 'xapi';
+}
+
+/** How a VM's guest is reached: its own qemu-ga socket or libvirt's channel, else XAPI when a VIF is
+ * on an XAPI network (vm-push.ts guestRouteForVm decides the same way). */
+export function guestTransportOf(snapshot: Snapshot, vm: Vm): 'qga' | 'xapi' {
+  if (typeof vm.extra.guestAgentSocket === 'string') return 'qga';
+  const nets = new Set(snapshot.vifs.filter((v) => v.vmUuid === vm.uuid).map((v) => v.networkUuid));
+  return snapshot.networks.some((n) => nets.has(n.uuid) && n.driver === 'xapi') ? 'xapi' : 'qga';
+}
+
+/** Where the watcher reads VMs and keeps its records. */
+interface PushView {
+  snapshot(): Promise<Snapshot>;
+  record(vmUuid: string): Promise<GuestPushRecord | undefined>;
+  save(vmUuid: string, r: GuestPushRecord): Promise<void>;
+}
+
+function viewOf(ctx: DaemonContext): PushView {
+  const host = ctx.host;
+  if (host) {
+    return {
+      snapshot: async () => host.desired().snapshot,
+      record: async (vmUuid) => host.local.get<GuestPushRecord>(GUEST_PUSH_DOC, vmUuid),
+      save: async (vmUuid, r) => {
+        host.local.put(GUEST_PUSH_DOC, vmUuid, r);
+        host.reportFacts([{ kind: 'guest-push', host: host.name, time: r.at, vmUuid, record: r }]);
+      },
+    };
+  }
+  const store = needStore(ctx, 'guest auto-push');
+  return {
+    snapshot: () => loadSnapshot(store),
+    record: async (vmUuid) => (await store.getDoc<GuestPushRecord>(GUEST_PUSH_DOC, vmUuid))?.value,
+    save: (vmUuid, r) => store.putDoc(GUEST_PUSH_DOC, vmUuid, r),
+  };
 }
 
 export function createGuestPushWatcher(opts: GuestPushWatcherOptions = {}): DaemonWatcher {
@@ -105,11 +147,12 @@ export function createGuestPushWatcher(opts: GuestPushWatcherOptions = {}): Daem
   const intervalMs = opts.intervalMs ?? 5000;
   const retryMs = opts.retryMs ?? 60_000;
 
-  const scan = async (ctx: DaemonContext): Promise<void> => {
-    const snapshot = await loadSnapshot(ctx.store);
+  const scan = async (ctx: DaemonContext, view: PushView): Promise<void> => {
+    const snapshot = await view.snapshot();
     for (const vm of snapshot.vms) {
       if (stopped || ctx.signal.aborted) return;
       if (!autoPushEnabled(snapshot, vm)) continue;
+      if (opts.transport && guestTransportOf(snapshot, vm) !== opts.transport) continue;
       let doc: unknown;
       try {
         doc = networkDataForVm(snapshot, vm.uuid);
@@ -118,7 +161,7 @@ export function createGuestPushWatcher(opts: GuestPushWatcherOptions = {}): Daem
         continue;
       }
       const digest = networkDataDigest(doc);
-      const last = (await ctx.store.getDoc<GuestPushRecord>(GUEST_PUSH_DOC, vm.uuid))?.value;
+      const last = await view.record(vm.uuid);
       const forced = takeRequest(vm);
       // a NIC the guest does not show yet is retried after 1, 2, 4 ... s (capped by retryMs)
       const wait = last && !last.ok && nicNotThereYet(last.error) ? Math.min(retryMs, 1000 * 2 ** Math.min((last.attempts ?? 1) - 1, 10)) : retryMs;
@@ -135,26 +178,29 @@ export function createGuestPushWatcher(opts: GuestPushWatcherOptions = {}): Daem
         record = { digest, ok: false, at: new Date().toISOString(), error: msg, attempts: last && !last.ok && last.digest === digest ? (last.attempts ?? 1) + 1 : 1 };
         ctx.log(`guest auto-push ${vm.name}: ${msg}`);
       }
-      await ctx.store.putDoc(GUEST_PUSH_DOC, vm.uuid, record);
+      await view.save(vm.uuid, record);
     }
   };
 
-  const loop = (ctx: DaemonContext): void => {
+  const loop = (ctx: DaemonContext, view: PushView): void => {
     if (stopped || ctx.signal.aborted) return;
-    scanning = scan(ctx)
+    scanning = scan(ctx, view)
       .catch((e) => ctx.log(`guest auto-push: ${e instanceof Error ? e.message : String(e)}`))
       .finally(() => {
-        if (!stopped && !ctx.signal.aborted) timer = setTimeout(() => loop(ctx), intervalMs);
+        if (!stopped && !ctx.signal.aborted) timer = setTimeout(() => loop(ctx, view), intervalMs);
       });
   };
+  let wakeScan: (() => void) | null = null;
+  let unsubscribe: (() => void) | undefined;
 
   return {
     name: 'guest-auto-push',
     async start(ctx: DaemonContext): Promise<void> {
       stopped = false;
+      const view = viewOf(ctx);
       ctx.signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
       let wanted = false;
-      wakeScan = () => {
+      const wake = (wakeScan = () => {
         // a scan that is running finishes first; the next one starts at once instead of after intervalMs
         if (wanted || stopped || ctx.signal.aborted) return;
         wanted = true;
@@ -162,14 +208,19 @@ export function createGuestPushWatcher(opts: GuestPushWatcherOptions = {}): Daem
           wanted = false;
           if (stopped || ctx.signal.aborted) return;
           clearTimeout(timer);
-          loop(ctx);
+          loop(ctx, view);
         });
-      };
-      loop(ctx);
+      });
+      wakers.add(wake);
+      // a new desired copy (an allocation anywhere) is pushed now, not at the next interval
+      unsubscribe = ctx.host?.onDesired(wake);
+      loop(ctx, view);
     },
     async stop(): Promise<void> {
       stopped = true;
+      if (wakeScan) wakers.delete(wakeScan);
       wakeScan = null;
+      unsubscribe?.();
       clearTimeout(timer);
       await scanning;
     },

@@ -113,12 +113,12 @@ export async function recordNetworkFacts(tx: StoreTx, info: LibvirtNetworkInfo, 
  * so a VM that moved (migration, a store shared by several hosts) is recorded on this host.
  * `hv`: the domain's name as validated (hypervisorName): a name that breaks the naming rules is
  * recorded as vm-<uuid>, with libvirt's name kept escaped in extra.libvirtDomain. */
-async function ensureVm(tx: StoreTx, uuid: string, hv: { name: string; label: string | null }, actor: string, runningHere = false): Promise<Vm> {
+async function ensureVm(tx: StoreTx, uuid: string, hv: { name: string; label: string | null }, actor: string, runningHere = false, here = thisHost()): Promise<Vm> {
   const existing = await tx.getVm(uuid);
   const name = hv.name;
   const libvirtDomain = hv.label ?? hv.name;
   if (existing) {
-    const host = runningHere ? thisHost() : existing.host;
+    const host = runningHere ? here : existing.host;
     // libvirt allows renaming a domain: follow it when the name came from libvirt in the first
     // place (a name the user gave stays), unless the new name belongs to another VM.
     const fromLibvirt = existing.extra.libvirtDomain === existing.name || existing.name === `vm-${uuid}`;
@@ -133,7 +133,7 @@ async function ensureVm(tx: StoreTx, uuid: string, hv: { name: string; label: st
   const t = now();
   // A VM of the same name but another UUID (e.g. created by hand): keep names unique.
   const finalName = (await tx.findVmByName(name)) ? `${name.slice(0, 119)}-${uuid.slice(0, 8)}` : name;
-  const vm: Vm = { uuid, name: finalName, host: thisHost(), owner: null, extra: { libvirtDomain }, createdAt: t, updatedAt: t };
+  const vm: Vm = { uuid, name: finalName, host: here, owner: null, extra: { libvirtDomain }, createdAt: t, updatedAt: t };
   await tx.insertVm(vm);
   await audit(tx, { actor, action: 'create', kind: 'vm', uuid, name: finalName, after: vm });
   return vm;
@@ -215,9 +215,10 @@ function checkInterface(iface: LibvirtInterfaceInfo, where: string, problems: st
  * Nothing is recorded for interfaces on networks ipvisor does not know (no VM, no VIF, no tap doc).
  * Every fact is validated first: a name that breaks the rules records the VM as vm-<uuid>; a tap
  * on a managed network whose facts cannot be recorded (invalid MAC, invalid domain UUID) is
- * quarantined, enforced as `disabled`, until they can be.
+ * quarantined, enforced as `disabled`, until they can be. `host`: where the domain runs (this
+ * machine for a hook; the reporting agent's host when the control plane records an agent's fact).
  */
-export async function recordDomain(tx: StoreTx, dom: LibvirtDomainInfo, state: 'running' | 'defined' | 'stopped', actor: string): Promise<DomainRecordResult> {
+export async function recordDomain(tx: StoreTx, dom: LibvirtDomainInfo, state: 'running' | 'defined' | 'stopped', actor: string, host = thisHost()): Promise<DomainRecordResult> {
   const resolve = await networkResolver(tx);
   const out: DomainRecordResult = { vm: undefined, vifs: [], problems: [], quarantineChanged: [] };
   const domUuid = isUuid(dom.uuid) ? dom.uuid.toLowerCase() : null;
@@ -229,7 +230,7 @@ export async function recordDomain(tx: StoreTx, dom: LibvirtDomainInfo, state: '
   // A domain that stopped lets go of its quarantined taps (the taps are gone with it).
   if (state === 'stopped') {
     for (const d of await tx.listDocs<QuarantinedTap>(DOC_QUARANTINE)) {
-      if (d.value.owner !== owner || d.value.host !== thisHost()) continue;
+      if (d.value.owner !== owner || d.value.host !== host) continue;
       await tx.deleteDoc(DOC_QUARANTINE, d.key);
       out.quarantineChanged.push(d.value.networkUuid);
     }
@@ -253,7 +254,7 @@ export async function recordDomain(tx: StoreTx, dom: LibvirtDomainInfo, state: '
     if (!key || !f.mac || !domUuid) {
       const reason = f.macError ? `its MAC cannot be recorded (${f.macError})` : 'its domain UUID is not a UUID';
       if (state === 'running' && f.target) {
-        const q: QuarantinedTap = { host: thisHost(), ifname: f.target, networkUuid: network.uuid, owner, reason: factLabel(reason, 200), since: now() };
+        const q: QuarantinedTap = { host, ifname: f.target, networkUuid: network.uuid, owner, reason: factLabel(reason, 200), since: now() };
         const qKey = quarantineKey(q.host, f.target);
         const prev = (await tx.getDoc<QuarantinedTap>(DOC_QUARANTINE, qKey))?.value;
         if (!prev || prev.owner !== q.owner || prev.reason !== q.reason || prev.networkUuid !== q.networkUuid) {
@@ -270,15 +271,15 @@ export async function recordDomain(tx: StoreTx, dom: LibvirtDomainInfo, state: '
       const tap: TapDoc = { domainUuid: domUuid, domainName: hv!.label ?? hv!.name, mac: f.mac, ifname: f.target, network: network.name, bridge: f.bridge, portid: f.portid, running: true, updatedAt: now() };
       if (!prevTap || prevTap.ifname !== tap.ifname || !prevTap.running || prevTap.bridge !== tap.bridge || prevTap.portid !== tap.portid) await tx.putDoc(DOC_TAP, key, tap);
       // valid facts for a tap that was quarantined: it is enforced through its VIF from now on
-      if (f.target && (await tx.getDoc<QuarantinedTap>(DOC_QUARANTINE, quarantineKey(thisHost(), f.target)))) {
-        await tx.deleteDoc(DOC_QUARANTINE, quarantineKey(thisHost(), f.target));
+      if (f.target && (await tx.getDoc<QuarantinedTap>(DOC_QUARANTINE, quarantineKey(host, f.target)))) {
+        await tx.deleteDoc(DOC_QUARANTINE, quarantineKey(host, f.target));
         out.quarantineChanged.push(network.uuid);
       }
     } else if (state === 'stopped' && prevTap && prevTap.running) {
       await tx.putDoc(DOC_TAP, key, { ...prevTap, running: false, updatedAt: now() });
     }
     out.vm ??= await adoptedVm(tx, domUuid, network, f.mac);
-    out.vm ??= await ensureVm(tx, domUuid, hv!, actor, state === 'running');
+    out.vm ??= await ensureVm(tx, domUuid, hv!, actor, state === 'running', host);
     let vif = await ensureVif(tx, out.vm, network, f.mac, i, actor);
     const before = vif.ifname;
     if (state === 'running' && f.target) vif = await setIfname(tx, vif, out.vm.name, f.target, actor);

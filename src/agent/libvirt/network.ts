@@ -6,6 +6,8 @@ import { validateName } from '../../core/model/validate.js';
 import { formatAddress, parseAddress, parseCidr } from '../../core/ipam/addr.js';
 import type { Store } from '../../core/store/store.js';
 import type { CreateNetworkInput } from '../../core/driver.js';
+import type { HostDesired } from '../../core/compile/host-desired.js';
+import type { HostRecords } from '../../core/watcher.js';
 import { createNetwork, deleteNetwork, parseSubnet, updateNetworkFacts, validateIfname } from '../../core/service/networks.js';
 import { createPool } from '../../core/service/pools.js';
 import { newUuid } from '../../core/service/context.js';
@@ -206,10 +208,23 @@ export function diffDhcpHosts(current: DhcpHost[], desired: DhcpHost[], owned: s
   return { remove, add };
 }
 
-/** assignmentsChanged: keep `<host mac= ip=>` reservations in the libvirt network in step with
- * ipvisor's IPv4 assignments (net-update, live and persistent). */
-export async function syncDhcpReservations(store: Store, network: Network, actor: string, deps: LibvirtDeps = {}): Promise<{ added: DhcpHost[]; removed: DhcpHost[] }> {
-  void actor;
+/** The reservations ipvisor made in one libvirt network (so it removes only its own). */
+export interface OwnedDhcpHosts {
+  get(): Promise<string[]>;
+  put(macs: string[]): Promise<void>;
+}
+
+/** What a network's reservations follow: its VIFs (with their VM's name) and their assignments. */
+export interface DhcpInputs {
+  vms: Array<{ uuid: string; name: string }>;
+  vifs: Array<{ uuid: string; vmUuid: string; mac: string; networkUuid: string }>;
+  assignments: Array<{ vifUuid: string | null; family: number; address: string; kind: string; createdAt: string; networkUuid: string }>;
+}
+
+/** Keeps `<host mac= ip=>` reservations in the libvirt network in step with ipvisor's IPv4
+ * assignments (net-update, live and persistent). A network that is not in this host's libvirt
+ * changes nothing. */
+export async function applyDhcpReservations(network: Network, inputs: DhcpInputs, owned: OwnedDhcpHosts, deps: LibvirtDeps = {}): Promise<{ added: DhcpHost[]; removed: DhcpHost[] }> {
   const lvName = (network.extra.libvirtName as string | undefined) ?? network.name;
   const virsh = deps.virsh ?? createVirsh();
   const dump = await virsh.run(['net-dumpxml', '--inactive', lvName], { allowFail: true });
@@ -217,21 +232,51 @@ export async function syncDhcpReservations(store: Store, network: Network, actor
   const info = parseNetworkXml(dump.stdout);
   const ip4 = info.ips.find((i) => i.family === 4 && i.dhcpRanges.length > 0) ?? info.ips.find((i) => i.family === 4);
   if (!ip4) return { added: [], removed: [] };
-  const vms = new Map((await store.listVms()).map((v) => [v.uuid, v.name]));
-  const vifs = (await store.listVifs()).filter((v) => v.networkUuid === network.uuid).map((v) => ({ uuid: v.uuid, mac: v.mac, name: vms.get(v.vmUuid) ?? '' }));
-  const desired = desiredDhcpHosts(network, vifs, await store.listAssignments({ networkUuid: network.uuid }));
-  const ownedDoc = await store.getDoc<string[]>(DOC_DHCP, network.uuid);
-  const owned = ownedDoc?.value ?? [];
+  const vms = new Map(inputs.vms.map((v) => [v.uuid, v.name]));
+  const vifs = inputs.vifs.filter((v) => v.networkUuid === network.uuid).map((v) => ({ uuid: v.uuid, mac: v.mac, name: vms.get(v.vmUuid) ?? '' }));
+  const desired = desiredDhcpHosts(network, vifs, inputs.assignments.filter((a) => a.networkUuid === network.uuid));
+  const ownedBefore = await owned.get();
   const current = ip4.hosts.filter((h) => h.mac).map((h) => ({ mac: h.mac!, ip: h.ip, name: h.name }));
-  const { remove, add } = diffDhcpHosts(current, desired, owned);
-  if (!remove.length && !add.length) return { added: [], removed: [] };
+  const { remove, add } = diffDhcpHosts(current, desired, ownedBefore);
+  // what ipvisor wants is ipvisor's, whoever added it (the CLI on a one-box host, or this host's agent)
+  const nowOwned = [...new Set([...ownedBefore.filter((m) => !remove.some((r) => r.mac === m)), ...desired.map((d) => d.mac)])].sort();
+  if (!remove.length && !add.length) {
+    if (JSON.stringify(nowOwned) !== JSON.stringify(ownedBefore)) await owned.put(nowOwned);
+    return { added: [], removed: [] };
+  }
   const active = await networkIsActive(virsh, lvName);
   const scope = active ? ['--live', '--config'] : ['--config'];
   for (const h of remove) await virsh.run(['net-update', lvName, 'delete', 'ip-dhcp-host', `<host mac='${h.mac}'/>`, ...scope]);
   for (const h of add) await virsh.run(['net-update', lvName, 'add-last', 'ip-dhcp-host', dhcpHostXml(h), ...scope]);
-  const nowOwned = [...new Set([...owned.filter((m) => !remove.some((r) => r.mac === m)), ...add.map((a) => a.mac)])].sort();
-  await store.putDoc(DOC_DHCP, network.uuid, nowOwned);
+  await owned.put(nowOwned);
   return { added: add, removed: remove };
+}
+
+/** assignmentsChanged (the CLI on a one-box host): the reservations of one network, from the store. */
+export async function syncDhcpReservations(store: Store, network: Network, actor: string, deps: LibvirtDeps = {}): Promise<{ added: DhcpHost[]; removed: DhcpHost[] }> {
+  void actor;
+  const inputs: DhcpInputs = { vms: await store.listVms(), vifs: await store.listVifs(), assignments: await store.listAssignments({ networkUuid: network.uuid }) };
+  return applyDhcpReservations(network, inputs, {
+    get: async () => (await store.getDoc<string[]>(DOC_DHCP, network.uuid))?.value ?? [],
+    put: (macs) => store.putDoc(DOC_DHCP, network.uuid, macs),
+  }, deps);
+}
+
+/** The reservations of every libvirt network of this host, from its desired copy (agent and serve:
+ * an allocation made anywhere reaches the host whose network it is). The VIFs in the copy are the
+ * ones running here; reservations ipvisor made are remembered in the host's local state. */
+export async function syncHostDhcp(desired: HostDesired, local: HostRecords, deps: LibvirtDeps = {}): Promise<Array<{ network: string; added: DhcpHost[]; removed: DhcpHost[] }>> {
+  const s = desired.snapshot;
+  const out: Array<{ network: string; added: DhcpHost[]; removed: DhcpHost[] }> = [];
+  for (const n of s.networks) {
+    if (n.driver !== 'libvirt') continue;
+    const r = await applyDhcpReservations(n, { vms: s.vms, vifs: s.vifs, assignments: s.assignments }, {
+      get: async () => local.get<string[]>(DOC_DHCP, n.uuid) ?? [],
+      put: async (macs) => local.put(DOC_DHCP, n.uuid, macs),
+    }, deps);
+    if (r.added.length || r.removed.length) out.push({ network: n.name, ...r });
+  }
+  return out;
 }
 
 /** networkDeleted: a network ipvisor created in libvirt goes away with it. */

@@ -120,7 +120,7 @@ export function registerAgentCommands(program: Command, version: string): void {
         const servers = o.server.split(',').map((s) => s.trim()).filter(Boolean);
         const controlPlane = new HttpControlPlane({ servers, tokenFile: o.tokenFile, caFile: o.ca, pin: o.pin, insecureHttp: o.insecureHttp });
         const agent = new Agent({ host, controlPlane, local, log: say, intervalMs: seconds * 1000, version });
-        const [{ serveLocalSocket, writeAgentMarker }, { createNftMonitorWatcher }] = await Promise.all([import('../../agent/local-socket.js'), import('../../agent/nft-monitor.js')]);
+        const [{ serveLocalSocket, writeAgentMarker }, { loadWatchers }] = await Promise.all([import('../../agent/local-socket.js'), import('../../drivers/index.js')]);
         writeAgentMarker({ host, servers, stateDir });
         const socket = await serveLocalSocket(agent);
         const metrics = http && o.listen !== undefined ? await http.startMetricsServer(o.listen) : undefined;
@@ -138,16 +138,22 @@ export function registerAgentCommands(program: Command, version: string): void {
         process.once('SIGTERM', stop);
         process.once('SIGINT', stop);
         process.on('SIGHUP', hup);
-        const monitor = createNftMonitorWatcher();
-        await monitor.start({ store: undefined as never, actor: `agent:${host}`, requestReconcile: (r) => agent.requestReconcile(r), log: say, signal: ac.signal }).catch((e) => say(`nft monitor not started: ${(e as Error).message}`));
-        say(`agent for host ${host}: servers ${servers.join(', ')}; state ${stateDir}`);
+        // the agent placement's watchers (nft monitor, libvirt events, guest push), as serve runs them
+        const watchers = await loadWatchers(['agent']);
+        const hostPort = agent.hostPort();
+        for (const w of watchers) {
+          await w
+            .start({ host: hostPort, actor: `agent:${host}`, requestReconcile: (r) => agent.requestReconcile(r), log: (m) => say(`${w.name}: ${m}`), signal: ac.signal })
+            .catch((e) => say(`${w.name}: not started: ${(e as Error).message}`));
+        }
+        say(`agent for host ${host}: servers ${servers.join(', ')}; state ${stateDir}; watchers: ${watchers.map((w) => w.name).join(', ')}`);
         try {
           await agent.run(ac.signal);
         } finally {
           process.off('SIGTERM', stop);
           process.off('SIGINT', stop);
           process.off('SIGHUP', hup);
-          await monitor.stop().catch(() => undefined);
+          for (const w of watchers) await w.stop().catch(() => undefined);
           socket.close();
           await metrics?.close().catch(() => undefined);
           controlPlane.close();

@@ -1,5 +1,6 @@
 // Field validators shared by every front end. Each throws a VALIDATION error naming the field.
 import { invalid } from './errors.js';
+import type { HostFact } from '../control-plane.js';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -125,4 +126,64 @@ export function hypervisorName(name: unknown, uuid: string, kind: 'vm' | 'networ
   } catch (err) {
     return { name: `${kind === 'vm' ? 'vm' : 'net'}-${uuid}`, label: factLabel(name), reason: err instanceof Error ? err.message : String(err) };
   }
+}
+
+/**
+ * A fact an agent reports (POST /agent/v1/hosts/:host/facts, the in-process agent of serve): its shape
+ * checked field by field, unknown fields dropped. The values of a domain fact are libvirt's own and
+ * are judged by the same code as a hook's XML (agent/libvirt/facts.ts recordDomain: an unusable MAC
+ * or name is quarantined or renamed there, never stored as given), so only their type and size are
+ * checked here. `field` names the fact in errors (facts[3].domain.uuid).
+ */
+export function parseHostFact(value: unknown, field = 'fact'): HostFact {
+  const obj = (v: unknown, f: string): Record<string, unknown> => {
+    if (!v || typeof v !== 'object' || Array.isArray(v)) throw invalid(f, 'must be an object');
+    return v as Record<string, unknown>;
+  };
+  const str = (v: unknown, f: string, max: number): string => {
+    if (typeof v !== 'string') throw invalid(f, 'must be a string');
+    if (v.length > max) throw invalid(f, `must be at most ${max} characters`);
+    return v;
+  };
+  const strOrNull = (v: unknown, f: string, max: number): string | null => (v === null || v === undefined ? null : str(v, f, max));
+  const time = (v: unknown, f: string): string => {
+    const t = str(v, f, 64);
+    if (Number.isNaN(Date.parse(t))) throw invalid(f, `'${factLabel(t, 64)}' is not a timestamp`);
+    return t;
+  };
+  const f = obj(value, field);
+  const kind = str(f.kind, `${field}.kind`, 32);
+  const host = validateName(str(f.host, `${field}.host`, MAX_NAME_LENGTH), `${field}.host`);
+  const at = time(f.time, `${field}.time`);
+  switch (kind) {
+    case 'audit': {
+      if (!Array.isArray(f.changes) || f.changes.length > 1000) throw invalid(`${field}.changes`, 'must be a list of at most 1000 lines');
+      return { kind, host, time: at, actor: str(f.actor, `${field}.actor`, 200), action: str(f.action, `${field}.action`, 100), changes: f.changes.map((c, i) => str(c, `${field}.changes[${i}]`, 2000)) };
+    }
+    case 'vif-bind': {
+      const ifname = f.ifname === null ? null : validateIfname(str(f.ifname, `${field}.ifname`, 64), `${field}.ifname`);
+      return { kind, host, time: at, vmUuid: validateUuid(str(f.vmUuid, `${field}.vmUuid`, 64), `${field}.vmUuid`), mac: normalizeMac(str(f.mac, `${field}.mac`, 64), `${field}.mac`), ifname };
+    }
+    case 'domain': {
+      const state = oneOf(str(f.state, `${field}.state`, 16), ['running', 'stopped'] as const, `${field}.state`);
+      const d = obj(f.domain, `${field}.domain`);
+      if (!Array.isArray(d.interfaces) || d.interfaces.length > 4096) throw invalid(`${field}.domain.interfaces`, 'must be a list of at most 4096 interfaces');
+      const interfaces = d.interfaces.map((x, i) => {
+        const w = `${field}.domain.interfaces[${i}]`;
+        const o = obj(x, w);
+        return { type: str(o.type ?? '', `${w}.type`, 32), mac: strOrNull(o.mac, `${w}.mac`, 64), network: strOrNull(o.network, `${w}.network`, 256), bridge: strOrNull(o.bridge, `${w}.bridge`, 64), portid: strOrNull(o.portid, `${w}.portid`, 64), target: strOrNull(o.target, `${w}.target`, 64), alias: strOrNull(o.alias, `${w}.alias`, 64) };
+      });
+      return { kind, host, time: at, state, domain: { uuid: str(d.uuid, `${field}.domain.uuid`, 64), name: str(d.name, `${field}.domain.name`, 1024), interfaces } };
+    }
+    case 'guest-push': {
+      const r = obj(f.record, `${field}.record`);
+      if (typeof r.ok !== 'boolean') throw invalid(`${field}.record.ok`, 'must be true or false');
+      const attempts = r.attempts === undefined ? undefined : validateInt(r.attempts as number, `${field}.record.attempts`, 0, 1_000_000);
+      return {
+        kind, host, time: at, vmUuid: validateUuid(str(f.vmUuid, `${field}.vmUuid`, 64), `${field}.vmUuid`),
+        record: { digest: str(r.digest, `${field}.record.digest`, 128), ok: r.ok, at: time(r.at, `${field}.record.at`), ...(r.error === undefined ? {} : { error: str(r.error, `${field}.record.error`, 2000) }), ...(r.via === undefined ? {} : { via: str(r.via, `${field}.record.via`, 300) }), ...(attempts === undefined ? {} : { attempts }) },
+      };
+    }
+  }
+  throw invalid(`${field}.kind`, `'${factLabel(kind, 32)}' is not one of audit, vif-bind, domain, guest-push`);
 }

@@ -1,7 +1,7 @@
 // `ipvisor serve`: one live event.from loop per XAPI connection. Each batch updates the store (sync)
 // and the pool's cache; a change to VIFs, VMs, networks or the pool asks for a reconcile, so the
 // XAPI enforcer (reading the same live cache) re-checks locking and repairs foreign changes.
-import type { DaemonContext, DaemonWatcher } from '../../core/watcher.js';
+import { needStore, type DaemonContext, type DaemonWatcher } from '../../core/watcher.js';
 import { connectionClient, listConnections, type XapiConnection } from './connections.js';
 import { livePools, watcherState } from './enforcer.js';
 import { XapiPoolSync } from './sync.js';
@@ -48,7 +48,7 @@ export function createXapiWatcher(opts: XapiWatcherOptions = {}): DaemonWatcher 
       let syncer: XapiPoolSync | undefined;
       try {
         const client = connectionClient(conn);
-        syncer = current = new XapiPoolSync(ctx.store, conn, client, ctx.log);
+        syncer = current = new XapiPoolSync(needStore(ctx, 'xapi'), conn, client, ctx.log);
         const first = await syncer.full();
         livePools.set(conn.name, { client, cache: syncer.cache });
         ctx.log(`${conn.name}: following events (${first.created.length} created, ${first.deleted.length} deleted)`);
@@ -76,7 +76,7 @@ export function createXapiWatcher(opts: XapiWatcherOptions = {}): DaemonWatcher 
   return {
     name: 'xapi',
     async start(ctx) {
-      const conns = await listConnections(ctx.store);
+      const conns = await listConnections(needStore(ctx, 'xapi'));
       watcherState.active = conns.length > 0;
       // Stops with serve (ctx.signal) or stop() (ac).
       if (ctx.signal.aborted) ac.abort();
