@@ -3,9 +3,10 @@
 // follows the control plane (long-poll, periodic catch-up). Losing the control plane never loosens
 // anything: the agent keeps enforcing its copy, a restart enforces from disk, hooks enforce from the
 // copy, facts wait in a queue on disk until the control plane is back.
-import type { AppliedReport, ControlPlane, DesiredState, HostFact } from '../core/control-plane.js';
-import { AGENT_PROTOCOL } from '../core/control-plane.js';
+import type { AppliedReport, ControlPlane, DesiredDelta, DesiredState, HostFact } from '../core/control-plane.js';
+import { AGENT_PROTOCOL, applyDelta } from '../core/control-plane.js';
 import type { HostDesired } from '../core/compile/host-desired.js';
+import { desiredDigest } from '../core/compile/host-desired.js';
 import type { PlanChange } from '../core/enforcer.js';
 import { formatPlanChange } from '../core/enforcer.js';
 import type { Vif } from '../core/model/types.js';
@@ -64,7 +65,9 @@ export class Agent {
   private running = false;
   private again = false;
   private timer: NodeJS.Timeout | undefined;
-  private pending: string[] = [];
+  private pending: Array<{ reason: string; vifs?: string[] }> = [];
+  /** What the control plane sent since start (bench, tests): a delta that did not verify is a mismatch. */
+  readonly received = { snapshot: 0, delta: 0, mismatch: 0 };
   private lastReport: AppliedReport | undefined;
   private refused: string | undefined;
   /** The digest of the last refused state: the long-poll waits for something else than it (asking
@@ -191,6 +194,30 @@ export class Agent {
     return true;
   }
 
+  /**
+   * A delta from the control plane: applied to the copy it was computed from and kept only when the
+   * result's digest is the server's; otherwise (another copy, a change the feed did not carry) a
+   * snapshot is asked for. Nothing is enforced from a copy that does not verify. Returns the VIFs
+   * a one-VIF reconcile may cover, 'all' for a full one, or undefined when nothing was accepted.
+   */
+  async acceptDelta(delta: DesiredDelta, signal?: AbortSignal): Promise<string[] | 'all' | undefined> {
+    const have = this.desired;
+    if (have && have.revision === delta.fromRevision && have.storeIdentity === delta.storeIdentity) {
+      const next = applyDelta(have, delta);
+      if (desiredDigest(next) === delta.digest) {
+        this.received.delta++;
+        const scope = deltaScope(have, delta);
+        return this.accept(next) ? scope : undefined;
+      }
+    }
+    this.received.mismatch++;
+    this.opts.log(`desired state: the delta to revision ${delta.revision} does not verify against this host's copy (revision ${have?.revision ?? 'none'}); asking for a snapshot`);
+    const a = await this.opts.controlPlane.desiredState(this.host, { full: true, signal });
+    if (a.kind !== 'snapshot') return undefined;
+    this.received.snapshot++;
+    return this.accept(a.state) ? 'all' : undefined;
+  }
+
   /** VIFs bound here in the old copy and gone from the new one keep their enforcement while their
    * interface exists: a live migration's source removes only at release. */
   private retainDeparted(old: DesiredState | undefined, next: DesiredState): void {
@@ -248,8 +275,15 @@ export class Agent {
     return { changes };
   }
 
-  private async enforce(reason: string): Promise<PlanChange[]> {
+  private async enforce(reason: string, vifs?: string[]): Promise<PlanChange[]> {
     await this.pruneRetained();
+    if (vifs) {
+      // a delta that touched only these VIFs: their elements, one nft transaction each (the one-VIF
+      // path falls back to the whole host by itself when it cannot)
+      const changes: PlanChange[] = [];
+      for (const vifUuid of vifs) changes.push(...(await applyHost(this.source(), { actor: this.actor, auditAction: 'host.repair', scope: { vifUuid }, runner: this.opts.runner })));
+      return changes;
+    }
     // re-verified every few seconds: a warning is logged when it is new or came back
     const seen = new Set<string>();
     const log = (m: string) => {
@@ -265,11 +299,12 @@ export class Agent {
     }
   }
 
-  /** One reconcile: apply the copy, then report what was done (when the control plane answers). */
-  async reconcile(reason: string): Promise<void> {
+  /** One reconcile: apply the copy (only `vifs` when given), then report what was done (when the
+   * control plane answers). */
+  async reconcile(reason: string, vifs?: string[]): Promise<void> {
     if (this.running) {
       this.again = true;
-      this.pending.push(reason);
+      this.pending.push({ reason, vifs });
       return;
     }
     this.running = true;
@@ -278,21 +313,26 @@ export class Agent {
         this.again = false;
         let report: AppliedReport;
         try {
-          const changes = await this.enforce(reason);
+          const changes = await this.enforce(reason, vifs);
           countRepairs(changes);
           if (changes.length) this.opts.log(`host: repaired ${changes.length} change(s) (${reason}): ${changes.slice(0, 5).map(formatPlanChange).join('; ')}${changes.length > 5 ? '; ...' : ''}`);
-          report = this.report(true, changes.length);
+          report = this.report(true, changes.length, undefined, await this.drift(changes.length, !!vifs));
         } catch (err) {
           this.opts.log(`host: reconcile failed (${reason}): ${(err as Error).message}`);
-          report = this.report(false, 0, (err as Error).message);
+          report = this.report(false, 0, (err as Error).message, await this.drift(1, false));
         }
         this.lastReport = report;
         if (this.connected && !this.removed) {
           await this.flushFacts().catch(() => undefined);
           await this.opts.controlPlane.reportApplied(this.host, report).catch(() => undefined);
         }
-        reason = this.pending.shift() ?? reason;
+        const next = this.pending;
         this.pending = [];
+        if (next.length) {
+          reason = next[0].reason;
+          // one full request among them makes it a full reconcile
+          vifs = next.every((p) => p.vifs) ? [...new Set(next.flatMap((p) => p.vifs!))] : undefined;
+        }
       } while (this.again);
     } finally {
       this.running = false;
@@ -300,7 +340,23 @@ export class Agent {
     }
   }
 
-  private report(ok: boolean, changes: number, error?: string): AppliedReport {
+  /**
+   * The differences still pending after a reconcile (what `plan` would change now), for the report.
+   * A full run that changed nothing observed the host in sync: no second look. A one-VIF run
+   * observed only its VIFs: the last full run's drift stands until the next one.
+   */
+  private async drift(changes: number, scoped: boolean): Promise<string[]> {
+    if (scoped) return this.lastReport?.drift ?? [];
+    if (!changes) return [];
+    try {
+      const plan = await planHost(this.source(), { actor: this.actor, runner: this.opts.runner, force: !!this.desired?.force });
+      return plan.changes.slice(0, 200).map(formatPlanChange);
+    } catch (err) {
+      return [`plan failed: ${(err as Error).message}`];
+    }
+  }
+
+  private report(ok: boolean, changes: number, error?: string, drift: string[] = []): AppliedReport {
     return {
       revision: this.desired?.revision ?? 0,
       digest: this.desired?.digest ?? '',
@@ -308,8 +364,8 @@ export class Agent {
       ok,
       error,
       changes,
-      drift: [],
-      warnings: [],
+      drift,
+      warnings: [...this.lastWarnings].map((w) => w.replace(/^warning: /, '')),
       refused: this.refused,
       agentVersion: this.opts.version ?? AGENT_PROTOCOL,
       at: new Date().toISOString(),
@@ -337,7 +393,14 @@ export class Agent {
         try {
           // facts queued during an outage go out first (the long-poll may wait a while)
           if (this.opts.local.list(FACTS).length) await this.flushFacts();
-          const a = await this.opts.controlPlane.desiredState(this.host, { digest: this.refusedDigest ?? this.desired?.digest, waitMs: this.opts.waitMs ?? 25_000, signal });
+          // the copy's revision and store: a change may come as a delta against it
+          const a = await this.opts.controlPlane.desiredState(this.host, {
+            digest: this.refusedDigest ?? this.desired?.digest,
+            revision: this.desired?.revision,
+            storeIdentity: this.desired?.storeIdentity,
+            waitMs: this.opts.waitMs ?? 25_000,
+            signal,
+          });
           if (!this.connected) this.opts.log('control plane reachable');
           this.connected = true;
           if (a.kind === 'removed') {
@@ -349,8 +412,13 @@ export class Agent {
           }
           if (this.removed) this.opts.local.delete(KIND, 'removed');
           this.removed = false;
+          if (a.kind === 'snapshot') this.received.snapshot++;
           if (a.kind === 'snapshot' && this.accept(a.state)) await this.reconcile('desired state');
-          else await this.flushFacts();
+          else if (a.kind === 'delta') {
+            const scope = await this.acceptDelta(a.delta, signal);
+            if (scope) await this.reconcile('desired state', scope === 'all' ? undefined : scope);
+            else await this.flushFacts();
+          } else await this.flushFacts();
           if (this.opts.waitMs === 0) await sleep(this.opts.pollMs ?? 5000, signal);
         } catch (err) {
           if (signal.aborted) break;
@@ -398,6 +466,35 @@ export class Agent {
     this.desired = undefined;
     return changes;
   }
+}
+
+/** The VIFs a delta touches when it touches nothing else (no network, pool, setting or quarantined
+ * tap; every assignment on a VIF): a one-VIF reconcile each covers it. 'all' otherwise. */
+export function deltaScope(old: DesiredState, delta: DesiredDelta): string[] | 'all' {
+  if (delta.upsert.networks?.length || delta.remove.networks?.length || delta.upsert.pools?.length || delta.remove.pools?.length) return 'all';
+  if (JSON.stringify(delta.settings) !== JSON.stringify(old.settings)) return 'all';
+  if (JSON.stringify(delta.quarantinedTaps ?? []) !== JSON.stringify(old.snapshot.quarantinedTaps ?? [])) return 'all';
+  const vifs = new Set<string>();
+  const oldAssignment = new Map(old.snapshot.assignments.map((a) => [a.uuid, a]));
+  for (const a of delta.upsert.assignments ?? []) {
+    const before = oldAssignment.get(a.uuid);
+    if (!a.vifUuid || (before && before.vifUuid !== a.vifUuid)) return 'all';
+    vifs.add(a.vifUuid);
+  }
+  for (const uuid of delta.remove.assignments ?? []) {
+    const before = oldAssignment.get(uuid);
+    if (!before) continue;
+    if (!before.vifUuid) return 'all';
+    vifs.add(before.vifUuid);
+  }
+  for (const v of delta.upsert.vifs ?? []) vifs.add(v.uuid);
+  for (const uuid of delta.remove.vifs ?? []) vifs.add(uuid);
+  for (const uuid of [...(delta.upsert.vms ?? []).map((v) => v.uuid), ...(delta.remove.vms ?? [])]) {
+    for (const v of old.snapshot.vifs) if (v.vmUuid === uuid) vifs.add(v.uuid);
+    for (const v of delta.upsert.vifs ?? []) if (v.vmUuid === uuid) vifs.add(v.uuid);
+  }
+  // many VIFs at once (a VM with many, a bulk change): the whole host in one transaction is cheaper
+  return vifs.size > 0 && vifs.size <= 16 ? [...vifs] : 'all';
 }
 
 /** A control plane that is not there: a hook enforcing without its agent, from the copy on disk. */

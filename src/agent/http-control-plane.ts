@@ -192,6 +192,11 @@ export class HttpControlPlane implements ControlPlane {
   async desiredState(host: string, q: DesiredQuery = {}): Promise<DesiredAnswer> {
     const params = new URLSearchParams();
     if (q.digest) params.set('digest', q.digest);
+    if (q.revision !== undefined && q.storeIdentity) {
+      params.set('revision', String(q.revision));
+      params.set('store', q.storeIdentity);
+    }
+    if (q.full) params.set('full', '1');
     if (q.waitMs) params.set('wait', String(q.waitMs));
     const r = await this.call<DesiredAnswer>('GET', `/agent/v1/hosts/${encodeURIComponent(host)}/desired?${params}`, undefined, (q.waitMs ?? 0) + (this.opts.timeoutMs ?? 10_000), q.signal);
     return r.json;

@@ -2,6 +2,8 @@
 // adapters: in-process (server/control-plane.ts, used by `serve`: one process, no network) and HTTP
 // (server/agent-http.ts on the server, agent/http-control-plane.ts in the agent).
 import type { HostDesired } from './compile/host-desired.js';
+import type { HostSettings } from './compile/host-plan.js';
+import type { QuarantinedTap, Snapshot } from './model/snapshot.js';
 
 /** The desired state of one host as the control plane sends it. */
 export interface DesiredState extends HostDesired {
@@ -16,8 +18,31 @@ export interface DesiredState extends HostDesired {
   force?: boolean;
 }
 
+/** The object lists of a host's slice that a delta carries changes of (keyed by uuid). */
+export const DELTA_LISTS = ['networks', 'pools', 'vms', 'vifs', 'assignments'] as const;
+export type DeltaList = (typeof DELTA_LISTS)[number];
+
+/** What changed in one host's slice between the agent's copy (fromRevision) and `revision`. */
+export interface DesiredDelta {
+  storeIdentity: string;
+  /** The revision of the copy it applies to. */
+  fromRevision: number;
+  revision: number;
+  /** The digest the copy has once the delta is applied: anything else, and the agent asks for a snapshot. */
+  digest: string;
+  force?: boolean;
+  /** Objects added or changed, whole. */
+  upsert: { [K in DeltaList]?: Snapshot[K] };
+  /** Uuids of objects gone from this host's slice (an uuid the copy does not have is no change). */
+  remove: { [K in DeltaList]?: string[] };
+  /** Small, so always whole: the host's settings and its quarantined taps. */
+  settings: HostSettings;
+  quarantinedTaps?: QuarantinedTap[];
+}
+
 export type DesiredAnswer =
   | { kind: 'snapshot'; state: DesiredState }
+  | { kind: 'delta'; delta: DesiredDelta }
   | { kind: 'unchanged'; revision: number; digest: string; storeIdentity: string }
   /** The host was removed on the server: the agent keeps what it enforces until `agent --teardown`. */
   | { kind: 'removed' };
@@ -25,6 +50,11 @@ export type DesiredAnswer =
 export interface DesiredQuery {
   /** The digest of the agent's copy: when it is still current the answer is 'unchanged'. */
   digest?: string;
+  /** The revision and store of the agent's copy: with both, a changed state may come as a delta. */
+  revision?: number;
+  storeIdentity?: string;
+  /** Ask for a snapshot whatever the digest (a delta that did not verify). */
+  full?: boolean;
   /** Long-poll: wait up to this long for a change that concerns this host. */
   waitMs?: number;
   signal?: AbortSignal;
@@ -79,6 +109,32 @@ export type HostFact =
   | { kind: 'vif-bind'; host: string; time: string; vmUuid: string; mac: string; ifname: string | null }
   | { kind: 'domain'; host: string; time: string; state: 'running' | 'stopped'; domain: { uuid: string; name: string; interfaces: DomainInterfaceFact[] } }
   | { kind: 'guest-push'; host: string; time: string; vmUuid: string; record: GuestPushFact };
+
+/** The copy with a delta applied (pure; the copy is not modified). The caller checks the result's
+ * digest against delta.digest with desiredDigest() before it enforces anything. */
+export function applyDelta(copy: DesiredState, delta: DesiredDelta): DesiredState {
+  const snapshot: Snapshot = { ...copy.snapshot };
+  for (const list of DELTA_LISTS) {
+    const up = delta.upsert[list] ?? [];
+    const gone = new Set(delta.remove[list] ?? []);
+    if (!up.length && !gone.size) continue;
+    const byUuid = new Map<string, { uuid: string }>((copy.snapshot[list] as Array<{ uuid: string }>).map((o) => [o.uuid, o]));
+    for (const uuid of gone) byUuid.delete(uuid);
+    for (const o of up as Array<{ uuid: string }>) byUuid.set(o.uuid, o);
+    (snapshot as unknown as Record<DeltaList, unknown[]>)[list] = [...byUuid.values()];
+  }
+  if (delta.quarantinedTaps?.length) snapshot.quarantinedTaps = delta.quarantinedTaps;
+  else delete snapshot.quarantinedTaps;
+  return {
+    host: copy.host,
+    snapshot,
+    settings: delta.settings,
+    storeIdentity: delta.storeIdentity,
+    revision: delta.revision,
+    digest: delta.digest,
+    ...(delta.force ? { force: true } : {}),
+  };
+}
 
 export interface ControlPlane {
   desiredState(host: string, q?: DesiredQuery): Promise<DesiredAnswer>;

@@ -1,7 +1,8 @@
 // The agent-facing HTTP routes of `ipvisor server` (the HTTP adapter of the ControlPlane port, server
 // side). Authority follows the token, checked here in one place: a host's agent token reads only that
 // host's desired state and reports facts only for that host; anything else is 403 and changes nothing.
-//   GET  /agent/v1/hosts/:host/desired?digest=D&wait=MS   -> DesiredAnswer (long-poll)
+//   GET  /agent/v1/hosts/:host/desired?digest=D&revision=R&store=ID&wait=MS[&full=1]
+//        -> DesiredAnswer (long-poll): unchanged, a delta since R (same store), or a snapshot
 //   POST /agent/v1/hosts/:host/applied                     <- AppliedReport
 //   POST /agent/v1/hosts/:host/facts                       <- { facts: HostFact[] }
 //   GET  /agent/v1/version                                 -> { protocol, version } (no token)
@@ -45,13 +46,18 @@ export async function agentRoutes(app: FastifyInstance, opts: { controlPlane: St
     return { protocol: AGENT_PROTOCOL, version: opts.version };
   });
 
-  app.get<{ Params: { host: string }; Querystring: { digest?: string; wait?: string } }>('/agent/v1/hosts/:host/desired', { config }, async (req, reply) => {
+  app.get<{ Params: { host: string }; Querystring: { digest?: string; wait?: string; revision?: string; store?: string; full?: string } }>('/agent/v1/hosts/:host/desired', { config }, async (req, reply) => {
     const host = await authorise(req, reply);
     const wait = Math.min(Number(req.query.wait ?? 0) || 0, MAX_WAIT_MS);
+    let revision: number | undefined;
+    if (req.query.revision !== undefined) {
+      revision = Number(req.query.revision);
+      if (!/^\d{1,15}$/.test(req.query.revision) || !Number.isSafeInteger(revision)) throw invalid('revision', 'a revision number');
+    }
     const ac = new AbortController();
     req.raw.on('close', () => ac.abort());
     reply.raw.on('close', () => ac.abort());
-    const answer = await cp.desiredState(host, { digest: req.query.digest, waitMs: wait, signal: ac.signal });
+    const answer = await cp.desiredState(host, { digest: req.query.digest, revision, storeIdentity: req.query.store, full: req.query.full === '1', waitMs: wait, signal: ac.signal });
     return reply.status(answer.kind === 'removed' ? 410 : 200).send(answer);
   });
 

@@ -6,12 +6,13 @@
 // store's watch() (PostgreSQL LISTEN/NOTIFY, SQLite in-process signal and data_version polling)
 // wakes the long-polls; a long-poll answers only when its host's digest changed, and the change feed
 // narrows which hosts to recompute (a change row naming host A never wakes host B's agent).
-import type { AppliedReport, ControlPlane, DesiredAnswer, DesiredQuery, DesiredState, HostFact } from '../core/control-plane.js';
-import { DOC_HOST_SETTING, desiredDigest, hostSnapshot } from '../core/compile/host-desired.js';
+import type { AppliedReport, ControlPlane, DeltaList, DesiredAnswer, DesiredDelta, DesiredQuery, DesiredState, HostFact } from '../core/control-plane.js';
+import { DELTA_LISTS } from '../core/control-plane.js';
+import { DOC_HOST_SETTING, desiredDigest, hostSettingKey, hostSnapshot } from '../core/compile/host-desired.js';
+import type { HostSettings } from '../core/compile/host-plan.js';
 import type { Snapshot } from '../core/model/snapshot.js';
-import { loadSnapshot } from '../core/model/snapshot.js';
-import type { Store } from '../core/store/store.js';
-import { loadHostSettings } from '../core/service/host-desired.js';
+import { DOC_QUARANTINE, loadSnapshot } from '../core/model/snapshot.js';
+import type { Change, Store } from '../core/store/store.js';
 import { bindVifFact } from '../core/service/host-facts.js';
 import { parseHostFact } from '../core/model/validate.js';
 import { DOC_AGENT_HOST, recordAgentReport } from './hosts.js';
@@ -21,6 +22,8 @@ export interface StoreControlPlaneOptions {
   requireRegistration?: boolean;
   /** `ipvisor server --force`: agents may replace a copy from a store with another identity. */
   force?: boolean;
+  /** A delta is answered only from at most this many change rows (else a snapshot). */
+  maxDeltaChanges?: number;
 }
 
 interface Waiter {
@@ -29,13 +32,31 @@ interface Waiter {
   wake(): void;
 }
 
+/** One read of the store shared by every host asking at its revision. */
+interface Cached {
+  revision: number;
+  snapshot: Snapshot;
+  /** host-setting documents by key (per host `gateway@NAME`, or the global `gateway`). */
+  settingDocs: Map<string, unknown>;
+  /** Each host's state at this snapshot (a digest costs a hash of the host's slice). */
+  hosts: Map<string, DesiredState>;
+  /** The snapshot's VIFs by VM and assignments by VIF (what a VM or VIF change drags along). */
+  index?: { vifsByVm: Map<string, string[]>; assignmentsByVif: Map<string, string[]> };
+  /** Change rows since a revision, read once for every host asking from it. */
+  since: Map<number, Promise<Change[]>>;
+}
+
+const DEFAULT_MAX_DELTA_CHANGES = 5000;
+
 export class StoreControlPlane implements ControlPlane {
-  private cache: { revision: number; snapshot: Snapshot } | undefined;
-  private loading: Promise<{ revision: number; snapshot: Snapshot }> | undefined;
+  private cache: Cached | undefined;
+  private loading: Promise<Cached> | undefined;
   private readonly waiters = new Set<Waiter>();
   private unwatch: (() => void) | undefined;
   private lastSeenRevision = 0;
   private identity: string | undefined;
+  /** Answers by kind since start (bench, tests). */
+  readonly answered = { snapshot: 0, delta: 0, unchanged: 0 };
 
   constructor(readonly store: Store, private readonly opts: StoreControlPlaneOptions = {}) {}
 
@@ -49,14 +70,25 @@ export class StoreControlPlane implements ControlPlane {
     return this.identity;
   }
 
-  private async snapshotAt(): Promise<{ revision: number; snapshot: Snapshot }> {
+  private async snapshotAt(): Promise<Cached> {
     const revision = await this.store.currentRevision();
-    if (this.cache && this.cache.revision === revision) return this.cache;
+    const cache = this.cache;
+    if (cache && cache.revision === revision) return cache;
     if (!this.loading) {
-      this.loading = (async () => {
+      this.loading = (async (): Promise<Cached> => {
+        // Only agents' reports and other documents since the cached read: the snapshot still holds
+        // (every agent's report makes a revision; re-reading the store for each would be waste).
+        if (cache && revision > cache.revision) {
+          const rows = await this.store.changesSince(cache.revision, 1000);
+          if (rows.length < 1000 && !rows.some(concernsDesired)) {
+            const moved: Cached = { ...cache, revision, since: new Map() };
+            return moved;
+          }
+        }
         // the snapshot may include changes after `revision`: then the next revision re-reads it
         const snapshot = await loadSnapshot(this.store);
-        return { revision, snapshot };
+        const settingDocs = new Map((await this.store.listDocs(DOC_HOST_SETTING)).map((d) => [d.key, d.value] as const));
+        return { revision, snapshot, settingDocs, hosts: new Map(), since: new Map() };
       })().finally(() => (this.loading = undefined));
     }
     const got = await this.loading;
@@ -65,9 +97,99 @@ export class StoreControlPlane implements ControlPlane {
   }
 
   async stateFor(host: string): Promise<DesiredState> {
-    const { revision, snapshot } = await this.snapshotAt();
-    const d = { host, snapshot: hostSnapshot(snapshot, host), settings: await loadHostSettings(this.store, host) };
-    return { ...d, revision, digest: desiredDigest(d), storeIdentity: await this.storeIdentity(), force: this.opts.force || undefined };
+    return (await this.stateAndCache(host)).state;
+  }
+
+  private async stateAndCache(host: string): Promise<{ state: DesiredState; cache: Cached }> {
+    const cache = await this.snapshotAt();
+    const storeIdentity = await this.storeIdentity();
+    let state = cache.hosts.get(host);
+    if (!state) {
+      const d = { host, snapshot: hostSnapshot(cache.snapshot, host), settings: settingsOf(cache.settingDocs, host) };
+      state = { ...d, revision: cache.revision, digest: desiredDigest(d), storeIdentity, force: this.opts.force || undefined };
+      cache.hosts.set(host, state);
+    }
+    return { state, cache };
+  }
+
+  /** What changed in `host`'s slice since the agent's copy at q.revision, or undefined when only a
+   * snapshot will do: no revision, another store, a revision this store has not reached (a restored
+   * backup), or more change rows than a delta is worth. Objects are found through the change feed:
+   * each row names an object; a VM drags its VIFs and their assignments along (a VM moving hosts
+   * moves them in or out of the slice), a VIF its assignments. Whatever the feed misses shows as a
+   * digest mismatch on the agent, which then asks for a snapshot. */
+  private async deltaFor(host: string, state: DesiredState, cache: Cached, q: DesiredQuery): Promise<DesiredDelta | undefined> {
+    const from = q.revision;
+    if (from === undefined || !Number.isInteger(from) || from < 0 || q.full) return undefined;
+    if (q.storeIdentity !== state.storeIdentity || from > cache.revision) return undefined;
+    const max = this.opts.maxDeltaChanges ?? DEFAULT_MAX_DELTA_CHANGES;
+    let rowsP = cache.since.get(from);
+    if (!rowsP) {
+      rowsP = this.store.changesSince(from, max + 1);
+      cache.since.set(from, rowsP);
+      rowsP.catch(() => cache.since.delete(from));
+    }
+    const rows = await rowsP;
+    if (rows.length > max) return undefined;
+    cache.index ??= indexSnapshot(cache.snapshot);
+    const touched: Record<DeltaList, Set<string>> = { networks: new Set(), pools: new Set(), vms: new Set(), vifs: new Set(), assignments: new Set() };
+    const touchVif = (uuid: string) => {
+      touched.vifs.add(uuid);
+      for (const a of cache.index!.assignmentsByVif.get(uuid) ?? []) touched.assignments.add(a);
+    };
+    for (const c of rows) {
+      const h = changeHost(c);
+      // another host's VM, VIF or assignment (a VM that left this host names this host: vm-left)
+      if (h === undefined || (h !== 'all' && h !== host)) continue;
+      if (c.kind === 'network') touched.networks.add(c.key);
+      else if (c.kind === 'pool') touched.pools.add(c.key);
+      else if (c.kind === 'vm' || c.kind === 'vm-left') {
+        touched.vms.add(c.key);
+        for (const v of cache.index.vifsByVm.get(c.key) ?? []) touchVif(v);
+      } else if (c.kind === 'vif') touchVif(c.key);
+      else if (c.kind === 'assignment') touched.assignments.add(c.key);
+    }
+    const delta: DesiredDelta = {
+      storeIdentity: state.storeIdentity,
+      fromRevision: from,
+      revision: state.revision,
+      digest: state.digest,
+      ...(state.force ? { force: true } : {}),
+      upsert: {},
+      remove: {},
+      settings: state.settings,
+      ...(state.snapshot.quarantinedTaps?.length ? { quarantinedTaps: state.snapshot.quarantinedTaps } : {}),
+    };
+    let size = 0;
+    let sliceSize = 0;
+    for (const list of DELTA_LISTS) {
+      if (!touched[list].size) continue;
+      const have = new Map((state.snapshot[list] as Array<{ uuid: string }>).map((o) => [o.uuid, o]));
+      sliceSize += have.size;
+      const up: Array<{ uuid: string }> = [];
+      const gone: string[] = [];
+      for (const uuid of touched[list]) {
+        const o = have.get(uuid);
+        if (o) up.push(o);
+        else gone.push(uuid);
+      }
+      if (up.length) (delta.upsert as Record<string, unknown>)[list] = up;
+      if (gone.length) delta.remove[list] = gone;
+      size += up.length + gone.length;
+    }
+    // a delta as big as the slice is no saving
+    if (size > 64 && size > sliceSize / 2) return undefined;
+    return delta;
+  }
+
+  private async answer(host: string, state: DesiredState, cache: Cached, q: DesiredQuery): Promise<DesiredAnswer> {
+    const delta = await this.deltaFor(host, state, cache, q);
+    if (delta) {
+      this.answered.delta++;
+      return { kind: 'delta', delta };
+    }
+    this.answered.snapshot++;
+    return { kind: 'snapshot', state };
   }
 
   private ensureWatching(): void {
@@ -101,8 +223,9 @@ export class StoreControlPlane implements ControlPlane {
 
   async desiredState(host: string, q: DesiredQuery = {}): Promise<DesiredAnswer> {
     if (this.opts.requireRegistration && !(await this.store.getDoc(DOC_AGENT_HOST, host))) return { kind: 'removed' };
-    let state = await this.stateFor(host);
-    if (state.digest !== q.digest || !q.waitMs) return state.digest !== q.digest ? { kind: 'snapshot', state } : unchanged(state);
+    let { state, cache } = await this.stateAndCache(host);
+    if (state.digest !== q.digest || q.full) return this.answer(host, state, cache, q);
+    if (!q.waitMs) return this.unchanged(state);
     this.ensureWatching();
     const deadline = Date.now() + q.waitMs;
     while (Date.now() < deadline && !q.signal?.aborted) {
@@ -120,10 +243,15 @@ export class StoreControlPlane implements ControlPlane {
         this.waiters.add(w);
       });
       if (this.opts.requireRegistration && !(await this.store.getDoc(DOC_AGENT_HOST, host))) return { kind: 'removed' };
-      state = await this.stateFor(host);
-      if (state.digest !== q.digest) return { kind: 'snapshot', state };
+      ({ state, cache } = await this.stateAndCache(host));
+      if (state.digest !== q.digest) return this.answer(host, state, cache, q);
     }
-    return unchanged(state);
+    return this.unchanged(state);
+  }
+
+  private unchanged(s: DesiredState): DesiredAnswer {
+    this.answered.unchanged++;
+    return { kind: 'unchanged', revision: s.revision, digest: s.digest, storeIdentity: s.storeIdentity };
   }
 
   async reportApplied(host: string, report: AppliedReport): Promise<void> {
@@ -184,9 +312,30 @@ export function changeHost(c: { kind: string; key: string; host: string | null }
   if (c.kind === 'network' || c.kind === 'pool') return 'all';
   if (c.kind === 'vm' || c.kind === 'vm-left' || c.kind === 'vif' || c.kind === 'assignment') return c.host ?? 'all';
   if (c.kind === `doc:${DOC_HOST_SETTING}`) return c.key.includes('@') ? c.key.slice(c.key.indexOf('@') + 1) : 'all';
+  // quarantineKey(host, ifname)
+  if (c.kind === `doc:${DOC_QUARANTINE}`) return c.key.includes('/') ? c.key.slice(0, c.key.indexOf('/')) : 'all';
   return undefined;
 }
 
-function unchanged(s: DesiredState): DesiredAnswer {
-  return { kind: 'unchanged', revision: s.revision, digest: s.digest, storeIdentity: s.storeIdentity };
+/** Whether a change row can change any host's desired state. */
+function concernsDesired(c: Change): boolean {
+  return changeHost(c) !== undefined;
+}
+
+/** A host's settings from the host-setting documents, as core/service/host-desired.ts loadHostSettings reads
+ * them (the host's own document, else the global one; a document holding null stands). */
+function settingsOf(docs: Map<string, unknown>, host: string): HostSettings {
+  const pick = (name: 'gateway' | 'narrow') => {
+    const own = hostSettingKey(name, host);
+    return docs.has(own) ? docs.get(own) : docs.get(name);
+  };
+  return { gateway: (pick('gateway') as HostSettings['gateway']) ?? null, narrow: (pick('narrow') as HostSettings['narrow']) ?? [] };
+}
+
+function indexSnapshot(s: Snapshot): NonNullable<Cached['index']> {
+  const vifsByVm = new Map<string, string[]>();
+  for (const v of s.vifs) (vifsByVm.get(v.vmUuid) ?? vifsByVm.set(v.vmUuid, []).get(v.vmUuid)!).push(v.uuid);
+  const assignmentsByVif = new Map<string, string[]>();
+  for (const a of s.assignments) if (a.vifUuid) (assignmentsByVif.get(a.vifUuid) ?? assignmentsByVif.set(a.vifUuid, []).get(a.vifUuid)!).push(a.uuid);
+  return { vifsByVm, assignmentsByVif };
 }
