@@ -57,6 +57,8 @@ export class StoreControlPlane implements ControlPlane {
   private identity: string | undefined;
   /** Answers by kind since start (bench, tests). */
   readonly answered = { snapshot: 0, delta: 0, unchanged: 0 };
+  /** Long-polls woken by a change, per host (tests: a VIF change wakes only its host). */
+  readonly woken: Record<string, number> = {};
 
   constructor(readonly store: Store, private readonly opts: StoreControlPlaneOptions = {}) {}
 
@@ -130,7 +132,10 @@ export class StoreControlPlane implements ControlPlane {
       rowsP.catch(() => cache.since.delete(from));
     }
     const rows = await rowsP;
-    if (rows.length > max) return undefined;
+    // whole revisions only: a feed cut short of the snapshot's revision (the row limit) cannot say
+    // what changed; neither can one without rows up to it (rows no longer kept)
+    const last = rows.length ? rows[rows.length - 1].revision : from;
+    if (rows.length > max || last < cache.revision) return undefined;
     cache.index ??= indexSnapshot(cache.snapshot);
     const touched: Record<DeltaList, Set<string>> = { networks: new Set(), pools: new Set(), vms: new Set(), vifs: new Set(), assignments: new Set() };
     const touchVif = (uuid: string) => {
@@ -192,8 +197,11 @@ export class StoreControlPlane implements ControlPlane {
     return { kind: 'snapshot', state };
   }
 
-  private ensureWatching(): void {
+  /** Starts following the store; `revision`: what the first waiter's state already holds (the feed
+   * before it wakes nobody). */
+  private ensureWatching(revision: number): void {
     if (this.unwatch) return;
+    this.lastSeenRevision = Math.max(this.lastSeenRevision, revision);
     this.unwatch = this.store.watch((revision) => void this.onRevision(revision));
   }
 
@@ -218,7 +226,11 @@ export class StoreControlPlane implements ControlPlane {
       hosts = 'all';
     }
     this.lastSeenRevision = Math.max(this.lastSeenRevision, revision);
-    for (const w of [...this.waiters]) if (hosts === 'all' || hosts.has(w.host)) w.wake();
+    for (const w of [...this.waiters]) {
+      if (hosts !== 'all' && !hosts.has(w.host)) continue;
+      this.woken[w.host] = (this.woken[w.host] ?? 0) + 1;
+      w.wake();
+    }
   }
 
   async desiredState(host: string, q: DesiredQuery = {}): Promise<DesiredAnswer> {
@@ -226,7 +238,7 @@ export class StoreControlPlane implements ControlPlane {
     let { state, cache } = await this.stateAndCache(host);
     if (state.digest !== q.digest || q.full) return this.answer(host, state, cache, q);
     if (!q.waitMs) return this.unchanged(state);
-    this.ensureWatching();
+    this.ensureWatching(cache.revision);
     const deadline = Date.now() + q.waitMs;
     while (Date.now() < deadline && !q.signal?.aborted) {
       await new Promise<void>((resolve) => {
