@@ -1,10 +1,16 @@
 // Control plane and agents, side by side in one run (root: a network namespace for the agent's host):
-//   1. change-to-enforced latency on a remote agent (HTTP long-poll) against a 5 s polling agent:
-//      allocation committed on the server until the agent's nft transaction is in the kernel.
+//   1. change-to-enforced latency on a remote agent: an `ipvisor server` process (SQLite, and
+//      PostgreSQL when installed), an agent over HTTP in this process enforcing into a namespace; from
+//      the allocation request until the agent's nft transaction for the new element has returned.
+//      Allocations through the server's HTTP API (as a provider's users make them), and on SQLite also
+//      by another process (the CLI: the server learns of it by polling data_version); the long-poll
+//      agent with deltas next to one taking full snapshots and to a 5 s polling agent.
 //   2. 500 simulated agents long-polling one `ipvisor server` process: server RSS and CPU at rest,
-//      fan-out latency of a change every host sees (a network) and of one VIF change (one host).
+//      fan-out latency of a change every host sees (a network) with deltas next to full snapshots,
+//      and of one VIF change (one host).
 //   node --import tsx bench/agent/run.ts [--agents 500] [--samples 20]
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { setMaxListeners } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -12,13 +18,13 @@ import { Agent } from '../../src/agent/agent.js';
 import { createHostRunner } from '../../src/agent/host/exec.js';
 import { HttpControlPlane } from '../../src/agent/http-control-plane.js';
 import { openHostState } from '../../src/agent/state.js';
-import { setThisHost } from '../../src/core/host-identity.js';
+import type { ControlPlane, DesiredAnswer, DesiredState } from '../../src/core/control-plane.js';
+import { applyDelta } from '../../src/core/control-plane.js';
+import { desiredDigest } from '../../src/core/compile/host-desired.js';
 import { openStore } from '../../src/core/store/open.js';
-import { agentRoutes } from '../../src/server/agent-http.js';
-import { StoreControlPlane } from '../../src/server/control-plane.js';
-import { startHttpServer } from '../../src/server/http.js';
 import { addHost } from '../../src/server/hosts.js';
 import { runCli } from '../../src/cli/main.js';
+import { postgresSkip, startPostgres, type PostgresServer } from '../../test/support/postgres.js';
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -26,82 +32,144 @@ const arg = (name: string, dflt: number) => {
 };
 const AGENTS = arg('agents', 500);
 const SAMPLES = arg('samples', 20);
+const ENTRY = resolve('src/cli/entry.ts');
 const dir = mkdtempSync(join(tmpdir(), 'ipv-bench-agent-'));
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
 const fmt = (x: number) => `${x.toFixed(1)} ms`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const cli = async (db: string, ...args: string[]) => {
   let out = '';
-  const code = await runCli(['--db', db, ...args], { stdout: (s) => (out += s), stderr: () => undefined, env: { ...process.env, IPVISOR_ACTOR: 'bench' } });
-  if (code !== 0) throw new Error(`ipvisor ${args.join(' ')} failed`);
+  let err = '';
+  const code = await runCli(['--store', db, ...args], { stdout: (s) => (out += s), stderr: (s) => (err += s), env: { ...process.env, IPVISOR_ACTOR: 'bench' } });
+  if (code !== 0) throw new Error(`ipvisor ${args.join(' ')} failed: ${err}`);
   return out;
 };
 
-async function latency(): Promise<void> {
-  const ns = `ivb${Math.random().toString(16).slice(2, 6)}`;
-  execFileSync('ip', ['netns', 'add', ns]);
-  process.env.IPVISOR_RUN_DIR = join(dir, 'run');
-  const db = join(dir, 'lat.db');
+/** `ipvisor server` as a process of its own; resolves once it listens. */
+async function startServer(store: string, port: number): Promise<ChildProcess> {
+  const server = spawn(process.execPath, ['--import', 'tsx', ENTRY, '--store', store, 'server', '--listen', `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, IPVISOR_RUN_DIR: join(dir, `srv-run-${port}`) } });
+  let log = '';
+  server.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+  while (!log.includes('listening on')) {
+    if (server.exitCode !== null) throw new Error(`ipvisor server exited: ${log}`);
+    await sleep(100);
+  }
+  return server;
+}
+
+async function stopServer(server: ChildProcess): Promise<void> {
+  if (server.exitCode !== null) return;
+  server.kill('SIGTERM');
+  await new Promise((r) => server.once('exit', r));
+}
+
+/** A control plane that never sends the agent's revision: every change comes as a full snapshot. */
+const snapshotsOnly = (cp: ControlPlane): ControlPlane => ({
+  desiredState: (h, q) => cp.desiredState(h, { ...q, revision: undefined, storeIdentity: undefined }),
+  reportApplied: (h, r) => cp.reportApplied(h, r),
+  reportFacts: (h, f) => cp.reportFacts(h, f),
+});
+
+interface LatencyRow {
+  store: string;
+  allocation: string;
+  agent: string;
+  times: number[];
+}
+
+async function latencyOn(kind: 'sqlite' | 'postgres', storeUrl: string, ns: string, rows: LatencyRow[]): Promise<void> {
+  const host = 'bench-host';
+  await cli(storeUrl, 'init');
+  await cli(storeUrl, 'network', 'create', 'lan', '--bridge', 'br0', '--subnet', '10.80.0.0/16', '--default-locking', 'locked');
+  await cli(storeUrl, 'pool', 'create', 'p', '--network', 'lan', '--cidr', '10.80.0.0/16');
+  for (let i = 0; i < 50; i++) {
+    await cli(storeUrl, 'vm', 'add', `vm${i}`, '--host', host);
+    await cli(storeUrl, 'vif', 'add', `vm${i}`, '--network', 'lan', '--mac', `52:54:00:80:00:${i.toString(16).padStart(2, '0')}`);
+    await cli(storeUrl, 'vif', 'bind', `vm${i}:0`, '--ifname', `vnet${i}`, '--host', host);
+  }
+  const apiToken = JSON.parse(await cli(storeUrl, '--json', 'token', 'create', '--name', 'bench', '--role', 'admin')).token as string;
+  const store = await openStore(storeUrl);
+  const { token } = await addHost(store, host, 'bench');
+  await store.close();
+  const tokenFile = join(dir, `token-${kind}`);
+  writeFileSync(tokenFile, token, { mode: 0o600 });
+  const port = 17000 + Math.floor(Math.random() * 1000);
+  const server = await startServer(storeUrl, port);
+  const url = `http://127.0.0.1:${port}`;
+  const runner = createHostRunner({ netns: ns });
+  let n = 0;
+  const viaApi = async (vif: string): Promise<string> => {
+    const r = await fetch(`${url}/api/v1/addresses`, { method: 'POST', headers: { authorization: `Bearer ${apiToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ vif }) });
+    const body = (await r.json()) as { address?: string; error?: { message: string } };
+    if (!body.address) throw new Error(`POST /addresses: ${r.status} ${body.error?.message}`);
+    return body.address;
+  };
+  const viaCli = async (vif: string): Promise<string> => JSON.parse(await cli(storeUrl, '--json', 'ip', 'allocate', '--vif', vif)).address as string;
+  const modes: Array<{ agent: string; waitMs: number; full?: boolean; allocation: string; alloc: (vif: string) => Promise<string>; samples: number }> = [
+    { agent: 'long-poll, deltas (this design)', waitMs: 25_000, allocation: 'server HTTP API', alloc: viaApi, samples: SAMPLES },
+    { agent: 'long-poll, full snapshots', waitMs: 25_000, full: true, allocation: 'server HTTP API', alloc: viaApi, samples: SAMPLES },
+    ...(kind === 'sqlite' ? [{ agent: 'long-poll, deltas (this design)', waitMs: 25_000, allocation: 'another process (CLI)', alloc: viaCli, samples: SAMPLES }] : []),
+    { agent: 'polling every 5 s', waitMs: 0, allocation: 'server HTTP API', alloc: viaApi, samples: Math.max(5, Math.round(SAMPLES / 4)) },
+  ];
   try {
-    await cli(db, 'init');
-    await cli(db, 'network', 'create', 'lan', '--bridge', 'br0', '--subnet', '10.80.0.0/16', '--default-locking', 'locked');
-    await cli(db, 'pool', 'create', 'p', '--network', 'lan', '--cidr', '10.80.0.0/16');
-    const host = 'bench-host';
-    setThisHost(host);
-    for (let i = 0; i < 50; i++) {
-      await cli(db, 'vm', 'add', `vm${i}`, '--host', host);
-      await cli(db, 'vif', 'add', `vm${i}`, '--network', 'lan', '--mac', `52:54:00:80:00:${i.toString(16).padStart(2, '0')}`);
-      await cli(db, 'vif', 'bind', `vm${i}:0`, '--ifname', `vnet${i}`);
-    }
-    const store = await openStore(db);
-    const { token } = await addHost(store, host, 'bench');
-    const tokenFile = join(dir, 'token');
-    writeFileSync(tokenFile, token, { mode: 0o600 });
-    const cp = new StoreControlPlane(store, { requireRegistration: true });
-    const http = await startHttpServer({ store, listen: '127.0.0.1:0', plugins: [{ plugin: agentRoutes as never, options: { controlPlane: cp, version: 'bench' } }] });
-    const runner = createHostRunner({ netns: ns });
-    const results: Record<string, number[]> = {};
-    for (const [label, waitMs] of [['long-poll (this design)', 25_000], ['polling every 5 s', 0]] as const) {
+    for (const m of modes) {
       const seen = new Map<string, number>();
+      const http = new HttpControlPlane({ servers: [url], tokenFile });
       const agent = new Agent({
         host,
-        controlPlane: new HttpControlPlane({ servers: [http.url], tokenFile }),
-        local: openHostState(join(dir, `state-${waitMs}`)),
+        controlPlane: m.full ? snapshotsOnly(http) : http,
+        local: openHostState(join(dir, `state-${kind}-${n++}`)),
         runner,
         intervalMs: 0,
-        waitMs,
+        waitMs: m.waitMs,
         pollMs: 5000,
-        log: (m) => {
-          for (const ip of m.match(/10\.80\.\d+\.\d+/g) ?? []) if (!seen.has(ip)) seen.set(ip, performance.now());
+        interfaceExists: async () => true,
+        log: (msg) => {
+          for (const ip of msg.match(/10\.80\.\d+\.\d+/g) ?? []) if (!seen.has(ip)) seen.set(ip, performance.now());
         },
       });
       const ac = new AbortController();
       const run = agent.run(ac.signal);
       await agent.ready;
-      await new Promise((r) => setTimeout(r, 1500));
+      await sleep(1500);
       const times: number[] = [];
-      const n = waitMs ? SAMPLES : Math.max(5, Math.round(SAMPLES / 3));
-      for (let i = 0; i < n; i++) {
-        const vm = `vm${i % 50}`;
+      for (let i = 0; i < m.samples; i++) {
         const t0 = performance.now();
-        const out = JSON.parse(await cli(db, '--json', 'ip', 'allocate', '--vif', `${vm}:0`));
-        const ip = out.address as string;
-        while (!seen.has(ip)) await new Promise((r) => setTimeout(r, 2));
+        const ip = await m.alloc(`vm${i % 50}:0`);
+        while (!seen.has(ip)) await sleep(1);
         times.push(seen.get(ip)! - t0);
         // random phase against the poll interval
-        await new Promise((r) => setTimeout(r, 100 + Math.random() * 400));
+        await sleep(100 + Math.random() * 400);
       }
-      results[label] = times;
+      rows.push({ store: kind === 'sqlite' ? 'SQLite' : 'PostgreSQL', allocation: m.allocation, agent: `${m.agent} (${agent.received.delta} deltas, ${agent.received.snapshot} snapshots)`, times });
       ac.abort();
       await run;
+      await agent.teardown();
+      http.close();
     }
-    console.log('\n## change-to-enforced on a remote agent (HTTP, loopback; allocation committed -> nft transaction done)\n');
-    console.log('| agent | samples | p50 | p95 |');
-    console.log('|---|---|---|---|');
-    for (const [label, t] of Object.entries(results)) console.log(`| ${label} | ${t.length} | ${fmt(pct(t, 50))} | ${fmt(pct(t, 95))} |`);
-    cp.close();
-    await http.close();
-    await store.close();
   } finally {
+    await stopServer(server);
+  }
+}
+
+async function latency(): Promise<void> {
+  const ns = `ivb${Math.random().toString(16).slice(2, 6)}`;
+  execFileSync('ip', ['netns', 'add', ns]);
+  process.env.IPVISOR_RUN_DIR = join(dir, 'run');
+  const rows: LatencyRow[] = [];
+  let pg: PostgresServer | undefined;
+  try {
+    await latencyOn('sqlite', `sqlite:${join(dir, 'lat.db')}`, ns, rows);
+    if (!postgresSkip()) {
+      pg = await startPostgres({ durable: true });
+      await latencyOn('postgres', await pg.newDatabase(), ns, rows);
+    } else console.log('(PostgreSQL is not installed: its rows are skipped)');
+    console.log('\n## change-to-enforced on a remote agent (ipvisor server process, agent over HTTP on loopback; allocation request -> nft transaction done)\n');
+    console.log('| store | allocation by | agent | samples | p50 | p95 |');
+    console.log('|---|---|---|---|---|---|');
+    for (const r of rows) console.log(`| ${r.store} | ${r.allocation} | ${r.agent} | ${r.times.length} | ${fmt(pct(r.times, 50))} | ${fmt(pct(r.times, 95))} |`);
+  } finally {
+    await pg?.stop();
     try {
       execFileSync('ip', ['netns', 'exec', ns, 'nft', 'flush', 'ruleset']);
     } catch {
@@ -119,7 +187,7 @@ function procStats(pid: number): { rssKiB: number; cpuTicks: number } {
 }
 
 async function fanout(): Promise<void> {
-  const db = join(dir, 'fan.db');
+  const db = `sqlite:${join(dir, 'fan.db')}`;
   await cli(db, 'init');
   await cli(db, 'network', 'create', 'lan', '--bridge', 'br0', '--subnet', '10.90.0.0/16');
   await cli(db, 'pool', 'create', 'p', '--network', 'lan', '--cidr', '10.90.0.0/16');
@@ -135,66 +203,100 @@ async function fanout(): Promise<void> {
   await cli(db, 'vm', 'add', 'one', '--host', 'h0');
   await cli(db, 'vif', 'add', 'one', '--network', 'lan', '--mac', '52:54:00:90:00:01');
   const port = 18000 + Math.floor(Math.random() * 1000);
-  const server = spawn(process.execPath, ['--import', 'tsx', resolve('src/cli/entry.ts'), '--db', db, 'server', '--listen', `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, IPVISOR_RUN_DIR: join(dir, 'srv-run') } });
-  let log = '';
-  server.stderr!.on('data', (d: Buffer) => (log += d.toString()));
-  while (!log.includes('listening on')) await new Promise((r) => setTimeout(r, 100));
+  const server = await startServer(db, port);
   const idle = procStats(server.pid!);
   const clients = tokens.map((t) => new HttpControlPlane({ servers: [`http://127.0.0.1:${port}`], tokenFile: t, timeoutMs: 60_000 }));
-  const digests: string[] = [];
+  // each simulated agent keeps its copy and verifies deltas as the agent does
+  const copies: DesiredState[] = [];
   await Promise.all(clients.map(async (c, i) => {
     const a = await c.desiredState(`h${i}`);
-    digests[i] = a.kind === 'snapshot' ? a.state.digest : '';
+    if (a.kind === 'snapshot') copies[i] = a.state;
   }));
-  // everyone waits
-  const woken: number[] = new Array(AGENTS).fill(0);
-  let waiting: Array<Promise<void>> = [];
-  const arm = () => {
-    waiting = clients.map(async (c, i) => {
-      const a = await c.desiredState(`h${i}`, { digest: digests[i], waitMs: 30_000 });
-      if (a.kind === 'snapshot') {
-        digests[i] = a.state.digest;
-        woken[i] = performance.now();
+  let mode: 'delta' | 'full' = 'delta';
+  let change = -1;
+  let t0 = 0;
+  const answeredChange = new Array<number>(AGENTS).fill(-1);
+  const latencies: number[][] = [];
+  let mismatches = 0;
+  const ac = new AbortController();
+  setMaxListeners(AGENTS * 2, ac.signal);
+  const loops = clients.map(async (c, i) => {
+    while (!ac.signal.aborted) {
+      const copy = copies[i];
+      const q = mode === 'delta' ? { digest: copy.digest, revision: copy.revision, storeIdentity: copy.storeIdentity } : { digest: copy.digest };
+      let a: DesiredAnswer;
+      try {
+        a = await c.desiredState(`h${i}`, { ...q, waitMs: 30_000, signal: ac.signal });
+      } catch {
+        if (ac.signal.aborted) return;
+        await sleep(500);
+        continue;
       }
-    });
+      if (a.kind === 'unchanged' || a.kind === 'removed') continue;
+      if (a.kind === 'snapshot') copies[i] = a.state;
+      else {
+        const next = applyDelta(copy, a.delta);
+        if (desiredDigest(next) === a.delta.digest) copies[i] = next;
+        else {
+          mismatches++;
+          const full = await c.desiredState(`h${i}`, { full: true });
+          if (full.kind === 'snapshot') copies[i] = full.state;
+        }
+      }
+      if (change >= 0 && answeredChange[i] < change) {
+        answeredChange[i] = change;
+        latencies[change].push(performance.now() - t0);
+      }
+    }
+  });
+  const next = (): number => {
+    latencies[++change] = [];
+    t0 = performance.now();
+    return change;
   };
-  arm();
-  await new Promise((r) => setTimeout(r, 3000));
+  const allAnswered = async (k: number) => {
+    const end = Date.now() + 60_000;
+    while (latencies[k].length < AGENTS && Date.now() < end) await sleep(20);
+  };
+  await sleep(3000);
   const before = procStats(server.pid!);
-  await new Promise((r) => setTimeout(r, 10_000));
+  await sleep(10_000);
   const after = procStats(server.pid!);
   const hz = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
   const cpuAtRest = ((after.cpuTicks - before.cpuTicks) / hz / 10) * 100;
-  // one VIF change: only h0 wakes
-  woken.fill(0);
-  let t0 = performance.now();
+  // one VIF change: only h0's agent wakes
+  const oneVif = next();
   await cli(db, 'ip', 'allocate', '--vif', 'one:0');
-  await new Promise((r) => setTimeout(r, 2000));
-  const oneVifWoken = woken.filter((w) => w > 0).length;
-  const oneVifLatency = woken[0] ? woken[0] - t0 : NaN;
-  await waiting[0];
-  waiting[0] = (async () => {
-    const a = await clients[0].desiredState('h0', { digest: digests[0], waitMs: 30_000 });
-    if (a.kind === 'snapshot') (digests[0] = a.state.digest), (woken[0] = performance.now());
-  })();
-  // a change every host sees: all wake
-  woken.fill(0);
-  t0 = performance.now();
+  await sleep(2000);
+  // a change every host sees, with deltas (twice)
+  const delta1 = next();
   await cli(db, 'network', 'set', 'lan', '--mtu', '1400');
-  await Promise.all(waiting);
-  const lat = woken.filter((w) => w > 0).map((w) => w - t0);
+  await allAnswered(delta1);
+  // the answers to the next change are still deltas (asked before the switch); after it, snapshots
+  mode = 'full';
+  const delta2 = next();
+  await cli(db, 'network', 'set', 'lan', '--mtu', '1450');
+  await allAnswered(delta2);
+  await sleep(500);
+  const full = next();
+  await cli(db, 'network', 'set', 'lan', '--mtu', '1300');
+  await allAnswered(full);
   const peak = procStats(server.pid!);
-  console.log(`\n## ${AGENTS} agents long-polling one server (SQLite store, loopback)\n`);
+  ac.abort();
+  await Promise.all(loops);
+  const line = (xs: number[]) => `${xs.length} agents: p50 ${fmt(pct(xs, 50))}, p95 ${fmt(pct(xs, 95))}, last ${fmt(Math.max(...xs))}`;
+  console.log(`\n## ${AGENTS} agents long-polling one \`ipvisor server\` (SQLite store, loopback; changes by the CLI, another process)\n`);
   console.log('| figure | value |');
   console.log('|---|---|');
   console.log(`| server RSS before agents connect | ${(idle.rssKiB / 1024).toFixed(0)} MiB |`);
-  console.log(`| server RSS with ${AGENTS} agents waiting | ${(after.rssKiB / 1024).toFixed(0)} MiB (after the fan-out: ${(peak.rssKiB / 1024).toFixed(0)} MiB) |`);
+  console.log(`| server RSS with ${AGENTS} agents waiting | ${(after.rssKiB / 1024).toFixed(0)} MiB (after the fan-outs: ${(peak.rssKiB / 1024).toFixed(0)} MiB) |`);
   console.log(`| server CPU at rest (10 s, ${AGENTS} agents waiting) | ${cpuAtRest.toFixed(1)} % of one core |`);
-  console.log(`| one VIF change: agents woken | ${oneVifWoken} of ${AGENTS} (latency ${fmt(oneVifLatency)}) |`);
-  console.log(`| a network change: all ${lat.length} agents have the new state | p50 ${fmt(pct(lat, 50))}, p95 ${fmt(pct(lat, 95))}, last ${fmt(Math.max(...lat))} |`);
+  console.log(`| one VIF change: agents woken | ${latencies[oneVif].length} of ${AGENTS} (latency ${fmt(latencies[oneVif][0] ?? NaN)}) |`);
+  console.log(`| a network change, deltas (this design) | ${line(latencies[delta1])}; again: ${line(latencies[delta2])} |`);
+  console.log(`| a network change, full snapshots | ${line(latencies[full])} |`);
+  console.log(`| deltas that did not verify | ${mismatches} |`);
   for (const c of clients) c.close();
-  server.kill('SIGTERM');
-  await new Promise((r) => server.once('exit', r));
+  await stopServer(server);
 }
 
 try {
