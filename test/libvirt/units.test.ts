@@ -205,3 +205,71 @@ test('event stream lines that may bring a tap', () => {
   assert.equal(domainNeedingScan("event 'reboot' for domain 'lvdom1'"), undefined);
   assert.equal(domainNeedingScan('events received: 3'), undefined);
 });
+
+test('agent host: hooks name the host and state directory (no store), the hardened agent unit replaces the serve unit; uninstall removes both', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ipv-lvagent-'));
+  try {
+    const { AGENT_UNIT, SERVE_UNIT, agentUnitTemplate, renderAgentUnit, renderServeUnit, serveUnitTemplate } = await import('../../src/agent/libvirt/install.js');
+    const { parseHookInvocation } = await import('../../src/agent/libvirt/hook-main.js');
+    const cmd = { node: '/usr/bin/node', nodeArgs: [], entry: '/opt/ipvisor/dist/libvirt-hook.cjs', agent: { host: 'hv 1', stateDir: '/srv/ipvisor state' }, log: '/var/log/ipvisor/libvirt-hooks.log' };
+    const script = renderHookScript('qemu', cmd);
+    assert.match(script, /exec '\/usr\/bin\/node' '\/opt\/ipvisor\/dist\/libvirt-hook\.cjs' 'libvirt-qemu' '--host' 'hv 1' '--state-dir' '\/srv\/ipvisor state' '--log' '\/var\/log\/ipvisor\/libvirt-hooks\.log' -- "\$@"/);
+    assert.doesNotMatch(script, /--db|ipvisor\.db/);
+    // what the hook entry reads from that command line (the shell passes each quoted word as one)
+    const inv = parseHookInvocation(['libvirt-qemu', '--host', 'hv 1', '--state-dir', '/srv/ipvisor state', '--log', '/l', '--', 'vm1', 'started', 'begin', '-'], {});
+    assert.deepEqual({ agent: inv?.agent, db: inv?.db, args: inv?.args }, { agent: { host: 'hv 1', stateDir: '/srv/ipvisor state' }, db: undefined, args: ['vm1', 'started', 'begin', '-'] });
+
+    // the rendered agent unit: the shipped hardening, ExecStart running this checkout's agent
+    const agentUnit = renderAgentUnit(agentUnitTemplate(), { execStart: ['/usr/bin/node', '/opt/ipvisor/bin/ipvisor', 'agent'] });
+    assert.match(agentUnit, /^ExecStart=\/usr\/bin\/node \/opt\/ipvisor\/bin\/ipvisor agent \$IPVISOR_AGENT_ARGS$/m);
+    for (const line of ['ProtectSystem=strict', 'NoNewPrivileges=yes', 'CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW', 'Conflicts=ipvisor-serve.service', 'EnvironmentFile=-/etc/default/ipvisor-agent']) assert.ok(agentUnit.split('\n').includes(line), line);
+    assert.ok(agentUnit.startsWith(HOOK_MARKER));
+    assert.throws(() => renderAgentUnit(serveUnitTemplate(), { execStart: ['/x'] }), /no 'ExecStart=\.\.\. agent '/);
+
+    // the CLI: a serve unit an earlier install wrote goes, the agent unit and a state-dir drop-in come
+    const hooks = join(dir, 'hooks');
+    const sd = join(dir, 'sd');
+    mkdirSync(sd, { recursive: true });
+    writeFileSync(join(sd, SERVE_UNIT), renderServeUnit(serveUnitTemplate(), { execStart: ['/usr/bin/node', '/opt/ipvisor/bin/ipvisor', 'serve'] }));
+    const entry = join(dir, 'hook.cjs');
+    writeFileSync(entry, '');
+    const state = join(dir, 'state');
+    let out = '';
+    const io = { stdout: (x: string) => (out += x), stderr: (x: string) => (out += x), env: { ...process.env, IPVISOR_STATE_DIR: join(dir, 'no-agent-here') } };
+    const code = await runCli(['--json', 'libvirt', 'install', '--agent', '--host', 'hv1', '--state-dir', state, '--hooks-dir', hooks, '--systemd-dir', sd, '--entry', entry, '--log', join(dir, 'hook.log')], io);
+    assert.equal(code, 0, out);
+    const res = JSON.parse(out);
+    assert.deepEqual(res.agent, { host: 'hv1', stateDir: state });
+    assert.equal(res.db, undefined);
+    assert.ok(res.removed.includes(join(sd, SERVE_UNIT)), 'the serve unit libvirt install wrote before is gone');
+    assert.ok(!existsSync(join(sd, SERVE_UNIT)));
+    const unit = readFileSync(join(sd, AGENT_UNIT), 'utf8');
+    assert.match(unit, new RegExp(`^ExecStart=${process.execPath.replace(/[/.]/g, '\\$&')} \\S+/bin/ipvisor agent \\$IPVISOR_AGENT_ARGS$`, 'm'));
+    assert.match(unit, /^ProtectSystem=strict$/m);
+    assert.equal(readFileSync(join(sd, `${AGENT_UNIT}.d`, '10-ipvisor-libvirt-install.conf'), 'utf8'), `${HOOK_MARKER}\n[Service]\nEnvironment=IPVISOR_STATE_DIR=${state}\nReadWritePaths=${state}\n`);
+    for (const kind of ['network', 'qemu']) {
+      const s = readFileSync(join(hooks, `${kind}.d`, 'ipvisor'), 'utf8');
+      assert.match(s, new RegExp(`'libvirt-${kind}' '--host' 'hv1' '--state-dir' '${state.replace(/[/.]/g, '\\$&')}'`));
+      assert.doesNotMatch(s, /--db/);
+    }
+    // one-box settings have no place on an agent host; --host alone is not an agent host
+    out = '';
+    assert.equal(await runCli(['libvirt', 'install', '--agent', '--refuse-disabled', '--hooks-dir', hooks, '--no-systemd', '--entry', entry], io), 2, out);
+    assert.match(out, /refuse-disabled: /);
+    out = '';
+    assert.equal(await runCli(['--db', join(dir, 'db'), 'libvirt', 'install', '--host', 'hv1', '--hooks-dir', join(dir, 'h2'), '--no-systemd', '--entry', entry], io), 2, out);
+    assert.match(out, /host: goes with --agent/);
+    // back to one box: the serve unit returns and the agent unit libvirt install wrote goes
+    out = '';
+    assert.equal(await runCli(['--db', join(dir, 'db', 'ipvisor.db'), '--json', 'libvirt', 'install', '--hooks-dir', hooks, '--systemd-dir', sd, '--entry', entry], io), 0, out);
+    assert.ok(existsSync(join(sd, SERVE_UNIT)) && !existsSync(join(sd, AGENT_UNIT)) && !existsSync(join(sd, `${AGENT_UNIT}.d`, '10-ipvisor-libvirt-install.conf')));
+    assert.match(readFileSync(join(hooks, 'qemu.d', 'ipvisor'), 'utf8'), /'--db' /);
+    // uninstall: both kinds of unit are ours to remove
+    await runCli(['--json', 'libvirt', 'install', '--agent', '--host', 'hv1', '--state-dir', state, '--hooks-dir', hooks, '--systemd-dir', sd, '--entry', entry], io);
+    out = '';
+    assert.equal(await runCli(['--json', 'libvirt', 'uninstall', '--hooks-dir', hooks, '--systemd-dir', sd], io), 0, out);
+    assert.deepEqual(JSON.parse(out).removed.sort(), [join(hooks, 'network.d', 'ipvisor'), join(hooks, 'qemu.d', 'ipvisor'), join(sd, AGENT_UNIT), join(sd, `${AGENT_UNIT}.d`, '10-ipvisor-libvirt-install.conf')].sort());
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,7 +1,7 @@
 // The process entry libvirt's hook scripts exec (bundled to dist/libvirt-hook.cjs, so that a hook
 // call pays only for what it uses, not for the whole CLI). Also reached as
 // `ipvisor hook libvirt-network|libvirt-qemu ...` through the CLI.
-//   argv: libvirt-network|libvirt-qemu [--db PATH] [--log PATH] -- <libvirt's argv...>
+//   argv: libvirt-network|libvirt-qemu [--db PATH | --host NAME --state-dir DIR] [--log PATH] -- <libvirt's argv...>
 // Never writes to stdout.
 import { fileLogger, runLibvirtHook, type HookDeps, type HookKind } from './hook.js';
 
@@ -10,6 +10,8 @@ export const DEFAULT_HOOK_LOG = '/var/log/ipvisor/libvirt-hooks.log';
 export interface HookInvocation {
   kind: HookKind;
   db: string | undefined;
+  /** Agent host (`libvirt install` there): this host and the agent's state directory. */
+  agent?: { host: string; stateDir: string };
   logFile: string;
   args: string[];
 }
@@ -22,6 +24,8 @@ export function parseHookInvocation(argv: string[], env: NodeJS.ProcessEnv = pro
   if (!kind) return undefined;
   let db = env.IPVISOR_DB || undefined;
   let logFile = env.IPVISOR_HOOK_LOG || DEFAULT_HOOK_LOG;
+  let host: string | undefined;
+  let stateDir: string | undefined;
   while (rest.length) {
     const a = rest[0];
     if (a === '--') {
@@ -34,9 +38,14 @@ export function parseHookInvocation(argv: string[], env: NodeJS.ProcessEnv = pro
     } else if (a === '--log' && rest.length > 1) {
       logFile = rest[1];
       rest.splice(0, 2);
+    } else if ((a === '--host' || a === '--state-dir') && rest.length > 1) {
+      if (a === '--host') host = rest[1];
+      else stateDir = rest[1];
+      rest.splice(0, 2);
     } else break;
   }
-  return { kind, db, logFile, args: rest };
+  const agent = host !== undefined ? { host, stateDir: stateDir ?? env.IPVISOR_STATE_DIR ?? '/var/lib/ipvisor' } : undefined;
+  return { kind, db, ...(agent ? { agent } : {}), logFile, args: rest };
 }
 
 export function defaultHookDeps(inv: HookInvocation): HookDeps {
@@ -80,7 +89,9 @@ export async function hookMain(argv: string[], deps?: HookDeps): Promise<number>
   // on an agent host the local agent (or, without one, the copy on disk) is the truth, not a store
   if (!deps) {
     const { readAgentMarker } = await import('../local-socket.js');
-    const marker = readAgentMarker();
+    // the running agent's marker; else what `libvirt install` on an agent host wrote into the
+    // script (an agent not started yet: the hook enforces from its copy on disk, never a store)
+    const marker = readAgentMarker(inv.agent ? { ...process.env, IPVISOR_STATE_DIR: inv.agent.stateDir } : process.env) ?? (inv.agent ? { ...inv.agent, servers: [] } : undefined);
     if (marker) {
       if (inv.kind !== 'qemu') return 0;
       const { agentQemuHook } = await import('../hook-agent.js');

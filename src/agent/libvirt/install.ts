@@ -1,8 +1,10 @@
 // `ipvisor libvirt install|uninstall`: hook scripts in <hooks>/network.d and <hooks>/qemu.d (the
-// user's own hooks stay untouched), and the hardened ipvisor-serve.service: the packaged unit when
-// there is one (never shadowed by a unit of our own), else the shipped unit for this checkout. libvirt passes hooks an
-// inherited PATH and nothing else, so the scripts carry absolute paths: node, the entry point, the
-// store and the log.
+// user's own hooks stay untouched), and the hardened unit: ipvisor-serve.service on a one-box host,
+// ipvisor-agent.service on an agent host (a hypervisor under `ipvisor server`): the packaged unit
+// when there is one (never shadowed by a unit of our own), else the shipped unit for this checkout.
+// libvirt passes hooks an inherited PATH and nothing else, so the scripts carry absolute paths: node,
+// the entry point, the log, and the store (one box) or the host's name and state directory (agent
+// host: the hook hands its event to the local agent, or enforces from the agent's copy on disk).
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -13,6 +15,8 @@ export const HOOK_FILE = 'ipvisor';
 export const DEFAULT_HOOKS_DIR = '/etc/libvirt/hooks';
 export const DEFAULT_SYSTEMD_DIR = '/etc/systemd/system';
 export const SERVE_UNIT = 'ipvisor-serve.service';
+export const AGENT_UNIT = 'ipvisor-agent.service';
+export const DEFAULT_STATE_DIR = '/var/lib/ipvisor';
 
 export interface HookCommand {
   /** Absolute path of node. */
@@ -21,7 +25,10 @@ export interface HookCommand {
   nodeArgs: string[];
   /** Absolute path of the hook entry (dist/libvirt-hook.cjs, or hook-main.ts from source). */
   entry: string;
-  db: string;
+  /** One box: the store the hook records into. */
+  db?: string;
+  /** Agent host: no store; the local agent (its socket), else its copy in the state directory. */
+  agent?: { host: string; stateDir: string };
   log: string;
 }
 
@@ -29,7 +36,8 @@ const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /** Pure: the hook script text for one driver. */
 export function renderHookScript(kind: 'network' | 'qemu', c: HookCommand): string {
-  const argv = [c.node, ...c.nodeArgs, c.entry, `libvirt-${kind}`, '--db', c.db, '--log', c.log].map(shq).join(' ');
+  const where = c.agent ? ['--host', c.agent.host, '--state-dir', c.agent.stateDir] : c.db ? ['--db', c.db] : [];
+  const argv = [c.node, ...c.nodeArgs, c.entry, `libvirt-${kind}`, ...where, '--log', c.log].map(shq).join(' ');
   // A node or entry that went away (node upgraded elsewhere, ipvisor moved) must not make libvirt
   // refuse every network and VM: log it and exit 0 like any other unexpected input.
   const plain = (x: string) => x.replace(/["$`\\]/g, ''); // inside the echo's double quotes
@@ -43,21 +51,37 @@ export const PACKAGED_UNIT_DIRS = ['/lib/systemd/system', '/usr/lib/systemd/syst
 export const DEFAULT_STORE = '/var/lib/ipvisor/ipvisor.db';
 export const UNIT_DROPIN = '10-ipvisor-libvirt-install.conf';
 
-/** Pure: the shipped unit (deploy/systemd/ipvisor-serve.service) for a source checkout: the same
- * hardened unit, with ExecStart running this checkout, and marked as ours (so the Debian package's
- * postinst and `libvirt uninstall` may remove it). */
-export function renderServeUnit(template: string, c: { execStart: string[] }): string {
+/** Pure: a shipped unit (deploy/systemd/ipvisor-serve.service or ipvisor-agent.service) for a source
+ * checkout: the same hardened unit, with ExecStart running this checkout, and marked as ours (so the
+ * Debian package's postinst and `libvirt uninstall` may remove it). */
+export function renderUnit(template: string, c: { execStart: string[]; command: 'serve' | 'agent'; unit: string }): string {
   // systemd command lines: % starts a specifier and $ a variable (both doubled); quotes group words.
   const word = (a: string) => {
     const e = a.replace(/%/g, '%%').replace(/\$/g, '$$$$');
     return /[\s"'\\]/.test(e) ? `"${e.replace(/(["\\])/g, '\\$1')}"` : e;
   };
-  if (!/^ExecStart=\S+ serve /m.test(template)) throw new Error(`unit template has no 'ExecStart=... serve ' line`);
+  const line = new RegExp(`^ExecStart=\\S+ ${c.command} `, 'm');
+  if (!line.test(template)) throw new Error(`unit template has no 'ExecStart=... ${c.command} ' line`);
   const exec = `ExecStart=${c.execStart.map(word).join(' ')} `;
-  let unit = template.replace(/^ExecStart=\S+ serve /m, () => exec);
+  let unit = template.replace(line, () => exec);
   // A checkout (or node) under a home directory must stay readable: ProtectHome=yes would hide it.
   if (c.execStart.some((a) => /^\/(root|home|run\/user)(\/|$)/.test(a))) unit = unit.replace(/^ProtectHome=yes$/m, 'ProtectHome=read-only');
-  return `${HOOK_MARKER} (from deploy/systemd/${SERVE_UNIT})\n` + unit;
+  return `${HOOK_MARKER} (from deploy/systemd/${c.unit})\n` + unit;
+}
+
+export function renderServeUnit(template: string, c: { execStart: string[] }): string {
+  return renderUnit(template, { ...c, command: 'serve', unit: SERVE_UNIT });
+}
+
+/** The agent unit: ExecStart ends in `agent $IPVISOR_AGENT_ARGS` (/etc/default/ipvisor-agent says
+ * --server and --token-file). */
+export function renderAgentUnit(template: string, c: { execStart: string[] }): string {
+  return renderUnit(template, { ...c, command: 'agent', unit: AGENT_UNIT });
+}
+
+/** Pure: the drop-in that points the agent at a state directory other than the default one. */
+export function renderStateDirDropIn(stateDir: string): string {
+  return `${HOOK_MARKER}\n[Service]\nEnvironment=IPVISOR_STATE_DIR=${stateDir}\nReadWritePaths=${stateDir}\n`;
 }
 
 /** Pure: the drop-in that points the unit at a store other than the default one. */
@@ -134,39 +158,76 @@ export interface ServeUnitOptions {
   template: string;
 }
 
-/**
- * Makes ipvisor-serve.service the hardened unit: the packaged one when the package installed it (an
- * older ipvisor-written unit in /etc that would shadow it is removed), else the shipped unit for this
- * checkout. A store other than the default gets a drop-in. Returns what was written and removed, and
- * whether the packaged unit is used; enabling it is the caller's (systemctl) business.
- */
-export function installServeUnit(o: ServeUnitOptions): { written: string[]; removed: string[]; skipped: string[]; packaged: boolean } {
-  const res = { written: [] as string[], removed: [] as string[], skipped: [] as string[], packaged: false };
-  const adminUnit = join(o.systemdDir, SERVE_UNIT);
-  const ours = (f: string) => existsSync(f) && readFileSync(f, 'utf8').includes(HOOK_MARKER);
-  res.packaged = (o.packagedDirs ?? PACKAGED_UNIT_DIRS).some((d) => existsSync(join(d, SERVE_UNIT)));
+export interface UnitResult {
+  written: string[];
+  removed: string[];
+  skipped: string[];
+  packaged: boolean;
+}
+
+const isOurs = (f: string) => existsSync(f) && readFileSync(f, 'utf8').includes(HOOK_MARKER);
+
+/** The packaged unit, else ours rendered for this checkout; a drop-in when `dropIn` is given. */
+function installUnit(o: { systemdDir: string; packagedDirs?: string[]; unit: string; render: () => string; dropIn: string | null }): UnitResult {
+  const res: UnitResult = { written: [], removed: [], skipped: [], packaged: false };
+  const adminUnit = join(o.systemdDir, o.unit);
+  res.packaged = (o.packagedDirs ?? PACKAGED_UNIT_DIRS).some((d) => existsSync(join(d, o.unit)));
   mkdirSync(o.systemdDir, { recursive: true });
-  if (existsSync(adminUnit) && !ours(adminUnit)) {
+  if (existsSync(adminUnit) && !isOurs(adminUnit)) {
     res.skipped.push(`${adminUnit} (not ipvisor's; left alone)`);
   } else if (res.packaged) {
-    if (ours(adminUnit)) {
+    if (isOurs(adminUnit)) {
       rmSync(adminUnit);
       res.removed.push(adminUnit);
     }
   } else {
-    writeFileSync(adminUnit, renderServeUnit(o.template, { execStart: o.execStart }));
+    writeFileSync(adminUnit, o.render());
     res.written.push(adminUnit);
   }
-  const dropInDir = join(o.systemdDir, `${SERVE_UNIT}.d`);
+  const dropInDir = join(o.systemdDir, `${o.unit}.d`);
   const dropIn = join(dropInDir, UNIT_DROPIN);
-  if (resolve(o.db) !== DEFAULT_STORE) {
+  if (o.dropIn !== null) {
     mkdirSync(dropInDir, { recursive: true });
-    writeFileSync(dropIn, renderStoreDropIn(resolve(o.db)));
+    writeFileSync(dropIn, o.dropIn);
     res.written.push(dropIn);
-  } else if (ours(dropIn)) {
+  } else if (isOurs(dropIn)) {
     rmSync(dropIn);
     res.removed.push(dropIn);
   }
+  return res;
+}
+
+/** Our copies of a unit and its drop-in (never the packaged unit, never an admin's own). */
+function removeOurUnit(systemdDir: string, unit: string): string[] {
+  const removed: string[] = [];
+  for (const f of [join(systemdDir, unit), join(systemdDir, `${unit}.d`, UNIT_DROPIN)]) {
+    if (isOurs(f)) {
+      rmSync(f);
+      removed.push(f);
+    }
+  }
+  return removed;
+}
+
+/**
+ * Makes ipvisor-serve.service the hardened unit: the packaged one when the package installed it (an
+ * older ipvisor-written unit in /etc that would shadow it is removed), else the shipped unit for this
+ * checkout. A store other than the default gets a drop-in. An agent unit libvirt install wrote
+ * before goes (a host is one box or an agent host). Returns what was written and removed, and
+ * whether the packaged unit is used; enabling it is the caller's (systemctl) business.
+ */
+export function installServeUnit(o: ServeUnitOptions): UnitResult {
+  const res = installUnit({ systemdDir: o.systemdDir, packagedDirs: o.packagedDirs, unit: SERVE_UNIT, render: () => renderServeUnit(o.template, { execStart: o.execStart }), dropIn: resolve(o.db) !== DEFAULT_STORE ? renderStoreDropIn(resolve(o.db)) : null });
+  res.removed.push(...removeOurUnit(o.systemdDir, AGENT_UNIT));
+  return res;
+}
+
+/** On an agent host: the hardened ipvisor-agent.service (packaged, else ours for this checkout), a
+ * drop-in for a state directory other than /var/lib/ipvisor, and a serve unit libvirt install
+ * wrote before removed (the agent unit conflicts with it). */
+export function installAgentUnit(o: { systemdDir: string; packagedDirs?: string[]; execStart: string[]; stateDir: string; template: string }): UnitResult {
+  const res = installUnit({ systemdDir: o.systemdDir, packagedDirs: o.packagedDirs, unit: AGENT_UNIT, render: () => renderAgentUnit(o.template, { execStart: o.execStart }), dropIn: resolve(o.stateDir) !== DEFAULT_STATE_DIR ? renderStateDirDropIn(resolve(o.stateDir)) : null });
+  res.removed.push(...removeOurUnit(o.systemdDir, SERVE_UNIT));
   return res;
 }
 
@@ -175,11 +236,18 @@ export function serveUnitTemplate(root = packageRoot()): string {
   return readFileSync(join(root, 'deploy', 'systemd', SERVE_UNIT), 'utf8');
 }
 
+export function agentUnitTemplate(root = packageRoot()): string {
+  return readFileSync(join(root, 'deploy', 'systemd', AGENT_UNIT), 'utf8');
+}
+
 export function uninstallHooks(o: { hooksDir?: string; systemdDir?: string | null }): { removed: string[]; skipped: string[] } {
   const hooksDir = o.hooksDir ?? DEFAULT_HOOKS_DIR;
   const out = { removed: [] as string[], skipped: [] as string[] };
   const files = [join(hooksDir, 'network.d', HOOK_FILE), join(hooksDir, 'qemu.d', HOOK_FILE)];
-  if (o.systemdDir !== null) files.push(join(o.systemdDir ?? DEFAULT_SYSTEMD_DIR, SERVE_UNIT), join(o.systemdDir ?? DEFAULT_SYSTEMD_DIR, `${SERVE_UNIT}.d`, UNIT_DROPIN));
+  if (o.systemdDir !== null) {
+    const d = o.systemdDir ?? DEFAULT_SYSTEMD_DIR;
+    for (const unit of [SERVE_UNIT, AGENT_UNIT]) files.push(join(d, unit), join(d, `${unit}.d`, UNIT_DROPIN));
+  }
   for (const f of files) {
     if (!existsSync(f)) continue;
     if (!readFileSync(f, 'utf8').includes(HOOK_MARKER)) {

@@ -9,7 +9,7 @@ export function registerLibvirtCommands(program: Command): void {
   const lv = program.command('libvirt').description('libvirt/KVM integration: hooks, discovery');
 
   lv.command('install')
-    .description('install the libvirt hooks (network.d/ipvisor, qemu.d/ipvisor) and enable the hardened ipvisor-serve.service (the packaged unit, else the shipped one); libvirtd must be restarted to pick up new hooks')
+    .description('install the libvirt hooks (network.d/ipvisor, qemu.d/ipvisor) and enable the hardened unit: ipvisor-serve.service on one box, ipvisor-agent.service on an agent host (--agent, or an agent ran here); the packaged unit, else the shipped one; libvirtd must be restarted to pick up new hooks')
     .option('--hooks-dir <dir>', 'libvirt hooks directory', '/etc/libvirt/hooks')
     .option('--systemd-dir <dir>', 'admin unit directory (drop-ins; the unit itself for a source checkout)', '/etc/systemd/system')
     .option('--no-systemd', 'leave systemd units alone')
@@ -18,20 +18,37 @@ export function registerLibvirtCommands(program: Command): void {
     .option('--log <path>', 'hook log file', '/var/log/ipvisor/libvirt-hooks.log')
     .option('--refuse-disabled', 'refuse to start a domain whose VIF is disabled (qemu prepare hook)')
     .option('--no-refuse-disabled', 'start domains with disabled VIFs (their traffic is still dropped)')
-    .action(runAction(async (ctx, o: { hooksDir: string; systemdDir: string; systemd: boolean; entry?: string; node?: string; log: string; refuseDisabled?: boolean }) => {
-      const { installHooks, defaultHookEntry, installServeUnit, serveUnitTemplate, packageRoot, SERVE_UNIT } = await import('../../agent/libvirt/install.js');
+    .option('--agent', 'this is an agent host (ipvisor agent under ipvisor server): hooks talk to the local agent, no store')
+    .option('--host <name>', 'with --agent: this host (default: the running agent\'s, else the hostname)')
+    .option('--state-dir <dir>', "with --agent: the agent's state directory (default: the running agent's, else $IPVISOR_STATE_DIR or /var/lib/ipvisor)")
+    .action(runAction(async (ctx, o: { hooksDir: string; systemdDir: string; systemd: boolean; entry?: string; node?: string; log: string; refuseDisabled?: boolean; agent?: boolean; host?: string; stateDir?: string }) => {
+      const { installHooks, defaultHookEntry, installServeUnit, installAgentUnit, serveUnitTemplate, agentUnitTemplate, packageRoot, SERVE_UNIT, AGENT_UNIT } = await import('../../agent/libvirt/install.js');
+      const { readAgentMarker } = await import('../../agent/local-socket.js');
+      const { validateName } = await import('../../core/model/validate.js');
+      const marker = readAgentMarker(o.stateDir ? { ...ctx.io.env, IPVISOR_STATE_DIR: o.stateDir } : ctx.io.env);
+      const agentHost = !!(o.agent || marker);
+      if (!agentHost && (o.host !== undefined || o.stateDir !== undefined)) throw invalid(o.host !== undefined ? 'host' : 'state-dir', 'goes with --agent (an agent host)');
+      if (agentHost && o.refuseDisabled !== undefined) throw invalid('refuse-disabled', 'is a setting of one-box hooks, which record into a store; an agent host has none');
+      let agent: { host: string; stateDir: string } | undefined;
+      if (agentHost) {
+        const { thisHost } = await import('../../core/host-identity.js');
+        agent = { host: validateName(o.host ?? marker?.host ?? thisHost(), 'host'), stateDir: resolve(o.stateDir ?? marker?.stateDir ?? ctx.io.env.IPVISOR_STATE_DIR ?? '/var/lib/ipvisor') };
+      }
       const { defaultStorePath } = await import('../../core/store/open.js');
-      const db = resolve(ctx.dbPath ?? defaultStorePath(ctx.io.env));
+      const db = agent ? undefined : resolve(ctx.dbPath ?? defaultStorePath(ctx.io.env));
       const entry = o.entry ? { entry: resolve(o.entry), nodeArgs: [] } : defaultHookEntry();
       const node = o.node ?? process.execPath;
       if (!isAbsolute(node)) throw invalid('node', `'${node}' must be an absolute path (libvirt gives hooks no useful PATH)`);
       if (!existsSync(node)) throw invalid('node', `${node} does not exist`);
       if (!existsSync(entry.entry)) throw invalid('entry', `${entry.entry} does not exist (run \`npm run build\`, or give --entry)`);
-      const res = installHooks({ hooksDir: resolve(o.hooksDir), command: { node, nodeArgs: entry.nodeArgs, entry: entry.entry, db, log: resolve(o.log) } });
-      let enabled = false;
+      const res = installHooks({ hooksDir: resolve(o.hooksDir), command: { node, nodeArgs: entry.nodeArgs, entry: entry.entry, ...(agent ? { agent } : { db }), log: resolve(o.log) } });
+      let enabled: string | undefined;
       if (o.systemd) {
         const systemdDir = resolve(o.systemdDir);
-        const unit = installServeUnit({ systemdDir, execStart: [node, join(packageRoot(), 'bin', 'ipvisor'), 'serve'], db, template: serveUnitTemplate() });
+        const bin = join(packageRoot(), 'bin', 'ipvisor');
+        const unit = agent
+          ? installAgentUnit({ systemdDir, execStart: [node, bin, 'agent'], stateDir: agent.stateDir, template: agentUnitTemplate() })
+          : installServeUnit({ systemdDir, execStart: [node, bin, 'serve'], db: db!, template: serveUnitTemplate() });
         res.written.push(...unit.written);
         res.skipped.push(...unit.skipped);
         res.removed = unit.removed;
@@ -40,8 +57,9 @@ export function registerLibvirtCommands(program: Command): void {
           const { createHostRunner } = await import('../../agent/host/exec.js');
           const run = createHostRunner({ netns: undefined });
           await run.run(['systemctl', 'daemon-reload']);
-          await run.run(['systemctl', 'enable', SERVE_UNIT]);
-          enabled = true;
+          enabled = agent ? AGENT_UNIT : SERVE_UNIT;
+          if (agent) await run.run(['systemctl', 'disable', SERVE_UNIT], { allowFail: true });
+          await run.run(['systemctl', 'enable', enabled]);
         }
       }
       if (o.refuseDisabled !== undefined) {
@@ -51,20 +69,22 @@ export function registerLibvirtCommands(program: Command): void {
         await store.putDoc(DOC_SETTINGS, 'hooks', { ...prev, refuseDisabledVifs: o.refuseDisabled });
       }
       const text = [
+        ...(agent ? [`agent host ${agent.host}: the hooks hand their events to the local agent (state ${agent.stateDir})`] : []),
         ...res.written.map((f) => `wrote ${f}`),
         ...res.skipped.map((f) => `skipped ${f}`),
-        ...(res.removed ?? []).map((f) => `removed ${f} (the packaged unit is used instead)`),
-        ...(enabled ? ['enabled ipvisor-serve.service (start it: systemctl start ipvisor-serve)'] : []),
+        ...(res.removed ?? []).map((f) => `removed ${f}`),
+        ...(enabled ? [`enabled ${enabled} (start it: systemctl start ${enabled.replace(/\.service$/, '')})`] : []),
+        ...(agent ? ['set --server and --token-file in /etc/default/ipvisor-agent (IPVISOR_AGENT_ARGS)'] : []),
         'restart libvirtd to pick up new hooks (libvirt looks for hook scripts only when it starts)',
       ].join('\n');
-      return { json: { ...res, enabled, restartRequired: true, db, entry: entry.entry }, text };
+      return { json: { ...res, enabled: !!enabled, unit: enabled ?? null, restartRequired: true, ...(agent ? { agent } : { db }), entry: entry.entry }, text };
     }));
 
   lv.command('uninstall')
-    .description("remove ipvisor's libvirt hooks, and the serve unit and drop-in libvirt install wrote (never the packaged unit; other hooks stay)")
+    .description("remove ipvisor's libvirt hooks, and the serve or agent unit and drop-in libvirt install wrote (never a packaged unit; other hooks stay)")
     .option('--hooks-dir <dir>', 'libvirt hooks directory', '/etc/libvirt/hooks')
-    .option('--systemd-dir <dir>', 'where ipvisor-serve.service is', '/etc/systemd/system')
-    .option('--no-systemd', 'leave the systemd unit')
+    .option('--systemd-dir <dir>', 'where ipvisor-serve.service / ipvisor-agent.service are', '/etc/systemd/system')
+    .option('--no-systemd', 'leave the systemd units')
     .action(runAction(async (_ctx, o: { hooksDir: string; systemdDir: string; systemd: boolean }) => {
       const { uninstallHooks } = await import('../../agent/libvirt/install.js');
       const res = uninstallHooks({ hooksDir: resolve(o.hooksDir), systemdDir: o.systemd ? resolve(o.systemdDir) : null });
