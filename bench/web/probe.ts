@@ -1,4 +1,5 @@
-// Times each API request a page makes, as the admin and a tenant (finding why a page is slow).
+// Times each API request a page makes, as the admin and a tenant (finding why a page is slow), then
+// each store query the pages use next to the full listing it replaced, on the same store.
 // Run: BENCH_WEB_DB=PATH node --import tsx bench/web/probe.ts   (a store bench/web/run.ts kept)
 import { openStore } from '../../src/core/store/open.js';
 import { buildHttpServer, listenHttp } from '../../src/server/http.js';
@@ -22,5 +23,33 @@ for (const [who, p] of paths) {
   const body = await r.arrayBuffer();
   console.log(`${who} GET ${p}: ${r.status} ${(performance.now() - s).toFixed(0)} ms ${(body.byteLength / 1024).toFixed(0)} KB`);
 }
+
+// ---- the store's usage queries next to the listings they replaced (median of 5) ----
+async function median(f: () => Promise<unknown>, n = 5): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const s = performance.now();
+    await f();
+    times.push(performance.now() - s);
+  }
+  return times.sort((a, b) => a - b)[Math.floor(n / 2)];
+}
+const pool = (await store.findPoolByName('lan16'))!;
+const block = 0x0a280300n; // 10.40.3.0/24
+const tenantVifs = async () => {
+  const vms = new Set((await store.listVms()).filter((v) => v.owner === 't0').map((v) => v.uuid));
+  return (await store.listVifs()).filter((v) => vms.has(v.vmUuid)).map((v) => v.uuid);
+};
+const rows: Array<[string, () => Promise<unknown>, string, () => Promise<unknown>]> = [
+  ['countUsage (every pool, by kind)', () => store.countUsage(), 'listAssignments of the pool', () => store.listAssignments({ poolUuid: pool.uuid })],
+  ["countOwnerUsage (tenant t0's quota use)", () => store.countOwnerUsage('t0'), "listAssignments of t0's VIFs", async () => store.listAssignments({ vifUuids: await tenantVifs() })],
+  ['listAssignmentsInRange (one /24)', () => store.listAssignmentsInRange(pool.uuid, block, block + 255n), 'listAssignments of the pool', () => store.listAssignments({ poolUuid: pool.uuid })],
+  ['listAssignmentSpans (the /16 map marks)', () => store.listAssignmentSpans(pool.uuid), 'listAssignments of the pool', () => store.listAssignments({ poolUuid: pool.uuid })],
+  ['listEvents newest 200 (ORDER BY id DESC LIMIT)', () => store.listEvents({ order: 'desc', limit: 200 }), 'listEvents (all), keep 200', async () => (await store.listEvents()).slice(-200)],
+];
+console.log('');
+console.log(`| store query (${store.kind}) | time (median of 5) | the listing it replaced | time |`);
+console.log('|---|---:|---|---:|');
+for (const [name, f, alt, g] of rows) console.log(`| ${name} | ${(await median(f)).toFixed(1)} ms | ${alt} | ${(await median(g)).toFixed(0)} ms |`);
 await app.close();
 await store.close();

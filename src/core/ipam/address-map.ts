@@ -33,11 +33,16 @@ export interface BlockSummary {
   counts: Partial<Record<AddressState, number>>;
 }
 
+/** An assignment as the map needs it: where (its address text, or its first address as a number,
+ * as the store's spans give it without parsing a document), how large, what kind, held by whom. */
+export type MapAssignment = { prefixLength: number; family: Family; kind: string; holder: string | null } & ({ address: string } | { start: bigint });
+
 export interface MapInput {
   pool: Pick<Pool, 'family' | 'entries' | 'exclusions'>;
   network: Pick<Network, 'subnets' | 'hostAddresses'>;
-  /** Assignments of the pool (single addresses and routed prefixes) with their holder names. */
-  assignments: Array<{ address: string; prefixLength: number; family: Family; kind: string; holder: string | null }>;
+  /** Assignments of the pool (single addresses and routed prefixes) with their holder names: all of
+   * them for blockSummaries, at least those overlapping the block for blockCells. */
+  assignments: MapAssignment[];
   holds: Array<{ start: bigint; end: bigint; until: string }>;
 }
 
@@ -48,7 +53,7 @@ export function markedIntervals(input: MapInput): MarkedInterval[] {
   const family = input.pool.family;
   const out: MarkedInterval[] = [];
   for (const a of input.assignments) {
-    const start = parseAddress(a.address).value;
+    const start = 'start' in a ? a.start : parseAddress(a.address).value;
     const end = start + (1n << BigInt(BITS[a.family] - a.prefixLength)) - 1n;
     out.push({ start, end, state: a.kind === 'reserved' ? 'reserved' : 'assigned', holder: a.holder });
   }

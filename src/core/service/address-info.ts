@@ -1,6 +1,6 @@
 // What one address is, in one shape whatever its state (`ip show`, and the API later): an
 // enumerated state from ADDRESS_STATES, who holds it, and until when / why it is not available.
-import type { AssignmentKind, Network } from '../model/types.js';
+import type { Assignment, AssignmentKind, Network } from '../model/types.js';
 import { type AddressState } from '../ipam/address-map.js';
 import { BITS, cidrLast, formatAddress, parseAddress, parseCidr } from '../ipam/addr.js';
 import { entryIntervals, exclusionIntervals } from '../ipam/pool-space.js';
@@ -29,6 +29,19 @@ export interface AddressInfo {
 
 const inside = (v: bigint, iv: { start: bigint; end: bigint }) => v >= iv.start && v <= iv.end;
 
+/** The assignments (an address, or a routed prefix) that contain `value`, by address: a point probe
+ * per pool of the family (UsageStore.listAssignmentsInRange), never a listing of every assignment. */
+export async function assignmentsCovering(tx: StoreTx, family: 4 | 6, value: bigint): Promise<Assignment[]> {
+  const found: Assignment[] = [];
+  for (const p of await tx.listPools()) {
+    if (p.family === family) found.push(...await tx.listAssignmentsInRange(p.uuid, value, value));
+  }
+  return found.sort((x, y) => {
+    const a = parseAddress(x.address).value, b = parseAddress(y.address).value;
+    return a < b ? -1 : a > b ? 1 : 0;
+  });
+}
+
 export async function describeAddress(tx: StoreTx, text: string): Promise<AddressInfo> {
   const a = parseAddress(text, 'address');
   const address = formatAddress(a.family, a.value);
@@ -38,15 +51,11 @@ export async function describeAddress(tx: StoreTx, text: string): Promise<Addres
   const pools = await tx.listPools();
 
   // An assignment (a single address or a routed prefix that contains it) wins.
-  const held = (await tx.listAssignments()).find((x) => {
-    if (x.family !== a.family) return false;
-    const start = parseAddress(x.address).value;
-    return inside(a.value, { start, end: start + (1n << BigInt(BITS[x.family] - x.prefixLength)) - 1n });
-  });
+  const held = (await assignmentsCovering(tx, a.family, a.value))[0];
   if (held) {
     let vif: string | null = null;
     if (held.vifUuid) {
-      const v = (await tx.listVifs()).find((y) => y.uuid === held.vifUuid);
+      const v = await tx.getVif(held.vifUuid);
       const vm = v ? await tx.getVm(v.vmUuid) : undefined;
       vif = v ? `${vm?.name ?? v.vmUuid}:${v.device}` : held.vifUuid;
     }

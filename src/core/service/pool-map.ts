@@ -1,10 +1,10 @@
 // The usage picture of a pool for the web UI and the API: a summary per /24 (IPv4), the cells of one
 // /24 with who holds each address, or the largest free blocks (IPv6). Read-only.
 import { invalid } from '../model/errors.js';
-import { type BlockSummary, type MapCell, type MapInput, blockCells, blockSummaries, largestFreeBlocks } from '../ipam/address-map.js';
+import { type BlockSummary, type MapAssignment, type MapCell, blockCells, blockSummaries, largestFreeBlocks } from '../ipam/address-map.js';
 import { parseCidr } from '../ipam/addr.js';
 import type { StoreTx } from '../store/store.js';
-import type { Assignment, Network, Pool } from '../model/types.js';
+import type { Assignment, Vif, Vm } from '../model/types.js';
 import { type PoolUsage, poolUsage } from './pools.js';
 import { poolRef, vifLabel } from './resolve.js';
 
@@ -20,40 +20,47 @@ export interface PoolMap {
   largestFree?: string[];
 }
 
-async function mapInput(tx: StoreTx, pool: Pool, network: Network, assignments: Assignment[]): Promise<MapInput> {
-  const poolUuid = pool.uuid;
-  const vifs = new Map((await tx.listVifs()).map((v) => [v.uuid, v]));
-  const vms = new Map((await tx.listVms()).map((v) => [v.uuid, v]));
-  return {
-    pool,
-    network,
-    assignments: assignments.map((a) => {
-      const vif = a.vifUuid ? vifs.get(a.vifUuid) : undefined;
-      const vm = vif ? vms.get(vif.vmUuid) : undefined;
-      return { ...a, holder: vif && vm ? vifLabel(vm, vif) : a.note };
-    }),
-    holds: await tx.listHolds(poolUuid),
-  };
+/** The holder of each assignment (VM:DEVICE, else its note), looking up only the VIFs and VMs named. */
+async function withHolders(tx: StoreTx, assignments: Assignment[]): Promise<MapAssignment[]> {
+  const vifs = new Map<string, Vif | undefined>();
+  const vms = new Map<string, Vm | undefined>();
+  const out: MapAssignment[] = [];
+  for (const a of assignments) {
+    let vif: Vif | undefined;
+    if (a.vifUuid) {
+      if (!vifs.has(a.vifUuid)) vifs.set(a.vifUuid, await tx.getVif(a.vifUuid));
+      vif = vifs.get(a.vifUuid);
+    }
+    let vm: Vm | undefined;
+    if (vif) {
+      if (!vms.has(vif.vmUuid)) vms.set(vif.vmUuid, await tx.getVm(vif.vmUuid));
+      vm = vms.get(vif.vmUuid);
+    }
+    out.push({ ...a, holder: vif && vm ? vifLabel(vm, vif) : a.note });
+  }
+  return out;
 }
 
 export async function poolMap(tx: StoreTx, ref: string, opts: { block?: string } = {}): Promise<PoolMap> {
   const pool = await poolRef(tx, ref);
   const network = (await tx.getNetwork(pool.networkUuid))!;
-  // Listed once for both the usage and the map (a half-full /16 is 32,768 rows).
-  const assignments = pool.family === 4 ? await tx.listAssignments({ poolUuid: pool.uuid }) : undefined;
-  const out: PoolMap = { pool: pool.name, family: pool.family, usage: await poolUsage(tx, pool, network, assignments) };
+  // Usage counted in SQL; the map reads one /24's assignments (a block) or every assignment's key,
+  // length and kind (the summaries), never the documents of a whole pool (a half-full /16: 32,768).
+  const out: PoolMap = { pool: pool.name, family: pool.family, usage: await poolUsage(tx, pool, network) };
   if (pool.family === 6) {
     if (opts.block) throw invalid('block', 'an IPv6 pool has no cell map; it is shown by its largest free blocks');
     out.largestFree = largestFreeBlocks(6, await tx.freeIntervals(pool.uuid, undefined, 10_000));
     return out;
   }
-  const input = await mapInput(tx, pool, network, assignments!);
+  const holds = await tx.listHolds(pool.uuid);
   if (opts.block) {
     const c = parseCidr(opts.block, 'block', { strict: true });
     if (c.family !== 4 || c.prefixLength !== 24) throw invalid('block', `'${opts.block}' is not an IPv4 /24`);
-    out.cells = blockCells(input, opts.block);
+    const inBlock = await tx.listAssignmentsInRange(pool.uuid, c.network, c.network + 255n);
+    out.cells = blockCells({ pool, network, holds, assignments: await withHolders(tx, inBlock) }, opts.block);
   } else {
-    out.blocks = blockSummaries(input);
+    const spans = await tx.listAssignmentSpans(pool.uuid);
+    out.blocks = blockSummaries({ pool, network, holds, assignments: spans.map((a) => ({ ...a, family: pool.family, holder: null })) });
   }
   return out;
 }

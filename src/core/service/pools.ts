@@ -5,7 +5,7 @@ import { cidrLast, formatAddress, formatCidr, parseAddress, parseCidr, prefixSiz
 import { rebuildFreeSpace } from '../ipam/allocator.js';
 import { overlaps, subtract, totalSize } from '../ipam/intervals.js';
 import { assignmentInterval, entryIntervals, usableIntervals } from '../ipam/pool-space.js';
-import type { Store, StoreTx } from '../store/store.js';
+import type { Store, StoreTx, UsageCount } from '../store/store.js';
 import { audit, checkVersion, newUuid, now, assignmentName } from './context.js';
 import { networkRef, poolRef } from './resolve.js';
 import { checkPoolSpaceFree } from './overlap.js';
@@ -173,17 +173,17 @@ export interface PoolUsage {
 }
 
 /** Usage from the pool's configuration, counts and holds: independent of the pool's size. */
-/** `assignments`: the pool's assignments when the caller has listed them already (the pool map):
- * listing a half-full /16 is most of the cost. */
-export async function poolUsage(tx: StoreTx, pool: Pool, network: Network, assignments?: Assignment[]): Promise<PoolUsage> {
+/** `counts`: the store's assignment counts (UsageStore.countUsage) when the caller has them for
+ * several pools at once (a pool list); else this pool's are counted in SQL. Never a listing. */
+export async function poolUsage(tx: StoreTx, pool: Pool, network: Network, counts?: UsageCount[]): Promise<PoolUsage> {
   const raw = totalSize(entryIntervals(pool));
   const usable = totalSize(usableIntervals(pool, network));
-  const list = assignments ?? await tx.listAssignments({ poolUuid: pool.uuid });
   let assigned = 0n, reserved = 0n, routed = 0n;
-  for (const a of list) {
-    const size = prefixSize(a.family, a.prefixLength);
-    if (a.kind === 'reserved') reserved += size;
-    else if (a.kind === 'routed') routed += size;
+  for (const c of counts ?? await tx.countUsage([pool.uuid])) {
+    if (c.poolUuid !== pool.uuid) continue;
+    const size = prefixSize(c.family as Family, c.prefixLength) * BigInt(c.count);
+    if (c.kind === 'reserved') reserved += size;
+    else if (c.kind === 'routed') routed += size;
     else assigned += size;
   }
   const held = (await tx.listHolds(pool.uuid)).reduce((s, h) => s + (h.end - h.start + 1n), 0n);

@@ -2,9 +2,9 @@
 // document table (kind 'tenant'), so every store backend has them without a table of its own.
 // The quota is checked inside the allocation's own write transaction (ip.ts calls enforceTenantQuota).
 import { IpvisorError, invalid, notFound } from '../model/errors.js';
-import type { Assignment, Family, Pool, Vm } from '../model/types.js';
+import type { Family, Pool, Vm } from '../model/types.js';
 import { validateInt, validateName } from '../model/validate.js';
-import type { Store, StoreTx } from '../store/store.js';
+import type { Store, StoreTx, UsageCount } from '../store/store.js';
 import { audit, checkVersion, newUuid, now } from './context.js';
 import { poolRef } from './resolve.js';
 
@@ -161,16 +161,17 @@ export interface TenantUsage {
   routedPrefix: number | null;
 }
 
-async function tenantAssignments(tx: StoreTx, tenant: string): Promise<Assignment[]> {
-  const vifs = await visibleVifUuids(tx, { tenant });
-  return (await tx.listAssignments({ vifUuids: [...vifs!] })).filter((a) => a.vifUuid && vifs!.has(a.vifUuid));
+/** What a tenant holds, counted in SQL (UsageStore.countOwnerUsage: the assignments of the VIFs of
+ * the VMs it owns, nobody else's), never a listing of its assignments. */
+async function tenantCounts(tx: StoreTx, tenant: string): Promise<(f: (c: UsageCount) => boolean) => number> {
+  const counts = await tx.countOwnerUsage(tenant);
+  return (f) => counts.reduce((s, c) => s + (f(c) ? c.count : 0), 0);
 }
 
 /** The tenant's usage against its quota: one assignment (an address or a routed prefix) counts one. */
 export async function tenantUsage(tx: StoreTx, tenant: Tenant): Promise<TenantUsage> {
-  const mine = await tenantAssignments(tx, tenant.name);
+  const count = await tenantCounts(tx, tenant.name);
   const pools = await tx.listPools();
-  const count = (f: (a: Assignment) => boolean) => mine.filter(f).length;
   const poolIds = [...new Set([...tenant.pools, ...Object.keys(tenant.quota.pools)])];
   return {
     pools: poolIds.map((id) => ({ pool: pools.find((p) => p.uuid === id)?.name ?? id, poolUuid: id, used: count((a) => a.poolUuid === id), quota: tenant.quota.pools[id] ?? null })),
@@ -207,11 +208,11 @@ export async function enforceTenantQuota(tx: StoreTx, vm: Vm, pool: Pool, prefix
   const poolQuota = q.pools[pool.uuid];
   const familyQuota = family === 4 ? q.family4 : q.family6;
   if (poolQuota === undefined && familyQuota === null) return;
-  const mine = await tenantAssignments(tx, tenant.name);
-  if (poolQuota !== undefined && mine.filter((a) => a.poolUuid === pool.uuid).length + 1 > poolQuota) {
+  const count = await tenantCounts(tx, tenant.name);
+  if (poolQuota !== undefined && count((a) => a.poolUuid === pool.uuid) + 1 > poolQuota) {
     throw new IpvisorError('QUOTA_EXCEEDED', `pool: tenant '${tenant.name}' holds its quota of ${poolQuota} in pool '${pool.name}'`, { field: 'pool' });
   }
-  if (familyQuota !== null && mine.filter((a) => a.family === family).length + 1 > familyQuota) {
+  if (familyQuota !== null && count((a) => a.family === family) + 1 > familyQuota) {
     throw new IpvisorError('QUOTA_EXCEEDED', `family: tenant '${tenant.name}' holds its quota of ${familyQuota} IPv${family} assignment(s)`, { field: 'family' });
   }
 }

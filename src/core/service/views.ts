@@ -4,7 +4,7 @@ import { effectiveLocking, lockingReason } from '../model/locking.js';
 import { IpvisorError } from '../model/errors.js';
 import type { Assignment, AuditEvent, Network, Pool, Vif, Vm } from '../model/types.js';
 import { formatAddress, parseCidr } from '../ipam/addr.js';
-import { describeAddress, type AddressInfo } from './address-info.js';
+import { assignmentsCovering, describeAddress, type AddressInfo } from './address-info.js';
 import type { EventQuery, StoreTx } from '../store/store.js';
 import { poolUsage, type PoolUsage } from './pools.js';
 import { findNetwork, findVm, networkRef, poolRef, vmRef } from './resolve.js';
@@ -132,7 +132,9 @@ export async function listPools(tx: StoreTx, filter: { network?: string } = {}, 
   }
   const visible = await visiblePoolUuids(tx, scope);
   if (visible) pools = pools.filter((p) => visible.has(p.uuid));
-  return Promise.all(pools.map(async (p) => ({ ...p, network: networks.get(p.networkUuid)!.name, usage: await poolUsage(tx, p, networks.get(p.networkUuid)!) })));
+  // Counted in SQL for every pool at once (one GROUP BY), never listed.
+  const counts = await tx.countUsage(filter.network || visible ? pools.map((p) => p.uuid) : undefined);
+  return Promise.all(pools.map(async (p) => ({ ...p, network: networks.get(p.networkUuid)!.name, usage: await poolUsage(tx, p, networks.get(p.networkUuid)!, counts) })));
 }
 
 export async function scopedPool(tx: StoreTx, ref: string, scope: Scope = UNSCOPED, field = 'pool'): Promise<Pool> {
@@ -188,11 +190,7 @@ export async function showAddress(tx: StoreTx, address: string, scope: Scope = U
   const text = formatAddress(c.family, c.address);
   const visible = await visibleVifUuids(tx, scope);
   if (visible) {
-    const mine = (await tx.listAssignments()).some((a) => {
-      if (a.family !== c.family || a.vifUuid === null || !visible.has(a.vifUuid)) return false;
-      const s = parseCidr(`${a.address}/${a.prefixLength}`, 'address');
-      return c.address >= s.network && c.address <= s.network + (1n << BigInt((a.family === 4 ? 32 : 128) - a.prefixLength)) - 1n;
-    });
+    const mine = (await assignmentsCovering(tx, c.family, c.address)).some((a) => a.vifUuid !== null && visible.has(a.vifUuid));
     if (!mine) throw new IpvisorError('NOT_FOUND', `address: ${text} is not assigned to any of your VIFs`, { field: 'address' });
   }
   return describeAddress(tx, text);
@@ -249,33 +247,85 @@ export async function tenantEventFilter(tx: StoreTx, scope: Scope): Promise<((e:
 export interface EventFilter {
   since?: string;
   object?: string;
+  /** Only events by this actor (token:NAME, user:NAME, cli, ...). */
+  actor?: string;
   afterId?: number;
   limit?: number;
 }
 
-/** The audit log as the CLI's `events` shows it; `limit` keeps the newest. */
+/** Reads events in the given order a page at a time, keeping those `keep` accepts, until `want`
+ * are kept or the log ends: the newest 200 of 35,000 read one page, not the whole log. */
+async function scanEvents(tx: StoreTx, q: EventQuery, keep: ((e: AuditEvent) => boolean) | undefined, want: number, order: 'asc' | 'desc'): Promise<AuditEvent[]> {
+  const out: AuditEvent[] = [];
+  if (want <= 0) return out;
+  // Unfiltered, one page is exactly enough; a tenant's filter may drop most rows, so read more.
+  const batch = keep ? Math.min(Math.max(want * 4, 500), 5000) : want;
+  let cursor: number | undefined;
+  for (;;) {
+    const page = await tx.listEvents({ ...q, order, limit: batch, ...(cursor === undefined ? {} : order === 'desc' ? { beforeId: cursor } : { afterId: cursor }) });
+    for (const e of page) {
+      if (keep && !keep(e)) continue;
+      out.push(e);
+      if (out.length >= want) return out;
+    }
+    if (page.length < batch) return out;
+    cursor = page[page.length - 1].id;
+  }
+}
+
+/** The events of an object and of what hangs off it (its VIFs, pools, addresses), oldest first:
+ * the related ones are found from the whole history since `since`, so this path reads it all. */
+async function objectEvents(tx: StoreTx, f: EventFilter, since: string | undefined): Promise<AuditEvent[]> {
+  let events = await tx.listEvents({ since, object: f.object, afterId: f.afterId });
+  // A renamed object is still found by its current name (its UUID), and a VM's or network's
+  // history includes what happened to its VIFs, pools and addresses.
+  const vm = await findVm(tx, f.object!);
+  const net = vm ? undefined : await findNetwork(tx, f.object!);
+  const pool = vm || net ? undefined : await tx.findPoolByName(f.object!);
+  const obj = vm ?? net ?? pool;
+  if (obj) {
+    const all = await tx.listEvents({ since, afterId: f.afterId });
+    const related = relatedTo(all, vm ? { kind: 'vm', uuid: vm.uuid, name: vm.name } : net ? { kind: 'network', uuid: net.uuid, name: net.name } : { kind: 'pool', uuid: pool!.uuid, name: pool!.name });
+    const ids = new Set(events.map((e) => e.id));
+    events = [...events, ...related.filter((e) => !ids.has(e.id))].sort((a, b) => a.id - b.id);
+  }
+  // After relatedTo: an object's VIFs are known from their events whoever made them.
+  if (f.actor !== undefined) events = events.filter((e) => e.actor === f.actor);
+  return events;
+}
+
+/** The audit log as the CLI's `events` and the audit page show it, oldest first; `limit` keeps the
+ * newest (read newest first from the store: ORDER BY id DESC LIMIT, filters in SQL). */
 export async function listEvents(tx: StoreTx, f: EventFilter = {}, scope: Scope = UNSCOPED): Promise<AuditEvent[]> {
   const since = f.since ? parseSince(f.since) : undefined;
-  const q: EventQuery = { since, object: f.object, afterId: f.afterId };
-  let events = await tx.listEvents(q);
-  if (f.object) {
-    // A renamed object is still found by its current name (its UUID), and a VM's or network's
-    // history includes what happened to its VIFs, pools and addresses.
-    const vm = await findVm(tx, f.object);
-    const net = vm ? undefined : await findNetwork(tx, f.object);
-    const pool = vm || net ? undefined : await tx.findPoolByName(f.object);
-    const obj = vm ?? net ?? pool;
-    if (obj) {
-      const all = await tx.listEvents({ since, afterId: f.afterId });
-      const related = relatedTo(all, vm ? { kind: 'vm', uuid: vm.uuid, name: vm.name } : net ? { kind: 'network', uuid: net.uuid, name: net.name } : { kind: 'pool', uuid: pool!.uuid, name: pool!.name });
-      const ids = new Set(events.map((e) => e.id));
-      events = [...events, ...related.filter((e) => !ids.has(e.id))].sort((a, b) => a.id - b.id);
-    }
-  }
   const visible = await tenantEventFilter(tx, scope);
-  if (visible) events = events.filter(visible);
+  let events: AuditEvent[];
+  if (f.object) {
+    events = await objectEvents(tx, f, since);
+    if (visible) events = events.filter(visible);
+  } else if (f.limit !== undefined) {
+    return (await scanEvents(tx, { since, actor: f.actor, afterId: f.afterId }, visible, f.limit, 'desc')).reverse();
+  } else {
+    events = await tx.listEvents({ since, actor: f.actor, afterId: f.afterId });
+    if (visible) events = events.filter(visible);
+  }
   if (f.limit !== undefined) events = events.slice(-f.limit);
   return events;
+}
+
+/** The first `limit` events after `afterId` (oldest first) and whether more follow: a page of the
+ * API's cursor, read a page at a time from the store rather than the whole log. */
+export async function eventsPage(tx: StoreTx, f: EventFilter & { limit: number }, scope: Scope = UNSCOPED): Promise<{ items: AuditEvent[]; more: boolean }> {
+  const since = f.since ? parseSince(f.since) : undefined;
+  const visible = await tenantEventFilter(tx, scope);
+  let events: AuditEvent[];
+  if (f.object) {
+    events = await objectEvents(tx, f, since);
+    if (visible) events = events.filter(visible);
+  } else {
+    events = await scanEvents(tx, { since, actor: f.actor, afterId: f.afterId }, visible, f.limit + 1, 'asc');
+  }
+  return { items: events.slice(0, f.limit), more: events.length > f.limit };
 }
 
 // ---- networks ------------------------------------------------------------------------------------
@@ -289,8 +339,10 @@ export interface NetworkPoolUsage extends PoolUsage {
 export async function showNetwork(tx: StoreTx, ref: string): Promise<Network & { pools: NetworkPoolUsage[]; vifCount: number; assignmentCount: number }> {
   const n = await networkRef(tx, ref);
   const pools = await tx.listPools(n.uuid);
-  const usage = await Promise.all(pools.map(async (p) => ({ pool: p.name, family: p.family, purpose: p.purpose, ...(await poolUsage(tx, p, n)) })));
+  // An assignment's network is its pool's (a pool never changes network): counting the network's
+  // pools counts the network's assignments.
+  const counts = await tx.countUsage(pools.map((p) => p.uuid));
+  const usage = await Promise.all(pools.map(async (p) => ({ pool: p.name, family: p.family, purpose: p.purpose, ...(await poolUsage(tx, p, n, counts)) })));
   const vifs = (await tx.listVifs()).filter((v) => v.networkUuid === n.uuid);
-  const assignments = await tx.listAssignments({ networkUuid: n.uuid });
-  return { ...n, pools: usage, vifCount: vifs.length, assignmentCount: assignments.length };
+  return { ...n, pools: usage, vifCount: vifs.length, assignmentCount: counts.reduce((s, c) => s + c.count, 0) };
 }

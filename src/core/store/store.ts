@@ -1,6 +1,6 @@
 // The Store port: every backend (SQLite now, PostgreSQL later) implements it, and callers see only
 // Promises, so a networked backend can follow without touching them (Kysely's dialect idea).
-import type { Assignment, AuditEvent, Network, Pool, Vif, Vm } from '../model/types.js';
+import type { Assignment, AssignmentKind, AuditEvent, Network, Pool, Vif, Vm } from '../model/types.js';
 
 /** A free interval of a pool, as sortable keys (see ipam/addr.ts: addressKey). */
 export interface FreeInterval {
@@ -23,6 +23,12 @@ export interface EventQuery {
   object?: string;
   /** Only events with an id greater than this (the event stream resumes from Last-Event-ID). */
   afterId?: number;
+  /** Only events with an id smaller than this (paging backwards from the newest). */
+  beforeId?: number;
+  /** Only events by this actor (token:NAME, user:NAME, cli, ...). */
+  actor?: string;
+  /** 'desc': the newest first (ORDER BY id DESC, so `limit` keeps the newest); default 'asc'. */
+  order?: 'asc' | 'desc';
   limit?: number;
 }
 
@@ -44,6 +50,27 @@ export interface DocRecord<T = unknown> {
 }
 
 export type AssignmentCounts = { addresses: number; routedPrefixes: Array<{ family: number; prefixLength: number }> };
+
+/** Assignments counted by pool, kind, family and prefix length: the caller turns prefix lengths
+ * into sizes (an IPv6 prefix may hold up to 2^128 addresses, beyond SQL integers). `kind` is the
+ * assignment's kind, except that a VIF's single addresses (primary and additional) count together
+ * as 'address': the indexes tell them apart from the rest but not from each other, and reading the
+ * rows to do so would read every document. */
+export interface UsageCount {
+  poolUuid: string;
+  kind: AssignmentKind | 'address';
+  family: number;
+  prefixLength: number;
+  count: number;
+}
+
+/** An assignment reduced to where it is and what it is (the marks of a pool's map), from indexes:
+ * its first address, prefix length and kind ('address' for a VIF's single address, as above). */
+export interface AssignmentSpan {
+  start: bigint;
+  prefixLength: number;
+  kind: AssignmentKind | 'address';
+}
 
 export interface RequestRecord {
   requestId: string;
@@ -113,6 +140,22 @@ export interface AssignmentStore {
   deleteRequestsFor(assignmentUuid: string): Promise<void>;
 }
 
+/** Read models counted, ranged and grouped in SQL, so a page that shows usage never lists a whole
+ * pool's assignments (a half-full /16 is 32,768 documents). The answers equal those computed from
+ * the full listings (test/foundation/usage-queries.test.ts compares them on both backends). */
+export interface UsageStore {
+  /** Assignments counted per pool, kind, family and prefix length (every pool, or those given). */
+  countUsage(poolUuids?: string[]): Promise<UsageCount[]>;
+  /** The same, for the assignments held by the VIFs of the VMs `owner` owns (a tenant's quota use;
+   * never another owner's); here with every kind told apart. */
+  countOwnerUsage(owner: string): Promise<UsageCount[]>;
+  /** The assignments of a pool that overlap the keys [start, end] (a routed prefix starting before
+   * `start` that reaches into it included), by address: one /24 of a map without the rest. */
+  listAssignmentsInRange(poolUuid: string, start: bigint, end: bigint): Promise<Assignment[]>;
+  /** Every assignment of a pool as a span, by address: index range scans, no row read. */
+  listAssignmentSpans(poolUuid: string): Promise<AssignmentSpan[]>;
+}
+
 /** The free-space index of pools and the holds of released addresses (ipam/allocator.ts maintains
  * both). A backend serialises these per pool: the first of them in a transaction locks the pool
  * (PostgreSQL: an advisory transaction lock on the pool; SQLite: the database write lock). */
@@ -160,7 +203,7 @@ export interface ChangeStore {
 }
 
 /** Everything that can be read or written inside one transaction. */
-export interface StoreTx extends NetworkStore, PoolStore, VmStore, VifStore, AssignmentStore, FreeSpaceStore, AuditStore, DocStore, ChangeStore {}
+export interface StoreTx extends NetworkStore, PoolStore, VmStore, VifStore, AssignmentStore, UsageStore, FreeSpaceStore, AuditStore, DocStore, ChangeStore {}
 
 export interface TransactionOptions {
   /** A transaction that writes: SQLite takes the write lock at BEGIN (BEGIN IMMEDIATE); required

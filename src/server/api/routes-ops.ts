@@ -4,7 +4,7 @@ import { Type } from '@fastify/type-provider-typebox';
 import { enforcerStatus, runEnforcers, type EnforcerContext } from '../../core/enforcer.js';
 import { invalid } from '../../core/model/errors.js';
 import type { AuditEvent } from '../../core/model/types.js';
-import { listEvents, tenantEventFilter } from '../../core/service/views.js';
+import { eventsPage, listEvents, tenantEventFilter } from '../../core/service/views.js';
 import * as S from './schemas.js';
 import type { ApiOptions } from './index.js';
 
@@ -35,10 +35,11 @@ export async function registerOpsRoutes(app: FastifyInstance, opts: ApiOptions):
   }, async (req) => {
     const q = req.query as { since?: string; object?: string; actor?: string; after?: number; limit?: number; newest?: boolean };
     const limit = q.limit ?? 100;
-    const all = (await store.transaction((tx) => listEvents(tx, { since: q.since, object: q.object, afterId: q.after }, req.scope))).filter((e) => !q.actor || e.actor === q.actor);
-    if (q.newest) return { items: all.slice(-limit), nextCursor: null };
-    const items = all.slice(0, limit);
-    return { items, nextCursor: all.length > limit ? String(items[items.length - 1].id) : null };
+    // The store reads only the page asked for (newest: ORDER BY id DESC LIMIT), filters in SQL.
+    const f = { since: q.since, object: q.object, actor: q.actor || undefined, afterId: q.after, limit };
+    if (q.newest) return { items: await store.transaction((tx) => listEvents(tx, f, req.scope)), nextCursor: null };
+    const { items, more } = await store.transaction((tx) => eventsPage(tx, f, req.scope));
+    return { items, nextCursor: more ? String(items[items.length - 1].id) : null };
   });
 
   app.get('/events/stream', {

@@ -152,6 +152,14 @@ export const PG_MIGRATIONS: PgMigration[] = [
       END $$;
     `,
   },
+  {
+    version: 6,
+    name: 'prefixes and reservations by pool and address',
+    // As SQLite's version 4: a partial index of every assignment but a VIF's single address (such an
+    // allocation writes nothing to it), for usage counts, a pool's map and a map's block from
+    // indexes (pg-store.ts: countUsage, listAssignmentSpans, listAssignmentsInRange).
+    sql: `CREATE INDEX assignments_special ON assignments(pool_uuid, addr_key, kind, family, prefix_length) WHERE kind NOT IN ('primary', 'additional') OR prefix_length <> CASE family WHEN 4 THEN 32 ELSE 128 END;`,
+  },
 ];
 
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS[PG_MIGRATIONS.length - 1].version;

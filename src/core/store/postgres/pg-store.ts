@@ -6,10 +6,11 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { IpvisorError } from '../../model/errors.js';
-import type { Assignment, AuditEvent, Network, Pool, Vif, Vm } from '../../model/types.js';
+import type { Assignment, AssignmentKind, AuditEvent, Network, Pool, Vif, Vm } from '../../model/types.js';
+import { fullLength, poolCounts, poolSpans, SPECIAL } from '../usage.js';
 import { addressKey, keyToBigInt, parseAddress } from '../../ipam/addr.js';
 import { assertOpen, BaseStore, type JournalEntry } from '../base.js';
-import type { AssignmentCounts, AssignmentQuery, Change, DocRecord, EventQuery, FreeInterval, Hold, RequestRecord, StoreIdentity, StoreTx, TransactionOptions } from '../store.js';
+import type { AssignmentCounts, AssignmentQuery, AssignmentSpan, Change, DocRecord, EventQuery, FreeInterval, Hold, RequestRecord, StoreIdentity, StoreTx, TransactionOptions, UsageCount } from '../store.js';
 import { PG_MIGRATIONS, PG_SCHEMA_VERSION } from './migrations.js';
 import { COPY_TABLES, type RawCapable, type RawIo, type RawRow } from '../copy.js';
 import { storeErrorsTotal } from '../../metrics.js';
@@ -36,6 +37,10 @@ function statementName(sql: string): string {
 }
 
 type Queryable = Pick<pg.PoolClient, 'query'>;
+
+function usageRow(r: Row): UsageCount {
+  return { poolUuid: r.pool_uuid as string, kind: r.kind as AssignmentKind, family: r.family as number, prefixLength: r.prefix_length as number, count: Number(r.n) };
+}
 
 function freeRow(row: Row | undefined): FreeInterval | undefined {
   if (!row) return undefined;
@@ -315,6 +320,43 @@ class PgTx implements StoreTx {
     await this.run('DELETE FROM requests WHERE assignment_uuid = $1', assignmentUuid);
   }
 
+  // usage (read models counted in SQL); reads only, no pool lock
+  async countUsage(poolUuids?: string[]): Promise<UsageCount[]> {
+    const pools = (await this.all("SELECT uuid, (doc->>'family')::int AS family FROM pools"))
+      .filter((p) => !poolUuids || poolUuids.includes(p.uuid as string));
+    if (pools.length === 0) return [];
+    const ids = pools.map((p) => p.uuid as string);
+    // Both from indexes: the counts from (pool_uuid, addr_key), the rest from assignments_special.
+    const totals = new Map((await this.all('SELECT pool_uuid, count(*) AS n FROM assignments WHERE pool_uuid = ANY($1::text[]) GROUP BY pool_uuid', ids)).map((r) => [r.pool_uuid as string, Number(r.n)]));
+    const special = (await this.all(`SELECT pool_uuid, kind, family, prefix_length, count(*) AS n FROM assignments WHERE pool_uuid = ANY($1::text[]) AND ${SPECIAL} GROUP BY pool_uuid, kind, family, prefix_length`, ids)).map(usageRow);
+    return pools.flatMap((p) => poolCounts({ uuid: p.uuid as string, family: p.family as number, total: totals.get(p.uuid as string) ?? 0 }, special));
+  }
+  async countOwnerUsage(owner: string): Promise<UsageCount[]> {
+    return (await this.all(
+      `SELECT a.pool_uuid, a.kind, a.family, a.prefix_length, count(*) AS n
+       FROM vms m JOIN vifs v ON v.vm_uuid = m.uuid JOIN assignments a ON a.vif_uuid = v.uuid
+       WHERE m.doc->>'owner' = $1 GROUP BY a.pool_uuid, a.kind, a.family, a.prefix_length`, owner,
+    )).map(usageRow);
+  }
+  async listAssignmentsInRange(poolUuid: string, start: bigint, end: bigint): Promise<Assignment[]> {
+    const lo = addressKey(start), hi = addressKey(end);
+    const rows = [
+      ...await this.all('SELECT addr_key, doc FROM assignments WHERE pool_uuid = $1 AND addr_key >= $2 AND addr_key <= $3', poolUuid, lo, hi),
+      // prefixes starting before the range (assignments_special): only those reaching into it
+      ...(await this.all(`SELECT addr_key, prefix_length, family, doc FROM assignments WHERE pool_uuid = $1 AND ${SPECIAL} AND addr_key < $2`, poolUuid, lo))
+        .filter((r) => keyToBigInt(r.addr_key as string) + (1n << BigInt(fullLength(r.family as number) - (r.prefix_length as number))) - 1n >= start),
+    ];
+    return rows.sort((a, b) => ((a.addr_key as string) < (b.addr_key as string) ? -1 : 1)).map((r) => r.doc as Assignment);
+  }
+  async listAssignmentSpans(poolUuid: string): Promise<AssignmentSpan[]> {
+    const pool = await this.get("SELECT (doc->>'family')::int AS family FROM pools WHERE uuid = $1", poolUuid);
+    if (!pool) return [];
+    const keys = (await this.all('SELECT addr_key FROM assignments WHERE pool_uuid = $1 ORDER BY addr_key', poolUuid)).map((r) => keyToBigInt(r.addr_key as string));
+    const special = (await this.all(`SELECT addr_key, kind, prefix_length FROM assignments WHERE pool_uuid = $1 AND ${SPECIAL}`, poolUuid))
+      .map((r) => ({ start: keyToBigInt(r.addr_key as string), kind: r.kind as AssignmentKind, prefixLength: r.prefix_length as number }));
+    return poolSpans(pool.family as number, keys, special);
+  }
+
   // free space: every entry point locks the pool first
   async lowestFree(poolUuid: string): Promise<FreeInterval | undefined> {
     await this.lockPool(poolUuid);
@@ -388,7 +430,9 @@ class PgTx implements StoreTx {
     if (q.since) where.push(`time >= ${p(q.since)}`);
     if (q.object) where.push(`(object_uuid = ${p(q.object)} OR object_name = $${params.length})`);
     if (q.afterId !== undefined) where.push(`id > ${p(q.afterId)}`);
-    const sql = `SELECT * FROM events ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id LIMIT ${p(q.limit ?? null)}`;
+    if (q.beforeId !== undefined) where.push(`id < ${p(q.beforeId)}`);
+    if (q.actor !== undefined) where.push(`actor = ${p(q.actor)}`);
+    const sql = `SELECT * FROM events ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id ${q.order === 'desc' ? 'DESC' : ''} LIMIT ${p(q.limit ?? null)}`;
     return (await this.all(sql, ...params)).map((r) => ({
       id: Number(r.id), time: r.time as string, actor: r.actor as string, action: r.action as string,
       objectKind: r.object_kind as string, objectUuid: (r.object_uuid as string) ?? null, objectName: (r.object_name as string) ?? null,

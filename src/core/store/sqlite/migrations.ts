@@ -122,6 +122,16 @@ export const MIGRATIONS: Migration[] = [
     // session), so every backend has them without a table of its own.
     sql: `ALTER TABLE events ADD COLUMN request_id TEXT;`,
   },
+  {
+    version: 4,
+    name: 'prefixes and reservations by pool and address',
+    // Partial: every assignment but a VIF's single address (routed prefixes, reservations), so
+    // allocating an address for a VIF writes no page of it. With the (pool_uuid, addr_key) index it
+    // answers usage counts and a pool's map from indexes alone, and a map's block finds here the
+    // prefixes that start before it (sqlite-store.ts: countUsage, listAssignmentSpans,
+    // listAssignmentsInRange). Reading the rows themselves means reading every document.
+    sql: `CREATE INDEX assignments_special ON assignments(pool_uuid, addr_key, kind, family, prefix_length) WHERE kind NOT IN ('primary', 'additional') OR prefix_length <> CASE family WHEN 4 THEN 32 ELSE 128 END;`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

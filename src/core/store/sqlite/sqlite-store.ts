@@ -6,8 +6,9 @@ import { mkdirSync, statSync, unlinkSync, type Stats } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { IpvisorError } from '../../model/errors.js';
-import type { Assignment, AuditEvent, Network, Pool, Vif, Vm } from '../../model/types.js';
-import type { AssignmentQuery, Change, DocRecord, EventQuery, FreeInterval, Hold, StoreIdentity, StoreTx, TransactionOptions } from '../store.js';
+import type { Assignment, AssignmentKind, AuditEvent, Network, Pool, Vif, Vm } from '../../model/types.js';
+import { fullLength, poolCounts, poolSpans, SPECIAL } from '../usage.js';
+import type { AssignmentQuery, AssignmentSpan, Change, DocRecord, EventQuery, FreeInterval, Hold, StoreIdentity, StoreTx, TransactionOptions, UsageCount } from '../store.js';
 import { assertOpen, BaseStore, type JournalEntry } from '../base.js';
 import { COPY_TABLES, type RawCapable, type RawIo, type RawRow } from '../copy.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
@@ -61,6 +62,10 @@ function statIfAny(path: string): Stats | undefined {
 
 function parseDoc<T>(row: Row | undefined): T | undefined {
   return row ? (JSON.parse(row.doc as string) as T) : undefined;
+}
+
+function usageRow(r: Row): UsageCount {
+  return { poolUuid: r.pool_uuid as string, kind: r.kind as AssignmentKind, family: r.family as number, prefixLength: r.prefix_length as number, count: r.n as number };
 }
 
 function freeRow(row: Row | undefined): FreeInterval | undefined {
@@ -307,6 +312,48 @@ class SqliteTx implements StoreTx {
     return { addresses: row.n as number, routedPrefixes: prefixes.map((r) => ({ family: r.family as number, prefixLength: r.prefix_length as number })) };
   }
 
+  // usage (read models counted in SQL)
+  async countUsage(poolUuids?: string[]): Promise<UsageCount[]> {
+    const pools = this.all("SELECT uuid, json_extract(doc, '$.family') AS family FROM pools")
+      .filter((p) => !poolUuids || poolUuids.includes(p.uuid as string));
+    const out: UsageCount[] = [];
+    for (const p of pools) {
+      // Both from indexes: the count from (pool_uuid, addr_key), the rest from assignments_special.
+      const total = this.get('SELECT count(*) AS n FROM assignments WHERE pool_uuid = ?', p.uuid)!.n as number;
+      if (total === 0) continue;
+      const special = this.all(`SELECT pool_uuid, kind, family, prefix_length, count(*) AS n FROM assignments WHERE pool_uuid = ? AND ${SPECIAL} GROUP BY kind, family, prefix_length`, p.uuid).map(usageRow);
+      out.push(...poolCounts({ uuid: p.uuid as string, family: p.family as number, total }, special));
+    }
+    return out;
+  }
+  async countOwnerUsage(owner: string): Promise<UsageCount[]> {
+    // CROSS JOIN fixes the order: the owner's VMs, their VIFs, their assignments by assignments_vif.
+    return this.all(
+      `SELECT a.pool_uuid, a.kind, a.family, a.prefix_length, count(*) AS n
+       FROM vms m CROSS JOIN vifs v ON v.vm_uuid = m.uuid CROSS JOIN assignments a ON a.vif_uuid = v.uuid
+       WHERE json_extract(m.doc, '$.owner') = ? GROUP BY a.pool_uuid, a.kind, a.family, a.prefix_length`, owner,
+    ).map(usageRow);
+  }
+  async listAssignmentsInRange(poolUuid: string, start: bigint, end: bigint): Promise<Assignment[]> {
+    const lo = addressKey(start), hi = addressKey(end);
+    const rows = [
+      ...this.all('SELECT addr_key, doc FROM assignments WHERE pool_uuid = ? AND addr_key >= ? AND addr_key <= ?', poolUuid, lo, hi),
+      // prefixes starting before the range (assignments_special): only those reaching into it
+      ...this.all(`SELECT addr_key, prefix_length, family FROM assignments WHERE pool_uuid = ? AND ${SPECIAL} AND addr_key < ?`, poolUuid, lo)
+        .filter((r) => keyToBigInt(r.addr_key as string) + (1n << BigInt(fullLength(r.family as number) - (r.prefix_length as number))) - 1n >= start)
+        .map((r) => this.get('SELECT addr_key, doc FROM assignments WHERE pool_uuid = ? AND addr_key = ?', poolUuid, r.addr_key)!),
+    ];
+    return rows.sort((a, b) => ((a.addr_key as string) < (b.addr_key as string) ? -1 : 1)).map((r) => parseDoc<Assignment>(r)!);
+  }
+  async listAssignmentSpans(poolUuid: string): Promise<AssignmentSpan[]> {
+    const pool = this.get("SELECT json_extract(doc, '$.family') AS family FROM pools WHERE uuid = ?", poolUuid);
+    if (!pool) return [];
+    const keys = this.all('SELECT addr_key FROM assignments WHERE pool_uuid = ? ORDER BY addr_key', poolUuid).map((r) => keyToBigInt(r.addr_key as string));
+    const special = this.all(`SELECT addr_key, kind, prefix_length FROM assignments WHERE pool_uuid = ? AND ${SPECIAL}`, poolUuid)
+      .map((r) => ({ start: keyToBigInt(r.addr_key as string), kind: r.kind as AssignmentKind, prefixLength: r.prefix_length as number }));
+    return poolSpans(pool.family as number, keys, special);
+  }
+
   // free space
   async lowestFree(poolUuid: string): Promise<FreeInterval | undefined> {
     return freeRow(this.get('SELECT * FROM free_space WHERE pool_uuid = ? ORDER BY start_key LIMIT 1', poolUuid));
@@ -379,7 +426,9 @@ class SqliteTx implements StoreTx {
     if (q.since) (where.push('id >= ?'), params.push(firstEventIdSince((sql, ...p) => this.get(sql, ...p), q.since)));
     if (q.object) (where.push('(object_uuid = ? OR object_name = ?)'), params.push(q.object, q.object));
     if (q.afterId !== undefined) (where.push('id > ?'), params.push(q.afterId));
-    const sql = `SELECT * FROM events ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id LIMIT ?`;
+    if (q.beforeId !== undefined) (where.push('id < ?'), params.push(q.beforeId));
+    if (q.actor !== undefined) (where.push('actor = ?'), params.push(q.actor));
+    const sql = `SELECT * FROM events ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id ${q.order === 'desc' ? 'DESC' : ''} LIMIT ?`;
     params.push(q.limit ?? -1);
     return this.all(sql, ...params).map((r) => ({
       id: r.id as number, time: r.time as string, actor: r.actor as string, action: r.action as string,
