@@ -3,7 +3,7 @@
 // prefix search, which is linear in the number of free intervals (never in the pool size).
 import { IpvisorError } from '../model/errors.js';
 import type { Assignment, Network, Pool } from '../model/types.js';
-import type { FreeInterval, StoreTx } from '../store/store.js';
+import type { AddressHolder, FreeInterval, StoreTx, TakenAddress } from '../store/store.js';
 import { formatAddress, prefixSize } from './addr.js';
 import { type Interval, subtract } from './intervals.js';
 import { assignmentInterval, usableIntervals } from './pool-space.js';
@@ -36,6 +36,20 @@ export async function takeLowest(tx: StoreTx, pool: Pool): Promise<bigint> {
   if (!iv) throw new IpvisorError('POOL_EXHAUSTED', `pool '${pool.name}' has no free address`, { field: 'pool' });
   await carve(tx, iv, iv.start, iv.start);
   return iv.start;
+}
+
+/** Reclaims the pool's expired holds and takes its lowest free address: what reclaimHolds followed
+ * by takeLowest does, in one store call when no hold is due (the common case). With `holder`, also
+ * whether that VIF already holds an address of the family (read with the pool locked). */
+export async function takeLowestReclaiming(tx: StoreTx, pool: Pool, nowIso: string, holder?: AddressHolder): Promise<TakenAddress> {
+  const got = await tx.takeLowestFree(pool.uuid, nowIso, holder);
+  if (got === 'expired-holds') {
+    await reclaimHolds(tx, pool, nowIso);
+    const start = await takeLowest(tx, pool);
+    return { start, holderHasAddress: holder ? await tx.vifHoldsAddress(holder.vifUuid, holder.family) : false };
+  }
+  if (got === undefined) throw new IpvisorError('POOL_EXHAUSTED', `pool '${pool.name}' has no free address`, { field: 'pool' });
+  return got;
 }
 
 /** Takes exactly [start, start+size-1]; returns false when any of it is not free. */

@@ -5,11 +5,11 @@ import { IpvisorError, invalid } from '../model/errors.js';
 import type { Assignment, AssignmentKind, Family, Network, Pool, Vif } from '../model/types.js';
 import { validateInt, validateNote } from '../model/validate.js';
 import { BITS, eui64, formatAddress, parseAddress, parseCidr, prefixSize } from '../ipam/addr.js';
-import { describeBlock, freeAssignment, reclaimHolds, takeAlignedBlock, takeLowest, takeSpecific } from '../ipam/allocator.js';
+import { describeBlock, freeAssignment, reclaimHolds, takeAlignedBlock, takeLowestReclaiming, takeSpecific } from '../ipam/allocator.js';
 import { entryIntervals, networkReservedIntervals, exclusionIntervals } from '../ipam/pool-space.js';
 import type { Store, StoreTx } from '../store/store.js';
 import { audit, newUuid, now, assignmentName } from './context.js';
-import { networkRef, poolRef, vifRef, vifLabel } from './resolve.js';
+import { networkRef, poolRef, vifInContextRef, vifLabel } from './resolve.js';
 import { enforceTenantQuota, type Scope, UNSCOPED, visibleVifUuids } from './tenants.js';
 import { notFound } from '../model/errors.js';
 import { allocationFailuresTotal, allocationsTotal } from '../metrics.js';
@@ -47,9 +47,9 @@ function inPool(pool: Pool, value: bigint): boolean {
   return entryIntervals(pool).some((iv) => value >= iv.start && value <= iv.end);
 }
 
-async function choosePool(tx: StoreTx, network: Network, input: AllocateInput, family: Family | undefined, addressValue: bigint | undefined, wantsPrefix: boolean): Promise<Pool> {
+async function choosePool(tx: StoreTx, network: Network, input: AllocateInput, family: Family | undefined, addressValue: bigint | undefined, wantsPrefix: boolean, named?: Promise<Pool>): Promise<Pool> {
   if (input.pool) {
-    const pool = await poolRef(tx, input.pool);
+    const pool = await (named ?? poolRef(tx, input.pool));
     if (pool.networkUuid !== network.uuid) throw invalid('pool', `pool '${pool.name}' belongs to another network than the VIF's ('${network.name}')`);
     if (family && pool.family !== family) throw invalid(input.address ? 'address' : 'family', `pool '${pool.name}' is IPv${pool.family}, not IPv${family}`);
     return pool;
@@ -146,7 +146,12 @@ async function allocateUncounted(store: Store, input: AllocateInput, actor: stri
   }
 
   return store.transaction(async (tx) => {
-    const { vif, vm } = await vifRef(tx, input.vif);
+    // The VIF (with its VM and network) and a named pool are read together: on PostgreSQL both
+    // statements go out at once (the connection pipelines). The pool's error, if any, is thrown
+    // where choosePool would have thrown it.
+    const named = input.pool ? poolRef(tx, input.pool) : undefined;
+    named?.catch(() => undefined);
+    const { vif, vm, network } = await vifInContextRef(tx, input.vif);
     const scope = input.scope ?? UNSCOPED;
     // Another tenant's VIF answers exactly as a missing VM does.
     if (scope.tenant !== null && vm.owner !== scope.tenant) throw notFound('vm', input.vif.includes(':') ? input.vif.slice(0, input.vif.lastIndexOf(':')) : input.vif, 'vif');
@@ -162,9 +167,8 @@ async function allocateUncounted(store: Store, input: AllocateInput, actor: stri
         throw new IpvisorError('IDEMPOTENCY_MISMATCH', `request-id: '${input.requestId}' was used for an assignment that has since been released`, { field: 'request-id' });
       }
     }
-    const network = (await tx.getNetwork(vif.networkUuid))!;
     const fam = (addr?.family ?? family) as Family | undefined;
-    const pool = await choosePool(tx, network, input, fam, addr?.network, prefixLength !== undefined && (!fam || prefixLength < BITS[fam]));
+    const pool = await choosePool(tx, network, input, fam, addr?.network, prefixLength !== undefined && (!fam || prefixLength < BITS[fam]), named);
     chosen.pool = pool.name;
     const max = BITS[pool.family];
     const len = prefixLength ?? max;
@@ -175,9 +179,13 @@ async function allocateUncounted(store: Store, input: AllocateInput, actor: stri
     if (size > largest) throw invalid('prefix-length', `a /${len} does not fit in pool '${pool.name}' (its largest range holds ${largest} addresses)`);
     await enforceTenantQuota(tx, vm, pool, len, scope, input.pool);
 
-    const t = Date.now();
-    await reclaimHolds(tx, pool, new Date(t).toISOString());
+    const nowIso = new Date().toISOString();
+    // Expired holds go back to the free space first (in the common case the store does that and
+    // takes the lowest address in one call: takeLowestReclaiming).
+    const lowest = !addr && len === max && !(pool.family === 6 && pool.purpose === 'vif' && network.extra.ipv6Slaac === true);
+    if (!lowest) await reclaimHolds(tx, pool, nowIso);
     let start: bigint;
+    let kind: AssignmentKind | undefined = pool.purpose === 'routed' ? 'routed' : undefined;
     if (addr) {
       if (addr.network % size !== 0n) throw invalid('address', `${input.address} is not aligned on a /${len}`);
       if (!(await takeSpecific(tx, pool, addr.network, size))) throw await whyTaken(tx, pool, network, addr.network, len);
@@ -187,14 +195,16 @@ async function allocateUncounted(store: Store, input: AllocateInput, actor: stri
       // that is the address to assign (and lock to); libvirt's IPv6 <host> cannot key on a MAC.
       start = slaacAddress(network, pool, vif.mac);
       if (!(await takeSpecific(tx, pool, start, 1n))) throw await whyTaken(tx, pool, network, start, max);
-    } else if (len === max) {
-      start = await takeLowest(tx, pool);
+    } else if (lowest) {
+      const taken = await takeLowestReclaiming(tx, pool, nowIso, kind ? undefined : { vifUuid: vif.uuid, family: pool.family });
+      start = taken.start;
+      kind ??= taken.holderHasAddress ? 'additional' : 'primary';
     } else {
       const got = await takeAlignedBlock(tx, pool, size);
       if (got === undefined) throw new IpvisorError('POOL_EXHAUSTED', `pool '${pool.name}' has no free aligned /${len}`, { field: 'pool' });
       start = got;
     }
-    const kind: AssignmentKind = pool.purpose === 'routed' ? 'routed' : await primaryKind(tx, vif, pool.family);
+    kind ??= await primaryKind(tx, vif, pool.family);
     const assignment: Assignment = {
       uuid: newUuid(), networkUuid: network.uuid, poolUuid: pool.uuid, vifUuid: vif.uuid, family: pool.family,
       address: formatAddress(pool.family, start), prefixLength: len, kind, note: input.note ?? null,

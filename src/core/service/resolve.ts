@@ -2,7 +2,7 @@
 import { IpvisorError, invalid, notFound } from '../model/errors.js';
 import type { Network, Pool, Vif, Vm } from '../model/types.js';
 import { isUuid, validateInt } from '../model/validate.js';
-import type { StoreTx } from '../store/store.js';
+import type { StoreTx, VifInContext } from '../store/store.js';
 
 export async function findNetwork(tx: StoreTx, ref: string): Promise<Network | undefined> {
   if (isUuid(ref)) {
@@ -54,6 +54,22 @@ export async function vifRef(tx: StoreTx, ref: string, field = 'vif'): Promise<{
   const vif = await tx.findVifByDevice(vm.uuid, device);
   if (!vif) throw new IpvisorError('NOT_FOUND', `${field}: VM '${vm.name}' has no VIF with device ${device}`, { field });
   return { vif, vm };
+}
+
+/** vifRef with the VIF's network: a VM:DEVICE reference by VM name (the common case) is one read
+ * (findVifInContext); anything else, or a miss (for vifRef's exact error), goes through vifRef. */
+export async function vifInContextRef(tx: StoreTx, ref: string, field = 'vif'): Promise<VifInContext> {
+  const i = ref.lastIndexOf(':');
+  const vmPart = ref.slice(0, i);
+  if (i > 0 && !isUuid(ref) && !isUuid(vmPart) && /^\d+$/.test(ref.slice(i + 1))) {
+    const device = Number(ref.slice(i + 1));
+    if (device <= 65535) {
+      const hit = await tx.findVifInContext(vmPart, device);
+      if (hit) return hit;
+    }
+  }
+  const { vif, vm } = await vifRef(tx, ref, field);
+  return { vif, vm, network: (await tx.getNetwork(vif.networkUuid))! };
 }
 
 export function vifLabel(vm: Pick<Vm, 'name'>, vif: Pick<Vif, 'device'>): string {

@@ -9,6 +9,18 @@ export interface FreeInterval {
   end: bigint;
 }
 
+/** A VIF and an address family (see FreeSpaceStore.takeLowestFree). */
+export interface AddressHolder {
+  vifUuid: string;
+  family: number;
+}
+
+export interface TakenAddress {
+  start: bigint;
+  /** Whether the holder already held an address of the family (false without a holder). */
+  holderHasAddress: boolean;
+}
+
 export interface Hold {
   poolUuid: string;
   start: bigint;
@@ -114,11 +126,19 @@ export interface VmStore {
   deleteVm(uuid: string): Promise<void>;
 }
 
+export interface VifInContext {
+  vif: Vif;
+  vm: Vm;
+  network: Network;
+}
+
 export interface VifStore {
   listVifs(vmUuid?: string): Promise<Vif[]>;
   getVif(uuid: string): Promise<Vif | undefined>;
   findVifByDevice(vmUuid: string, device: number): Promise<Vif | undefined>;
   findVifByMac(networkUuid: string, mac: string): Promise<Vif | undefined>;
+  /** Device `device` of the VM named `vmName`, with its VM and network, in one read. */
+  findVifInContext(vmName: string, device: number): Promise<VifInContext | undefined>;
   insertVif(v: Vif): Promise<void>;
   updateVif(v: Vif): Promise<void>;
   deleteVif(uuid: string): Promise<void>;
@@ -161,6 +181,13 @@ export interface UsageStore {
  * (PostgreSQL: an advisory transaction lock on the pool; SQLite: the database write lock). */
 export interface FreeSpaceStore {
   lowestFree(poolUuid: string): Promise<FreeInterval | undefined>;
+  /** Takes the pool's lowest free address out of its free space in one step (allocation's common
+   * case, one round trip on PostgreSQL): the address, undefined when the pool has no free address,
+   * or 'expired-holds' with nothing changed when holds are due back first (ipam/allocator.ts
+   * takeLowestReclaiming reclaims them and takes the address the long way). With `holder`, also
+   * whether that VIF already holds an address of the family (vifHoldsAddress), read after the
+   * take, i.e. with the pool locked, as a separate call would. */
+  takeLowestFree(poolUuid: string, now: string, holder?: AddressHolder): Promise<TakenAddress | undefined | 'expired-holds'>;
   /** The free interval with the greatest start <= key. */
   freeAtOrBefore(poolUuid: string, key: bigint): Promise<FreeInterval | undefined>;
   /** The free interval with the smallest start > key. */

@@ -10,7 +10,7 @@ import type { Assignment, AssignmentKind, AuditEvent, Network, Pool, Vif, Vm } f
 import { fullLength, poolCounts, poolSpans, SPECIAL } from '../usage.js';
 import { addressKey, keyToBigInt, parseAddress } from '../../ipam/addr.js';
 import { assertOpen, BaseStore, type JournalEntry } from '../base.js';
-import type { AssignmentCounts, AssignmentQuery, AssignmentSpan, Change, DocRecord, EventQuery, FreeInterval, Hold, RequestRecord, StoreIdentity, StoreTx, TransactionOptions, UsageCount } from '../store.js';
+import type { AddressHolder, AssignmentCounts, AssignmentQuery, AssignmentSpan, Change, DocRecord, EventQuery, FreeInterval, Hold, RequestRecord, StoreIdentity, StoreTx, TakenAddress, TransactionOptions, UsageCount, VifInContext } from '../store.js';
 import { PG_MIGRATIONS, PG_SCHEMA_VERSION } from './migrations.js';
 import { COPY_TABLES, type RawCapable, type RawIo, type RawRow } from '../copy.js';
 import { storeErrorsTotal } from '../../metrics.js';
@@ -20,7 +20,8 @@ type Row = Record<string, unknown>;
 /** The channel a commit notifies (payload: its revision). */
 export const CHANGES_CHANNEL = 'ipvisor_changes';
 
-/** Advisory lock keys: (namespace, hash of the object). */
+/** Advisory lock keys: (namespace, hash of the object). LOCK_POOL is also taken by
+ * ipvisor_take_lowest() (migrations.ts), with the same key. */
 const LOCK_POOL = 1;
 const LOCK_NETWORK = 2;
 const LOCK_MIGRATE = 3;
@@ -48,7 +49,7 @@ function freeRow(row: Row | undefined): FreeInterval | undefined {
 }
 
 /** The last statement of a write transaction (after the gate, see revisionHorizon): its revision
- * from the sequence, one change row per object, and the NOTIFY that goes out at commit. */
+ * from the sequence and one change row per object. */
 const COMMIT_CHANGES = `
   WITH r AS (SELECT ipvisor_next_revision() AS value),
   c AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS c(kind, key, host, vm_uuid, vif_uuid, seq)),
@@ -58,7 +59,17 @@ const COMMIT_CHANGES = `
       coalesce(c.host, (SELECT nullif(m.doc->>'host', '') FROM vms m WHERE m.uuid = coalesce(c.vm_uuid, (SELECT v.vm_uuid FROM vifs v WHERE v.uuid = c.vif_uuid))))
     FROM r, c
   )
-  SELECT r.value AS revision, pg_notify('${CHANGES_CHANNEL}', r.value::text) FROM r`;
+  SELECT r.value AS revision FROM r`;
+
+/**
+ * The wake-up for other processes, sent right behind COMMIT as a transaction of its own. A NOTIFY
+ * inside the durable transaction would serialise every writer of the whole server: PostgreSQL
+ * holds a global lock from queuing a notification until its commit is flushed, so commits could
+ * not share an fsync (group commit), and throughput was one fsync per allocation. Here the lock is
+ * held for an asynchronous commit (set_config(..., true) lasts until that commit). The payload is
+ * this session's last revision (currval); a COMMIT that failed sends only a needless wake-up.
+ */
+const NOTIFY_REVISION = `SELECT set_config('synchronous_commit', 'off', true), pg_notify('${CHANGES_CHANNEL}', currval('revision_seq')::text)`;
 
 /** Writers hold the gate shared from just before nextval to COMMIT (ipvisor_next_revision() in
  * migrations.ts takes it, with this key); they never wait for each other. */
@@ -70,11 +81,60 @@ class PgTx implements StoreTx {
   poisoned = false;
   readonly journal = new Map<string, JournalEntry>();
   private readonly locked = new Set<string>();
-  constructor(private readonly db: Queryable, private readonly writes: boolean) {}
+  /** `begun`: the BEGIN, sent ahead without waiting for its answer (the connection pipelines). */
+  constructor(private readonly db: Queryable, private readonly writes: boolean, private begun?: Promise<unknown>) {}
 
   private async all(sql: string, ...values: unknown[]): Promise<Row[]> {
     assertOpen(this.done);
-    return (await this.db.query({ name: statementName(sql), text: sql, values })).rows as Row[];
+    if (this.pending.length) await this.flush();
+    const rows = (await this.db.query({ name: statementName(sql), text: sql, values })).rows as Row[];
+    await this.begunOk();
+    return rows;
+  }
+  /** Answers come in order: once a statement has its answer, the BEGIN before it has one too. */
+  private async begunOk(): Promise<void> {
+    if (!this.begun) return;
+    const b = this.begun;
+    this.begun = undefined;
+    await b;
+  }
+
+  /**
+   * Inserts nobody reads back in the same transaction before its end (the assignment and the audit
+   * row of an allocation) wait here and go to the server with the next statement that needs them
+   * written, or with the commit's change rows: a round trip each saved. At most one per table, so
+   * rows of one table keep their order (event ids). A constraint they break fails the transaction
+   * all the same, at that later statement.
+   */
+  private readonly pending: Array<{ table: string; sql: string; values: unknown[] }> = [];
+  private async defer(table: string, sql: string, values: unknown[]): Promise<void> {
+    assertOpen(this.done);
+    if (this.pending.some((p) => p.table === table)) await this.flush();
+    this.pending.push({ table, sql, values });
+  }
+  /** The pending inserts as data-modifying WITH items (w0, w1, ...) and their parameters, numbered
+   * from $1 with `first` parameters already taken. */
+  private takePending(first: number): { items: string[]; values: unknown[] } {
+    const items: string[] = [];
+    const values: unknown[] = [];
+    for (const [i, p] of this.pending.entries()) {
+      const offset = first + values.length;
+      items.push(`w${i} AS (${p.sql.replace(/\$(\d+)/g, (_, n: string) => `$${Number(n) + offset}`)})`);
+      values.push(...p.values);
+    }
+    this.pending.length = 0;
+    return { items, values };
+  }
+  private async flush(): Promise<void> {
+    if (this.pending.length === 1) {
+      const [p] = this.pending.splice(0, 1);
+      await this.db.query({ name: statementName(p.sql), text: p.sql, values: p.values });
+    } else {
+      const { items, values } = this.takePending(0);
+      const sql = `WITH ${items.join(', ')} SELECT 1`;
+      await this.db.query({ name: statementName(sql), text: sql, values });
+    }
+    await this.begunOk();
   }
   private async get(sql: string, ...values: unknown[]): Promise<Row | undefined> {
     return (await this.all(sql, ...values))[0];
@@ -94,7 +154,10 @@ class PgTx implements StoreTx {
   }
 
   async commitJournal(): Promise<number | undefined> {
-    if (this.journal.size === 0) return undefined;
+    if (this.journal.size === 0) {
+      if (this.pending.length) await this.flush();
+      return undefined;
+    }
     const cols: Array<Array<string | null>> = [[], [], [], [], []];
     for (const e of this.journal.values()) {
       cols[0].push(e.kind);
@@ -103,8 +166,13 @@ class PgTx implements StoreTx {
       cols[3].push(e.vmUuid ?? null);
       cols[4].push(e.vifUuid ?? null);
     }
-    const row = await this.get(COMMIT_CHANGES, ...cols);
-    return Number(row!.revision);
+    // The pending inserts ride along as WITH items of the same statement (after the five arrays).
+    const { items, values } = this.takePending(5);
+    const sql = items.length ? COMMIT_CHANGES.replace(/^\s*WITH /, `WITH ${items.join(', ')}, `) : COMMIT_CHANGES;
+    assertOpen(this.done);
+    const row = (await this.db.query({ name: statementName(sql), text: sql, values: [...cols, ...values] })).rows[0] as Row;
+    await this.begunOk();
+    return Number(row.revision);
   }
 
   /**
@@ -247,6 +315,10 @@ class PgTx implements StoreTx {
   async findVifByMac(networkUuid: string, mac: string): Promise<Vif | undefined> {
     return (await this.get('SELECT doc FROM vifs WHERE network_uuid = $1 AND mac = $2', networkUuid, mac))?.doc as Vif | undefined;
   }
+  async findVifInContext(vmName: string, device: number): Promise<VifInContext | undefined> {
+    const r = await this.get('SELECT v.doc AS vif, m.doc AS vm, n.doc AS network FROM vms m JOIN vifs v ON v.vm_uuid = m.uuid AND v.device = $2 JOIN networks n ON n.uuid = v.network_uuid WHERE m.name = $1', vmName, device);
+    return r ? { vif: r.vif as Vif, vm: r.vm as Vm, network: r.network as Network } : undefined;
+  }
   async insertVif(v: Vif): Promise<void> {
     await this.run('INSERT INTO vifs (uuid, vm_uuid, device, network_uuid, mac, doc) VALUES ($1, $2, $3, $4, $5, $6)', v.uuid, v.vmUuid, v.device, v.networkUuid, v.mac, JSON.stringify(v));
     this.note({ kind: 'vif', key: v.uuid, vmUuid: v.vmUuid });
@@ -287,9 +359,9 @@ class PgTx implements StoreTx {
   }
   async insertAssignment(a: Assignment): Promise<void> {
     const key = addressKey(parseAddress(a.address).value);
-    await this.run(
+    await this.defer('assignments',
       'INSERT INTO assignments (uuid, network_uuid, pool_uuid, vif_uuid, family, addr_key, prefix_length, kind, request_id, doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)',
-      a.uuid, a.networkUuid, a.poolUuid, a.vifUuid, a.family, key, a.prefixLength, a.kind, a.requestId, JSON.stringify(a),
+      [a.uuid, a.networkUuid, a.poolUuid, a.vifUuid, a.family, key, a.prefixLength, a.kind, a.requestId, JSON.stringify(a)],
     );
     this.note({ kind: 'assignment', key: a.uuid, vifUuid: a.vifUuid });
   }
@@ -362,6 +434,15 @@ class PgTx implements StoreTx {
     await this.lockPool(poolUuid);
     return freeRow(await this.get('SELECT * FROM free_space WHERE pool_uuid = $1 ORDER BY start_key LIMIT 1', poolUuid));
   }
+  async takeLowestFree(poolUuid: string, now: string, holder?: AddressHolder): Promise<TakenAddress | undefined | 'expired-holds'> {
+    // The function takes the pool's lock (LOCK_POOL) itself.
+    const row = (await this.get('SELECT * FROM ipvisor_take_lowest($1, $2, $3, $4)', poolUuid, now, holder?.vifUuid ?? null, holder?.family ?? null))!;
+    this.locked.add(poolUuid);
+    const k = row.k as string | null;
+    if (k === null) return undefined;
+    if (k === 'expired-holds') return k;
+    return { start: keyToBigInt(k), holderHasAddress: row.held === true };
+  }
   async freeAtOrBefore(poolUuid: string, key: bigint): Promise<FreeInterval | undefined> {
     await this.lockPool(poolUuid);
     return freeRow(await this.get('SELECT * FROM free_space WHERE pool_uuid = $1 AND start_key <= $2 ORDER BY start_key DESC LIMIT 1', poolUuid, addressKey(key)));
@@ -415,12 +496,13 @@ class PgTx implements StoreTx {
 
   // audit
   async insertEvent(e: Omit<AuditEvent, 'id'>): Promise<void> {
-    await this.run(
+    await this.defer(
+      'events',
       'INSERT INTO events (time, actor, action, object_kind, object_uuid, object_name, before, after, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)',
-      e.time, e.actor, e.action, e.objectKind, e.objectUuid, e.objectName,
-      e.before === undefined || e.before === null ? null : JSON.stringify(e.before),
-      e.after === undefined || e.after === null ? null : JSON.stringify(e.after),
-      e.requestId ?? null,
+      [e.time, e.actor, e.action, e.objectKind, e.objectUuid, e.objectName,
+        e.before === undefined || e.before === null ? null : JSON.stringify(e.before),
+        e.after === undefined || e.after === null ? null : JSON.stringify(e.after),
+        e.requestId ?? null],
     );
   }
   async listEvents(q: EventQuery = {}): Promise<AuditEvent[]> {
@@ -496,7 +578,8 @@ export class PgStore extends BaseStore implements RawCapable {
   private constructor(url: string, opts: PgOptions) {
     super();
     this.url = redactUrl(url);
-    this.pool = new pg.Pool({ connectionString: url, max: opts.max ?? 10 });
+    // pipeline: a statement is sent without waiting for the answer to the one before (run()).
+    this.pool = new pg.Pool({ connectionString: url, max: opts.max ?? 10, pipeline: true } as pg.PoolConfig);
     // An idle connection's error (server restart) must not crash the process; the next query fails.
     this.pool.on('error', () => undefined);
     this.connectionString = url;
@@ -639,13 +722,30 @@ export class PgStore extends BaseStore implements RawCapable {
       } catch (err) {
         throw storeError(this.url, err);
       }
-      const tx = new PgTx(client, !!opts.write);
+      // The connection pipelines (pg's pipeline mode): BEGIN goes out with the first statement, and
+      // COMMIT right behind the change rows, two round trips saved per transaction. A statement
+      // that fails aborts the transaction, so the COMMIT behind it only rolls back.
+      const begun = client.query('BEGIN');
+      begun.catch(() => undefined); // observed through the tx (begunOk) or below
+      const tx = new PgTx(client, !!opts.write, begun);
       let broken = false;
       try {
-        await client.query('BEGIN');
         const result = await fn(tx);
-        const revision = await tx.commitJournal();
-        await client.query('COMMIT');
+        const wrote = tx.journal.size > 0;
+        const changes = tx.commitJournal(); // sends its statement before returning
+        const committed = client.query('COMMIT');
+        committed.catch(() => undefined);
+        const notified = wrote ? client.query({ name: 'notify_revision', text: NOTIFY_REVISION }) : undefined;
+        let revision: number | undefined;
+        try {
+          revision = await changes;
+        } finally {
+          await committed.catch(() => undefined);
+          // A lost wake-up is no failure of the transaction (listeners re-read on reconnect).
+          await notified?.catch(() => undefined);
+        }
+        await begun;
+        await committed;
         return { result, revision };
       } catch (err) {
         await client.query('ROLLBACK').catch(() => (broken = true));

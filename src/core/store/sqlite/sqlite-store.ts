@@ -8,7 +8,7 @@ import Database from 'better-sqlite3';
 import { IpvisorError } from '../../model/errors.js';
 import type { Assignment, AssignmentKind, AuditEvent, Network, Pool, Vif, Vm } from '../../model/types.js';
 import { fullLength, poolCounts, poolSpans, SPECIAL } from '../usage.js';
-import type { AssignmentQuery, AssignmentSpan, Change, DocRecord, EventQuery, FreeInterval, Hold, StoreIdentity, StoreTx, TransactionOptions, UsageCount } from '../store.js';
+import type { AddressHolder, AssignmentQuery, AssignmentSpan, Change, DocRecord, EventQuery, FreeInterval, Hold, StoreIdentity, StoreTx, TakenAddress, TransactionOptions, UsageCount, VifInContext } from '../store.js';
 import { assertOpen, BaseStore, type JournalEntry } from '../base.js';
 import { COPY_TABLES, type RawCapable, type RawIo, type RawRow } from '../copy.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
@@ -248,6 +248,10 @@ class SqliteTx implements StoreTx {
   async findVifByMac(networkUuid: string, mac: string): Promise<Vif | undefined> {
     return parseDoc(this.get('SELECT doc FROM vifs WHERE network_uuid = ? AND mac = ?', networkUuid, mac));
   }
+  async findVifInContext(vmName: string, device: number): Promise<VifInContext | undefined> {
+    const r = this.get('SELECT v.doc AS vif, m.doc AS vm, n.doc AS network FROM vms m JOIN vifs v ON v.vm_uuid = m.uuid AND v.device = ? JOIN networks n ON n.uuid = v.network_uuid WHERE m.name = ?', device, vmName);
+    return r ? { vif: JSON.parse(r.vif as string) as Vif, vm: JSON.parse(r.vm as string) as Vm, network: JSON.parse(r.network as string) as Network } : undefined;
+  }
   async insertVif(v: Vif): Promise<void> {
     this.run('INSERT INTO vifs (uuid, vm_uuid, device, network_uuid, mac, doc) VALUES (?, ?, ?, ?, ?, ?)', v.uuid, v.vmUuid, v.device, v.networkUuid, v.mac, JSON.stringify(v));
     this.note({ kind: 'vif', key: v.uuid, vmUuid: v.vmUuid });
@@ -357,6 +361,14 @@ class SqliteTx implements StoreTx {
   // free space
   async lowestFree(poolUuid: string): Promise<FreeInterval | undefined> {
     return freeRow(this.get('SELECT * FROM free_space WHERE pool_uuid = ? ORDER BY start_key LIMIT 1', poolUuid));
+  }
+  async takeLowestFree(poolUuid: string, now: string, holder?: AddressHolder): Promise<TakenAddress | undefined | 'expired-holds'> {
+    if (this.get('SELECT 1 FROM holds WHERE pool_uuid = ? AND until <= ? LIMIT 1', poolUuid, now)) return 'expired-holds';
+    const iv = freeRow(this.get('SELECT * FROM free_space WHERE pool_uuid = ? ORDER BY start_key LIMIT 1', poolUuid));
+    if (!iv) return undefined;
+    if (iv.start === iv.end) this.run('DELETE FROM free_space WHERE pool_uuid = ? AND start_key = ?', poolUuid, addressKey(iv.start));
+    else this.run('UPDATE free_space SET start_key = ? WHERE pool_uuid = ? AND start_key = ?', addressKey(iv.start + 1n), poolUuid, addressKey(iv.start));
+    return { start: iv.start, holderHasAddress: holder ? await this.vifHoldsAddress(holder.vifUuid, holder.family) : false };
   }
   async freeAtOrBefore(poolUuid: string, key: bigint): Promise<FreeInterval | undefined> {
     return freeRow(this.get('SELECT * FROM free_space WHERE pool_uuid = ? AND start_key <= ? ORDER BY start_key DESC LIMIT 1', poolUuid, addressKey(key)));
