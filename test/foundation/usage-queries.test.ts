@@ -231,6 +231,11 @@ for (const backend of storeBackends()) {
           for (const b of map.blocks!) {
             const cells = (await poolMap(tx, name, { block: b.block })).cells;
             assert.deepEqual(cells, blockCells(full, b.block), `${name} ${b.block}`);
+            // The summary's painter agrees with the cells' own rule (first mark that covers wins).
+            const counts: Record<string, number> = {};
+            for (const c of cells!) if (c.state !== 'outside') counts[c.state] = (counts[c.state] ?? 0) + 1;
+            counts.free ??= 0;
+            assert.deepEqual(b.counts, counts, `${name} ${b.block} counts`);
           }
         }
         const cells = (await poolMap(tx, 'lan4', { block: '10.50.0.0/24' })).cells!;

@@ -34,8 +34,13 @@ export interface BlockSummary {
 }
 
 /** An assignment as the map needs it: where (its address text, or its first address as a number,
- * as the store's spans give it without parsing a document), how large, what kind, held by whom. */
-export type MapAssignment = { prefixLength: number; family: Family; kind: string; holder: string | null } & ({ address: string } | { start: bigint });
+ * as the store's spans give it without parsing a document), how large, what kind, held by whom
+ * (family: the pool's when absent; holder: none when absent, as the summaries need none). */
+export type MapAssignment = { prefixLength: number; family?: Family; kind: string; holder?: string | null } & ({ address: string } | { start: bigint });
+
+function assignmentStart(a: MapAssignment): bigint {
+  return 'start' in a ? a.start : parseAddress(a.address).value;
+}
 
 export interface MapInput {
   pool: Pick<Pool, 'family' | 'entries' | 'exclusions'>;
@@ -53,9 +58,9 @@ export function markedIntervals(input: MapInput): MarkedInterval[] {
   const family = input.pool.family;
   const out: MarkedInterval[] = [];
   for (const a of input.assignments) {
-    const start = 'start' in a ? a.start : parseAddress(a.address).value;
-    const end = start + (1n << BigInt(BITS[a.family] - a.prefixLength)) - 1n;
-    out.push({ start, end, state: a.kind === 'reserved' ? 'reserved' : 'assigned', holder: a.holder });
+    const start = assignmentStart(a);
+    const end = start + (1n << BigInt(BITS[a.family ?? family] - a.prefixLength)) - 1n;
+    out.push({ start, end, state: a.kind === 'reserved' ? 'reserved' : 'assigned', holder: a.holder ?? null });
   }
   for (const h of input.holds) out.push({ start: h.start, end: h.end, state: 'held', holder: `until ${h.until}` });
   for (const s of input.network.subnets) {
@@ -122,7 +127,10 @@ export function blockSummaries(input: MapInput): BlockSummary[] {
   const FREE = ADDRESS_STATES.indexOf('free');
   const state = new Uint8Array(span).fill(OUTSIDE);
   for (const p of pool) state.fill(FREE, Number(p.start - base), Number(p.end - base) + 1);
-  const marks = markedIntervals(input);
+  // The other marks first, lowest precedence first; the assignments last, as they win over all of
+  // them (and never overlap each other). Assignments are painted with plain numbers, no interval
+  // object each: a half-full /16 has 32,768 of them.
+  const marks = markedIntervals({ ...input, assignments: [] });
   for (let i = marks.length - 1; i >= 0; i--) {
     const m = marks[i];
     const lo = m.start > base ? m.start : base;
@@ -131,6 +139,15 @@ export function blockSummaries(input: MapInput): BlockSummary[] {
     const code = ADDRESS_STATES.indexOf(m.state);
     // A mark takes only addresses of the pool (paint over everything not outside).
     for (let o = Number(lo - base), end = Number(hi - base); o <= end; o++) if (state[o] !== OUTSIDE) state[o] = code;
+  }
+  const ASSIGNED = ADDRESS_STATES.indexOf('assigned'), RESERVED = ADDRESS_STATES.indexOf('reserved');
+  for (const a of input.assignments) {
+    const start = assignmentStart(a);
+    const size = 2 ** (32 - a.prefixLength);
+    const code = a.kind === 'reserved' ? RESERVED : ASSIGNED;
+    // clipped to the span, as the marks are
+    const from = Math.max(0, Number(start - base)), to = Math.min(span - 1, Number(start - base) + size - 1);
+    for (let o = from; o <= to; o++) if (state[o] !== OUTSIDE) state[o] = code;
   }
   const out: BlockSummary[] = [];
   for (let b = 0; b < span; b += 256) {

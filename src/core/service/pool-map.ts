@@ -59,8 +59,7 @@ export async function poolMap(tx: StoreTx, ref: string, opts: { block?: string }
     const inBlock = await tx.listAssignmentsInRange(pool.uuid, c.network, c.network + 255n);
     out.cells = blockCells({ pool, network, holds, assignments: await withHolders(tx, inBlock) }, opts.block);
   } else {
-    const spans = await tx.listAssignmentSpans(pool.uuid);
-    out.blocks = blockSummaries({ pool, network, holds, assignments: spans.map((a) => ({ ...a, family: pool.family, holder: null })) });
+    out.blocks = blockSummaries({ pool, network, holds, assignments: await tx.listAssignmentSpans(pool.uuid) });
   }
   return out;
 }
