@@ -8,7 +8,7 @@
 //   2. 500 simulated agents long-polling one `ipvisor server` process: server RSS and CPU at rest,
 //      fan-out latency of a change every host sees (a network) with deltas next to full snapshots,
 //      and of one VIF change (one host).
-//   node --import tsx bench/agent/run.ts [--agents 500] [--samples 20]
+//   node --import tsx bench/agent/run.ts [--agents 500] [--samples 20] [--only latency|fanout]
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { setMaxListeners } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -47,7 +47,7 @@ const cli = async (db: string, ...args: string[]) => {
 
 /** `ipvisor server` as a process of its own; resolves once it listens. */
 async function startServer(store: string, port: number): Promise<ChildProcess> {
-  const server = spawn(process.execPath, ['--import', 'tsx', ENTRY, '--store', store, 'server', '--listen', `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, IPVISOR_RUN_DIR: join(dir, `srv-run-${port}`) } });
+  const server = spawn(process.execPath, [...(process.env.BENCH_SERVER_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_SERVER_PROF] : []), '--import', 'tsx', ENTRY, '--store', store, 'server', '--listen', `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, IPVISOR_RUN_DIR: join(dir, `srv-run-${port}`) } });
   let log = '';
   server.stderr!.on('data', (d: Buffer) => (log += d.toString()));
   while (!log.includes('listening on')) {
@@ -299,10 +299,13 @@ async function fanout(): Promise<void> {
   await stopServer(server);
 }
 
+const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
 try {
-  if (process.getuid?.() === 0) await latency();
-  else console.log('(change-to-enforced latency needs root for its network namespace; skipped)');
-  await fanout();
+  if (only !== 'fanout') {
+    if (process.getuid?.() === 0) await latency();
+    else console.log('(change-to-enforced latency needs root for its network namespace; skipped)');
+  }
+  if (only !== 'latency') await fanout();
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
