@@ -8,7 +8,7 @@
 //   2. 500 simulated agents long-polling one `ipvisor server` process: server RSS and CPU at rest,
 //      fan-out latency of a change every host sees (a network) with deltas next to full snapshots,
 //      and of one VIF change (one host).
-//   node --import tsx bench/agent/run.ts [--agents 500] [--samples 20] [--only latency|fanout]
+//   node --import tsx bench/agent/run.ts [--agents 500] [--vms-per-host 10] [--samples 20] [--only latency|fanout]
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { setMaxListeners } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -23,6 +23,8 @@ import { applyDelta } from '../../src/core/control-plane.js';
 import { desiredDigest } from '../../src/core/compile/host-desired.js';
 import { openStore } from '../../src/core/store/open.js';
 import { addHost } from '../../src/server/hosts.js';
+import { allocate } from '../../src/core/service/ip.js';
+import { addVif, createVm } from '../../src/core/service/vms.js';
 import { runCli } from '../../src/cli/main.js';
 import { postgresSkip, startPostgres, type PostgresServer } from '../../test/support/postgres.js';
 
@@ -32,6 +34,7 @@ const arg = (name: string, dflt: number) => {
 };
 const AGENTS = arg('agents', 500);
 const SAMPLES = arg('samples', 20);
+const VMS_PER_HOST = arg('vms-per-host', 10);
 const ENTRY = resolve('src/cli/entry.ts');
 const dir = mkdtempSync(join(tmpdir(), 'ipv-bench-agent-'));
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
@@ -199,6 +202,20 @@ async function fanout(): Promise<void> {
     writeFileSync(f, token, { mode: 0o600 });
     tokens.push(f);
   }
+  // each host runs VMS_PER_HOST VMs with a VIF and an address: its slice, what a snapshot carries
+  const seeded = performance.now();
+  await store.transaction(async () => {
+    for (let i = 0; i < AGENTS; i++) {
+      for (let j = 0; j < VMS_PER_HOST; j++) {
+        const name = `h${i}v${j}`;
+        await createVm(store, { name, host: `h${i}` }, 'bench');
+        const n = i * VMS_PER_HOST + j;
+        await addVif(store, { vm: name, network: 'lan', mac: `52:54:01:${((n >> 16) & 255).toString(16).padStart(2, '0')}:${((n >> 8) & 255).toString(16).padStart(2, '0')}:${(n & 255).toString(16).padStart(2, '0')}`, ifname: `t${n}` }, 'bench');
+        await allocate(store, { vif: `${name}:0` }, 'bench');
+      }
+    }
+  }, { write: true });
+  const seedSeconds = (performance.now() - seeded) / 1000;
   await store.close();
   await cli(db, 'vm', 'add', 'one', '--host', 'h0');
   await cli(db, 'vif', 'add', 'one', '--network', 'lan', '--mac', '52:54:00:90:00:01');
@@ -217,6 +234,7 @@ async function fanout(): Promise<void> {
   let t0 = 0;
   const answeredChange = new Array<number>(AGENTS).fill(-1);
   const latencies: number[][] = [];
+  const bytes: number[] = [];
   let mismatches = 0;
   const ac = new AbortController();
   setMaxListeners(AGENTS * 2, ac.signal);
@@ -245,6 +263,7 @@ async function fanout(): Promise<void> {
       }
       if (change >= 0 && answeredChange[i] < change) {
         answeredChange[i] = change;
+        bytes[change] = (bytes[change] ?? 0) + JSON.stringify(a).length;
         latencies[change].push(performance.now() - t0);
       }
     }
@@ -284,16 +303,16 @@ async function fanout(): Promise<void> {
   const peak = procStats(server.pid!);
   ac.abort();
   await Promise.all(loops);
-  const line = (xs: number[]) => `${xs.length} agents: p50 ${fmt(pct(xs, 50))}, p95 ${fmt(pct(xs, 95))}, last ${fmt(Math.max(...xs))}`;
-  console.log(`\n## ${AGENTS} agents long-polling one \`ipvisor server\` (SQLite store, loopback; changes by the CLI, another process)\n`);
+  const line = (xs: number[], k: number) => `${xs.length} agents: p50 ${fmt(pct(xs, 50))}, p95 ${fmt(pct(xs, 95))}, last ${fmt(Math.max(...xs))}; ${((bytes[k] ?? 0) / 1024).toFixed(0)} KiB of answers`;
+  console.log(`\n## ${AGENTS} agents long-polling one \`ipvisor server\` (SQLite store, ${VMS_PER_HOST} VMs with an address per host, seeded in ${seedSeconds.toFixed(0)} s; loopback; changes by the CLI, another process)\n`);
   console.log('| figure | value |');
   console.log('|---|---|');
   console.log(`| server RSS before agents connect | ${(idle.rssKiB / 1024).toFixed(0)} MiB |`);
   console.log(`| server RSS with ${AGENTS} agents waiting | ${(after.rssKiB / 1024).toFixed(0)} MiB (after the fan-outs: ${(peak.rssKiB / 1024).toFixed(0)} MiB) |`);
   console.log(`| server CPU at rest (10 s, ${AGENTS} agents waiting) | ${cpuAtRest.toFixed(1)} % of one core |`);
   console.log(`| one VIF change: agents woken | ${latencies[oneVif].length} of ${AGENTS} (latency ${fmt(latencies[oneVif][0] ?? NaN)}) |`);
-  console.log(`| a network change, deltas (this design) | ${line(latencies[delta1])}; again: ${line(latencies[delta2])} |`);
-  console.log(`| a network change, full snapshots | ${line(latencies[full])} |`);
+  console.log(`| a network change, deltas (this design) | ${line(latencies[delta1], delta1)}; again: ${line(latencies[delta2], delta2)} |`);
+  console.log(`| a network change, full snapshots | ${line(latencies[full], full)} |`);
   console.log(`| deltas that did not verify | ${mismatches} |`);
   for (const c of clients) c.close();
   await stopServer(server);

@@ -8,9 +8,10 @@
 // narrows which hosts to recompute (a change row naming host A never wakes host B's agent).
 import type { AppliedReport, ControlPlane, DeltaList, DesiredAnswer, DesiredDelta, DesiredQuery, DesiredState, HostFact } from '../core/control-plane.js';
 import { DELTA_LISTS } from '../core/control-plane.js';
-import { DOC_HOST_SETTING, desiredDigest, hostSettingKey, hostSnapshot } from '../core/compile/host-desired.js';
+import { DOC_HOST_SETTING, desiredDigest, hostSettingKey } from '../core/compile/host-desired.js';
 import type { HostSettings } from '../core/compile/host-plan.js';
 import type { Snapshot } from '../core/model/snapshot.js';
+import type { Assignment, Vif, Vm } from '../core/model/types.js';
 import { DOC_QUARANTINE, loadSnapshot } from '../core/model/snapshot.js';
 import type { Change, Store } from '../core/store/store.js';
 import { bindVifFact } from '../core/service/host-facts.js';
@@ -40,8 +41,9 @@ interface Cached {
   settingDocs: Map<string, unknown>;
   /** Each host's state at this snapshot (a digest costs a hash of the host's slice). */
   hosts: Map<string, DesiredState>;
-  /** The snapshot's VIFs by VM and assignments by VIF (what a VM or VIF change drags along). */
-  index?: { vifsByVm: Map<string, string[]>; assignmentsByVif: Map<string, string[]> };
+  /** The snapshot by host, VM and VIF: a host's slice without scanning the whole store per host,
+   * and what a VM or VIF change drags along. */
+  index?: SnapshotIndex;
   /** Change rows since a revision, read once for every host asking from it. */
   since: Map<number, Promise<Change[]>>;
 }
@@ -107,7 +109,8 @@ export class StoreControlPlane implements ControlPlane {
     const storeIdentity = await this.storeIdentity();
     let state = cache.hosts.get(host);
     if (!state) {
-      const d = { host, snapshot: hostSnapshot(cache.snapshot, host), settings: settingsOf(cache.settingDocs, host) };
+      cache.index ??= indexSnapshot(cache.snapshot);
+      const d = { host, snapshot: sliceOf(cache.index, cache.snapshot, host), settings: settingsOf(cache.settingDocs, host) };
       state = { ...d, revision: cache.revision, digest: desiredDigest(d), storeIdentity, force: this.opts.force || undefined };
       cache.hosts.set(host, state);
     }
@@ -140,7 +143,7 @@ export class StoreControlPlane implements ControlPlane {
     const touched: Record<DeltaList, Set<string>> = { networks: new Set(), pools: new Set(), vms: new Set(), vifs: new Set(), assignments: new Set() };
     const touchVif = (uuid: string) => {
       touched.vifs.add(uuid);
-      for (const a of cache.index!.assignmentsByVif.get(uuid) ?? []) touched.assignments.add(a);
+      for (const a of cache.index!.assignmentsByVif.get(uuid) ?? []) touched.assignments.add(a.uuid);
     };
     for (const c of rows) {
       const h = changeHost(c);
@@ -150,7 +153,7 @@ export class StoreControlPlane implements ControlPlane {
       else if (c.kind === 'pool') touched.pools.add(c.key);
       else if (c.kind === 'vm' || c.kind === 'vm-left') {
         touched.vms.add(c.key);
-        for (const v of cache.index.vifsByVm.get(c.key) ?? []) touchVif(v);
+        for (const v of cache.index.vifsByVm.get(c.key) ?? []) touchVif(v.uuid);
       } else if (c.kind === 'vif') touchVif(c.key);
       else if (c.kind === 'assignment') touched.assignments.add(c.key);
     }
@@ -344,10 +347,36 @@ function settingsOf(docs: Map<string, unknown>, host: string): HostSettings {
   return { gateway: (pick('gateway') as HostSettings['gateway']) ?? null, narrow: (pick('narrow') as HostSettings['narrow']) ?? [] };
 }
 
-function indexSnapshot(s: Snapshot): NonNullable<Cached['index']> {
-  const vifsByVm = new Map<string, string[]>();
-  for (const v of s.vifs) (vifsByVm.get(v.vmUuid) ?? vifsByVm.set(v.vmUuid, []).get(v.vmUuid)!).push(v.uuid);
-  const assignmentsByVif = new Map<string, string[]>();
-  for (const a of s.assignments) if (a.vifUuid) (assignmentsByVif.get(a.vifUuid) ?? assignmentsByVif.set(a.vifUuid, []).get(a.vifUuid)!).push(a.uuid);
-  return { vifsByVm, assignmentsByVif };
+interface SnapshotIndex {
+  vmsByHost: Map<string, Vm[]>;
+  vifsByVm: Map<string, Vif[]>;
+  assignmentsByVif: Map<string, Assignment[]>;
+  /** Assignments without a VIF (reservations): in every host's slice. */
+  unbound: Assignment[];
+}
+
+function indexSnapshot(s: Snapshot): SnapshotIndex {
+  const push = <T>(m: Map<string, T[]>, k: string, v: T) => {
+    const l = m.get(k);
+    if (l) l.push(v);
+    else m.set(k, [v]);
+  };
+  const idx: SnapshotIndex = { vmsByHost: new Map(), vifsByVm: new Map(), assignmentsByVif: new Map(), unbound: [] };
+  for (const v of s.vms) if (v.host) push(idx.vmsByHost, v.host, v);
+  for (const v of s.vifs) push(idx.vifsByVm, v.vmUuid, v);
+  for (const a of s.assignments) {
+    if (a.vifUuid) push(idx.assignmentsByVif, a.vifUuid, a);
+    else idx.unbound.push(a);
+  }
+  return idx;
+}
+
+/** hostSnapshot() (compile/host-desired.ts) through the index: the same objects (in another order,
+ * which the digest does not see), without a scan of every VM, VIF and address per host. */
+function sliceOf(idx: SnapshotIndex, s: Snapshot, host: string): Snapshot {
+  const vms = idx.vmsByHost.get(host) ?? [];
+  const vifs = vms.flatMap((v) => idx.vifsByVm.get(v.uuid) ?? []);
+  const assignments = [...vifs.flatMap((v) => idx.assignmentsByVif.get(v.uuid) ?? []), ...idx.unbound];
+  const quarantinedTaps = (s.quarantinedTaps ?? []).filter((q) => q.host === host);
+  return { networks: s.networks, pools: s.pools, vms, vifs, assignments, ...(quarantinedTaps.length ? { quarantinedTaps } : {}) };
 }

@@ -15,6 +15,7 @@ import { createHostRunner, type HostRunner } from '../../src/agent/host/exec.js'
 import { HttpControlPlane } from '../../src/agent/http-control-plane.js';
 import { openHostState } from '../../src/agent/state.js';
 import { desiredDigest } from '../../src/core/compile/host-desired.js';
+import { loadHostDesired } from '../../src/core/service/host-desired.js';
 import type { ControlPlane, DesiredAnswer, DesiredState } from '../../src/core/control-plane.js';
 import { applyDelta } from '../../src/core/control-plane.js';
 import { IpvisorError } from '../../src/core/model/errors.js';
@@ -107,6 +108,9 @@ for (const backend of storeBackends()) {
         const next = applyDelta(copy, d);
         assert.equal(desiredDigest(next), d.digest);
         assert.equal(next.digest, snapshotOf(await port('h1').desiredState('h1', { full: true })).digest);
+        // the server's slice is compile/host-desired.ts's (its index must not drift from it)
+        const whole = await loadHostDesired(store, 'h1');
+        assert.equal(desiredDigest(whole), next.digest);
         // the other host's slice did not change
         const other = snapshotOf(await port('h2').desiredState('h2'));
         assert.equal((await port('h2').desiredState('h2', since(other))).kind, 'unchanged');
