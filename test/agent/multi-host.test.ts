@@ -205,6 +205,10 @@ describe('server + three agent hosts', { skip: skip || false }, () => {
     const fact = { kind: 'vif-bind', host: hosts[1].name, time: new Date().toISOString(), vmUuid: vmUuid(1, 3), mac: MAC(1, 3), ifname: 'evil0' };
     assert.equal(await probe(`/agent/v1/hosts/${hosts[1].name}/facts`, 'POST', { facts: [fact] }), '403');
     assert.equal(await probe(`/agent/v1/hosts/${hosts[0].name}/facts`, 'POST', { facts: [fact] }), '403', 'a fact naming another host, sent as itself');
+    // a domain (libvirt watcher) on another host: its VM would move there and its NIC be bound
+    const domain = { kind: 'domain', host: hosts[1].name, time: new Date().toISOString(), state: 'running', domain: { uuid: vmUuid(1, 3), name: `${hosts[1].name}-c`, interfaces: [{ type: 'bridge', mac: MAC(1, 3), network: null, bridge: BRIDGE, portid: null, target: 'evil1', alias: null }] } };
+    assert.equal(await probe(`/agent/v1/hosts/${hosts[0].name}/facts`, 'POST', { facts: [domain] }), '403', 'a domain on another host, sent as itself');
+    assert.equal(await probe(`/agent/v1/hosts/${hosts[0].name}/facts`, 'POST', { facts: [{ ...domain, host: hosts[0].name }, fact] }), '403', 'all or nothing: one fact about another host refuses the report');
     assert.equal(await probe(`/agent/v1/hosts/${hosts[0].name}/desired`, 'GET'), '200', 'its own state is readable');
     assert.equal(await probe(`/agent/v1/hosts/${hosts[0].name}/desired`, 'GET').then(() => probe(`/agent/v1/hosts/${hosts[0].name}/desired`.replace(hosts[0].name, 'nobody'), 'GET')), '403');
     assert.equal(JSON.stringify((await c('vif', 'list', '--json')).json), before, 'nothing changed');

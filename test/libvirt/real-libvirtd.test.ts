@@ -155,16 +155,39 @@ test('real libvirtd: hooks, managed network, DHCP reservation, anti-spoofing, ro
   await waitFor('guest DHCP', () => existsSync(serialLog()) && /GUEST-READY/.test(readFileSync(serialLog(), 'utf8')), 60_000);
   assert.match(readFileSync(serialLog(), 'utf8'), new RegExp(`GUEST: eth0 bound ${guestIp.replace(/\./g, '\\.')}/`));
 
-  // 6b. Hot-plug fires only port-created (no tap name): serve's libvirt watcher binds the tap.
+  // 6b. Hot-plug fires only port-created (no tap name): the host's libvirt watcher reports the
+  // domain as a fact. It runs in this host's agent, here over HTTP to a control plane on the same
+  // store (what `ipvisor agent` does; serve runs the same watcher against its in-process agent).
   // After the guest booted: its init runs udhcpc only at boot.
-  // The watcher keeps running across the libvirtd restart below (stopped in after()).
-  const { createLibvirtWatcher } = await import('../../src/agent/libvirt/watcher.js');
+  // The agent and watcher keep running across the libvirtd restart below (stopped in after()).
+  const [{ createLibvirtWatcher }, { Agent }, { HttpControlPlane }, { openHostState }, { StoreControlPlane }, { agentRoutes }, { startHttpServer }, { thisHost }, { AGENT_PROTOCOL }] = await Promise.all([
+    import('../../src/agent/libvirt/watcher.js'),
+    import('../../src/agent/agent.js'),
+    import('../../src/agent/http-control-plane.js'),
+    import('../../src/agent/state.js'),
+    import('../../src/server/control-plane.js'),
+    import('../../src/server/agent-http.js'),
+    import('../../src/server/http.js'),
+    import('../../src/core/host-identity.js'),
+    import('../../src/core/control-plane.js'),
+  ]);
   const ws = await openStore(db, { create: true });
-  const reasons: string[] = [];
+  const hostName = thisHost();
+  const tokenFile = join(work, 'agent.token');
+  await cliOk('host', 'add', hostName, '--token-file', tokenFile);
+  const controlPlane = new StoreControlPlane(ws, { requireRegistration: true });
+  const srv = await startHttpServer({ store: ws, listen: '127.0.0.1:0', plugins: [{ plugin: agentRoutes as never, options: { controlPlane, version: AGENT_PROTOCOL } }] });
+  const agentLog: string[] = [];
+  // the host state the hooks use too (beside the store): one ledger for this host
+  const agent = new Agent({ host: hostName, controlPlane: new HttpControlPlane({ servers: [srv.url], tokenFile }), local: openHostState(work), log: (m) => agentLog.push(m), intervalMs: 60_000, retryMs: 300, waitMs: 10_000 });
+  const agentDone = agent.run(watcherAc.signal);
   const w = createLibvirtWatcher({ pollMs: 3_600_000, retryMs: 500 });
   stopWatcher = async () => {
     watcherAc.abort();
     await w.stop();
+    await agentDone;
+    await srv.close();
+    controlPlane.close();
     await ws.close();
   };
   const hotplug = async (mac: string) => {
@@ -172,22 +195,31 @@ test('real libvirtd: hooks, managed network, DHCP reservation, anti-spoofing, ro
     await h!.virsh('attach-interface', VM, 'network', 'lvt', '--mac', mac, '--model', 'virtio', '--live');
     await waitFor('port-created for the hot-plugged NIC', () => hooks().slice(mark).includes('network lvt port-created begin -: port'));
     assert.doesNotMatch(hooks().slice(mark), /qemu /, 'no qemu hook on hot-plug');
-    return waitFor('watcher binds the new tap', async () => {
+    return waitFor(`the agent's domain fact recorded on the server (agent log: ${agentLog.slice(-5).join(' | ')})`, async () => {
       const v = (await ws.listVifs(VM_UUID)).find((x) => x.mac === mac);
       return v?.ifname ? v : undefined;
     }, 15_000);
   };
-  await t.test('hot-plugged interface bound by the event watcher', async () => {
+  await t.test("hot-plugged interface: reported by the agent's libvirt watcher, recorded on the server, enforced", async () => {
     {
-      // Drift: the reservation vanished behind ipvisor's back; the watcher's connect scan restores it.
+      // Drift: the reservation vanished behind ipvisor's back; the watcher's connect scan restores it
+      // from the agent's desired copy.
       await h!.virsh('net-update', 'lvt', 'delete', 'ip-dhcp-host', `<host mac='${MAC}'/>`, '--live', '--config');
       assert.doesNotMatch(await h!.virsh('net-dumpxml', 'lvt'), new RegExp(`<host mac='${MAC}'`));
-      await w.start({ store: ws, actor: 'serve', requestReconcile: (r) => reasons.push(r), log: () => undefined, signal: watcherAc.signal });
+      await agent.ready;
+      await w.start({ host: agent.hostPort(), actor: `agent:${hostName}`, requestReconcile: (r) => agent.requestReconcile(r), log: (m) => agentLog.push(m), signal: watcherAc.signal });
       await waitFor('reservation restored by the watcher', async () => new RegExp(`<host mac='${MAC}' name='${VM}' ip='${guestIp.replace(/\./g, '\\.')}'/>`).test(await h!.virsh('net-dumpxml', 'lvt')), 10_000);
       const bound = await hotplug(HOTPLUG_MAC);
       assert.match(bound.ifname!, /^vnet\d+$/);
       assert.notEqual(bound.ifname, tap);
-      assert.ok(reasons.some((r) => r.includes('tap(s) bound')), 'the watcher asked serve to reconcile');
+      // the port-created hook made the VIF (it has no tap name); the agent's fact bound its tap
+      assert.ok((await ws.listEvents()).some((e) => e.actor === `agent:${hostName}` && e.objectKind === 'vif' && e.action === 'bind' && (e.after as { ifname?: string } | null)?.ifname === bound.ifname), 'bound through the service layer as the agent');
+      // enforced by the agent: an address allocated on the server for the new NIC reaches the
+      // host's nft set and the network's DHCP reservations
+      const got = JSON.parse(await cliOk('--json', 'ip', 'allocate', '--vif', `${VM}:${bound.device}`, '--family', '4'));
+      const hotIp = got.address as string;
+      assert.match(hotIp, /^\d+\.\d+\.\d+\.\d+$/, JSON.stringify(got));
+      await waitFor('the hot-plugged NIC enforced by the agent', () => nftHas(`"${bound.ifname}" . ${hotIp}`), 15_000);
     }
   });
 
