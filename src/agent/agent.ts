@@ -11,8 +11,10 @@ import type { PlanChange } from '../core/enforcer.js';
 import { formatPlanChange } from '../core/enforcer.js';
 import type { Vif } from '../core/model/types.js';
 import { applyHost, planHost, teardownHost, hostStatus } from './host/apply.js';
-import type { HostRunner } from './host/exec.js';
+import { createHostRunner, type HostRunner } from './host/exec.js';
 import { copyHostSource, auditLine, type HostSource } from './host/source.js';
+import { NftSession } from './host/nft-session.js';
+import { changedVifs } from './host/vif-delta.js';
 import type { HostLocalState } from './state.js';
 import { countRepairs } from '../core/metrics.js';
 import type { HostPort } from '../core/watcher.js';
@@ -55,6 +57,8 @@ export interface AgentOptions {
   version?: string;
   /** Interfaces present on the host (for retained VIFs); default: /sys/class/net. */
   interfaceExists?(ifname: string): Promise<boolean>;
+  /** While run() runs, one-VIF changes go through a persistent `nft -i` (default); false: `nft -f -`. */
+  nftSession?: boolean;
 }
 
 export class Agent {
@@ -76,6 +80,15 @@ export class Agent {
   private lastWarnings = new Set<string>();
   private flushing: Promise<void> | undefined;
   private readonly desiredListeners = new Set<() => void>();
+  /** The effective desired state last enforced in full or by the one-VIF path: what a desired-state
+   * change is compared with to find the VIFs it touches. */
+  private lastEnforced: HostDesired | undefined;
+  /** effectiveDesired() of the current copy and local bindings (bumped when those change). */
+  private effective: { desired: DesiredState | undefined; version: number; value: HostDesired } | undefined;
+  private localVersion = 0;
+  private nftSession: NftSession | undefined;
+  /** Whether the last enforce() applied some VIFs only (its report keeps the last full run's drift). */
+  private lastRunScoped = false;
   private readyResolve!: () => void;
   /** Resolves after the first reconcile (from disk or from the control plane's first answer). */
   readonly ready = new Promise<void>((r) => (this.readyResolve = r));
@@ -103,23 +116,38 @@ export class Agent {
     };
   }
 
-  /** What is enforced: the copy, plus bindings hooks made here, plus retained VIFs. */
+  /** What is enforced: the copy, plus bindings hooks made here, plus retained VIFs. Kept while
+   * neither changes (the one-VIF paths read it per change); unchanged records stay the same objects. */
   effectiveDesired(): HostDesired {
+    const c = this.effective;
+    if (c && c.desired === this.desired && c.version === this.localVersion) return c.value;
+    const value = this.computeEffective();
+    this.effective = { desired: this.desired, version: this.localVersion, value };
+    return value;
+  }
+
+  private computeEffective(): HostDesired {
     const d: HostDesired = this.desired ?? { host: this.host, snapshot: { networks: [], pools: [], vms: [], vifs: [], assignments: [] }, settings: {} };
-    const snapshot = { ...d.snapshot, vms: [...d.snapshot.vms], vifs: d.snapshot.vifs.map((v) => ({ ...v })), assignments: [...d.snapshot.assignments] };
-    for (const { value: r } of this.opts.local.list<Retained>(RETAINED)) {
+    const retained = this.opts.local.list<Retained>(RETAINED);
+    const bindings = this.opts.local.list<LocalBinding>(BINDINGS);
+    if (!retained.length && !bindings.length) return { host: this.host, snapshot: d.snapshot, settings: d.settings };
+    const snapshot = { ...d.snapshot, vms: [...d.snapshot.vms], vifs: [...d.snapshot.vifs], assignments: [...d.snapshot.assignments] };
+    for (const { value: r } of retained) {
       if (snapshot.vifs.some((v) => v.uuid === r.vif.uuid)) continue;
       if (!snapshot.vms.some((v) => v.uuid === r.state.vm.uuid)) snapshot.vms.push({ ...r.state.vm, host: this.host });
       snapshot.vifs.push(r.vif);
       snapshot.assignments.push(...r.state.assignments.filter((a) => !snapshot.assignments.some((b) => b.uuid === a.uuid)));
     }
-    for (const { value: b } of this.opts.local.list<LocalBinding>(BINDINGS)) {
-      const vif = snapshot.vifs.find((v) => v.vmUuid === b.vmUuid && v.mac === b.mac);
-      if (vif) {
-        vif.ifname = b.ifname;
-        vif.boundAt = b.ifname ? b.at : null;
-      }
-    }
+    // a binding applies to the first VIF with its VM and MAC
+    const byKey = new Map<string, LocalBinding>();
+    for (const { value: b } of bindings) byKey.set(`${b.vmUuid}/${b.mac}`, b);
+    snapshot.vifs = snapshot.vifs.map((v) => {
+      const key = `${v.vmUuid}/${v.mac}`;
+      const b = byKey.get(key);
+      if (!b) return v;
+      byKey.delete(key);
+      return { ...v, ifname: b.ifname, boundAt: b.ifname ? b.at : null };
+    });
     return { host: this.host, snapshot, settings: d.settings };
   }
 
@@ -236,7 +264,10 @@ export class Agent {
   private async pruneRetained(): Promise<void> {
     const exists = this.opts.interfaceExists ?? defaultInterfaceExists;
     for (const { key, value } of this.opts.local.list<Retained>(RETAINED)) {
-      if (!value.vif.ifname || !(await exists(value.vif.ifname))) this.opts.local.delete(RETAINED, key);
+      if (!value.vif.ifname || !(await exists(value.vif.ifname))) {
+        this.opts.local.delete(RETAINED, key);
+        this.localVersion++;
+      }
     }
   }
 
@@ -252,14 +283,17 @@ export class Agent {
     this.opts.local.batch(() => {
       for (const b of bindings) this.opts.local.put(BINDINGS, `${b.vmUuid}/${b.mac}`, b);
     });
+    this.localVersion++;
     this.queueFacts(bindings.map((b) => ({ kind: 'vif-bind', host: this.host, time: at, vmUuid: b.vmUuid, mac: b.mac, ifname: b.ifname })));
     const changes: PlanChange[] = [];
     const eff = this.effectiveDesired();
+    // the event's VIFs in one element transaction, from what was applied for them (no listing)
+    const vifUuids: string[] = [];
     for (const b of bindings) {
       const vif = eff.snapshot.vifs.find((v) => v.vmUuid === b.vmUuid && v.mac === b.mac);
-      if (!vif) continue;
-      changes.push(...(await applyHost(this.source(), { actor: this.actor, scope: { vifUuid: vif.uuid }, runner: this.opts.runner })));
+      if (vif) vifUuids.push(vif.uuid);
     }
+    if (vifUuids.length) changes.push(...(await applyHost(this.source(), { actor: this.actor, scope: { vifUuids }, runner: this.opts.runner, nft: this.nftApplier(), log: this.opts.log })));
     // a VM this host did not know: ask the control plane now (a migration's target)
     if (!release && bindings.some((b) => !eff.snapshot.vifs.some((v) => v.vmUuid === b.vmUuid && v.mac === b.mac))) {
       try {
@@ -277,13 +311,7 @@ export class Agent {
 
   private async enforce(reason: string, vifs?: string[]): Promise<PlanChange[]> {
     await this.pruneRetained();
-    if (vifs) {
-      // a delta that touched only these VIFs: their elements, one nft transaction each (the one-VIF
-      // path falls back to the whole host by itself when it cannot)
-      const changes: PlanChange[] = [];
-      for (const vifUuid of vifs) changes.push(...(await applyHost(this.source(), { actor: this.actor, auditAction: 'host.repair', scope: { vifUuid }, runner: this.opts.runner })));
-      return changes;
-    }
+    this.lastRunScoped = false;
     // re-verified every few seconds: a warning is logged when it is new or came back
     const seen = new Set<string>();
     const log = (m: string) => {
@@ -292,10 +320,28 @@ export class Agent {
       if (!this.lastWarnings.has(m)) this.opts.log(m);
     };
     try {
+      // A change that touches a few VIFs only (a delta says which; a whole new copy is compared with
+      // what was enforced last): their elements, from what was applied for them, in one nft
+      // transaction; the one-VIF path falls back to the whole host by itself when it cannot, and the
+      // periodic full reconcile stays the safety net that repairs any drift.
+      const eff = this.effectiveDesired();
+      const scope = vifs ?? (reason === 'desired state' && this.lastEnforced ? changedVifs(this.lastEnforced, eff) : null);
+      if (scope) {
+        const changes = scope.length ? await applyHost(this.source(), { actor: this.actor, auditAction: 'host.repair', scope: { vifUuids: scope }, runner: this.opts.runner, nft: this.nftApplier(), log, force: !!this.desired?.force }) : [];
+        // a delta's VIFs are relative to the last copy, not to what was enforced last: keep that
+        if (!vifs) this.lastEnforced = eff;
+        this.lastRunScoped = true;
+        return changes;
+      }
+      this.localVersion++; // a hook process without its agent may have written bindings meanwhile
+      const full = this.effectiveDesired();
       // a copy accepted with --force (server/serve --force) may remove what another store's put there
-      return await applyHost(this.source(), { actor: this.actor, auditAction: 'host.repair', quick: reason === 'periodic', runner: this.opts.runner, log, force: !!this.desired?.force });
+      const changes = await applyHost(this.source(), { actor: this.actor, auditAction: 'host.repair', quick: reason === 'periodic', runner: this.opts.runner, log, force: !!this.desired?.force });
+      this.lastEnforced = full;
+      return changes;
     } finally {
-      this.lastWarnings = seen;
+      // a one-VIF run sees no host-wide warnings: the last full run's stand
+      if (!this.lastRunScoped) this.lastWarnings = seen;
     }
   }
 
@@ -316,7 +362,7 @@ export class Agent {
           const changes = await this.enforce(reason, vifs);
           countRepairs(changes);
           if (changes.length) this.opts.log(`host: repaired ${changes.length} change(s) (${reason}): ${changes.slice(0, 5).map(formatPlanChange).join('; ')}${changes.length > 5 ? '; ...' : ''}`);
-          report = this.report(true, changes.length, undefined, await this.drift(changes.length, !!vifs));
+          report = this.report(true, changes.length, undefined, await this.drift(changes.length, this.lastRunScoped));
         } catch (err) {
           this.opts.log(`host: reconcile failed (${reason}): ${(err as Error).message}`);
           report = this.report(false, 0, (err as Error).message, await this.drift(1, false));
@@ -380,8 +426,20 @@ export class Agent {
     }, 20);
   }
 
+  /** The persistent `nft -i` of a running agent, if any (one-VIF changes). */
+  private nftApplier(): ((script: string) => Promise<void>) | undefined {
+    const session = this.nftSession;
+    return session ? (script) => session.apply(script) : undefined;
+  }
+
+  /** Scripts the persistent `nft -i` applied (tests, bench). */
+  get nftSessionApplied(): number {
+    return this.nftSession?.applied ?? 0;
+  }
+
   /** Runs until the signal aborts: enforce from disk at once, then follow the control plane. */
   async run(signal: AbortSignal): Promise<void> {
+    if (this.opts.nftSession !== false) this.nftSession ??= new NftSession(this.opts.runner ?? createHostRunner());
     if (this.desired) {
       this.opts.log(`enforcing the desired state on disk (revision ${this.desired.revision}, store ${this.desired.storeIdentity})`);
       await this.reconcile('start');
@@ -433,6 +491,8 @@ export class Agent {
       this.readyResolve();
       if (this.timer) clearTimeout(this.timer);
       while (this.running) await new Promise((r) => setTimeout(r, 20));
+      this.nftSession?.close();
+      this.nftSession = undefined;
     }
   }
 
@@ -464,6 +524,8 @@ export class Agent {
       for (const k of [KIND, BINDINGS, RETAINED]) this.opts.local.deleteKind(k);
     });
     this.desired = undefined;
+    this.lastEnforced = undefined;
+    this.localVersion++;
     return changes;
   }
 }

@@ -37,7 +37,11 @@ export interface HostApplyOptions {
    * what the host enforces (core/compile/store-switch.ts). */
   force?: boolean;
   dryRun?: boolean;
-  scope?: { vifUuid?: string; networkUuid?: string };
+  /** vifUuid / vifUuids: only those VIFs' elements, in one transaction (hooks, an agent's one-VIF
+   * change); the full path takes over when that cannot be done safely or the transaction fails. */
+  scope?: { vifUuid?: string; vifUuids?: string[]; networkUuid?: string };
+  /** Runs the one-VIF path's element transaction (an agent's persistent `nft -i`); default `nft -f -`. */
+  nft?: (script: string) => Promise<void>;
   runner?: HostRunner;
   log?: (msg: string) => void;
   /** Audit action for changes (default 'host.apply'; serve logs drift repairs as 'host.repair'). */
@@ -297,49 +301,58 @@ function syncVifRecords(local: HostLocalState, vifs: VifEnforcement[], nft: NftE
 }
 
 /**
- * The one-VIF path: the VIF's wanted elements against what was recorded for it, in one nft
- * transaction, without listing anything. Falls back to the full path when that transaction fails
- * (tables missing, recorded element gone: drift).
+ * The one-VIF path: the VIFs' wanted elements against what was recorded for them, in one nft
+ * transaction (new elements before old ones go), without listing anything. Returns null, and the
+ * full path takes over, when that transaction fails (tables missing, a recorded element gone:
+ * drift) or when the change is more than elements (routes, an interface name another VIF holds).
  */
-async function runVif(src: HostSource, vifUuid: string, opts: HostApplyOptions, runner: HostRunner): Promise<PlanChange[] | null> {
+async function runVifs(src: HostSource, vifUuids: string[], opts: HostApplyOptions, runner: HostRunner): Promise<PlanChange[] | null> {
   // another store than the host's, or none recorded yet: the full path decides what it may change
   const identity = await src.storeIdentity();
   if (identity && readEnforcedOrigin()?.storeId !== identity.id) return null;
-  const inputs = await src.vifInputs(vifUuid);
-  const vif = inputs.vif;
-  const recDoc = src.local.get<VifRecord>(DOC_VIF, vifUuid);
-  const old: BridgeElements = recDoc?.elements ?? emptyBridge();
-  let want: BridgeElements = emptyBridge();
-  let ifname: string | null = null;
-  if (vif) {
-    const { network, vm } = inputs;
-    if (network && network.driver !== 'xapi' && vm?.host === src.host) {
-      const assigned = inputs.assignments.filter((a) => a.kind !== 'reserved');
-      const locking = effectiveLocking(vif, network, assigned.length);
-      want = bridgeOnly(vifElements(vif, locking, assigned.map(hostCidr).sort()));
-      ifname = vif.ifname;
-      // routed addresses also need routes and forward accepts: the full path handles those
-      if (assigned.some((a) => a.kind === 'routed')) return null;
-      // A new binding whose name another VIF still holds (its VM stopped without an unbind: a host
-      // crash) would add to that VIF's elements on the interface; the full path enforces only the
-      // newest binding. Checked only when the binding changes (a VM start), not per address change.
-      if (ifname && recDoc?.ifname !== ifname && (await inputs.otherHolders(ifname)).length) return null;
-    }
-  }
-  const changes: ElementChange[] = [];
+  const adds: ElementChange[] = [];
+  const removes: ElementChange[] = [];
   const planChanges: PlanChange[] = [];
-  for (const set of Object.keys(want) as (keyof BridgeElements)[]) {
-    const w = new Set(want[set]);
-    const o = new Set(old[set]);
-    const add = [...w].filter((e) => !o.has(e));
-    const remove = [...o].filter((e) => !w.has(e));
-    if (add.length || remove.length) changes.push({ family: 'bridge', set, add, remove });
-    for (const e of remove) planChanges.push({ op: '-', kind: 'nft-element', target: `bridge ${set} ${e}` });
-    for (const e of add) planChanges.push({ op: '+', kind: 'nft-element', target: `bridge ${set} ${e}` });
+  const records: Array<[string, VifRecord | null]> = [];
+  for (const vifUuid of new Set(vifUuids)) {
+    const inputs = await src.vifInputs(vifUuid);
+    const vif = inputs.vif;
+    const recDoc = src.local.get<VifRecord>(DOC_VIF, vifUuid);
+    const old: BridgeElements = recDoc?.elements ?? emptyBridge();
+    let want: BridgeElements = emptyBridge();
+    let ifname: string | null = null;
+    if (vif) {
+      const { network, vm } = inputs;
+      if (network && network.driver !== 'xapi' && vm?.host === src.host) {
+        const assigned = inputs.assignments.filter((a) => a.kind !== 'reserved');
+        const locking = effectiveLocking(vif, network, assigned.length);
+        want = bridgeOnly(vifElements(vif, locking, assigned.map(hostCidr).sort()));
+        ifname = vif.ifname;
+        // routed addresses also need routes and forward accepts: the full path handles those
+        if (assigned.some((a) => a.kind === 'routed')) return null;
+        // A new binding whose name another VIF still holds (its VM stopped without an unbind: a host
+        // crash) would add to that VIF's elements on the interface; the full path enforces only the
+        // newest binding. Checked only when the binding changes (a VM start), not per address change.
+        if (ifname && recDoc?.ifname !== ifname && (await inputs.otherHolders(ifname)).length) return null;
+      }
+    }
+    // the name this VIF leaves may belong to another (stale) binding next: the full path decides
+    if (recDoc?.ifname && recDoc.ifname !== ifname && (await inputs.otherHolders(recDoc.ifname)).length) return null;
+    for (const set of Object.keys(want) as (keyof BridgeElements)[]) {
+      const w = new Set(want[set]);
+      const o = new Set(old[set]);
+      const add = [...w].filter((e) => !o.has(e));
+      const remove = [...o].filter((e) => !w.has(e));
+      if (add.length) adds.push({ family: 'bridge', set, add, remove: [] });
+      if (remove.length) removes.push({ family: 'bridge', set, add: [], remove });
+      for (const e of remove) planChanges.push({ op: '-', kind: 'nft-element', target: `bridge ${set} ${e}` });
+      for (const e of add) planChanges.push({ op: '+', kind: 'nft-element', target: `bridge ${set} ${e}` });
+    }
+    records.push([vifUuid, vif ? { ifname, elements: want } : null]);
   }
   if (opts.dryRun) return planChanges;
-  if (!changes.length) {
-    // nothing to change for this VIF, but a VM restarted after `nft flush ruleset` must not find
+  if (!adds.length && !removes.length) {
+    // nothing to change for these VIFs, but a VM restarted after `nft flush ruleset` must not find
     // the host unprotected: `list chains` loads no set elements (~3 ms at 20,000 VIFs)
     const chains = await nftListOwnChains(runner);
     const intact = (['bridge', 'inet'] as NftFamily[]).every((f) => chains[f]?.includes(skeletonMarker(f)));
@@ -348,14 +361,20 @@ async function runVif(src: HostSource, vifUuid: string, opts: HostApplyOptions, 
   try {
     // No listing first (at 20,000 VIFs even `nft list tables` takes ~0.2 s): the transaction fails
     // as a whole when the table is missing or a recorded element is gone, and the full path takes over.
-    await nftApply(runner, renderElementChanges(changes));
-  } catch {
+    const script = renderElementChanges(adds) + renderElementChanges(removes);
+    await (opts.nft ? opts.nft(script) : nftApply(runner, script));
+  } catch (err) {
+    opts.log?.(`one-VIF change failed (${(err as Error).message.split('\n')[0]}); applying the whole host`);
     return null;
   }
-  if (vif) src.local.put(DOC_VIF, vifUuid, { ifname, elements: want } satisfies VifRecord);
-  else src.local.delete(DOC_VIF, vifUuid);
-  // the records no longer match the last full sync's digest: the next full run re-checks them all
-  src.local.delete(DOC_CHANGE, 'vif-records');
+  src.local.batch(() => {
+    for (const [vifUuid, rec] of records) {
+      if (rec) src.local.put(DOC_VIF, vifUuid, rec);
+      else src.local.delete(DOC_VIF, vifUuid);
+    }
+    // the records no longer match the last full sync's digest: the next full run re-checks them all
+    src.local.delete(DOC_CHANGE, 'vif-records');
+  });
   return planChanges;
 }
 
@@ -377,8 +396,9 @@ export async function applyHost(target: Store | HostSource, opts: HostApplyOptio
     const timer = opts.dryRun ? undefined : applyDuration.startTimer();
     let scope = 'full';
     try {
-      if (opts.scope?.vifUuid) {
-        const fast = await runVif(src, opts.scope.vifUuid, opts, runner);
+      const vifUuids = [...(opts.scope?.vifUuid ? [opts.scope.vifUuid] : []), ...(opts.scope?.vifUuids ?? [])];
+      if (vifUuids.length) {
+        const fast = await runVifs(src, vifUuids, opts, runner);
         if (fast) {
           scope = 'vif';
           if (!opts.dryRun) {

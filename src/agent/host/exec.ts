@@ -1,7 +1,7 @@
 // Runs host commands with argv arrays (never a shell). Store-free: the XCP-ng dom0 binder bundles
 // this with iproute2.ts and nft.ts. `netns` runs every command inside a network namespace (tests,
 // benchmarks); by default it comes from IPVISOR_NETNS.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { IpvisorError } from '../../core/model/errors.js';
 
 export interface HostRunner {
@@ -51,4 +51,13 @@ export async function commandExists(cmd: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/**
+ * Starts a long-running host command (argv array, never a shell) in the runner's namespace, with
+ * pipes on all three streams: the agent's persistent `nft -i` (host/nft-session.ts).
+ */
+export function startHostProcess(runner: HostRunner, argv: string[]): ChildProcessWithoutNullStreams {
+  const full = runner.netns ? ['ip', 'netns', 'exec', runner.netns, ...argv] : argv;
+  return spawn(full[0], full.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
 }
