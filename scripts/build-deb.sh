@@ -22,7 +22,7 @@ for tool in dpkg-deb gzip g++ make python3; do
   command -v "$tool" >/dev/null || { echo "build-deb: $tool is missing (apt-get install dpkg-dev build-essential python3)" >&2; exit 1; }
 done
 
-# 1. the bundles (dist/ipvisor.js with its chunks, dist/libvirt-hook.cjs)
+# 1. the bundles (dist/ipvisor.js with its chunks, dist/libvirt-hook.cjs + libvirt-hook-full.cjs)
 [ -d node_modules ] || npm ci --no-audit --no-fund
 npm run build --silent
 
@@ -62,7 +62,7 @@ find "$APP/node_modules" \( -name '.npmignore' -o -name '.eslintrc*' -o -name '.
 
 # 4. the app: bundles, entry, units (libvirt install reads the shipped serve unit), package.json
 mkdir -p "$APP/dist"
-cp -a dist/ipvisor.js dist/chunks dist/libvirt-hook.cjs dist/ipvisor-dom0.cjs "$APP/dist/"
+cp -a dist/ipvisor.js dist/chunks dist/libvirt-hook.cjs dist/libvirt-hook-full.cjs dist/ipvisor-dom0.cjs "$APP/dist/"
 find "$APP/dist" -name '*.map' -delete
 # run as `node bin/ipvisor` by /usr/bin/ipvisor, so not executable itself (its shebang names a node
 # Debian would have to provide); the dom0 binder is copied to dom0 and run there

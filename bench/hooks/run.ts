@@ -3,10 +3,12 @@
 // namespace this benchmark creates (so the nft/ip work is real but touches nothing else).
 // Two operations: `network port-created` (libvirtd restart replay: the tap is known, the VIF is
 // re-applied) and `qemu started` (tap recorded and applied). Side by side: the Node start-up floor,
-// a shell hook that only drains stdin (what the reference logging hook does), and the same hook run
-// unbundled through tsx (why the hook has its own bundled entry).
+// a shell hook that only drains stdin (what the reference logging hook does), the same hook run
+// unbundled through tsx (why the hook has its own bundled entry), and `qemu started` on an agent
+// host: the small entry handing the call to a local agent (running in this process) over its Unix
+// socket, and the same with no agent answering (the whole hook enforces from the local copy).
 //   node --import tsx bench/hooks/run.ts [iterations]
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +20,13 @@ import { allocate } from '../../src/core/service/ip.js';
 import { packageRoot } from '../../src/agent/libvirt/install.js';
 import { pathToFileURL } from 'node:url';
 import { buildHookBundle } from '../../test/support/libvirt/bundle.js';
+import { Agent } from '../../src/agent/agent.js';
+import { createHostRunner } from '../../src/agent/host/exec.js';
+import { serveLocalSocket, writeAgentMarker } from '../../src/agent/local-socket.js';
+import { openHostState } from '../../src/agent/state.js';
+import { desiredDigest } from '../../src/core/compile/host-desired.js';
+import { loadSnapshot } from '../../src/core/model/snapshot.js';
+import type { ControlPlane } from '../../src/core/control-plane.js';
 
 const N = Number(process.argv[2] ?? 40);
 const NS = 'ipv-bench-hooks';
@@ -47,6 +56,25 @@ function time(argv: string[], input: string, env: NodeJS.ProcessEnv): number {
   if (r.status !== 0) throw new Error(`${argv.join(' ')}: exit ${r.status}: ${r.stderr}`);
   if (r.stdout.length) throw new Error(`${argv.join(' ')} printed on stdout: ${r.stdout}`);
   return ms;
+}
+
+/** time() without blocking this process's event loop (the agent answering the hook runs in it). */
+function timeAsync(argv: string[], input: string, env: NodeJS.ProcessEnv): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t = process.hrtime.bigint();
+    const child = spawn('ip', ['netns', 'exec', NS, ...argv], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (b) => (out += b));
+    child.stderr.on('data', (b) => (err += b));
+    child.on('close', (code) => {
+      const ms = Number(process.hrtime.bigint() - t) / 1e6;
+      if (code !== 0) reject(new Error(`${argv.join(' ')}: exit ${code}: ${err}`));
+      else if (out.length) reject(new Error(`${argv.join(' ')} printed on stdout: ${out}`));
+      else resolve(ms);
+    });
+    child.stdin.end(input);
+  });
 }
 
 async function main(): Promise<void> {
@@ -97,6 +125,50 @@ async function main(): Promise<void> {
     const xsSrc: number[] = [];
     for (let i = 0; i < M; i++) xsSrc.push(time([...hook('qemu', srcEntry, src.nodeArgs), 'lvdom1', 'started', 'begin', '-'], fixture('qemu-lvdom1-started-begin.xml', i % 2 ? 'vnet2' : 'vnet3'), env));
     rows.push(['ipvisor started (unbundled, tsx)', xsSrc]);
+
+    // An agent host: the same VM in the agent's copy, the agent in this process (its nft in the
+    // namespace), its marker and socket where the hook looks for them.
+    const agentState = join(work, 'agent-state');
+    const agentRun = join(work, 'agent-run');
+    const agentEnv = libvirtEnv({ IPVISOR_RUN_DIR: agentRun, IPVISOR_STATE_DIR: agentState });
+    const seeded = await openStore(db);
+    const snapshot = await loadSnapshot(seeded);
+    await seeded.close();
+    const host = 'bench-agent-host';
+    snapshot.vms = snapshot.vms.map((v) => ({ ...v, host }));
+    const desired = { host, snapshot, settings: {} };
+    const idle: ControlPlane = {
+      desiredState: (_h, q) => new Promise((_r, reject) => q?.signal?.addEventListener('abort', () => reject(new Error('stopped')), { once: true })),
+      async reportApplied() {},
+      async reportFacts() {},
+    };
+    const savedRun = process.env.IPVISOR_RUN_DIR;
+    process.env.IPVISOR_RUN_DIR = agentRun;
+    const agent = new Agent({ host, controlPlane: idle, local: openHostState(agentState), log: () => undefined, runner: createHostRunner({ netns: NS }), intervalMs: 0, interfaceExists: async () => true });
+    agent.accept({ ...desired, storeIdentity: 'bench', revision: 1, digest: desiredDigest(desired) });
+    const stop = new AbortController();
+    const running = agent.run(stop.signal);
+    await agent.ready;
+    writeAgentMarker({ host, servers: [], stateDir: agentState });
+    const server = await serveLocalSocket(agent, join(agentRun, 'agent.sock'));
+    const agentHook = (i: number) => timeAsync([...hook('qemu', bundle), 'lvdom1', 'started', 'begin', '-'], fixture('qemu-lvdom1-started-begin.xml', i % 2 ? 'vnet3' : 'vnet2'), agentEnv);
+    const measureAsync = async (label: string, fn: (i: number) => Promise<number>) => {
+      const xs: number[] = [];
+      for (let i = 0; i < N; i++) xs.push(await fn(i));
+      rows.push([label, xs]);
+    };
+    try {
+      await measureAsync('ipvisor started, agent host: small entry -> local agent', agentHook);
+    } finally {
+      await new Promise((r) => server.close(r));
+      stop.abort();
+      await running.catch(() => undefined);
+      if (savedRun === undefined) delete process.env.IPVISOR_RUN_DIR;
+      else process.env.IPVISOR_RUN_DIR = savedRun;
+    }
+    await measureAsync('ipvisor started, agent host, no agent answering (whole hook, local copy)', (i) => agentHook(i + 1));
+    const hookLines = readFileSync(log, 'utf8').split('\n').filter((l) => /handed to the local agent/.test(l)).length;
+    if (hookLines < N) throw new Error(`only ${hookLines} of ${N} agent-host hook calls were handed to the agent`);
 
     const w = Math.max(...rows.map(([l]) => l.length));
     console.log(`libvirt hook wall time, ${N} calls each (tsx: ${M}), Node ${process.version}, incl. 'ip netns exec' (~2 ms)`);

@@ -7,13 +7,23 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSy
 import { join } from 'node:path';
 import type { Agent } from './agent.js';
 import { runDir } from './host/lock.js';
+import { normalizeMac, validateIfname, validateUuid } from '../core/model/validate.js';
 
 export function agentSocketPath(): string {
   return join(runDir(), 'agent.sock');
 }
 
+/** One qemu hook call's bindings (hook-agent.ts's qemuHookEvent makes it from libvirt's XML). */
+export interface HookEvent {
+  op: string;
+  vmUuid: string;
+  interfaces: Array<{ mac: string; ifname: string | null }>;
+}
+
 export type LocalRequest =
-  | { kind: 'hook'; op: string; vmUuid: string; interfaces: Array<{ mac: string; ifname: string | null }> }
+  | ({ kind: 'hook' } & HookEvent)
+  /** libvirt's argv and domain XML as the hook got them: the agent parses and checks them. */
+  | { kind: 'hook-xml'; args: string[]; xml: string }
   | { kind: 'plan' }
   | { kind: 'apply' }
   | { kind: 'status' };
@@ -34,7 +44,8 @@ export async function serveLocalSocket(agent: Agent, path = agentSocketPath()): 
         let reply: unknown;
         try {
           const req = JSON.parse(line) as LocalRequest;
-          if (req.kind === 'hook') reply = { ok: true, changes: (await agent.hookEvent(req)).changes.length };
+          if (req.kind === 'hook') reply = { ok: true, changes: (await agent.hookEvent(checkedHookEvent(req))).changes.length };
+          else if (req.kind === 'hook-xml') reply = await hookXml(agent, req);
           else if (req.kind === 'plan') {
             const run = await agent.plan();
             reply = { ok: true, changes: run.changes, warnings: run.warnings };
@@ -55,6 +66,28 @@ export async function serveLocalSocket(agent: Agent, path = agentSocketPath()): 
   });
   chmodSync(path, 0o600);
   return server;
+}
+
+/** A hook call as libvirt made it (the small hook entry): parsed and checked here, then enforced. */
+async function hookXml(agent: Agent, req: { args: unknown; xml: unknown }): Promise<unknown> {
+  const { qemuHookEvent } = await import('./hook-agent.js');
+  let parsed: ReturnType<typeof qemuHookEvent>;
+  try {
+    parsed = qemuHookEvent(Array.isArray(req.args) ? req.args.map(String) : [], String(req.xml ?? ''));
+  } catch (e) {
+    // the XML is wrong, not the agent: the hook logs it and does not enforce by itself
+    return { ok: false, invalid: true, error: (e as Error).message.split('\n')[0] };
+  }
+  const { event, name, problems } = parsed;
+  return { ok: true, name, problems, changes: event ? (await agent.hookEvent(event)).changes.length : 0 };
+}
+
+/** A 'hook' request from another process, checked like every entry point's input. */
+function checkedHookEvent(req: HookEvent): HookEvent {
+  const vmUuid = validateUuid(String(req.vmUuid), 'vmUuid').toLowerCase();
+  if (!Array.isArray(req.interfaces)) throw new Error('interfaces: expected a list');
+  const interfaces = req.interfaces.map((i, n) => ({ mac: normalizeMac(String(i?.mac), `interfaces[${n}].mac`), ifname: i?.ifname == null ? null : validateIfname(String(i.ifname), `interfaces[${n}].ifname`) }));
+  return { op: String(req.op), vmUuid, interfaces };
 }
 
 /** Asks the local agent; undefined when none answers (no socket, refused, or no reply in time). */

@@ -1,6 +1,8 @@
-// The process entry libvirt's hook scripts exec (bundled to dist/libvirt-hook.cjs, so that a hook
-// call pays only for what it uses, not for the whole CLI). Also reached as
-// `ipvisor hook libvirt-network|libvirt-qemu ...` through the CLI.
+// The whole libvirt hook (bundled to dist/libvirt-hook-full.cjs, so that a hook call pays only for
+// what it uses, not for the whole CLI). libvirt execs the small entry (hook-entry.ts ->
+// dist/libvirt-hook.cjs), which hands the call to the local agent and loads this only when no
+// agent answers or this is no agent host. Also reached as `ipvisor hook libvirt-network|libvirt-qemu
+// ...` through the CLI.
 //   argv: libvirt-network|libvirt-qemu [--db PATH | --host NAME --state-dir DIR] [--log PATH] -- <libvirt's argv...>
 // Never writes to stdout.
 import { fileLogger, runLibvirtHook, type HookDeps, type HookKind } from './hook.js';
@@ -74,8 +76,9 @@ export async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-/** Runs one hook call; returns the exit status. Refusals print one line on stderr. */
-export async function hookMain(argv: string[], deps?: HookDeps): Promise<number> {
+/** Runs one hook call; returns the exit status. Refusals print one line on stderr. `pre`: what the
+ * small entry already did (read stdin; asked the local agent, which did not answer). */
+export async function hookMain(argv: string[], deps?: HookDeps, pre?: { xml: string; agentTried?: boolean }): Promise<number> {
   const inv = parseHookInvocation(argv);
   if (!inv) {
     await readStdin(); // never leave libvirt's write to a closed pipe (EPIPE)
@@ -84,7 +87,7 @@ export async function hookMain(argv: string[], deps?: HookDeps): Promise<number>
   }
   // performance.now() counts from process start: Node start-up and module loading show up too.
   const tMain = performance.now();
-  const xml = await readStdin();
+  const xml = pre ? pre.xml : await readStdin();
   const tStdin = performance.now();
   // on an agent host the local agent (or, without one, the copy on disk) is the truth, not a store
   if (!deps) {
@@ -95,7 +98,7 @@ export async function hookMain(argv: string[], deps?: HookDeps): Promise<number>
     if (marker) {
       if (inv.kind !== 'qemu') return 0;
       const { agentQemuHook } = await import('../hook-agent.js');
-      return agentQemuHook(marker, inv.args, xml, fileLogger(inv.logFile)).catch(() => 0);
+      return agentQemuHook(marker, inv.args, xml, fileLogger(inv.logFile), { agentTried: pre?.agentTried }).catch(() => 0);
     }
   }
   const d = deps ?? defaultHookDeps(inv);
@@ -107,7 +110,7 @@ export async function hookMain(argv: string[], deps?: HookDeps): Promise<number>
 
 // Run when executed directly (the bundle), not when imported by the CLI.
 const self = process.argv[1] ?? '';
-if (/libvirt-hook\.(mjs|js|cjs)$|hook-main\.(ts|js)$/.test(self)) {
+if (/libvirt-hook-full\.cjs$|hook-main\.(ts|js)$/.test(self)) {
   hookMain(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;
