@@ -8,6 +8,9 @@ export interface HostRunner {
   readonly netns: string | undefined;
   /** Runs argv[0] with the rest as arguments; rejects with HOST_COMMAND on a non-zero exit. */
   run(argv: string[], opts?: { input?: string; allowFail?: boolean }): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** Starts a long-running command with pipes on all three streams (an agent's persistent
+   * `nft -i`, host/nft-session.ts). A runner without it gets one process per command instead. */
+  start?(argv: string[]): ChildProcessWithoutNullStreams;
 }
 
 /** Where the host commands come from, for the message when one is missing. */
@@ -17,6 +20,10 @@ export function createHostRunner(opts: { netns?: string } = {}): HostRunner {
   const netns = opts.netns ?? (process.env.IPVISOR_NETNS || undefined);
   return {
     netns,
+    start(argv) {
+      const full = netns ? ['ip', 'netns', 'exec', netns, ...argv] : argv;
+      return spawn(full[0], full.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+    },
     run(argv, runOpts = {}) {
       const full = netns ? ['ip', 'netns', 'exec', netns, ...argv] : argv;
       return new Promise((resolve, reject) => {
@@ -53,11 +60,3 @@ export async function commandExists(cmd: string): Promise<boolean> {
   }
 }
 
-/**
- * Starts a long-running host command (argv array, never a shell) in the runner's namespace, with
- * pipes on all three streams: the agent's persistent `nft -i` (host/nft-session.ts).
- */
-export function startHostProcess(runner: HostRunner, argv: string[]): ChildProcessWithoutNullStreams {
-  const full = runner.netns ? ['ip', 'netns', 'exec', runner.netns, ...argv] : argv;
-  return spawn(full[0], full.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
-}

@@ -6,7 +6,7 @@
 // before it is done, and whatever stderr said in between is that script's error.
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { IpvisorError } from '../../core/model/errors.js';
-import { startHostProcess, type HostRunner } from './exec.js';
+import type { HostRunner } from './exec.js';
 import { nftApply } from './nft.js';
 
 /** Scripts longer than this go through `nft -f -` (a line editor is no place for a whole table). */
@@ -33,8 +33,8 @@ export class NftSession {
     const lines = script.split('\n').filter((l) => l.trim());
     if (!lines.length) return;
     const line = lines.join('; ');
-    if (line.length > MAX_LINE) return nftApply(this.runner, script);
-    const child = this.start();
+    if (line.length > MAX_LINE || !this.runner.start) return nftApply(this.runner, script);
+    const child = this.start(this.runner.start.bind(this.runner));
     const token = `ipvisor-sync-${++this.seq}`;
     const done = new Promise<void>((resolve, reject) => this.queue.push({ token, resolve, reject }));
     child.stdin.write(`${line}\n${token}\n`);
@@ -52,9 +52,9 @@ export class NftSession {
     this.fail(new IpvisorError('HOST_COMMAND', 'nft -i: session closed'));
   }
 
-  private start(): ChildProcessWithoutNullStreams {
+  private start(spawnChild: (argv: string[]) => ChildProcessWithoutNullStreams): ChildProcessWithoutNullStreams {
     if (this.child) return this.child;
-    const child = startHostProcess(this.runner, ['nft', '-i']);
+    const child = spawnChild(['nft', '-i']);
     this.child = child;
     this.stderr = '';
     child.stdout.resume(); // nothing we send prints there; never let the pipe fill
