@@ -170,3 +170,67 @@ describe('agent-placed watchers on an agent host (HTTP control plane)', { skip: 
     assert.equal(JSON.stringify(await store.listVms()), before);
   });
 });
+
+describe('serve runs the same agent-placed watchers against its in-process agent', { skip: skip || false }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ipv-servewatch-'));
+  const db = join(dir, 'ipvisor.db');
+  const topo = new Topology();
+  const logs: string[] = [];
+  const ac = new AbortController();
+  let restoreEnv: (() => void) | undefined;
+  let guest: StandinGuest | undefined;
+  let store: Store | undefined;
+  let serving: Promise<void> | undefined;
+  const c = async (...args: string[]) => {
+    const r = await cli(db, ...args);
+    assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    return r;
+  };
+  const until = async (what: string, fn: () => Promise<boolean>, ms = 20_000) => {
+    const end = Date.now() + ms;
+    while (!(await fn().catch(() => false))) {
+      if (Date.now() > end) assert.fail(`${what} did not happen; serve log:\n${logs.slice(-40).join('\n')}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+
+  before(async () => {
+    await topo.create();
+    const vif = (await topo.addVm('a', MAC0)).vif;
+    restoreEnv = useHostEnv({ IPVISOR_NETNS: topo.host, IPVISOR_RUN_DIR: join(dir, 'run') });
+    guest = await startStandinGuest(MAC0);
+    const { thisHost } = await import('../../src/core/host-identity.js');
+    await c('init');
+    await c('network', 'create', 'lan', '--bridge', topo.bridge, '--subnet', '10.72.0.0/24,gateway=10.72.0.1', '--default-locking', 'locked');
+    await c('pool', 'create', 'lan4', '--network', 'lan', '--cidr', '10.72.0.0/24');
+    await c('vm', 'add', 'web1', '--host', thisHost(), '--uuid', VM_UUID);
+    await c('vif', 'add', 'web1', '--network', 'lan', '--mac', MAC0);
+    await c('vif', 'bind', 'web1:0', '--ifname', vif);
+    await c('guest', 'auto-push', 'on', '--vm', 'web1', '--socket', guest.socket);
+    store = await openStore(db);
+    const { serve } = await import('../../src/daemon/serve.js');
+    // the registry's watchers of both placements, as `ipvisor serve` starts them
+    serving = serve({ store, log: (m) => logs.push(m), signal: ac.signal, intervalMs: 60_000, stateDir: join(dir, 'state') });
+    await until('serve running its watchers', async () => logs.some((l) => /^serving: .*watchers: .*guest-auto-push/.test(l)));
+  });
+
+  after(async () => {
+    ac.abort();
+    await serving?.catch(() => undefined);
+    await store?.close().catch(() => undefined);
+    await guest?.stop();
+    restoreEnv?.();
+    await topo.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('an allocation by the CLI reaches the guest through the in-process agent; the record is in the store', async () => {
+    await c('ip', 'allocate', '--vif', 'web1:0', '--address', '10.72.0.5');
+    await until('the guest configured', async () => {
+      const [a] = JSON.parse(await guest!.ip('-j', 'addr', 'show', 'dev', 'eth0')) as any[];
+      return a.addr_info.some((i: any) => i.local === '10.72.0.5');
+    });
+    await until('the push record in the store (a fact through the in-process control plane)', async () => (await store!.getDoc<GuestPushRecord>(GUEST_PUSH_DOC, VM_UUID))?.value.ok === true);
+    assert.ok(!logs.some((l) => /guest-auto-push: not started|libvirt-events: not started|nft-monitor: not started/.test(l)), logs.join('\n'));
+  });
+});
