@@ -286,6 +286,9 @@ export class StoreControlPlane implements ControlPlane {
         // what a hook on the same host would record: VM, VIFs, taps, quarantine (facts.ts)
         const { recordDomain } = await import('../agent/libvirt/facts.js');
         const dom = { uuid: f.domain.uuid, name: f.domain.name, id: f.state === 'running' ? 0 : null, interfaces: f.domain.interfaces };
+        // a domain stopped on a host the VM has left (a migration's source, late) changes nothing there
+        const known = await this.store.getVm(f.domain.uuid.toLowerCase()).catch(() => undefined);
+        if (f.state === 'stopped' && known && known.host !== host) continue;
         await this.store.transaction((tx) => recordDomain(tx, dom, f.state, `agent:${host}`, host), { write: true });
         // a running domain's full XML: a NIC no longer in it was unplugged (device-removed)
         const vmUuid = f.domain.uuid.toLowerCase();

@@ -169,6 +169,18 @@ describe('agent-placed watchers on an agent host (HTTP control plane)', { skip: 
     assert.equal(await post(HOST, { facts: [{ ...bad, state: 'running', domain: { uuid: VM_UUID, name: 'web1', interfaces: 'all' } }] }), 400);
     assert.equal(JSON.stringify(await store.listVms()), before);
   });
+
+  test("a late 'stopped' from a migration's source changes nothing on the target", async () => {
+    const MIG = '6a1e0000-0000-4000-8000-0000000000c3';
+    await c('vm', 'add', 'mig', '--host', 'hv2', '--uuid', MIG);
+    await c('vif', 'add', 'mig', '--network', 'lan', '--mac', '52:54:00:71:00:0c');
+    await c('vif', 'bind', 'mig:0', '--ifname', 'vnet7', '--host', 'hv2');
+    const stopped = domainFact(HOST, parseDomainXml(`<domain type='kvm'><name>mig</name><uuid>${MIG}</uuid><devices><interface type='bridge'><mac address='52:54:00:71:00:0c'/><source bridge='${topo.bridge}'/></interface></devices></domain>`), 'stopped');
+    assert.equal(await post(HOST, { facts: [stopped] }), 200);
+    const vm = await store.getVm(MIG);
+    assert.equal(vm?.host, 'hv2');
+    assert.equal((await store.listVifs(MIG))[0].ifname, 'vnet7', 'still bound on the target');
+  });
 });
 
 describe('serve runs the same agent-placed watchers against its in-process agent', { skip: skip || false }, () => {

@@ -273,3 +273,28 @@ test('agent host: hooks name the host and state directory (no store), the harden
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('libvirt watcher: lifecycle lines that stop a domain here (not a migration away), and the fact a domain makes', async () => {
+  const { stoppedDomain, hotplugDomain, domainFact } = await import('../../src/agent/libvirt/watcher.js');
+  const { parseHostFact } = await import('../../src/core/model/validate.js');
+  assert.equal(stoppedDomain("event 'lifecycle' for domain 'web1': Stopped Destroyed"), 'web1');
+  assert.equal(stoppedDomain("2026-11-29 10:00:00.000+0000: event 'lifecycle' for domain 'web1': Stopped Shutdown"), 'web1');
+  assert.equal(stoppedDomain("event 'lifecycle' for domain 'web1': Crashed Panicked"), 'web1');
+  assert.equal(stoppedDomain("event 'lifecycle' for domain 'web1': Stopped Migrated"), undefined, 'the target has it now');
+  assert.equal(stoppedDomain("event 'lifecycle' for domain 'web1': Started Booted"), undefined);
+  assert.equal(hotplugDomain("event 'device-removed' for domain 'web1': net1"), 'web1');
+  const dom = { name: 'web1', uuid: '6A1E0000-0000-4000-8000-0000000000A1', id: 3, interfaces: [{ type: 'network', mac: '52:54:00:71:00:01', network: 'lvt', bridge: 'virbr9', portid: null, target: 'vnet4', alias: 'net0' }] };
+  const fact = domainFact('hv1', dom, 'running', '2026-11-29T10:00:00.000Z');
+  // what the server accepts is what the agent sends (values are judged later, like a hook's XML)
+  assert.deepEqual(parseHostFact(JSON.parse(JSON.stringify(fact))), fact);
+  for (const [bad, field] of [
+    [{ ...fact, state: 'paused' }, 'fact.state'],
+    [{ ...fact, host: '' }, 'fact.host'],
+    [{ ...fact, time: 'yesterday' }, 'fact.time'],
+    [{ ...fact, domain: { ...fact.domain, interfaces: [{ ...fact.domain.interfaces[0], target: 42 }] } }, 'fact.domain.interfaces[0].target'],
+    [{ ...fact, domain: { ...fact.domain, name: 'x'.repeat(2000) } }, 'fact.domain.name'],
+    [{ ...fact, kind: 'teleport' }, 'fact.kind'],
+  ] as const) {
+    assert.throws(() => parseHostFact(bad), (e: unknown) => e instanceof IpvisorError && e.code === 'VALIDATION' && (e as IpvisorError & { field?: string }).field === field, field);
+  }
+});

@@ -35,10 +35,12 @@ export function hotplugDomain(line: string): string | undefined {
   return m?.[2];
 }
 
-/** Pure: the domain that stopped (its taps are gone). */
+/** Pure: the domain that stopped here (its taps are gone). A domain that migrated away is not: its
+ * VIFs are the target's now, and the source's release hook lets go of them. */
 export function stoppedDomain(line: string): string | undefined {
-  const m = /event 'lifecycle' for domain '([^']+)': (Stopped|Shutdown Finished|Crashed)/.exec(line.trim());
-  return m?.[1];
+  const m = /event 'lifecycle' for domain '([^']+)': (Stopped|Shutdown Finished|Crashed)(.*)$/.exec(line.trim());
+  if (!m || /^Stopped Migrated/.test(`${m[2]}${m[3]}`)) return undefined;
+  return m[1];
 }
 
 /** Pure: the fact a domain's XML makes. */
