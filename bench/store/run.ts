@@ -2,6 +2,7 @@
 // allocate(): hold reclaim, free-space update, assignment row, audit row, change row) on PostgreSQL
 // with 1, 8 and 32 concurrent clients, next to raw PostgreSQL INSERT transactions on the same server
 // and to SQLite; and SQLite at synchronous=FULL next to a raw two-row commit on the same disk.
+// Figures compared with each other are measured in turns (see SLICE_MS).
 // Run: node --import tsx bench/store/run.ts [--seconds S]   (needs root and Debian's postgresql)
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,21 +21,42 @@ import { startPostgres } from '../../test/support/postgres.js';
 const argSeconds = process.argv.indexOf('--seconds');
 const SECONDS = argSeconds > 0 ? Number(process.argv[argSeconds + 1]) : 4;
 const CLIENTS = [1, 8, 32];
+/** Each figure is measured in slices of this length, taking turns with the figures it is compared
+ * with, so that all of them see the same disk: fsync latency on a shared machine drifts by a factor
+ * of several within seconds, and figures taken one after the other compared that drift. */
+const SLICE_MS = 500;
 const dir = mkdtempSync(join(tmpdir(), 'ipvisor-bench-store-'));
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 
-/** Runs `clients` loops of `op` for SECONDS; returns completed operations per second. */
-async function rate(clients: number, op: (client: number) => Promise<unknown>): Promise<number> {
-  const stopAt = performance.now() + SECONDS * 1000;
-  let done = 0;
+type Op = (client: number) => Promise<unknown>;
+
+/** Runs `clients` loops of `op` for `ms`; returns the operations completed and the time taken. */
+async function slice(clients: number, op: Op, ms: number): Promise<{ done: number; ms: number }> {
   const t0 = performance.now();
+  const stopAt = t0 + ms;
+  let done = 0;
   await Promise.all(Array.from({ length: clients }, async (_, c) => {
     while (performance.now() < stopAt) {
       await op(c);
       done++;
     }
   }));
-  return done / ((performance.now() - t0) / 1000);
+  return { done, ms: performance.now() - t0 };
+}
+
+/** Operations per second of each of `ops` with `clients` concurrent loops, SECONDS each, measured
+ * in turns of SLICE_MS. */
+async function rates(clients: number, ops: Op[]): Promise<number[]> {
+  const done = ops.map(() => 0);
+  const ms = ops.map(() => 0);
+  for (let round = 0; round < Math.max(1, Math.round((SECONDS * 1000) / SLICE_MS)); round++) {
+    for (const [i, op] of ops.entries()) {
+      const r = await slice(clients, op, SLICE_MS);
+      done[i] += r.done;
+      ms[i] += r.ms;
+    }
+  }
+  return done.map((d, i) => d / (ms[i] / 1000));
 }
 
 /** One network, one /8 pool per `pools` (1: every client on one pool), one VIF per client. */
@@ -50,33 +72,28 @@ async function seed(store: Store, clients: number, pools: number): Promise<void>
 const row = (what: string, figures: Record<string, number | string>) => ({ what, ...figures });
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 
-console.log(`ipvisor store benchmark  (node ${process.version}, ${SECONDS} s per figure, load average ${(await import('node:os')).loadavg()[0].toFixed(1)})\n`);
+console.log(`ipvisor store benchmark  (node ${process.version}, ${SECONDS} s per figure in turns of ${SLICE_MS} ms with the figures beside it, load average ${(await import('node:os')).loadavg()[0].toFixed(1)})\n`);
 
 // ---- PostgreSQL: a durable server (fsync and synchronous_commit on), Unix socket
 const server = await startPostgres({ durable: true, maxConnections: 200 });
 try {
   const table: Array<Record<string, unknown>> = [];
-  const ratios: Record<string, string> = {};
-  for (const mode of ['one pool', 'pool per client'] as const) {
-    for (const clients of CLIENTS) {
-      const url = await server.newDatabase();
-      const store = await PgStore.open(url, { create: true, max: clients });
-      await seed(store, clients, mode === 'one pool' ? 1 : clients);
-      const poolOf = (c: number) => (mode === 'one pool' ? 'p0' : `p${c}`);
-      const perS = await rate(clients, (c) => allocate(store, { vif: `vm${c}:0`, pool: poolOf(c) }, 'bench'));
-      await store.close();
-      table.push(row(`PostgreSQL store, ${mode}`, { clients, per_s: fmt(perS) }));
-      ratios[`${mode}/${clients}`] = String(perS);
-    }
-  }
-  // The alternative: raw INSERT transactions of two rows (an assignment-sized row and an event-sized row).
+  const ratios: Array<Record<string, unknown>> = [];
+  const doc = 'x'.repeat(300);
   for (const clients of CLIENTS) {
-    const url = await server.newDatabase();
-    const p = new pg.Pool({ connectionString: url, max: clients });
+    // Three databases on the one server, measured in turns: the store with every client on one
+    // pool, the store with a pool per client, and the alternative, raw INSERT transactions of two
+    // rows (an assignment-sized row and an event-sized row).
+    const stores: Store[] = [];
+    for (const pools of [1, clients]) {
+      const store = await PgStore.open(await server.newDatabase(), { create: true, max: clients });
+      await seed(store, clients, pools);
+      stores.push(store);
+    }
+    const p = new pg.Pool({ connectionString: await server.newDatabase(), max: clients });
     await p.query('CREATE TABLE a (id bigserial PRIMARY KEY, k text, doc text)');
     await p.query('CREATE TABLE e (id bigserial PRIMARY KEY, doc text)');
-    const doc = 'x'.repeat(300);
-    const perS = await rate(clients, async () => {
+    const raw: Op = async () => {
       const c = await p.connect();
       try {
         await c.query('BEGIN');
@@ -86,19 +103,23 @@ try {
       } finally {
         c.release();
       }
-    });
+    };
+    const [onePool, perClient, rawPerS] = await rates(clients, [
+      (c) => allocate(stores[0], { vif: `vm${c}:0`, pool: 'p0' }, 'bench'),
+      (c) => allocate(stores[1], { vif: `vm${c}:0`, pool: `p${c}` }, 'bench'),
+      raw,
+    ]);
+    for (const s of stores) await s.close();
     await p.end();
-    table.push(row('raw PostgreSQL two-row INSERT transaction', { clients, per_s: fmt(perS) }));
-    ratios[`raw/${clients}`] = String(perS);
+    table.push(row('PostgreSQL store, one pool', { clients, per_s: fmt(onePool) }));
+    table.push(row('PostgreSQL store, pool per client', { clients, per_s: fmt(perClient) }));
+    table.push(row('raw PostgreSQL two-row INSERT transaction', { clients, per_s: fmt(rawPerS) }));
+    ratios.push({ clients, 'one pool': `${((100 * onePool) / rawPerS).toFixed(0)} %`, 'pool per client': `${((100 * perClient) / rawPerS).toFixed(0)} %` });
   }
   console.log('committed allocations per second on PostgreSQL (durable: fsync on, synchronous_commit on)');
   console.table(table);
   console.log('ratio of the store to raw INSERT transactions');
-  console.table(CLIENTS.map((c) => ({
-    clients: c,
-    'one pool': `${((100 * Number(ratios[`one pool/${c}`])) / Number(ratios[`raw/${c}`])).toFixed(0)} %`,
-    'pool per client': `${((100 * Number(ratios[`pool per client/${c}`])) / Number(ratios[`raw/${c}`])).toFixed(0)} %`,
-  })));
+  console.table(ratios);
 } finally {
   await server.stop();
 }
@@ -109,9 +130,7 @@ for (const sync of ['NORMAL', 'FULL'] as const) {
   const path = join(dir, `s-${sync}.db`);
   const store = await openStore(path, { create: true, synchronous: sync });
   await seed(store, 1, 1);
-  const perS = await rate(1, () => allocate(store, { vif: 'vm0:0' }, 'bench'));
-  await store.close();
-  // The alternative: a raw commit of two rows on the same disk, same settings.
+  // The alternative: a raw commit of two rows on the same disk, same settings, taking turns.
   const rawPath = join(dir, `raw-${sync}.db`);
   const raw = new Database(rawPath);
   raw.pragma('journal_mode = WAL');
@@ -121,12 +140,16 @@ for (const sync of ['NORMAL', 'FULL'] as const) {
   const ia = raw.prepare('INSERT INTO a (k, doc) VALUES (?, ?)');
   const ie = raw.prepare('INSERT INTO e (doc) VALUES (?)');
   const doc = 'x'.repeat(300);
-  const rawPerS = await rate(1, async () => {
-    raw.exec('BEGIN IMMEDIATE');
-    ia.run(String(Math.random()), doc);
-    ie.run(doc);
-    raw.exec('COMMIT');
-  });
+  const [perS, rawPerS] = await rates(1, [
+    () => allocate(store, { vif: 'vm0:0' }, 'bench'),
+    async () => {
+      raw.exec('BEGIN IMMEDIATE');
+      ia.run(String(Math.random()), doc);
+      ie.run(doc);
+      raw.exec('COMMIT');
+    },
+  ]);
+  await store.close();
   raw.close();
   sqlite.push({ synchronous: sync, store_per_s: fmt(perS), raw_two_row_commit_per_s: fmt(rawPerS), ratio: `${((100 * perS) / rawPerS).toFixed(0)} %` });
 }
