@@ -122,6 +122,40 @@ test('static IP via VIF.configure_ipv4/6 when the guest supports it; a clear err
   assert.deepEqual(sim.record('VIF', sim.refByUuid('VIF', '7a4a560f-2489-5c71-a110-393342f0d6f9')).ipv4_allowed, ['10.99.0.30']);
 });
 
+test('guest auto-push of an XAPI VM runs on the control plane (server placement) from the store', async () => {
+  const { createGuestPushWatcher, GUEST_PUSH_DOC } = await import('../../src/agent/guest/watcher.js');
+  const { registerXapiGuestPush } = await import('../../src/server/xapi/guest-push.js');
+  const { loadDrivers } = await import('../../src/drivers/index.js');
+  // the xapi driver (server placement) brings it; the libvirt driver's (agent placement) is qemu-ga's
+  const xapiDriver = (await loadDrivers(['server'])).find((d) => d.name === 'xapi')!;
+  assert.ok((await xapiDriver.watchers!()).some((w) => w.name === 'guest-auto-push'));
+  registerXapiGuestPush(async () => ({ store, close: async () => undefined }));
+  const db01 = sim.refByUuid('VIF', '7a4a560f-2489-5c71-a110-393342f0d6f9');
+  sim.modify('VIF', db01, { ipv4_configuration_mode: 'None', ipv4_addresses: [''] });
+  assert.equal((await cli(db, 'guest', 'auto-push', 'on', '--vm', 'db-01')).code, 0);
+  const ac = new AbortController();
+  const qga = createGuestPushWatcher({ transport: 'qga', intervalMs: 100 });
+  const xapi = createGuestPushWatcher({ transport: 'xapi', intervalMs: 100 });
+  const seen: string[] = [];
+  try {
+    for (const w of [qga, xapi]) await w.start({ store, actor: 'server', requestReconcile: () => undefined, log: (m) => seen.push(m), signal: ac.signal });
+    const end = Date.now() + 10_000;
+    while (!sim.record('VIF', db01).ipv4_addresses.includes('10.99.0.30/24')) {
+      assert.ok(Date.now() < end, `no push through XAPI: ${seen.join('\n')}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const vm = (await store.findVmByName('db-01'))!;
+    const rec = (await store.getDoc<{ ok: boolean; via: string }>(GUEST_PUSH_DOC, vm.uuid))!.value;
+    assert.deepEqual([rec.ok, rec.via], [true, 'XAPI']);
+    assert.equal(seen.filter((l) => /db-01: applied via/.test(l)).length, 1, 'pushed once, by the XAPI watcher only');
+  } finally {
+    ac.abort();
+    await qga.stop();
+    await xapi.stop();
+    assert.equal((await cli(db, 'guest', 'auto-push', 'off', '--vm', 'db-01')).code, 0);
+  }
+});
+
 test('release unlocks in the safe order: mode first, then the list', async () => {
   await release(store, { address: '10.99.0.10' }, 'tester');
   await release(store, { address: 'fd99::10' }, 'tester');

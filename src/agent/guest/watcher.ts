@@ -120,7 +120,9 @@ interface PushView {
   save(vmUuid: string, r: GuestPushRecord): Promise<void>;
 }
 
-function viewOf(ctx: DaemonContext): PushView {
+const EMPTY: Snapshot = { networks: [], pools: [], vms: [], vifs: [], assignments: [] };
+
+function viewOf(ctx: DaemonContext, transport: GuestPushWatcherOptions['transport']): PushView {
   const host = ctx.host;
   if (host) {
     return {
@@ -134,7 +136,8 @@ function viewOf(ctx: DaemonContext): PushView {
   }
   const store = needStore(ctx, 'guest auto-push');
   return {
-    snapshot: () => loadSnapshot(store),
+    // the control plane's XAPI pushes: a store without XAPI networks is not read whole every 5 s
+    snapshot: async () => (transport === 'xapi' && !(await store.listNetworks()).some((n) => n.driver === 'xapi') ? EMPTY : loadSnapshot(store)),
     record: async (vmUuid) => (await store.getDoc<GuestPushRecord>(GUEST_PUSH_DOC, vmUuid))?.value,
     save: (vmUuid, r) => store.putDoc(GUEST_PUSH_DOC, vmUuid, r),
   };
@@ -197,7 +200,7 @@ export function createGuestPushWatcher(opts: GuestPushWatcherOptions = {}): Daem
     name: 'guest-auto-push',
     async start(ctx: DaemonContext): Promise<void> {
       stopped = false;
-      const view = viewOf(ctx);
+      const view = viewOf(ctx, opts.transport);
       ctx.signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
       let wanted = false;
       const wake = (wakeScan = () => {
