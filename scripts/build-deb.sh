@@ -117,10 +117,12 @@ set -e
 if [ "$1" = configure ]; then
   install -d -m 0700 /var/lib/ipvisor
   install -d -m 0750 /var/log/ipvisor
-  # a unit an older `ipvisor libvirt install` wrote would shadow the packaged one
-  if [ -f /etc/systemd/system/ipvisor-serve.service ] && grep -q '^# installed by ipvisor libvirt install' /etc/systemd/system/ipvisor-serve.service; then
-    rm -f /etc/systemd/system/ipvisor-serve.service
-  fi
+  # a unit `ipvisor libvirt install` wrote from a checkout would shadow the packaged one
+  for unit in ipvisor-serve.service ipvisor-agent.service; do
+    if [ -f /etc/systemd/system/$unit ] && grep -q '^# installed by ipvisor libvirt install' /etc/systemd/system/$unit; then
+      rm -f /etc/systemd/system/$unit
+    fi
+  done
   if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
 fi
 exit 0
@@ -144,8 +146,10 @@ cat >"$PKG/DEBIAN/postrm" <<'EOF'
 set -e
 if [ "$1" = purge ]; then
   rm -rf /var/log/ipvisor
-  rm -f /etc/systemd/system/ipvisor-serve.service.d/10-ipvisor-libvirt-install.conf
-  rmdir /etc/systemd/system/ipvisor-serve.service.d 2>/dev/null || true
+  for unit in ipvisor-serve.service ipvisor-agent.service; do
+    rm -f /etc/systemd/system/$unit.d/10-ipvisor-libvirt-install.conf
+    rmdir /etc/systemd/system/$unit.d 2>/dev/null || true
+  done
   # the store stays unless asked: IPVISOR_PURGE_DATA=yes apt-get purge ipvisor
   if [ "${IPVISOR_PURGE_DATA:-}" = yes ]; then rm -rf /var/lib/ipvisor; fi
 fi
