@@ -138,6 +138,54 @@ for (const backend of storeBackends()) {
       await s2.close();
     });
 
+    test('the lowest free address in one call: keys carry over hex digits, the primary flag is read after the take, due holds come back first', async () => {
+      const s = await openStore(db, { create: true });
+      await createNetwork(s, { name: 'carry', subnets: ['10.3.0.0/16'] }, 't');
+      const pool = await createPool(s, { name: 'carry4', network: 'carry', cidrs: ['10.3.0.0/16'] }, 't');
+      await createVm(s, { name: 'cvm' }, 't');
+      await addVif(s, { vm: 'cvm', network: 'carry', mac: '52:54:00:03:00:01' }, 't');
+      const now = new Date().toISOString();
+      // The store's key arithmetic (PostgreSQL: ipvisor_key_succ on hex text), in a transaction
+      // that is rolled back: intervals starting at ...0f, ...ff and 2^64-1 give up their lowest key.
+      const base = (10n << 24n) + (3n << 16n);
+      const taken: bigint[] = [];
+      await assert.rejects(s.transaction(async (tx) => {
+        await tx.clearFree(pool.uuid);
+        for (const [start, end] of [[base + 0x0fn, base + 0x10n], [base + 0xffn, base + 0x101n], [(1n << 64n) - 1n, 1n << 64n]]) {
+          await tx.insertFree({ poolUuid: pool.uuid, start, end });
+        }
+        for (;;) {
+          const t = await tx.takeLowestFree(pool.uuid, now);
+          if (t === undefined) break;
+          assert.notEqual(t, 'expired-holds');
+          if (t !== 'expired-holds') taken.push(t.start);
+        }
+        throw new Error('roll back');
+      }, { write: true }), /roll back/);
+      assert.deepEqual(taken, [0x0fn, 0x10n, 0xffn, 0x100n, 0x101n].map((k) => base + k).concat([(1n << 64n) - 1n, 1n << 64n]));
+      assert.equal((await s.lowestFree(pool.uuid))!.start, base + 1n, 'the rollback left the free space as it was');
+
+      // primary, then additional: whether the VIF holds an address is read with the pool locked
+      const a1 = (await allocate(s, { vif: 'cvm:0' }, 't')).assignment;
+      const a2 = (await allocate(s, { vif: 'cvm:0' }, 't')).assignment;
+      const a3 = (await allocate(s, { vif: 'cvm:0' }, 't')).assignment;
+      assert.deepEqual([a1, a2, a3].map((a) => [a.address, a.kind]), [['10.3.0.1', 'primary'], ['10.3.0.2', 'additional'], ['10.3.0.3', 'additional']]);
+
+      // 10.3.0.3 released into a hold that is already due: the one-call path changes nothing and
+      // says so; allocate() then reclaims the hold and hands out 10.3.0.3 again.
+      await s.transaction(async (tx) => {
+        await tx.deleteAssignment(a3.uuid);
+        await tx.insertHold({ poolUuid: pool.uuid, start: base + 3n, end: base + 3n, until: '2000-01-01T00:00:00.000Z' });
+      }, { write: true });
+      assert.equal(await s.transaction((tx) => tx.takeLowestFree(pool.uuid, now), { write: true }), 'expired-holds');
+      assert.equal((await s.lowestFree(pool.uuid))!.start, base + 4n);
+      const again = (await allocate(s, { vif: 'cvm:0' }, 't')).assignment;
+      assert.deepEqual([again.address, again.kind], ['10.3.0.3', 'additional']);
+      assert.deepEqual(await s.listHolds(pool.uuid), []);
+      assert.equal((await s.lowestFree(pool.uuid))!.start, base + 4n);
+      await s.close();
+    });
+
     test('a /8 IPv4 pool and a /64 IPv6 pool allocate, release and report usage without walking addresses', async () => {
       const s = await openStore(db, { create: true });
       await createNetwork(s, { name: 'big', subnets: ['11.0.0.0/8', 'fd00:1::/64'] }, 't');
