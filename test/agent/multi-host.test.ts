@@ -17,6 +17,9 @@ import { cli } from '../support/cli.js';
 import { ETH_IP4, Topology, eth, ipv4, listen, netnsSkipReason, sendFrames, sh, udp, type VmNs } from '../support/netns.js';
 import { postgresSkip, startPostgres, type PostgresServer } from '../support/postgres.js';
 import { notApplicable } from '../support/skip.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const skip = await netnsSkipReason();
 // PostgreSQL when installed (CI: required); SQLite otherwise

@@ -13,6 +13,9 @@ import { addHost } from '../../src/server/hosts.js';
 import { createToken, createUser } from '../../src/core/service/auth.js';
 import { addHostAddress } from '../../src/core/service/networks.js';
 import { startApi, type ApiHarness } from '../support/api.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 type Variant = 'own' | 'foreign' | 'missing' | 'none';
 type Who = 'admin' | 'operator' | 'auditor' | 'tenant' | 'agent' | 'anonymous';

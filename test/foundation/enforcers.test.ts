@@ -4,6 +4,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runEnforcers, withPartialChanges, type Enforcer, type EnforcerContext, type EnforcerFailure } from '../../src/core/enforcer.js';
 import { IpvisorError } from '../../src/core/model/errors.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const ctx = { store: {} as never, actor: 't', dryRun: false, log: () => undefined } satisfies EnforcerContext;
 

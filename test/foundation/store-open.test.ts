@@ -14,6 +14,9 @@ import { IpvisorError } from '../../src/core/model/errors.js';
 import { defaultHookDeps } from '../../src/agent/libvirt/hook-main.js';
 import { runLibvirtHook } from '../../src/agent/libvirt/hook.js';
 import { cli } from '../support/cli.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const run = promisify(execFile);
 const ROOT = new URL('../../', import.meta.url).pathname;

@@ -21,6 +21,9 @@ import { skipUnless } from '../support/skip.js';
 import { compareApplied, kernelState, type KernelState } from './applied.js';
 import { loadCorpus, REJECTED } from './corpus.js';
 import { which } from './validators.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const run = promisify(execFile);
 const skip = skipUnless(process.getuid?.() !== 0 ? 'needs root (network namespaces)' : !which('unshare') ? 'unshare is not installed (util-linux)' : null);

@@ -8,6 +8,9 @@ import { after, before, describe, test } from 'node:test';
 import { parseNetworkData } from '../../src/core/guest/parse.js';
 import { cli, tempDb } from '../support/cli.js';
 import { standinUnavailable, startStandinGuest, type StandinGuest } from './standin.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const MAC = '52:54:00:aa:bb:01';
 

@@ -12,6 +12,9 @@ import { guestNicNames, pushNetworkData, type PushOptions, type PushResult } fro
 import { GuestAgent, QgaSocket } from '../../src/agent/guest/qga.js';
 import { compareApplied, kernelState } from './applied.js';
 import { run, standinUnavailable, startStandinGuest, type StandinGuest } from './standin.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const skip = standinUnavailable();
 const A = '52:54:00:7a:00:01';

@@ -8,6 +8,9 @@ import { IpvisorError } from '../../src/core/model/errors.js';
 import { pushNetworkData } from '../../src/agent/guest/push.js';
 import { GuestAgent, QgaSocket } from '../../src/agent/guest/qga.js';
 import { run, standinUnavailable, startStandinGuest, type StandinGuest } from './standin.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const MAC = 'fa:16:3e:12:34:56';
 const skip = standinUnavailable();

@@ -11,6 +11,9 @@ import { openStore } from '../../src/core/store/open.js';
 import type { Store } from '../../src/core/store/store.js';
 import { cli, tempDb } from '../support/cli.js';
 import { standinUnavailable, startStandinGuest, type StandinGuest } from './standin.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const MAC = '52:54:00:aa:bb:02';
 

@@ -10,6 +10,9 @@ import { join } from 'node:path';
 import { withHostLock } from '../../src/agent/host/lock.js';
 import { IpvisorError } from '../../src/core/model/errors.js';
 import { skipUnless } from '../support/skip.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 function assertNoOverlap(lines: string[]): void {
   for (let i = 0; i < lines.length; i += 2) {

@@ -3,6 +3,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { elementText } from '../../src/agent/host/nft.js';
 import { isRelevantNftEvent } from '../../src/agent/nft-monitor.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 test('nft -j elements become the compiler\'s element text', () => {
   assert.equal(elementText({ concat: ['vnet1', '52:54:00:AA:00:01'] }), '"vnet1" . 52:54:00:aa:00:01');

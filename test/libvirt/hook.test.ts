@@ -13,6 +13,9 @@ import { fileLogger, runLibvirtHook, type ApplyScope, type HookDeps } from '../.
 import { parseDomainXml, parseNetworkHookXml, buildNetworkXml, parseNetworkXml, dhcpHostXml } from '../../src/agent/libvirt/xml.js';
 import { DOC_PORT, DOC_SETTINGS, DOC_TAP } from '../../src/agent/libvirt/facts.js';
 import { parseHookInvocation } from '../../src/agent/libvirt/hook-main.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const FIX = new URL('./fixtures/', import.meta.url).pathname;
 // The fixtures come from several runs: make them one coherent domain (one UUID, one port, one tap).
@@ -96,7 +99,10 @@ test('network XML round-trips through the parser', () => {
 });
 
 test('hook invocation argv: options before --, libvirt argv after', () => {
-  assert.deepEqual(parseHookInvocation(['hook', 'libvirt-qemu', '--db', '/x.db', '--log', '/l', '--', 'vm', 'started', 'begin', '-'], {}), { kind: 'qemu', db: '/x.db', logFile: '/l', args: ['vm', 'started', 'begin', '-'] });
+  assert.deepEqual(parseHookInvocation(['hook', 'libvirt-qemu', '--db', '/x.db', '--log', '/l', '--', 'vm', 'started', 'begin', '-'], {}), { kind: 'qemu', db: '/x.db', logFile: '/l', runDir: undefined, args: ['vm', 'started', 'begin', '-'] });
+  // the run dir comes in the script's argv (libvirtd gives hooks its own environment), or from the environment
+  assert.equal(parseHookInvocation(['libvirt-qemu', '--db', '/x.db', '--run-dir', '/tmp/t/run', '--', 'vm', 'started'], {})?.runDir, '/tmp/t/run');
+  assert.equal(parseHookInvocation(['libvirt-qemu', '--', 'vm', 'started'], { IPVISOR_RUN_DIR: '/tmp/e' })?.runDir, '/tmp/e');
   assert.equal(parseHookInvocation(['libvirt-network', 'net', 'start', 'begin', '-'], {})?.args[0], 'net');
   assert.equal(parseHookInvocation(['libvirt-lxc'], {}), undefined);
 });

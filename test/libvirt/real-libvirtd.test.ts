@@ -91,7 +91,9 @@ test('real libvirtd: hooks, managed network, DHCP reservation, anti-spoofing, ro
   h = await startLibvirtHarness({
     name: NAME,
     beforeStart: async (hh) => {
-      await cliOk('libvirt', 'install', '--hooks-dir', hh.hooksDir, '--no-systemd', '--entry', entry, '--log', hookLog);
+      // libvirtd runs hooks with its own environment: the test's run dir goes in the scripts, or
+      // the hooks would write the machine's /run/ipvisor (its enforced-store record, its lock)
+      await cliOk('libvirt', 'install', '--hooks-dir', hh.hooksDir, '--no-systemd', '--entry', entry, '--log', hookLog, '--run-dir', process.env.IPVISOR_RUN_DIR!);
     },
   });
   const hooks = () => (existsSync(hookLog) ? readFileSync(hookLog, 'utf8') : '');
@@ -336,7 +338,7 @@ test('real libvirtd: hooks, managed network, DHCP reservation, anti-spoofing, ro
   assert.equal(Number(JSON.parse(show).pools.find((p: { family: number; purpose: string }) => p.family === 4 && p.purpose === 'vif').held), 1);
 
   // 11. Opt-in refusal: a domain with a disabled VIF does not start (qemu prepare hook, exit 1).
-  await cliOk('libvirt', 'install', '--hooks-dir', h.hooksDir, '--no-systemd', '--entry', entry, '--log', hookLog, '--refuse-disabled');
+  await cliOk('libvirt', 'install', '--hooks-dir', h.hooksDir, '--no-systemd', '--entry', entry, '--log', hookLog, '--run-dir', process.env.IPVISOR_RUN_DIR!, '--refuse-disabled');
   await cliOk('vif', 'set', `${VM}:0`, '--locking', 'disabled');
   await h.virsh('destroy', VM);
   const startRefused = await run(['virsh', '-c', h.uri, 'start', VM]);

@@ -168,6 +168,32 @@ test('an installed hook whose node or entry went away exits 0 with a log line an
   }
 });
 
+test('hooks carry the run dir (--run-dir, else IPVISOR_RUN_DIR at install): libvirtd runs them with an environment of its own', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ipv-lvrundir-'));
+  try {
+    // a stand-in entry that records the argv the script gives it
+    const entry = join(dir, 'entry.cjs');
+    writeFileSync(entry, `require('fs').writeFileSync(${JSON.stringify(join(dir, 'argv.json'))}, JSON.stringify(process.argv.slice(2)))\n`);
+    const install = async (env: NodeJS.ProcessEnv, ...extra: string[]) => {
+      let err = '';
+      const code = await runCli(['--db', join(dir, 'db'), 'libvirt', 'install', '--hooks-dir', join(dir, 'hooks'), '--no-systemd', '--entry', entry, '--log', join(dir, 'hooks.log'), ...extra], { stdout: () => undefined, stderr: (x: string) => (err += x), env });
+      assert.equal(code, 0, err);
+      // run as libvirtd does: no IPVISOR_* variable reaches the hook
+      execFileSync(join(dir, 'hooks', 'qemu.d', 'ipvisor'), ['vm1', 'prepare', 'begin', '-'], { input: '', env: { PATH: '/usr/bin:/bin' } });
+      const argv = JSON.parse(readFileSync(join(dir, 'argv.json'), 'utf8')) as string[];
+      const i = argv.indexOf('--run-dir');
+      return i < 0 ? undefined : argv[i + 1];
+    };
+    const env = { ...process.env };
+    delete env.IPVISOR_RUN_DIR;
+    assert.equal(await install(env), undefined, 'the default run dir (/run/ipvisor) needs no argument');
+    assert.equal(await install({ ...env, IPVISOR_RUN_DIR: join(dir, 'run-env') }), join(dir, 'run-env'));
+    assert.equal(await install({ ...env, IPVISOR_RUN_DIR: join(dir, 'run-env') }, '--run-dir', join(dir, 'run-opt')), join(dir, 'run-opt'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('network create --driver libvirt: bad subnets are validation errors (exit 2, field named) before libvirt is asked', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ipv-lvcreate-'));
   // No libvirtd answers here: before the fix, the virsh failure (exit 1) came first.

@@ -11,6 +11,9 @@ import { cliInEnv } from '../support/cli.js';
 import { openStore } from '../../src/core/store/open.js';
 import { network, seedRoutedVif } from '../compile/fixtures.js';
 import { Topology, netnsSkipReason, useHostEnv } from '../support/netns.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const skip = await netnsSkipReason();
 

@@ -12,6 +12,9 @@ import { cliInEnv as cli } from '../support/cli.js';
 import { openStore } from '../../src/core/store/open.js';
 import { assign, network, pool, vif, vm } from '../compile/fixtures.js';
 import { netnsSkipReason, sh, Topology, useHostEnv, type VmNs } from '../support/netns.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const skip = await netnsSkipReason();
 const ENTRY = new URL('../../src/cli/entry.ts', import.meta.url).pathname;

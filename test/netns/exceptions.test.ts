@@ -15,6 +15,9 @@ import { network, seedRoutedVif } from '../compile/fixtures.js';
 import { Topology, netnsSkipReason, sh, useHostEnv } from '../support/netns.js';
 import type { VmNs } from '../support/netns.js';
 import { skipUnless } from '../support/skip.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const skip = (await netnsSkipReason()) || skipUnless((await sh(['iptables', '--version'], { allowFail: true })).includes('nf_tables') ? null : 'iptables-nft is not installed');
 

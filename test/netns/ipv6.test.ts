@@ -13,6 +13,9 @@ import type { Store } from '../../src/core/store/store.js';
 import { assign, network, pool, vif, vm } from '../compile/fixtures.js';
 import { Topology, netnsSkipReason, useHostEnv } from '../support/netns.js';
 import type { VmNs } from '../support/netns.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const skip = await netnsSkipReason();
 

@@ -12,6 +12,9 @@ import type { Store } from '../../src/core/store/store.js';
 import { assign, network, pool, vif, vm } from '../compile/fixtures.js';
 import { ETH_ARP, ETH_IP4, ETH_IP6, Topology, arp, deliver, eth, icmpv6, ipv4, ipv6, ndBody, netnsSkipReason, udp, useHostEnv } from '../support/netns.js';
 import type { VmNs } from '../support/netns.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const skip = await netnsSkipReason();
 

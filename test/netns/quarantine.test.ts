@@ -14,6 +14,9 @@ import type { Store } from '../../src/core/store/store.js';
 import { network } from '../compile/fixtures.js';
 import { ETH_IP4, Topology, deliver, eth, ipv4, netnsSkipReason, udp, useHostEnv } from '../support/netns.js';
 import type { VmNs } from '../support/netns.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const skip = await netnsSkipReason();
 const FIX = new URL('../libvirt/fixtures/', import.meta.url).pathname;

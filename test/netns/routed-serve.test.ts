@@ -15,6 +15,9 @@ import { network, seedRoutedVif, vif, vm } from '../compile/fixtures.js';
 import { Topology, useHostEnv } from '../support/netns.js';
 import type { VmNs } from '../support/netns.js';
 import { netnsSkipReason } from '../support/netns.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const skip = await netnsSkipReason();
 

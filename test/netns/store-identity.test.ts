@@ -14,6 +14,9 @@ import { serve } from '../../src/daemon/serve.js';
 import { assign, network, seedRoutedVif } from '../compile/fixtures.js';
 import { Topology, netnsSkipReason, useHostEnv } from '../support/netns.js';
 import type { VmNs } from '../support/netns.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const skip = await netnsSkipReason();
 

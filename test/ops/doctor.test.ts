@@ -15,6 +15,9 @@ import { network, seedRoutedVif } from '../compile/fixtures.js';
 import { Topology, netnsSkipReason, useHostEnv } from '../support/netns.js';
 import { certificateFinding, clockSkewFinding, parseIproute2Version, parseLibvirtFirewallBackend, parseNftVersion } from '../../src/agent/doctor.js';
 import type { Finding } from '../../src/agent/doctor.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const skip = await netnsSkipReason();
 

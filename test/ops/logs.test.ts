@@ -12,6 +12,9 @@ import { createLogger, formatLine, registerSecret } from '../../src/core/log.js'
 import { cli, tempDb } from '../support/cli.js';
 import { startXapiSim } from '../support/xapi-sim/sim.js';
 import { netnsSkipReason, Topology } from '../support/netns.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const PASSWORD = 'Ops-Pa55word-7f3e!';
 const UNIT_PASSWORD = 'Unit-S3cret-"quoted"-pw';

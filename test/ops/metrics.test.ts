@@ -23,6 +23,9 @@ import { startHttpServer, startMetricsServer } from '../../src/server/http.js';
 import { cliInEnv } from '../support/cli.js';
 import { netnsSkipReason, sh } from '../support/netns.js';
 import { skipUnless } from '../support/skip.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const pexec = promisify(execFile);
 const A = 'test';

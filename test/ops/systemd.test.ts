@@ -10,6 +10,9 @@ import { join, resolve } from 'node:path';
 import { HOOK_MARKER, SERVE_UNIT, installServeUnit, renderServeUnit, serveUnitTemplate, uninstallHooks } from '../../src/agent/libvirt/install.js';
 import { runCli } from '../../src/cli/main.js';
 import { skipUnless } from '../support/skip.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const UNITS = ['ipvisor-serve.service', 'ipvisor-agent.service', 'ipvisor-server.service'];
 const hasAnalyze = spawnSync('sh', ['-c', 'command -v systemd-analyze']).status === 0;

@@ -10,6 +10,9 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, w
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { skipUnless } from '../support/skip.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const VERSION = JSON.parse(readFileSync('package.json', 'utf8')).version as string;
 const DEB = resolve(process.env.IPVISOR_DEB ?? `dist/ipvisor_${VERSION}_amd64.deb`);

@@ -20,6 +20,9 @@ import { buildHttpServer, listenHttp, type HttpServer } from '../../src/server/h
 import { CONTENT_SECURITY_POLICY, assetsDir } from '../../src/server/web/plugin.js';
 import { browserSkipReason, launchChromium, type TestBrowser } from '../support/browser.js';
 import { cli, tempDb } from '../support/cli.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const skip = browserSkipReason();
 const XSS = '<img src=x onerror=alert(1)>';

@@ -13,6 +13,9 @@ import { Dom0Binder } from '../../src/agent/dom0/binder.js';
 import { parseDom0Config } from '../../src/agent/dom0/config.js';
 import { startXapiSim, type XapiSim } from '../support/xapi-sim/sim.js';
 import { skipUnless } from '../support/skip.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const root = process.getuid?.() === 0;
 const ipOk = await createHostRunner({ netns: undefined })

@@ -10,6 +10,9 @@ import { createHostRunner } from '../../src/agent/host/exec.js';
 import { cli, tempDb } from '../support/cli.js';
 import { startXapiSim, type XapiSim } from '../support/xapi-sim/sim.js';
 import { skipUnless } from '../support/skip.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const root = process.getuid?.() === 0;
 const ipOk = await createHostRunner({ netns: undefined })

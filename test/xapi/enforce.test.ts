@@ -17,6 +17,10 @@ import { setNetwork } from '../../src/core/service/networks.js';
 import { createPool } from '../../src/core/service/pools.js';
 import { allocate, release } from '../../src/core/service/ip.js';
 import { setVif } from '../../src/core/service/vms.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+import { sh } from '../support/netns.js';
+
+guardRootNamespace();
 
 let sim: XapiSim;
 let db: string;
@@ -28,12 +32,21 @@ const WEB1 = '4b710316-1e00-5471-9f9e-776a512e68ae'; // web-01:1 on sspn-interna
 let web1Ref: string;
 
 let prevRunDir: string | undefined;
+let prevNetns: string | undefined;
+// `ipvisor plan|apply|status` run every enforcer, the host's too: as root it works in a network
+// namespace of this test's (without root it cannot change anything), never on the machine itself
+const HOST_NS = process.getuid?.() === 0 ? `ipvx-enf-${process.pid % 100000}` : undefined;
 before(async () => {
   sim = await startXapiSim();
   ({ db, cleanup } = tempDb());
   // the host enforcer's lock and its record of the enforced store stay in the test's directory
   prevRunDir = process.env.IPVISOR_RUN_DIR;
   process.env.IPVISOR_RUN_DIR = dirname(db);
+  prevNetns = process.env.IPVISOR_NETNS;
+  if (HOST_NS) {
+    await sh(['ip', 'netns', 'add', HOST_NS]);
+    process.env.IPVISOR_NETNS = HOST_NS;
+  }
   const pw = join(dirname(db), 'pw');
   writeFileSync(pw, 'secret\n', { mode: 0o600 });
   let r = await cli(db, 'xapi', 'connect', 'lab', '--url', sim.url, '--insecure-http', '--user', 'root', '--password-file', pw);
@@ -49,6 +62,9 @@ before(async () => {
 after(async () => {
   if (prevRunDir === undefined) delete process.env.IPVISOR_RUN_DIR;
   else process.env.IPVISOR_RUN_DIR = prevRunDir;
+  if (prevNetns === undefined) delete process.env.IPVISOR_NETNS;
+  else process.env.IPVISOR_NETNS = prevNetns;
+  if (HOST_NS) await sh(['ip', 'netns', 'del', HOST_NS], { allowFail: true });
   await store?.close();
   await sim.close();
   cleanup();

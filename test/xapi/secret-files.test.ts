@@ -14,6 +14,9 @@ import { loadDom0Config } from '../../src/agent/dom0/main.js';
 import { IpvisorError } from '../../src/core/model/errors.js';
 import { skipTest } from '../support/skip.js';
 import { HttpControlPlane } from '../../src/agent/http-control-plane.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const isRoot = process.getuid?.() === 0;
 let dir: string;

@@ -4,7 +4,7 @@
 // once the agent has enforced them: the agent parses and checks the XML (agent/hook-agent.ts). Only
 // when that cannot be done (no agent host, or no agent answered) does it load the whole hook
 // (dist/libvirt-hook-full.cjs, from hook-main.ts), which enforces from the store or the local copy.
-//   argv: libvirt-network|libvirt-qemu [--db PATH | --host NAME --state-dir DIR] [--log PATH] -- <libvirt's argv...>
+//   argv: libvirt-network|libvirt-qemu [--db PATH | --host NAME --state-dir DIR] [--log PATH] [--run-dir DIR] -- <libvirt's argv...>
 // Never writes to stdout.
 import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import { createConnection } from 'node:net';
@@ -77,11 +77,13 @@ async function main(argv: string[]): Promise<number> {
   const which = rest.shift();
   let logFile = process.env.IPVISOR_HOOK_LOG || '/var/log/ipvisor/libvirt-hooks.log';
   let stateDir = process.env.IPVISOR_STATE_DIR || '/var/lib/ipvisor';
+  let runDir = process.env.IPVISOR_RUN_DIR || '/run/ipvisor';
   // the same options as hook-main.ts's parseHookInvocation
   while (rest.length && rest[0] !== '--') {
-    if (['--db', '--log', '--host', '--state-dir'].includes(rest[0]) && rest.length > 1) {
+    if (['--db', '--log', '--host', '--state-dir', '--run-dir'].includes(rest[0]) && rest.length > 1) {
       if (rest[0] === '--log') logFile = rest[1];
       if (rest[0] === '--state-dir') stateDir = rest[1];
+      if (rest[0] === '--run-dir') runDir = rest[1];
       rest.splice(0, 2);
     } else break;
   }
@@ -94,7 +96,7 @@ async function main(argv: string[]): Promise<number> {
     const op = rest[1];
     if (which === 'libvirt-qemu' && xml.trim() && op !== 'prepare' && op !== 'migrate' && op !== 'restore') {
       const log = logger(logFile);
-      const socket = join(process.env.IPVISOR_RUN_DIR || '/run/ipvisor', 'agent.sock');
+      const socket = join(runDir, 'agent.sock');
       const reply = existsSync(socket) ? await askAgent(socket, { kind: 'hook-xml', args: rest, xml }) : undefined;
       agentTried = true;
       const what = `qemu ${reply?.name ?? String(rest[0] ?? '').slice(0, 64)} ${op}`;

@@ -3,7 +3,9 @@
 // dist/libvirt-hook.cjs), which hands the call to the local agent and loads this only when no
 // agent answers or this is no agent host. Also reached as `ipvisor hook libvirt-network|libvirt-qemu
 // ...` through the CLI.
-//   argv: libvirt-network|libvirt-qemu [--db PATH | --host NAME --state-dir DIR] [--log PATH] -- <libvirt's argv...>
+//   argv: libvirt-network|libvirt-qemu [--db PATH | --host NAME --state-dir DIR] [--log PATH] [--run-dir DIR] -- <libvirt's argv...>
+// (--run-dir: libvirtd runs hooks with its own environment, so a run dir other than /run/ipvisor
+// comes in the script's argv, like the store.)
 // Never writes to stdout.
 import { fileLogger, runLibvirtHook, type HookDeps, type HookKind } from './hook.js';
 
@@ -15,6 +17,8 @@ export interface HookInvocation {
   /** Agent host (`libvirt install` there): this host and the agent's state directory. */
   agent?: { host: string; stateDir: string };
   logFile: string;
+  /** IPVISOR_RUN_DIR for this call (host lock, enforced-store record, agent marker). */
+  runDir?: string;
   args: string[];
 }
 
@@ -28,6 +32,7 @@ export function parseHookInvocation(argv: string[], env: NodeJS.ProcessEnv = pro
   let logFile = env.IPVISOR_HOOK_LOG || DEFAULT_HOOK_LOG;
   let host: string | undefined;
   let stateDir: string | undefined;
+  let runDir = env.IPVISOR_RUN_DIR || undefined;
   while (rest.length) {
     const a = rest[0];
     if (a === '--') {
@@ -44,10 +49,13 @@ export function parseHookInvocation(argv: string[], env: NodeJS.ProcessEnv = pro
       if (a === '--host') host = rest[1];
       else stateDir = rest[1];
       rest.splice(0, 2);
+    } else if (a === '--run-dir' && rest.length > 1) {
+      runDir = rest[1];
+      rest.splice(0, 2);
     } else break;
   }
   const agent = host !== undefined ? { host, stateDir: stateDir ?? env.IPVISOR_STATE_DIR ?? '/var/lib/ipvisor' } : undefined;
-  return { kind, db, ...(agent ? { agent } : {}), logFile, args: rest };
+  return { kind, db, ...(agent ? { agent } : {}), logFile, runDir, args: rest };
 }
 
 export function defaultHookDeps(inv: HookInvocation): HookDeps {
@@ -85,6 +93,8 @@ export async function hookMain(argv: string[], deps?: HookDeps, pre?: { xml: str
     process.stderr.write('ipvisor hook: expected libvirt-network or libvirt-qemu\n');
     return 0;
   }
+  // every runDir() reader (lock, enforced-store record, agent marker) follows the script's --run-dir
+  if (inv.runDir) process.env.IPVISOR_RUN_DIR = inv.runDir;
   // performance.now() counts from process start: Node start-up and module loading show up too.
   const tMain = performance.now();
   const xml = pre ? pre.xml : await readStdin();

@@ -30,6 +30,9 @@ export interface HookCommand {
   /** Agent host: no store; the local agent (its socket), else its copy in the state directory. */
   agent?: { host: string; stateDir: string };
   log: string;
+  /** The run directory (host lock, enforced-store record, agent socket) when it is not /run/ipvisor:
+   * libvirtd gives hooks its own environment, so IPVISOR_RUN_DIR must be in the script. */
+  runDir?: string;
 }
 
 const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -37,7 +40,7 @@ const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 /** Pure: the hook script text for one driver. */
 export function renderHookScript(kind: 'network' | 'qemu', c: HookCommand): string {
   const where = c.agent ? ['--host', c.agent.host, '--state-dir', c.agent.stateDir] : c.db ? ['--db', c.db] : [];
-  const argv = [c.node, ...c.nodeArgs, c.entry, `libvirt-${kind}`, ...where, '--log', c.log].map(shq).join(' ');
+  const argv = [c.node, ...c.nodeArgs, c.entry, `libvirt-${kind}`, ...where, '--log', c.log, ...(c.runDir ? ['--run-dir', c.runDir] : [])].map(shq).join(' ');
   // A node or entry that went away (node upgraded elsewhere, ipvisor moved) must not make libvirt
   // refuse every network and VM: log it and exit 0 like any other unexpected input.
   const plain = (x: string) => x.replace(/["$`\\]/g, ''); // inside the echo's double quotes

@@ -16,12 +16,13 @@ export function registerLibvirtCommands(program: Command): void {
     .option('--entry <path>', 'hook entry point (default: dist/libvirt-hook.cjs of this install)')
     .option('--node <path>', 'node binary the hooks run (default: this one)')
     .option('--log <path>', 'hook log file', '/var/log/ipvisor/libvirt-hooks.log')
+    .option('--run-dir <dir>', 'run directory the hooks use (host lock, enforced-store record; default: IPVISOR_RUN_DIR, else /run/ipvisor)')
     .option('--refuse-disabled', 'refuse to start a domain whose VIF is disabled (qemu prepare hook)')
     .option('--no-refuse-disabled', 'start domains with disabled VIFs (their traffic is still dropped)')
     .option('--agent', 'this is an agent host (ipvisor agent under ipvisor server): hooks talk to the local agent, no store')
     .option('--host <name>', 'with --agent: this host (default: the running agent\'s, else the hostname)')
     .option('--state-dir <dir>', "with --agent: the agent's state directory (default: the running agent's, else $IPVISOR_STATE_DIR or /var/lib/ipvisor)")
-    .action(runAction(async (ctx, o: { hooksDir: string; systemdDir: string; systemd: boolean; entry?: string; node?: string; log: string; refuseDisabled?: boolean; agent?: boolean; host?: string; stateDir?: string }) => {
+    .action(runAction(async (ctx, o: { hooksDir: string; systemdDir: string; systemd: boolean; entry?: string; node?: string; log: string; runDir?: string; refuseDisabled?: boolean; agent?: boolean; host?: string; stateDir?: string }) => {
       const { installHooks, defaultHookEntry, installServeUnit, installAgentUnit, serveUnitTemplate, agentUnitTemplate, packageRoot, SERVE_UNIT, AGENT_UNIT } = await import('../../agent/libvirt/install.js');
       const { readAgentMarker } = await import('../../agent/local-socket.js');
       const { validateName } = await import('../../core/model/validate.js');
@@ -41,7 +42,10 @@ export function registerLibvirtCommands(program: Command): void {
       if (!isAbsolute(node)) throw invalid('node', `'${node}' must be an absolute path (libvirt gives hooks no useful PATH)`);
       if (!existsSync(node)) throw invalid('node', `${node} does not exist`);
       if (!existsSync(entry.entry)) throw invalid('entry', `${entry.entry} does not exist (run \`npm run build\`, or give --entry)`);
-      const res = installHooks({ hooksDir: resolve(o.hooksDir), command: { node, nodeArgs: entry.nodeArgs, entry: entry.entry, ...(agent ? { agent } : { db }), log: resolve(o.log) } });
+      // libvirtd gives hooks its own environment: a run dir other than the default goes in the script
+      const runDirArg = o.runDir ?? (ctx.io.env.IPVISOR_RUN_DIR || undefined);
+      const runDir = runDirArg ? resolve(runDirArg) : undefined;
+      const res = installHooks({ hooksDir: resolve(o.hooksDir), command: { node, nodeArgs: entry.nodeArgs, entry: entry.entry, ...(agent ? { agent } : { db }), log: resolve(o.log), runDir } });
       let enabled: string | undefined;
       if (o.systemd) {
         const systemdDir = resolve(o.systemdDir);
