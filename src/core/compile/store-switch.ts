@@ -1,7 +1,7 @@
 // Whether a host may follow the store it is given. A host records which store (identity) its
 // enforced state came from; a store with another identity (a different file, a recreated or an
 // empty one) must never silently remove what the host enforces. Pure: host apply uses it for this
-// machine, and an agent or control plane can use it per host.
+// machine, the XAPI enforcer per pool (the pool records its origin in pool.other_config).
 
 /** What a host recorded about the store its enforced state came from. */
 export interface EnforcedOrigin {
@@ -20,6 +20,8 @@ export interface StoreSwitchInput<C extends { op: string }> {
   changes: C[];
   /** --force: the operator accepts the removals. */
   force: boolean;
+  /** Whose enforcement, for messages (default: this host; the XAPI enforcer names the pool). */
+  subject?: { enforcement: string; enforces: string; keeps: string };
 }
 
 export interface StoreSwitchDecision<C> {
@@ -35,19 +37,20 @@ export interface StoreSwitchDecision<C> {
 
 export function decideStoreSwitch<C extends { op: string }>(input: StoreSwitchInput<C>): StoreSwitchDecision<C> {
   const { enforcedFrom, store, changes, force } = input;
+  const subject = input.subject ?? { enforcement: "this host's enforcement", enforces: 'the host enforces', keeps: 'the host keeps what it has' };
   const removals = changes.filter((c) => c.op !== '+');
   if (!enforcedFrom) return { allow: true, removals, reason: null, record: true };
   if (enforcedFrom.storeId === store.id) return { allow: true, removals, reason: null, record: false };
   const where = enforcedFrom.location === store.location ? `the store at ${store.location}` : `store ${store.location}`;
   const base =
-    `${where} (identity ${store.id}) is not the store this host's enforcement came from ` +
+    `${where} (identity ${store.id}) is not the store ${subject.enforcement} came from ` +
     `(identity ${enforcedFrom.storeId}, ${enforcedFrom.location}, since ${enforcedFrom.since}): it was replaced by a different or recreated one`;
   if (!removals.length) return { allow: true, removals, reason: `${base}; it removes nothing, so it is adopted`, record: true };
   if (force) return { allow: true, removals, reason: `${base}; --force: applying its ${removals.length} removal(s)`, record: true };
   return {
     allow: false,
     removals,
-    reason: `${base}; applying it would remove or change ${removals.length} thing(s) the host enforces, refused without --force (the host keeps what it has; restore the right store, or apply --force)`,
+    reason: `${base}; applying it would remove or change ${removals.length} thing(s) ${subject.enforces}, refused without --force (${subject.keeps}; restore the right store, or apply --force)`,
     record: false,
   };
 }

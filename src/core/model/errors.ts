@@ -23,7 +23,7 @@ export const ERROR_CODES = {
   STORE_SCHEMA: { exit: 1, http: 500, summary: 'the store has a schema this ipvisor does not know (written by a newer ipvisor)' },
   STORE_READONLY: { exit: 1, http: 503, summary: 'the store cannot be written (read-only file, directory or file system)' },
   STORE_FULL: { exit: 1, http: 507, summary: 'the disk holding the store is full' },
-  STORE_IDENTITY: { exit: 1, http: 409, summary: 'the store is not the one this host\'s enforcement came from, and applying it would remove what the host enforces; --force applies anyway' },
+  STORE_IDENTITY: { exit: 1, http: 409, summary: 'the store is not the one this host\'s (or an XAPI pool\'s) enforcement came from, and applying it would remove what is enforced; --force applies anyway' },
   UNAUTHORIZED: { exit: 1, http: 401, summary: 'no valid credentials (missing, unknown, expired or revoked token; bad password)' },
   FORBIDDEN: { exit: 1, http: 403, summary: "the credentials' role does not allow this operation" },
   QUOTA_EXCEEDED: { exit: 1, http: 409, summary: "the allocation would exceed the tenant's quota, or the pool is not allowed for the tenant" },

@@ -42,7 +42,7 @@ export async function pushStaticIpViaXapi(store: Store, vmUuidOrName: string, op
   if (work.length === 0) throw new IpvisorError('VALIDATION', `vm: no VIF of '${vm.name}' holds a primary address; allocate one first (\`ipvisor ip allocate --vif ${vm.name}:DEVICE\`)`, { field: 'vm' });
   const client = connectionClient(conn);
   try {
-    const cache = new XapiCache(['pool', 'VM', 'VM_guest_metrics', 'VIF']);
+    const cache = new XapiCache(['pool', 'VM', 'VM_guest_metrics', 'VIF', 'network']);
     for (const cls of cache.classes) cache.replaceAll(cls, await client.call(`${cls}.get_all_records`));
     if (cache.pool?.[1].restrictions?.restrict_guest_ip_setting === 'true') {
       throw new IpvisorError('DRIVER', `pool ${conn.name}: setting guest IPs is restricted by the licence (restrict_guest_ip_setting)`);
@@ -59,7 +59,7 @@ export async function pushStaticIpViaXapi(store: Store, vmUuidOrName: string, op
     }
     // Allow lists first (a locked VIF would refuse an address it does not allow).
     const cp = await planConnection(store, conn, { client, cache, close: async () => undefined }, new Set(work.map((w) => w.vifUuid)));
-    await applyConnectionPlan(store, cp, client, actor, () => undefined);
+    await applyConnectionPlan(store, cp, { client, cache }, actor, () => undefined);
     const refOf = new Map(cache.all('VIF').map(([ref, r]) => [r.uuid as string, ref]));
     for (const w of work) {
       const ref = refOf.get(w.vifUuid);

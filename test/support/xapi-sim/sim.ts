@@ -654,6 +654,21 @@ export class XapiSim {
       this.modify(cls, args[0] as string, { [msg.slice(4)]: args[1] });
       return '';
     }
+    // map fields: add_to_<map> refuses a key that is there (MAP_DUPLICATE_KEY), remove_from_<map>
+    // of a missing key is a no-op, as in XAPI
+    const mapField = msg.startsWith('add_to_') ? msg.slice(7) : msg.startsWith('remove_from_') ? msg.slice(12) : undefined;
+    if (mapField && ['other_config', 'xenstore_data'].includes(mapField)) {
+      const rec = this.record(cls, args[0] as string);
+      const map = { ...((rec[mapField] as Record<string, string> | undefined) ?? {}) };
+      const key = String(args[1]);
+      if (msg.startsWith('add_to_')) {
+        if (key in map) throw new SimFault('MAP_DUPLICATE_KEY', [cls, mapField, args[0] as string, key]);
+        if (typeof args[2] !== 'string') throw new SimFault('INVALID_VALUE', ['value', String(args[2])]);
+        map[key] = args[2];
+      } else delete map[key];
+      this.modify(cls, args[0] as string, { [mapField]: map });
+      return '';
+    }
     throw new SimFault('MESSAGE_METHOD_UNKNOWN', [wireMethod]);
   }
 }
