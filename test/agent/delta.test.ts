@@ -28,6 +28,9 @@ import { addHost } from '../../src/server/hosts.js';
 import { storeBackends } from '../support/backends.js';
 import { cli } from '../support/cli.js';
 import { netnsSkipReason } from '../support/netns.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const netnsSkip = await netnsSkipReason();
 

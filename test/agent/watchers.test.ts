@@ -25,6 +25,9 @@ import { startHttpServer } from '../../src/server/http.js';
 import { cli } from '../support/cli.js';
 import { netnsSkipReason, Topology, useHostEnv } from '../support/netns.js';
 import { standinUnavailable, startStandinGuest, type StandinGuest } from '../guest/standin.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const skip = (await netnsSkipReason()) || standinUnavailable();
 const HOST = 'hv1';

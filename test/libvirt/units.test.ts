@@ -14,6 +14,9 @@ import { HOOK_MARKER, installHooks, renderHookScript, uninstallHooks } from '../
 import { domainNeedingScan } from '../../src/agent/libvirt/watcher.js';
 import { IpvisorError } from '../../src/core/model/errors.js';
 import type { Network } from '../../src/core/model/types.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 test('auto subnet: a private /24 that overlaps no route, address or network', () => {
   const used = [
