@@ -178,7 +178,7 @@ export function clearStoreGauges(): void {
 export async function collectFromStore(store: Store): Promise<void> {
   if (!series) return;
   const { poolUsage } = await import('./service/pools.js');
-  const { DOC_AGENT_HOST } = await import('../server/hosts.js');
+  const { DOC_AGENT_HOST } = await import('./service/hosts.js');
   const rows = await store.transaction(async (tx) => {
     const networks = new Map((await tx.listNetworks()).map((n) => [n.uuid, n]));
     const out: Array<{ network: string; pool: string; family: string; used: number; free: number; total: number }> = [];

@@ -1,97 +1,12 @@
-// Hypervisor hosts registered with the control plane, each with its own agent token. The token is
-// shown once and stored as a SHA-256 hash (tokens are 32 random bytes, so a slow hash adds nothing).
-// The record also carries what the agent last reported (host list/show).
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { AppliedReport } from '../core/control-plane.js';
-import { IpvisorError, notFound } from '../core/model/errors.js';
-import { validateName } from '../core/model/validate.js';
+// The control plane's side of agent tokens: which registered host a bearer token belongs to. The
+// hosts themselves (register, remove, rotate a token, the agents' reports) are core/service/hosts.ts.
+import { timingSafeEqual } from 'node:crypto';
 import type { Store } from '../core/store/store.js';
+import { DOC_AGENT_HOST, hashToken, type HostRecord } from '../core/service/hosts.js';
 
-export const DOC_AGENT_HOST = 'agent-host';
-
-export interface HostRecord {
-  name: string;
-  tokenHash: string;
-  createdAt: string;
-  tokenRotatedAt?: string;
-  lastSeen?: string;
-  agentVersion?: string;
-  applied?: AppliedReport;
-}
-
-/** What `host list|show` prints: never the hash. */
-export type HostView = Omit<HostRecord, 'tokenHash'>;
-
-export function hashToken(token: string): string {
-  return createHash('sha256').update(token).digest('hex');
-}
-
-function newToken(host: string): string {
-  // the prefix names the host for the operator; authority comes from the hash alone
-  return `ipva_${host}_${randomBytes(32).toString('base64url')}`;
-}
-
-function view(r: HostRecord): HostView {
-  const { tokenHash: _h, ...rest } = r;
-  return rest;
-}
-
-async function audit(store: Store, actor: string, action: string, name: string, before: unknown, after: unknown): Promise<void> {
-  await store.insertEvent({ time: new Date().toISOString(), actor, action, objectKind: 'host', objectUuid: null, objectName: name, before, after });
-}
-
-export async function addHost(store: Store, nameIn: string, actor: string): Promise<{ host: HostView; token: string }> {
-  const name = validateName(nameIn, 'name');
-  const token = newToken(name);
-  const rec: HostRecord = { name, tokenHash: hashToken(token), createdAt: new Date().toISOString() };
-  await store.transaction(async (tx) => {
-    if (await tx.getDoc(DOC_AGENT_HOST, name)) throw new IpvisorError('ALREADY_EXISTS', `name: a host named '${name}' is already registered`, { field: 'name' });
-    await tx.putDoc(DOC_AGENT_HOST, name, rec);
-    await tx.insertEvent({ time: rec.createdAt, actor, action: 'host.add', objectKind: 'host', objectUuid: null, objectName: name, before: null, after: view(rec) });
-  }, { write: true });
-  return { host: view(rec), token };
-}
-
-export async function getHost(store: Store, name: string): Promise<HostRecord> {
-  const d = await store.getDoc<HostRecord>(DOC_AGENT_HOST, validateName(name, 'name'));
-  if (!d) throw notFound('host', name);
-  return d.value;
-}
-
-export async function listHosts(store: Store): Promise<HostView[]> {
-  return (await store.listDocs<HostRecord>(DOC_AGENT_HOST)).map((d) => view(d.value)).sort((a, b) => a.name.localeCompare(b.name));
-}
-
-export async function showHost(store: Store, name: string): Promise<HostView> {
-  return view(await getHost(store, name));
-}
-
-export async function removeHost(store: Store, name: string, actor: string): Promise<HostView> {
-  const rec = await getHost(store, name);
-  await store.transaction(async (tx) => {
-    await tx.deleteDoc(DOC_AGENT_HOST, rec.name);
-    await tx.insertEvent({ time: new Date().toISOString(), actor, action: 'host.remove', objectKind: 'host', objectUuid: null, objectName: rec.name, before: view(rec), after: null });
-  }, { write: true });
-  return view(rec);
-}
-
-export async function rotateHostToken(store: Store, name: string, actor: string): Promise<{ host: HostView; token: string }> {
-  const rec = await getHost(store, name);
-  const token = newToken(rec.name);
-  const after: HostRecord = { ...rec, tokenHash: hashToken(token), tokenRotatedAt: new Date().toISOString() };
-  await store.putDoc(DOC_AGENT_HOST, rec.name, after);
-  await audit(store, actor, 'host.rotate-token', rec.name, null, { tokenRotatedAt: after.tokenRotatedAt });
-  return { host: view(after), token };
-}
-
-/** Records what the host's agent reported (no audit event: this is a heartbeat, not a change). */
-export async function recordAgentReport(store: Store, name: string, report: AppliedReport): Promise<void> {
-  await store.transaction(async (tx) => {
-    const d = await tx.getDoc<HostRecord>(DOC_AGENT_HOST, name);
-    if (!d) return;
-    await tx.putDoc(DOC_AGENT_HOST, name, { ...d.value, lastSeen: report.at, agentVersion: report.agentVersion, applied: report });
-  }, { write: true });
-}
+// registering, listing, removing hosts and their tokens are service operations (audited there)
+export { DOC_AGENT_HOST, addHost, getHost, hashToken, listHosts, recordAgentReport, removeHost, rotateHostToken, showHost } from '../core/service/hosts.js';
+export type { HostRecord, HostView } from '../core/service/hosts.js';
 
 /**
  * Which host a bearer token belongs to, or undefined. Hashes are cached and re-read when a token

@@ -99,6 +99,10 @@ describe('authorisation matrix', () => {
       await addHost(s(), `hv-${k}`, A);
       return { url: `/api/v1/hosts/hv-${k}/rotate-token` };
     }, ok: { admin: 200 } },
+    // a host's own default route: staff read it, admins change it (any host name: no missing variant)
+    { route: 'GET /api/v1/hosts/:host/gateway', variants: ['none'], request: async () => ({ url: '/api/v1/hosts/hv1/gateway' }), ok: allowed },
+    { route: 'PUT /api/v1/hosts/:host/gateway', variants: ['none'], request: async () => ({ url: '/api/v1/hosts/hv1/gateway', body: { via: '192.0.2.254' } }), ok: { admin: 200 } },
+    { route: 'DELETE /api/v1/hosts/:host/gateway', variants: ['none'], request: async () => ({ url: '/api/v1/hosts/hv1/gateway' }), ok: { admin: 200 } },
     { route: 'DELETE /api/v1/hosts/:host', variants: ['own', 'missing'], request: async (v, k) => {
       if (v === 'missing') return { url: '/api/v1/hosts/nohost' };
       await addHost(s(), `hv-${k}`, A);

@@ -35,3 +35,61 @@ test('POST /hosts answers the token once; it names the host; rotate and delete e
   assert.equal(await new HostTokens(api.store).hostOf(rotated.body.token), undefined);
   assert.equal((await api.req('adm', 'GET', '/api/v1/hosts/hv7')).status, 404);
 });
+
+test('a host\'s gateway through the API: PUT, GET, DELETE, audited with the token; bad input is 400 naming the field and stores nothing', async () => {
+  const { createNetwork } = await import('../../src/core/service/networks.js');
+  const net = await createNetwork(api.store, { name: 'gwnet', subnets: ['192.0.2.0/24,gateway=192.0.2.1'] }, 'test');
+  assert.deepEqual((await api.req('adm', 'GET', '/api/v1/hosts/hv9/gateway')).body, { host: 'hv9', gateway: null }, 'a host that never had one, registered or not');
+  const bad: Array<[unknown, string, number]> = [
+    [{ via: '192.0.2.300' }, 'via', 400],
+    [{ via: 'fe80::1' }, 'via', 400], // link-local without whenUp
+    [{ via: '2001:db8::1', whenUp: 'gwnet' }, 'via', 400], // no IPv6 on that network
+    [{ via: '192.0.2.254', metric: -1 }, 'metric', 400],
+    [{ via: '192.0.2.254', metric: 'ten' }, 'metric', 400],
+    [{ via: '192.0.2.254', color: 'red' }, 'color', 400],
+    [{}, 'via', 400],
+    [{ via: '192.0.2.254', whenUp: 'nonet' }, 'when-up', 404],
+  ];
+  for (const [body, field, status] of bad) {
+    const r = await api.req('adm', 'PUT', '/api/v1/hosts/hv9/gateway', body);
+    assert.equal(r.status, status, `${JSON.stringify(body)}: ${r.text}`);
+    assert.equal(r.body.error.field, field, `${JSON.stringify(body)}: ${r.text}`);
+  }
+  const badHost = await api.req('adm', 'PUT', `/api/v1/hosts/${encodeURIComponent('hv\u001b[31m')}/gateway`, { via: '192.0.2.254' });
+  assert.equal(badHost.status, 400);
+  assert.equal(badHost.body.error.field, 'host');
+  assert.deepEqual((await api.req('adm', 'GET', '/api/v1/hosts/hv9/gateway')).body.gateway, null, 'nothing stored');
+
+  const set = await api.req('adm', 'PUT', '/api/v1/hosts/hv9/gateway', { via: '192.0.2.254', whenUp: 'gwnet', metric: 7 });
+  assert.equal(set.status, 200, set.text);
+  assert.deepEqual(set.body, { host: 'hv9', gateway: { via: '192.0.2.254', whenUp: net.uuid, metric: 7 } });
+  assert.deepEqual((await api.req('adm', 'GET', '/api/v1/hosts/hv9/gateway')).body, set.body);
+  assert.equal((await api.req('adm', 'GET', '/api/v1/hosts/hv10/gateway')).body.gateway, null, 'per host');
+  const events = await api.store.listEvents({ object: 'hv9' });
+  const ev = events.filter((e) => e.action === 'host.gateway.set');
+  assert.equal(ev.length, 1, JSON.stringify(events));
+  assert.equal(ev[0]!.actor, 'token:adm');
+  assert.ok(ev[0]!.requestId, 'with the request id');
+
+  assert.deepEqual((await api.req('adm', 'DELETE', '/api/v1/hosts/hv9/gateway')).body, { host: 'hv9', unset: true });
+  assert.deepEqual((await api.req('adm', 'DELETE', '/api/v1/hosts/hv9/gateway')).body, { host: 'hv9', unset: false });
+  assert.equal((await api.req('adm', 'GET', '/api/v1/hosts/hv9/gateway')).body.gateway, null);
+});
+
+test('PATCH /vifs/:vif with host binds the interface on that host and moves the VM there (vif bind --host); host goes with ifname alone', async () => {
+  const { createNetwork } = await import('../../src/core/service/networks.js');
+  const { addVif, createVm } = await import('../../src/core/service/vms.js');
+  await createNetwork(api.store, { name: 'bindnet', subnets: ['198.51.100.0/24'] }, 'test');
+  await createVm(api.store, { name: 'mover', host: 'hv1' }, 'test');
+  await addVif(api.store, { vm: 'mover', network: 'bindnet', mac: '52:54:00:00:09:01' }, 'test');
+  for (const body of [{ host: 'hv2' }, { host: 'hv2', ifname: 'vnet9', locking: 'locked' }, { host: 'hv2', ifname: null }]) {
+    const r = await api.req('adm', 'PATCH', '/api/v1/vifs/mover:0', body);
+    assert.equal(r.status, 400, JSON.stringify(body));
+    assert.equal(r.body.error.field, 'host');
+  }
+  assert.equal((await api.store.listVms()).find((v) => v.name === 'mover')?.host, 'hv1', 'nothing changed');
+  const r = await api.req('adm', 'PATCH', '/api/v1/vifs/mover:0', { host: 'hv2', ifname: 'vnet9' });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.body.ifname, 'vnet9');
+  assert.equal((await api.store.listVms()).find((v) => v.name === 'mover')?.host, 'hv2');
+});

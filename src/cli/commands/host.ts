@@ -4,14 +4,10 @@ import type { Command } from 'commander';
 import type { EnforcerContext, PlanChange } from '../../core/enforcer.js';
 import { enforcerStatus, formatPlanChange, runEnforcers, type EnforcerFailure } from '../../core/enforcer.js';
 import { loadEnforcers } from '../../drivers/index.js';
-import { DEFAULT_GATEWAY_METRIC } from '../../core/compile/host-plan.js';
-import type { HostGatewaySetting } from '../../core/compile/host-plan.js';
-import { DOC_HOST_SETTING, hostSettingKey } from '../../core/compile/host-desired.js';
+import { DEFAULT_GATEWAY_METRIC, type HostGatewaySetting } from '../../core/compile/host-plan.js';
 import { thisHost } from '../../core/host-identity.js';
 import { validateName } from '../../core/model/validate.js';
-import { parseAddress } from '../../core/ipam/addr.js';
 import { IpvisorError, asIpvisorError, invalid } from '../../core/model/errors.js';
-import { networkRef } from '../../core/service/resolve.js';
 import { ensureCommand, runAction, table } from '../context.js';
 import type { CommandContext } from '../context.js';
 
@@ -212,28 +208,15 @@ export function registerHostCommands(program: Command): void {
     .option('--host <name>', 'the hypervisor host (default: this one)')
     .action(
       runAction(async (ctx, opts: { via: string; whenUp?: string; metric: string; host?: string }) => {
-        const hostName = gatewayHost(opts.host);
-        const store = await ctx.store();
-        const via = parseAddress(opts.via, 'via');
-        const metric = Number(opts.metric);
-        if (!Number.isInteger(metric) || metric < 0 || metric > 0xffffffff) throw invalid('metric', `'${opts.metric}' is not a route metric`);
-        let whenUp: string | null = null;
-        if (via.family === 6 && via.value >> 118n === 0x3fan && !opts.whenUp) throw invalid('via', `${opts.via} is link-local: say on which network's bridge with --when-up NET`);
-        if (opts.whenUp) {
-          const n = await networkRef(store, opts.whenUp, 'when-up');
-          const families = new Set([...n.subnets.map((s) => s.family), ...n.hostAddresses.map((h) => (h.includes(':') ? 6 : 4))]);
-          if (families.size && !families.has(via.family)) throw invalid('via', `IPv${via.family} next hop but network ${n.name} has no IPv${via.family} subnet or host address`);
-          whenUp = n.uuid;
-        }
-        const value: HostGatewaySetting = { via: opts.via, whenUp, metric };
-        const before = await store.transaction(async (tx) => {
-          const prev = (await tx.getDoc(DOC_HOST_SETTING, hostSettingKey('gateway', hostName))) ?? (await tx.getDoc(DOC_HOST_SETTING, 'gateway'));
-          await tx.putDoc(DOC_HOST_SETTING, hostSettingKey('gateway', hostName), value);
-          await tx.deleteDoc(DOC_HOST_SETTING, 'gateway'); // the setting of a store from before per-host settings
-          await tx.insertEvent({ time: new Date().toISOString(), actor: ctx.actor, action: 'host.gateway.set', objectKind: 'host', objectUuid: null, objectName: hostName, before: prev?.value ?? null, after: value });
-          return prev;
-        }, { write: true });
-        return { json: { host: hostName, ...value }, text: `${hostName}: default route via ${opts.via} metric ${metric}${opts.whenUp ? ` once ${opts.whenUp} is up` : ''} (run ipvisor apply)` };
+        const host = gatewayHost(opts.host);
+        type Set = { host: string; gateway: HostGatewaySetting };
+        const { setHostGateway, gatewayMetric } = await import('../../core/service/hosts.js');
+        // checked here too, so that a bad metric is the same one line with or without --server
+        const metric = gatewayMetric(opts.metric);
+        const r: Set = ctx.remote
+          ? await ctx.remote.call('PUT', `/hosts/${encodeURIComponent(host)}/gateway`, { body: { via: opts.via, ...(opts.whenUp !== undefined ? { whenUp: opts.whenUp } : {}), metric } })
+          : await setHostGateway(await ctx.store(), { host, via: opts.via, whenUp: opts.whenUp, metric }, ctx.actor);
+        return { json: { host: r.host, ...r.gateway }, text: `${r.host}: default route via ${opts.via} metric ${r.gateway.metric}${opts.whenUp ? ` once ${opts.whenUp} is up` : ''} (run ipvisor apply)` };
       }),
     );
   gateway
@@ -242,16 +225,11 @@ export function registerHostCommands(program: Command): void {
     .option('--host <name>', 'the hypervisor host (default: this one)')
     .action(
       runAction(async (ctx, opts: { host?: string }) => {
-        const hostName = gatewayHost(opts.host);
-        const store = await ctx.store();
-        const before = await store.transaction(async (tx) => {
-          const prev = (await tx.getDoc(DOC_HOST_SETTING, hostSettingKey('gateway', hostName))) ?? (await tx.getDoc(DOC_HOST_SETTING, 'gateway'));
-          await tx.deleteDoc(DOC_HOST_SETTING, hostSettingKey('gateway', hostName));
-          await tx.deleteDoc(DOC_HOST_SETTING, 'gateway');
-          if (prev) await tx.insertEvent({ time: new Date().toISOString(), actor: ctx.actor, action: 'host.gateway.unset', objectKind: 'host', objectUuid: null, objectName: hostName, before: prev.value, after: null });
-          return prev;
-        }, { write: true });
-        return { json: { host: hostName, unset: !!before }, text: before ? `${hostName}: gateway unset (run ipvisor apply)` : `${hostName}: no gateway was set` };
+        const host = gatewayHost(opts.host);
+        const r: { host: string; unset: boolean } = ctx.remote
+          ? await ctx.remote.call('DELETE', `/hosts/${encodeURIComponent(host)}/gateway`)
+          : await (await import('../../core/service/hosts.js')).unsetHostGateway(await ctx.store(), host, ctx.actor);
+        return { json: r, text: r.unset ? `${r.host}: gateway unset (run ipvisor apply)` : `${r.host}: no gateway was set` };
       }),
     );
   gateway
@@ -260,11 +238,12 @@ export function registerHostCommands(program: Command): void {
     .option('--host <name>', 'the hypervisor host (default: this one)')
     .action(
       runAction(async (ctx, opts: { host?: string }) => {
-        const hostName = gatewayHost(opts.host);
-        const store = await ctx.store();
-        const d = (await store.getDoc<HostGatewaySetting>(DOC_HOST_SETTING, hostSettingKey('gateway', hostName))) ?? (await store.getDoc<HostGatewaySetting>(DOC_HOST_SETTING, 'gateway'));
-        const v = d?.value ?? null;
-        return { json: { host: hostName, gateway: v }, text: v ? `${hostName}: default route via ${v.via} metric ${v.metric}${v.whenUp ? ` once network ${v.whenUp} is up` : ''}` : `${hostName}: no gateway set` };
+        const host = gatewayHost(opts.host);
+        const r: { host: string; gateway: HostGatewaySetting | null } = ctx.remote
+          ? await ctx.remote.call('GET', `/hosts/${encodeURIComponent(host)}/gateway`)
+          : await (await import('../../core/service/hosts.js')).getHostGateway(await ctx.store(), host);
+        const v = r.gateway;
+        return { json: r, text: v ? `${r.host}: default route via ${v.via} metric ${v.metric}${v.whenUp ? ` once network ${v.whenUp} is up` : ''}` : `${r.host}: no gateway set` };
       }),
     );
 }

@@ -6,6 +6,12 @@ import { keyValues, runAction, table } from '../context.js';
 
 export { formatAssignment, vifViews, type VifView } from '../../core/service/views.js';
 
+/** The VIF record of an API VIF view: what the local `vif bind|unbind` prints with --json. */
+function remoteVif(view: VifView & { released?: string[] }): Vif {
+  const { vm: _vm, network: _n, effectiveLocking: _e, lockingReason: _r, addresses: _a, released: _rel, ...vif } = view;
+  return vif;
+}
+
 function vifTable(views: VifView[]): string {
   return table(['VIF', 'MAC', 'NETWORK', 'LOCKING', 'IFNAME', 'ADDRESSES'], views.map((v) => [
     `${v.vm}:${v.device}`, v.mac, v.network, v.locking === 'network_default' ? `${v.effectiveLocking} (network default)` : v.effectiveLocking, v.ifname, v.addresses.map((a) => a.address).join(','),
@@ -104,6 +110,11 @@ export function registerVmCommands(program: Command): void {
     .requiredOption('--ifname <ifname>', 'host interface, e.g. vnet3 or vif5.0')
     .option('--host <name>', 'the hypervisor host the interface is on (the VM moves there)')
     .action(runAction(async (ctx, ref: string, o: { ifname: string; host?: string }) => {
+      if (ctx.remote) {
+        // the API binds (and moves the VM to --host) in one transaction, as the local path does
+        const v: VifView = await ctx.remote.call('PATCH', `/vifs/${encodeURIComponent(ref)}`, { body: { ifname: o.ifname, ...(o.host !== undefined ? { host: o.host } : {}) } });
+        return { json: remoteVif(v), text: `bound ${ref} to ${v.ifname}` };
+      }
       const store = await ctx.store();
       const v = await bindVif(store, ref, o.ifname, ctx.actor, o.host);
       // one interface, one VIF: an older binding of the same name on this VM's host is stale
@@ -116,6 +127,9 @@ export function registerVmCommands(program: Command): void {
       return { json: v, text: `bound ${ref} to ${v.ifname}` };
     }));
   vif.command('unbind <vif>').description('forget the host-side interface of a VIF').action(runAction(async (ctx, ref: string) => {
+    if (ctx.remote) {
+      return { json: remoteVif(await ctx.remote.call('PATCH', `/vifs/${encodeURIComponent(ref)}`, { body: { ifname: null } })), text: `unbound ${ref}` };
+    }
     const v = await bindVif(await ctx.store(), ref, null, ctx.actor);
     return { json: v, text: `unbound ${ref}` };
   }));

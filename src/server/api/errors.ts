@@ -9,8 +9,9 @@ function validationField(err: FastifyError): string | null {
   const v = err.validation?.[0];
   if (!v) return null;
   const path = (v.instancePath ?? '').split('/').filter(Boolean).join('.');
-  const missing = (v.params as { missingProperty?: string } | undefined)?.missingProperty;
-  const field = [path, missing].filter(Boolean).join('.');
+  // a missing property, or one the schema does not know, is the field to name
+  const params = v.params as { missingProperty?: string; additionalProperty?: string } | undefined;
+  const field = [path, params?.missingProperty ?? params?.additionalProperty].filter(Boolean).join('.');
   return field || (err.validationContext ?? null);
 }
 

@@ -4,7 +4,7 @@
 // tokens are credentials: admin only, as API tokens are.
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@fastify/type-provider-typebox';
-import { addHost, listHosts, removeHost, rotateHostToken, showHost } from '../hosts.js';
+import { addHost, getHostGateway, listHosts, removeHost, rotateHostToken, setHostGateway, showHost, unsetHostGateway } from '../../core/service/hosts.js';
 import * as S from './schemas.js';
 import { idempotent, page, type ApiOptions } from './index.js';
 
@@ -48,4 +48,38 @@ export async function registerHostRoutes(app: FastifyInstance, opts: ApiOptions)
     config: { access: 'admin-write' },
     schema: { tags: ['hosts'], summary: 'unregister a host; its agent keeps enforcing what it has (ipvisor agent --teardown cleans up)', params: Type.Object({ host: Type.String() }), response: { 200: Host, ...E(400, 401, 403, 404) } },
   }, async (req) => removeHost(store, (req.params as { host: string }).host, req.actor));
+
+  // a host's own default route (`ipvisor host gateway`): any host name, registered or not (the one
+  // box of `serve` is not); changing it is host configuration, so admin only
+  const HostParam = Type.Object({ host: Type.String() });
+  const GatewaySetting = Type.Object({
+    via: Type.String(),
+    whenUp: Type.Union([Type.String(), Type.Null()], { description: "UUID of the network whose bridge must be up first, or null" }),
+    metric: Type.Integer(),
+  });
+  const Gateway = Type.Object({ host: Type.String(), gateway: Type.Union([GatewaySetting, Type.Null()]) });
+  app.get('/hosts/:host/gateway', {
+    config: { access: 'read' },
+    schema: { tags: ['hosts'], summary: "ipvisor's default route setting of a host (null when none)", params: HostParam, response: { 200: Gateway, ...E(400, 401, 403) } },
+  }, async (req) => getHostGateway(store, (req.params as { host: string }).host));
+  app.put('/hosts/:host/gateway', {
+    config: { access: 'admin-write' },
+    schema: {
+      tags: ['hosts'], summary: "set a host's default route (proto ipvisor, preferred metric; never replaces the user's); the host's agent applies it",
+      params: HostParam,
+      body: Type.Object({
+        via: Type.String({ description: 'next hop' }),
+        whenUp: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: "network (name or UUID) whose bridge must be up with a same-family address first" })),
+        metric: Type.Optional(Type.Integer({ minimum: 0, maximum: 0xffffffff })),
+      }, { additionalProperties: false }),
+      response: { 200: Type.Object({ host: Type.String(), gateway: GatewaySetting }), ...E(400, 401, 403, 404) },
+    },
+  }, async (req) => {
+    const body = req.body as { via: string; whenUp?: string | null; metric?: number };
+    return setHostGateway(store, { host: (req.params as { host: string }).host, ...body }, req.actor);
+  });
+  app.delete('/hosts/:host/gateway', {
+    config: { access: 'admin-write' },
+    schema: { tags: ['hosts'], summary: "remove a host's default route setting (unset: whether there was one)", params: HostParam, response: { 200: Type.Object({ host: Type.String(), unset: Type.Boolean() }), ...E(400, 401, 403) } },
+  }, async (req) => unsetHostGateway(store, (req.params as { host: string }).host, req.actor));
 }

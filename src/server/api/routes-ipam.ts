@@ -4,7 +4,7 @@ import { Type } from '@fastify/type-provider-typebox';
 import { invalid } from '../../core/model/errors.js';
 import { addHostAddress, createNetwork, deleteNetwork, removeHostAddress, setNetwork, type NetworkInput } from '../../core/service/networks.js';
 import { createPool, deletePool, setPool } from '../../core/service/pools.js';
-import { addVif, createVm, deleteVif, deleteVm, setVif, setVm } from '../../core/service/vms.js';
+import { addVif, bindVif, createVm, deleteVif, deleteVm, setVif, setVm } from '../../core/service/vms.js';
 import { allocate, release, reserve } from '../../core/service/ip.js';
 import {
   assignmentViews, listAssignments, listPools, listVifs, listVms, scopedVif, showAddress, showNetwork, showPool, showVm, vifViews,
@@ -193,9 +193,19 @@ export async function registerIpamRoutes(app: FastifyInstance, opts: ApiOptions)
   }));
   r.patch('/vifs/:vif', {
     config: { access: 'write' },
-    schema: { tags: ['vifs'], summary: 'change a VIF: locking, MAC, network (force: release addresses on the old one), ifname', params: Type.Object({ vif: Type.String() }), body: Type.Object({ locking: Type.Optional(Type.String()), mac: Type.Optional(Type.String()), network: Type.Optional(Type.String()), ifname: Type.Optional(S.NullableStr()), force: Type.Optional(Type.Boolean()) }, { additionalProperties: false }), response: { 200: S.extend(S.VifView, { released: S.Released }), ...E(400, 401, 403, 404, 409, 412) } },
+    schema: { tags: ['vifs'], summary: 'change a VIF: locking, MAC, network (force: release addresses on the old one), ifname (with host: bound on that host, the VM moves there)', params: Type.Object({ vif: Type.String() }), body: Type.Object({ locking: Type.Optional(Type.String()), mac: Type.Optional(Type.String()), network: Type.Optional(Type.String()), ifname: Type.Optional(S.NullableStr()), host: Type.Optional(Type.String({ description: 'with ifname alone: the hypervisor host the interface is on (vif bind --host)' })), force: Type.Optional(Type.Boolean()) }, { additionalProperties: false }), response: { 200: S.extend(S.VifView, { released: S.Released }), ...E(400, 401, 403, 404, 409, 412) } },
   }, async (req, reply) => {
-    const res = await setVif(store, (req.params as { vif: string }).vif, { ...(req.body as object), ifMatch: ifMatch(req) }, req.actor);
+    const { host, ...body } = req.body as { host?: string; ifname?: string | null };
+    if (host !== undefined) {
+      // `vif bind --host`: the binding and the VM's move in one transaction (core/service bindVif)
+      if (typeof body.ifname !== 'string' || !body.ifname || Object.keys(body).length !== 1) throw invalid('host', 'goes with ifname alone (the interface bound on that host)');
+      if (ifMatch(req) !== undefined) throw invalid('If-Match', 'is not supported together with host');
+      const v = await bindVif(store, (req.params as { vif: string }).vif, body.ifname, req.actor, host);
+      etag(reply, v);
+      const [view] = await store.transaction((tx) => vifViews(tx, [v]));
+      return { ...view, released: [] };
+    }
+    const res = await setVif(store, (req.params as { vif: string }).vif, { ...body, ifMatch: ifMatch(req) }, req.actor);
     etag(reply, res.vif);
     const [view] = await store.transaction((tx) => vifViews(tx, [res.vif]));
     return { ...view, released: res.released };
