@@ -19,6 +19,9 @@ import type { ControlPlane, DesiredState } from '../../src/core/control-plane.js
 import type { Snapshot } from '../../src/core/model/snapshot.js';
 import { assign, emptySnapshot, network, pool, vif, vm } from '../compile/fixtures.js';
 import { netnsSkipReason, sh } from '../support/netns.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const HOST = 'fast-host';
 const skip = await netnsSkipReason();

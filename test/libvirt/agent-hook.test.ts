@@ -20,6 +20,9 @@ import type { ControlPlane } from '../../src/core/control-plane.js';
 import { assign, emptySnapshot, network, pool, vif, vm } from '../compile/fixtures.js';
 import { netnsSkipReason, sh } from '../support/netns.js';
 import { buildHookBundle } from '../support/libvirt/bundle.js';
+import { guardRootNamespace } from '../support/root-guard.js';
+
+guardRootNamespace();
 
 const HOST = 'hook-host';
 const skip = await netnsSkipReason();
