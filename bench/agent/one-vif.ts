@@ -2,7 +2,9 @@
 // element being in the kernel, inside a throwaway network namespace (re-executes itself under
 // `unshare -n`). Side by side in one run:
 //   - a desired-state change that adds (then removes) one address of one VIF: the agent's fast path
-//     against today's paths (applyHost's one-VIF scope; the full reconcile);
+//     (its VIFs named by a delta, or found by comparing copies; one transaction through the agent's
+//     persistent `nft -i`) next to applyHost's one-VIF scope path (one `nft -f -` process per change)
+//     and the full reconcile (observe -> diff -> apply);
 //   - a hook event that binds one VIF to a new tap (then back): the same.
 //   node --import tsx bench/agent/one-vif.ts [--vifs 20000] [--samples 40]
 import { spawnSync } from 'node:child_process';
@@ -117,8 +119,10 @@ try {
     rows.push([label, xs]);
   };
   const before = agent.nftSessionApplied;
-  await change('desired-state change: agent fast path (persistent nft -i)', SAMPLES, () => agent.reconcile('desired state'));
-  if (agent.nftSessionApplied - before !== 2 * SAMPLES) throw new Error(`the fast path applied ${agent.nftSessionApplied - before} of ${2 * SAMPLES} changes`);
+  // a delta names the VIFs it touches (Agent.acceptDelta); a whole new copy is compared with the last
+  await change('desired-state change: agent fast path, VIFs named by the delta (nft -i)', SAMPLES, (s, k) => agent.reconcile('desired state', [s.snapshot.vifs[k].uuid]));
+  await change('desired-state change: agent fast path, VIFs found by comparing copies (nft -i)', SAMPLES, () => agent.reconcile('desired state'));
+  if (agent.nftSessionApplied - before !== 4 * SAMPLES) throw new Error(`the fast path applied ${agent.nftSessionApplied - before} of ${4 * SAMPLES} changes`);
   await change('desired-state change: applyHost scope path (nft -f - per change)', SAMPLES, async (s, k) => {
     await applyHost(agent.source(), { actor: 'bench', runner, scope: { vifUuid: s.snapshot.vifs[k].uuid } });
   });

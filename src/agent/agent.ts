@@ -126,6 +126,28 @@ export class Agent {
     return value;
   }
 
+  /** The kept effectiveDesired() with new bindings laid over it (what computeEffective would make
+   * of them, without copying every VIF again); false when nothing is kept. */
+  private patchEffective(bindings: LocalBinding[]): boolean {
+    const c = this.effective;
+    if (!c || c.desired !== this.desired || c.version !== this.localVersion) return false;
+    const vms = new Set(bindings.map((b) => b.vmUuid));
+    const left = new Map(bindings.map((b) => [`${b.vmUuid}/${b.mac}`, b]));
+    const vifs = c.value.snapshot.vifs.slice();
+    for (let i = 0; i < vifs.length && left.size; i++) {
+      const v = vifs[i];
+      if (!vms.has(v.vmUuid)) continue;
+      const key = `${v.vmUuid}/${v.mac}`;
+      const b = left.get(key);
+      if (!b) continue;
+      left.delete(key);
+      vifs[i] = { ...v, ifname: b.ifname, boundAt: b.ifname ? b.at : null };
+    }
+    const value: HostDesired = { ...c.value, snapshot: { ...c.value.snapshot, vifs } };
+    this.effective = { desired: this.desired, version: ++this.localVersion, value };
+    return true;
+  }
+
   private computeEffective(): HostDesired {
     const d: HostDesired = this.desired ?? { host: this.host, snapshot: { networks: [], pools: [], vms: [], vifs: [], assignments: [] }, settings: {} };
     const retained = this.opts.local.list<Retained>(RETAINED);
@@ -276,14 +298,19 @@ export class Agent {
     const at = new Date().toISOString();
     const release = ev.op === 'stopped' || ev.op === 'release';
     const bindings: LocalBinding[] = ev.interfaces.map((i) => ({ vmUuid: ev.vmUuid, mac: i.mac.toLowerCase(), ifname: release ? null : i.ifname, at }));
+    let retainedGone = false;
     if (release) {
-      for (const { key, value } of this.opts.local.list<Retained>(RETAINED)) if (value.vif.vmUuid === ev.vmUuid) this.opts.local.delete(RETAINED, key);
+      for (const { key, value } of this.opts.local.list<Retained>(RETAINED)) {
+        if (value.vif.vmUuid !== ev.vmUuid) continue;
+        this.opts.local.delete(RETAINED, key);
+        retainedGone = true;
+      }
     }
     // only VIFs this host's copy knows: an unknown VM waits for the control plane (its facts go out)
     this.opts.local.batch(() => {
       for (const b of bindings) this.opts.local.put(BINDINGS, `${b.vmUuid}/${b.mac}`, b);
     });
-    this.localVersion++;
+    if (retainedGone || !this.patchEffective(bindings)) this.localVersion++;
     this.queueFacts(bindings.map((b) => ({ kind: 'vif-bind', host: this.host, time: at, vmUuid: b.vmUuid, mac: b.mac, ifname: b.ifname })));
     const changes: PlanChange[] = [];
     const eff = this.effectiveDesired();

@@ -104,6 +104,9 @@ test('one-VIF changes in a running agent equal a full reconcile; a failed fast t
     await agent.hookEvent({ op: 'started', vmUuid: f.vmUuid, interfaces: [{ mac: f.mac, ifname: 'tv12b' }] });
     assert.equal(agent.nftSessionApplied, before + 1, 'the hook event went through the one-VIF path');
     await assertLikeFull('hook event');
+    // the running agent lays the binding over what it kept; a fresh look at the same state agrees
+    const fresh = new Agent({ host: HOST, controlPlane: idle, local: openHostState(join(dir, 'state')), log: () => undefined, runner });
+    assert.deepEqual(agent.effectiveDesired().snapshot.vifs, fresh.effectiveDesired().snapshot.vifs);
 
     // drift the fast path cannot know about: an element it recorded is gone from the kernel, so its
     // delete fails; the change is still enforced, through the full path
