@@ -238,7 +238,13 @@ export class Agent {
     this.retainDeparted(have, state);
     this.desired = state;
     this.opts.local.put(KIND, 'desired', state);
-    for (const l of this.desiredListeners) l();
+    for (const l of this.desiredListeners) {
+      try {
+        l(); // a watcher's wake-up: it must not keep the copy from being accepted
+      } catch (err) {
+        this.opts.log(`desired-state listener failed: ${(err as Error).message}`);
+      }
+    }
     // bindings the control plane now shows (or overrode after our facts were delivered) are done
     if (!this.opts.local.list(FACTS).length) this.opts.local.deleteKind(BINDINGS);
     return true;
