@@ -221,6 +221,22 @@ for (const backend of storeBackends()) {
       });
     });
 
+    test("VIFs' addresses from the columns equal those of the documents", async () => {
+      await s.transaction(async (tx) => {
+        const all = (await tx.listAssignments()).filter((x) => x.vifUuid !== null);
+        const want = (list: Assignment[]) => list.map((x) => ({ vifUuid: x.vifUuid, family: x.family, address: x.address, prefixLength: x.prefixLength, kind: x.kind }));
+        assert.deepEqual(await tx.listVifAddresses(), want(all));
+        const vifs = await tx.listVifs();
+        assert.ok(all.some((x) => x.family === 6) && all.some((x) => x.prefixLength < 32), 'IPv6 addresses and prefixes among them');
+        // a few VIFs (an IN list), and more than the scan threshold (a scan kept to the set)
+        const some = vifs.filter((_, i) => i % 2 === 0).map((v) => v.uuid);
+        assert.deepEqual(await tx.listVifAddresses(some), want(all.filter((x) => some.includes(x.vifUuid!))));
+        const many = [...some, ...Array.from({ length: 300 }, () => crypto.randomUUID())];
+        assert.deepEqual(await tx.listVifAddresses(many), want(all.filter((x) => some.includes(x.vifUuid!))));
+        assert.deepEqual(await tx.listVifAddresses([]), []);
+      });
+    });
+
     test('the map: summaries and cells equal those built from the full listing', async () => {
       await s.transaction(async (tx) => {
         for (const name of ['lan4', 'short', 'routed', 'other']) {

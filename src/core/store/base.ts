@@ -14,7 +14,7 @@ const TX_METHODS = {
   listVifs: 0, getVif: 0, findVifByDevice: 0, findVifByMac: 0, findVifInContext: 0, insertVif: 1, updateVif: 1, deleteVif: 1,
   listAssignments: 0, getAssignment: 0, findAssignmentByRequestId: 0, insertAssignment: 1, updateAssignment: 1, deleteAssignment: 1,
   vifHoldsAddress: 0, countAssignments: 0, getRequest: 0, insertRequest: 1, deleteRequestsFor: 1,
-  countUsage: 0, countOwnerUsage: 0, listAssignmentsInRange: 0, listAssignmentSpans: 0,
+  countUsage: 0, countOwnerUsage: 0, listAssignmentsInRange: 0, listAssignmentSpans: 0, listVifAddresses: 0,
   lowestFree: 0, takeLowestFree: 1, freeAtOrBefore: 0, freeAfter: 0, freeIntervals: 0, insertFree: 1, replaceFree: 1, deleteFree: 1, clearFree: 1,
   insertHold: 1, listHolds: 0, takeExpiredHolds: 1, deleteHolds: 1,
   insertEvent: 1, listEvents: 0,

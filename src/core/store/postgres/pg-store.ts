@@ -7,10 +7,10 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { IpvisorError } from '../../model/errors.js';
 import type { Assignment, AssignmentKind, AuditEvent, Network, Pool, Vif, Vm } from '../../model/types.js';
-import { fullLength, poolCounts, poolSpans, SPECIAL } from '../usage.js';
+import { fullLength, poolCounts, poolSpans, SPECIAL, VIF_SCAN_THRESHOLD, vifAddresses } from '../usage.js';
 import { addressKey, keyToBigInt, parseAddress } from '../../ipam/addr.js';
 import { assertOpen, BaseStore, type JournalEntry } from '../base.js';
-import type { AddressHolder, AssignmentCounts, AssignmentQuery, AssignmentSpan, Change, DocRecord, EventQuery, FreeInterval, Hold, RequestRecord, StoreIdentity, StoreTx, TakenAddress, TransactionOptions, UsageCount, VifInContext } from '../store.js';
+import type { AddressHolder, AssignmentCounts, AssignmentQuery, AssignmentSpan, Change, DocRecord, EventQuery, FreeInterval, Hold, RequestRecord, StoreIdentity, StoreTx, TakenAddress, TransactionOptions, UsageCount, VifAddress, VifInContext } from '../store.js';
 import { PG_MIGRATIONS, PG_SCHEMA_VERSION } from './migrations.js';
 import { COPY_TABLES, type RawCapable, type RawIo, type RawRow } from '../copy.js';
 import { storeErrorsTotal } from '../../metrics.js';
@@ -427,6 +427,12 @@ class PgTx implements StoreTx {
     const special = (await this.all(`SELECT addr_key, kind, prefix_length FROM assignments WHERE pool_uuid = $1 AND ${SPECIAL}`, poolUuid))
       .map((r) => ({ start: keyToBigInt(r.addr_key as string), kind: r.kind as AssignmentKind, prefixLength: r.prefix_length as number }));
     return poolSpans(pool.family as number, keys, special);
+  }
+  async listVifAddresses(vifUuids?: string[]): Promise<VifAddress[]> {
+    const cols = 'SELECT vif_uuid, family, addr_key, prefix_length, kind FROM assignments';
+    if (vifUuids && vifUuids.length === 0) return [];
+    if (vifUuids && vifUuids.length <= VIF_SCAN_THRESHOLD) return vifAddresses(await this.all(`${cols} WHERE vif_uuid = ANY($1::text[])`, vifUuids));
+    return vifAddresses(await this.all(`${cols} WHERE vif_uuid IS NOT NULL`), vifUuids && new Set(vifUuids));
   }
 
   // free space: every entry point locks the pool first

@@ -7,8 +7,8 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { IpvisorError } from '../../model/errors.js';
 import type { Assignment, AssignmentKind, AuditEvent, Network, Pool, Vif, Vm } from '../../model/types.js';
-import { fullLength, poolCounts, poolSpans, SPECIAL } from '../usage.js';
-import type { AddressHolder, AssignmentQuery, AssignmentSpan, Change, DocRecord, EventQuery, FreeInterval, Hold, StoreIdentity, StoreTx, TakenAddress, TransactionOptions, UsageCount, VifInContext } from '../store.js';
+import { fullLength, poolCounts, poolSpans, SPECIAL, VIF_SCAN_THRESHOLD, vifAddresses } from '../usage.js';
+import type { AddressHolder, AssignmentQuery, AssignmentSpan, Change, DocRecord, EventQuery, FreeInterval, Hold, StoreIdentity, StoreTx, TakenAddress, TransactionOptions, UsageCount, VifAddress, VifInContext } from '../store.js';
 import { assertOpen, BaseStore, type JournalEntry } from '../base.js';
 import { COPY_TABLES, type RawCapable, type RawIo, type RawRow } from '../copy.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
@@ -356,6 +356,12 @@ class SqliteTx implements StoreTx {
     const special = this.all(`SELECT addr_key, kind, prefix_length FROM assignments WHERE pool_uuid = ? AND ${SPECIAL}`, poolUuid)
       .map((r) => ({ start: keyToBigInt(r.addr_key as string), kind: r.kind as AssignmentKind, prefixLength: r.prefix_length as number }));
     return poolSpans(pool.family as number, keys, special);
+  }
+  async listVifAddresses(vifUuids?: string[]): Promise<VifAddress[]> {
+    const cols = 'SELECT vif_uuid, family, addr_key, prefix_length, kind FROM assignments';
+    if (vifUuids && vifUuids.length === 0) return [];
+    if (vifUuids && vifUuids.length <= VIF_SCAN_THRESHOLD) return vifAddresses(this.all(`${cols} WHERE vif_uuid IN (${vifUuids.map(() => '?').join(',')})`, ...vifUuids));
+    return vifAddresses(this.all(`${cols} WHERE vif_uuid IS NOT NULL`), vifUuids && new Set(vifUuids));
   }
 
   // free space
