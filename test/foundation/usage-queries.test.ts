@@ -13,7 +13,7 @@ import { createPool, poolUsage } from '../../src/core/service/pools.js';
 import { addVif, createVm } from '../../src/core/service/vms.js';
 import { allocate, release, reserve } from '../../src/core/service/ip.js';
 import { createTenant, tenantRef, tenantUsage } from '../../src/core/service/tenants.js';
-import { eventsPage, listEvents, listPools, showAddress, showNetwork, tenantEventFilter } from '../../src/core/service/views.js';
+import { eventsPage, listEvents, listPools, relatedTo, showAddress, showNetwork, tenantEventFilter } from '../../src/core/service/views.js';
 import { poolMap } from '../../src/core/service/pool-map.js';
 import { describeAddress } from '../../src/core/service/address-info.js';
 import { blockCells, blockSummaries, type MapInput } from '../../src/core/ipam/address-map.js';
@@ -317,10 +317,30 @@ for (const backend of storeBackends()) {
               if (after !== undefined) assert.deepEqual((await eventsPage(tx, { ...f, limit, afterId: after }, scope)).items, want.filter((e) => e.id > after).slice(0, limit), `${label} after`);
             }
           }
-          // An object's history (with what hangs off it) by one actor: the related events whoever made them.
-          const objWant = (await listEvents(tx, { object: 'a1' }, scope)).filter((e: AuditEvent) => e.actor === 'test');
-          assert.deepEqual(await listEvents(tx, { object: 'a1', actor: 'test' }, scope), objWant);
-          assert.ok(scope.tenant === 't2' || objWant.some((e) => e.objectKind === 'assignment'), 'a VM\'s history includes its addresses');
+          // An object's history with what hangs off it (relatedTo over the whole log, as before),
+          // by name or UUID, with the actor, time and cursor filters, for each scope.
+          const a2 = (await tx.findVmByName('a2'))!;
+          for (const object of ['a1', a2.uuid, 'n', 'lan4', 'routed', 'printer', 'n7', 'missing']) {
+            for (const f of [{}, { actor: 'test' }, { since: all[Math.floor(all.length / 3)].time }, { afterId: all[40].id }]) {
+              const since = 'since' in f ? f.since : undefined;
+              const afterId = 'afterId' in f ? f.afterId : undefined;
+              const inRange = all.filter((e) => (!since || e.time >= since) && (afterId === undefined || e.id > afterId));
+              const vm = (await tx.listVms()).find((v) => v.name === object || v.uuid === object);
+              const net = vm ? undefined : (await tx.listNetworks()).find((n) => n.name === object || n.uuid === object);
+              const pool = vm || net ? undefined : await tx.findPoolByName(object);
+              const related = vm ? relatedTo(inRange, { kind: 'vm', uuid: vm.uuid, name: vm.name }) : net ? relatedTo(inRange, { kind: 'network', uuid: net.uuid, name: net.name }) : pool ? relatedTo(inRange, { kind: 'pool', uuid: pool.uuid, name: pool.name }) : [];
+              const ids = new Set(related.map((e) => e.id));
+              const want = inRange.filter((e) => (ids.has(e.id) || e.objectUuid === object || e.objectName === object) && (!('actor' in f) || e.actor === f.actor) && (!visible || visible(e)));
+              const label = `${object} ${JSON.stringify(scope)} ${JSON.stringify(f)}`;
+              assert.deepEqual(await listEvents(tx, { ...f, object }, scope), want, label);
+              for (const limit of [1, 10]) {
+                assert.deepEqual(await listEvents(tx, { ...f, object, limit }, scope), want.slice(-limit), `${label} limit ${limit}`);
+                assert.deepEqual(await eventsPage(tx, { ...f, object, limit }, scope), { items: want.slice(0, limit), more: want.length > limit }, `${label} page ${limit}`);
+              }
+              if (object === 'a1' && scope.tenant !== 't2' && !('afterId' in f) && !('since' in f)) assert.ok(want.some((e) => e.objectKind === 'assignment') && want.some((e) => e.objectKind === 'vif'), "a VM's history includes its VIFs and addresses");
+              if (object === 'lan4' && scope.tenant === null && Object.keys(f).length === 0) assert.ok(want.filter((e) => e.objectKind === 'assignment').length > 300, "a pool's history includes its addresses");
+            }
+          }
         }
         assert.equal((await listEvents(tx, { limit: 5 }, { tenant: 't2' })).every((e) => e.objectKind !== 'note'), true);
       });

@@ -273,58 +273,35 @@ async function scanEvents(tx: StoreTx, q: EventQuery, keep: ((e: AuditEvent) => 
   }
 }
 
-/** The events of an object and of what hangs off it (its VIFs, pools, addresses), oldest first:
- * the related ones are found from the whole history since `since`, so this path reads it all. */
-async function objectEvents(tx: StoreTx, f: EventFilter, since: string | undefined): Promise<AuditEvent[]> {
-  let events = await tx.listEvents({ since, object: f.object, afterId: f.afterId });
-  // A renamed object is still found by its current name (its UUID), and a VM's or network's
-  // history includes what happened to its VIFs, pools and addresses.
-  const vm = await findVm(tx, f.object!);
-  const net = vm ? undefined : await findNetwork(tx, f.object!);
-  const pool = vm || net ? undefined : await tx.findPoolByName(f.object!);
-  const obj = vm ?? net ?? pool;
-  if (obj) {
-    const all = await tx.listEvents({ since, afterId: f.afterId });
-    const related = relatedTo(all, vm ? { kind: 'vm', uuid: vm.uuid, name: vm.name } : net ? { kind: 'network', uuid: net.uuid, name: net.name } : { kind: 'pool', uuid: pool!.uuid, name: pool!.name });
-    const ids = new Set(events.map((e) => e.id));
-    events = [...events, ...related.filter((e) => !ids.has(e.id))].sort((a, b) => a.id - b.id);
+/** The store query for a filter: an object's own events and, when it names a VM, network or pool
+ * (by name or UUID, renamed or not), those of what hangs off it (EventQuery.related). */
+async function eventQuery(tx: StoreTx, f: EventFilter): Promise<EventQuery> {
+  const q: EventQuery = { since: f.since ? parseSince(f.since) : undefined, object: f.object, actor: f.actor, afterId: f.afterId };
+  if (f.object) {
+    const vm = await findVm(tx, f.object);
+    const net = vm ? undefined : await findNetwork(tx, f.object);
+    const pool = vm || net ? undefined : await tx.findPoolByName(f.object);
+    if (vm) q.related = { kind: 'vm', uuid: vm.uuid };
+    else if (net) q.related = { kind: 'network', uuid: net.uuid };
+    else if (pool) q.related = { kind: 'pool', uuid: pool.uuid };
   }
-  // After relatedTo: an object's VIFs are known from their events whoever made them.
-  if (f.actor !== undefined) events = events.filter((e) => e.actor === f.actor);
-  return events;
+  return q;
 }
 
 /** The audit log as the CLI's `events` and the audit page show it, oldest first; `limit` keeps the
- * newest (read newest first from the store: ORDER BY id DESC LIMIT, filters in SQL). */
+ * newest (read newest first from the store: ORDER BY id DESC LIMIT, the filters in SQL). */
 export async function listEvents(tx: StoreTx, f: EventFilter = {}, scope: Scope = UNSCOPED): Promise<AuditEvent[]> {
-  const since = f.since ? parseSince(f.since) : undefined;
+  const q = await eventQuery(tx, f);
   const visible = await tenantEventFilter(tx, scope);
-  let events: AuditEvent[];
-  if (f.object) {
-    events = await objectEvents(tx, f, since);
-    if (visible) events = events.filter(visible);
-  } else if (f.limit !== undefined) {
-    return (await scanEvents(tx, { since, actor: f.actor, afterId: f.afterId }, visible, f.limit, 'desc')).reverse();
-  } else {
-    events = await tx.listEvents({ since, actor: f.actor, afterId: f.afterId });
-    if (visible) events = events.filter(visible);
-  }
-  if (f.limit !== undefined) events = events.slice(-f.limit);
-  return events;
+  if (f.limit !== undefined) return (await scanEvents(tx, q, visible, f.limit, 'desc')).reverse();
+  const events = await tx.listEvents(q);
+  return visible ? events.filter(visible) : events;
 }
 
 /** The first `limit` events after `afterId` (oldest first) and whether more follow: a page of the
  * API's cursor, read a page at a time from the store rather than the whole log. */
 export async function eventsPage(tx: StoreTx, f: EventFilter & { limit: number }, scope: Scope = UNSCOPED): Promise<{ items: AuditEvent[]; more: boolean }> {
-  const since = f.since ? parseSince(f.since) : undefined;
-  const visible = await tenantEventFilter(tx, scope);
-  let events: AuditEvent[];
-  if (f.object) {
-    events = await objectEvents(tx, f, since);
-    if (visible) events = events.filter(visible);
-  } else {
-    events = await scanEvents(tx, { since, actor: f.actor, afterId: f.afterId }, visible, f.limit + 1, 'asc');
-  }
+  const events = await scanEvents(tx, await eventQuery(tx, f), await tenantEventFilter(tx, scope), f.limit + 1, 'asc');
   return { items: events.slice(0, f.limit), more: events.length > f.limit };
 }
 

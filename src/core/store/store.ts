@@ -33,6 +33,11 @@ export interface EventQuery {
   since?: string;
   /** Name or UUID of an object. */
   object?: string;
+  /** Also the events of what hangs off this object, as views.ts relatedTo finds them in the events'
+   * documents (a VM: events about it, its VIFs and their addresses; a network: every event naming
+   * it; a pool: its addresses'), OR-ed with `object`. A VM's VIFs are those the events since
+   * `since`/`afterId` name (beforeId, actor and limit do not narrow that). */
+  related?: { kind: 'vm' | 'network' | 'pool'; uuid: string };
   /** Only events with an id greater than this (the event stream resumes from Last-Event-ID). */
   afterId?: number;
   /** Only events with an id smaller than this (paging backwards from the newest). */

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { IpvisorError } from '../../model/errors.js';
 import type { Assignment, AssignmentKind, AuditEvent, Network, Pool, Vif, Vm } from '../../model/types.js';
+import { eventWhere } from '../events-sql.js';
 import { fullLength, poolCounts, poolSpans, SPECIAL, VIF_SCAN_THRESHOLD, vifAddresses } from '../usage.js';
 import { addressKey, keyToBigInt, parseAddress } from '../../ipam/addr.js';
 import { assertOpen, BaseStore, type JournalEntry } from '../base.js';
@@ -512,15 +513,14 @@ class PgTx implements StoreTx {
     );
   }
   async listEvents(q: EventQuery = {}): Promise<AuditEvent[]> {
-    const where: string[] = [];
     const params: unknown[] = [];
     const p = (v: unknown) => (params.push(v), `$${params.length}`);
-    if (q.since) where.push(`time >= ${p(q.since)}`);
-    if (q.object) where.push(`(object_uuid = ${p(q.object)} OR object_name = $${params.length})`);
-    if (q.afterId !== undefined) where.push(`id > ${p(q.afterId)}`);
-    if (q.beforeId !== undefined) where.push(`id < ${p(q.beforeId)}`);
-    if (q.actor !== undefined) where.push(`actor = ${p(q.actor)}`);
-    const sql = `SELECT * FROM events ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id ${q.order === 'desc' ? 'DESC' : ''} LIMIT ${p(q.limit ?? null)}`;
+    const where = eventWhere(q, {
+      param: p,
+      field: (column, key) => `(${column}->>'${key}')`,
+      since: (since) => `time >= ${p(since)}`,
+    });
+    const sql = `SELECT * FROM events ${where} ORDER BY id ${q.order === 'desc' ? 'DESC' : ''} LIMIT ${p(q.limit ?? null)}`;
     return (await this.all(sql, ...params)).map((r) => ({
       id: Number(r.id), time: r.time as string, actor: r.actor as string, action: r.action as string,
       objectKind: r.object_kind as string, objectUuid: (r.object_uuid as string) ?? null, objectName: (r.object_name as string) ?? null,

@@ -7,6 +7,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { IpvisorError } from '../../model/errors.js';
 import type { Assignment, AssignmentKind, AuditEvent, Network, Pool, Vif, Vm } from '../../model/types.js';
+import { eventWhere } from '../events-sql.js';
 import { fullLength, poolCounts, poolSpans, SPECIAL, VIF_SCAN_THRESHOLD, vifAddresses } from '../usage.js';
 import type { AddressHolder, AssignmentQuery, AssignmentSpan, Change, DocRecord, EventQuery, FreeInterval, Hold, StoreIdentity, StoreTx, TakenAddress, TransactionOptions, UsageCount, VifAddress, VifInContext } from '../store.js';
 import { assertOpen, BaseStore, type JournalEntry } from '../base.js';
@@ -439,16 +440,21 @@ class SqliteTx implements StoreTx {
     );
   }
   async listEvents(q: EventQuery = {}): Promise<AuditEvent[]> {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    if (q.since) (where.push('id >= ?'), params.push(firstEventIdSince((sql, ...p) => this.get(sql, ...p), q.since)));
-    if (q.object) (where.push('(object_uuid = ? OR object_name = ?)'), params.push(q.object, q.object));
-    if (q.afterId !== undefined) (where.push('id > ?'), params.push(q.afterId));
-    if (q.beforeId !== undefined) (where.push('id < ?'), params.push(q.beforeId));
-    if (q.actor !== undefined) (where.push('actor = ?'), params.push(q.actor));
-    const sql = `SELECT * FROM events ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id ${q.order === 'desc' ? 'DESC' : ''} LIMIT ?`;
-    params.push(q.limit ?? -1);
-    return this.all(sql, ...params).map((r) => ({
+    // named (@pN), bound from one object: a VM's related events use the range's parameters twice
+    const params: Record<string, unknown> = {};
+    let n = 0;
+    const p = (v: unknown) => {
+      const name = `p${++n}`;
+      params[name] = v;
+      return `@${name}`;
+    };
+    const where = eventWhere(q, {
+      param: p,
+      field: (column, key) => `json_extract(${column}, '$.${key}')`,
+      since: (since) => `id >= ${p(firstEventIdSince((sql, ...args) => this.get(sql, ...args), since))}`,
+    });
+    const sql = `SELECT * FROM events ${where} ORDER BY id ${q.order === 'desc' ? 'DESC' : ''} LIMIT ${p(q.limit ?? -1)}`;
+    return this.all(sql, params).map((r) => ({
       id: r.id as number, time: r.time as string, actor: r.actor as string, action: r.action as string,
       objectKind: r.object_kind as string, objectUuid: (r.object_uuid as string) ?? null, objectName: (r.object_name as string) ?? null,
       before: r.before === null ? null : JSON.parse(r.before as string), after: r.after === null ? null : JSON.parse(r.after as string),
