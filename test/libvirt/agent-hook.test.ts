@@ -108,6 +108,9 @@ test('agent host: the small hook entry hands the XML to the agent; without an ag
     await hook(full, 'started', domainXml('d1', m.uuid, [{ mac: '52:54:00:00:03:01', dev: 'tapc' }]));
     assert.match(lines().at(-1)!, /no local agent answered; enforced from the local copy/);
     assert.deepEqual(await ip4(), ['"tapc" . 10.33.0.1']);
+    // the whole hook missing beside the entry: said in the log, exit 0 (as the script does for a missing entry)
+    await hook(alone, 'started', domainXml('d1', m.uuid, [{ mac: '52:54:00:00:03:01', dev: 'tapd' }]));
+    assert.match(lines().at(-1)!, /libvirt-hook-full\.cjs cannot be loaded .*nothing enforced/);
   } finally {
     await new Promise((r) => (server ? server.close(r) : r(undefined)));
     stop.abort();

@@ -113,8 +113,16 @@ async function main(argv: string[]): Promise<number> {
     }
   }
   // no agent host, or no agent answered: the whole hook (loaded only now)
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const full = require(join(__dirname, 'libvirt-hook-full.cjs')) as { hookMain(argv: string[], deps: undefined, pre: { xml: string; agentTried: boolean }): Promise<number> };
+  const fullPath = join(__dirname, 'libvirt-hook-full.cjs');
+  let full: { hookMain(argv: string[], deps: undefined, pre: { xml: string; agentTried: boolean }): Promise<number> };
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    full = require(fullPath);
+  } catch (err) {
+    // like the hook script when its entry is missing: say so, exit 0 so libvirt goes on
+    logger(logFile)(`${which ?? 'hook'} ${rest.slice(0, 3).join(' ')}: error: the whole hook ${fullPath} cannot be loaded (${(err as Error).message.split('\n')[0]}); nothing enforced`);
+    return 0;
+  }
   return full.hookMain(argv, undefined, { xml, agentTried });
 }
 
