@@ -183,6 +183,12 @@ for (const backend of storeBackends()) {
       assert.deepEqual([again.address, again.kind], ['10.3.0.3', 'additional']);
       assert.deepEqual(await s.listHolds(pool.uuid), []);
       assert.equal((await s.lowestFree(pool.uuid))!.start, base + 4n);
+
+      // The VIF and a named pool are read together (pipelined on PostgreSQL): a missing VM is still
+      // the error when both are missing, and the store goes on afterwards.
+      await assert.rejects(allocate(s, { vif: 'nosuchvm:0', pool: 'nosuchpool' }, 't'), (e: IpvisorError) => e.code === 'NOT_FOUND' && /nosuchvm/.test(e.message));
+      await assert.rejects(allocate(s, { vif: 'cvm:0', pool: 'nosuchpool' }, 't'), (e: IpvisorError) => e.code === 'NOT_FOUND' && /nosuchpool/.test(e.message));
+      assert.equal((await allocate(s, { vif: 'cvm:0', pool: 'carry4' }, 't')).assignment.address, '10.3.0.4');
       await s.close();
     });
 

@@ -87,7 +87,10 @@ class PgTx implements StoreTx {
 
   private async all(sql: string, ...values: unknown[]): Promise<Row[]> {
     assertOpen(this.done);
-    if (this.pending.length) await this.flush();
+    if (this.pending.length) {
+      await this.flush();
+      assertOpen(this.done);
+    }
     const rows = (await this.db.query({ name: statementName(sql), text: sql, values })).rows as Row[];
     await this.begunOk();
     return rows;
@@ -769,6 +772,9 @@ export class PgStore extends BaseStore implements RawCapable {
         await committed;
         return { result, revision };
       } catch (err) {
+        // A statement fn started but did not wait for (a pipelined read) must not follow the
+        // ROLLBACK onto the connection.
+        tx.done = true;
         await client.query('ROLLBACK').catch(() => (broken = true));
         const code = (err as { code?: string }).code;
         if (code && RETRY_CODES.has(code) && attempt < MAX_ATTEMPTS) continue;
