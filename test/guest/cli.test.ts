@@ -8,9 +8,11 @@ import { after, before, describe, test } from 'node:test';
 import { parseNetworkData } from '../../src/core/guest/parse.js';
 import { cli, tempDb } from '../support/cli.js';
 import { standinUnavailable, startStandinGuest, type StandinGuest } from './standin.js';
-import { guardRootNamespace } from '../support/root-guard.js';
+import { guardRootNamespace, privateRunDir } from '../support/root-guard.js';
 
 guardRootNamespace();
+// guest pushes take a per-VM lock in the run dir: this file's, not the machine's /run/ipvisor
+privateRunDir();
 
 const MAC = '52:54:00:aa:bb:01';
 

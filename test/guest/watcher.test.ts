@@ -11,9 +11,11 @@ import { openStore } from '../../src/core/store/open.js';
 import type { Store } from '../../src/core/store/store.js';
 import { cli, tempDb } from '../support/cli.js';
 import { standinUnavailable, startStandinGuest, type StandinGuest } from './standin.js';
-import { guardRootNamespace } from '../support/root-guard.js';
+import { guardRootNamespace, privateRunDir } from '../support/root-guard.js';
 
 guardRootNamespace();
+// guest pushes take a per-VM lock in the run dir: this file's, not the machine's /run/ipvisor
+privateRunDir();
 
 const MAC = '52:54:00:aa:bb:02';
 

@@ -11,7 +11,8 @@
 // root nothing here can be changed either).
 // test/ops/root-guard-audit.test.ts checks that every test file able to reach the host calls it.
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 /** ipvisor's real runtime and state directories (a test's IPVISOR_RUN_DIR/--db point elsewhere). */
@@ -39,6 +40,8 @@ function listFiles(dir: string, out: string[]): void {
   } catch {
     return; // absent: nothing to compare
   }
+  // the directory itself: made by a test that took the real host lock (its file is gone again)
+  out.push(`${dir}/ (directory)`);
   for (const n of names.sort()) {
     const p = join(dir, n);
     try {
@@ -106,4 +109,14 @@ export function guardRootNamespace(): void {
     );
     process.exitCode = 1;
   });
+}
+
+/** Points IPVISOR_RUN_DIR (host and guest-push locks, the enforced-store record) at a directory of
+ * this test process, removed when it exits, for files whose code takes a lock without a test
+ * namespace set-up of its own. Returns the directory. */
+export function privateRunDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'ipv-run-'));
+  process.env.IPVISOR_RUN_DIR = dir;
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
 }
