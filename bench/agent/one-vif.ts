@@ -6,7 +6,7 @@
 //     persistent `nft -i`) next to applyHost's one-VIF scope path (one `nft -f -` process per change)
 //     and the full reconcile (observe -> diff -> apply);
 //   - a hook event that binds one VIF to a new tap (then back): the same.
-//   node --import tsx bench/agent/one-vif.ts [--vifs 20000] [--samples 40]
+//   node --import tsx bench/agent/one-vif.ts [--vifs 20000] [--samples 20]   (root; about 2 minutes on a quiet machine)
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,7 +27,7 @@ const arg = (name: string, dflt: number) => {
   return i > 0 ? Number(process.argv[i + 1]) : dflt;
 };
 const VIFS = arg('vifs', 20_000);
-const SAMPLES = arg('samples', 40);
+const SAMPLES = arg('samples', 20);
 const dir = mkdtempSync(join(tmpdir(), 'ipv-bench-onevif-'));
 process.env.IPVISOR_RUN_DIR = join(dir, 'run');
 process.env.IPVISOR_STATE_DIR = join(dir, 'state');
