@@ -130,7 +130,7 @@ async function main(): Promise<void> {
     // namespace), its marker and socket where the hook looks for them.
     const agentState = join(work, 'agent-state');
     const agentRun = join(work, 'agent-run');
-    const agentEnv = libvirtEnv({ IPVISOR_RUN_DIR: agentRun, IPVISOR_STATE_DIR: agentState });
+    const agentEnv = libvirtEnv({ IPVISOR_RUN_DIR: agentRun, IPVISOR_STATE_DIR: agentState, IPVISOR_HOOK_TIMING: '1' });
     const seeded = await openStore(db);
     const snapshot = await loadSnapshot(seeded);
     await seeded.close();
@@ -181,6 +181,7 @@ async function main(): Promise<void> {
       return xs.length ? percentile(xs, 50).toFixed(1) : '-';
     };
     console.log(`breakdown (medians over all bundle calls): start-up+module load ${med(/start-up\+load ([\d.]+) ms/g)} ms, store open ${med(/store open ([\d.]+) ms/g)} ms, host apply ${med(/apply ([\d.]+) ms/g)} ms, whole hook after stdin ${med(/hook ([\d.]+) ms/g)} ms`);
+    console.log(`agent host (medians over the small entry's calls): entry up after stdin ${med(/entry up after ([\d.]+) ms/g)} ms, agent's answer ${med(/agent answered in ([\d.]+) ms/g)} ms`);
     const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
     console.log(`load average during the run: ${load} (2 cores)`);
     const errors = logText.split('\n').filter((l) => /error|failed/.test(l) && !/timing:/.test(l));

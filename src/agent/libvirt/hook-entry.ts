@@ -97,8 +97,11 @@ async function main(argv: string[]): Promise<number> {
     if (which === 'libvirt-qemu' && xml.trim() && op !== 'prepare' && op !== 'migrate' && op !== 'restore') {
       const log = logger(logFile);
       const socket = join(runDir, 'agent.sock');
+      // performance.now() counts from process start: Node's start-up shows up in the first figure
+      const tStdin = performance.now();
       const reply = existsSync(socket) ? await askAgent(socket, { kind: 'hook-xml', args: rest, xml }) : undefined;
       agentTried = true;
+      if (process.env.IPVISOR_HOOK_TIMING) log(`timing: agent host entry up after ${tStdin.toFixed(1)} ms (stdin read), agent answered in ${(performance.now() - tStdin).toFixed(1)} ms`);
       const what = `qemu ${reply?.name ?? String(rest[0] ?? '').slice(0, 64)} ${op}`;
       for (const p of reply?.problems ?? []) log(`${what}: invalid fact: ${p}`);
       if (reply?.ok) {
