@@ -3,6 +3,7 @@
 // Run: BENCH_WEB_DB=PATH node --import tsx bench/web/probe.ts   (a store bench/web/run.ts kept)
 import { openStore } from '../../src/core/store/open.js';
 import { buildHttpServer, listenHttp } from '../../src/server/http.js';
+import { relatedTo } from '../../src/core/service/views.js';
 
 const store = await openStore(process.env.BENCH_WEB_DB!, {});
 const app = await buildHttpServer({ store, enforcers: [] });
@@ -36,6 +37,7 @@ async function median(f: () => Promise<unknown>, n = 5): Promise<number> {
 }
 const pool = (await store.findPoolByName('lan16'))!;
 const block = 0x0a280300n; // 10.40.3.0/24
+const vm3 = (await store.findVmByName('vm0003'))!;
 const tenantVifs = async () => {
   const vms = new Set((await store.listVms()).filter((v) => v.owner === 't0').map((v) => v.uuid));
   return (await store.listVifs()).filter((v) => vms.has(v.vmUuid)).map((v) => v.uuid);
@@ -45,6 +47,8 @@ const rows: Array<[string, () => Promise<unknown>, string, () => Promise<unknown
   ["countOwnerUsage (tenant t0's quota use)", () => store.countOwnerUsage('t0'), "listAssignments of t0's VIFs", async () => store.listAssignments({ vifUuids: await tenantVifs() })],
   ['listAssignmentsInRange (one /24)', () => store.listAssignmentsInRange(pool.uuid, block, block + 255n), 'listAssignments of the pool', () => store.listAssignments({ poolUuid: pool.uuid })],
   ['listAssignmentSpans (the /16 map marks)', () => store.listAssignmentSpans(pool.uuid), 'listAssignments of the pool', () => store.listAssignments({ poolUuid: pool.uuid })],
+  ['listVifAddresses (every VIF, the VMs page)', () => store.listVifAddresses(), 'listAssignments of every VIF', async () => store.listAssignments({ vifUuids: (await store.listVifs()).map((v) => v.uuid) })],
+  ["listEvents of VM vm0003 with its VIFs' and addresses' (related, in SQL), newest 200", () => store.listEvents({ object: 'vm0003', related: { kind: 'vm', uuid: vm3.uuid }, order: 'desc', limit: 200 }), 'listEvents (all), relatedTo, keep 200', async () => relatedTo(await store.listEvents(), { kind: 'vm', uuid: vm3.uuid, name: 'vm0003' }).slice(-200)],
   ['listEvents newest 200 (ORDER BY id DESC LIMIT)', () => store.listEvents({ order: 'desc', limit: 200 }), 'listEvents (all), keep 200', async () => (await store.listEvents()).slice(-200)],
 ];
 console.log('');
