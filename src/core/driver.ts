@@ -35,7 +35,8 @@ export interface ManagedNetworks {
   networkDeleted?(store: Store, network: Network, actor: string): Promise<void>;
 }
 
-/** Capability: how a VM's network_data.json reaches its running guest. */
+/** Capability: how a VM's network_data.json reaches its running guest. The registry runs a guest
+ * auto-push watcher for it where the driver runs (src/drivers/index.ts). */
 export interface GuestTransport {
   /** 'qga' (QEMU guest agent through libvirt's channel) or 'xapi' (VIF.configure_ipv4/6). */
   kind: 'qga' | 'xapi';

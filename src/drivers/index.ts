@@ -30,8 +30,13 @@ export async function loadEnforcers(placements: DriverPlacement[] = ALL_PLACEMEN
   return (await loadDrivers(placements)).flatMap((d) => (d.enforcer ? [d.enforcer] : []));
 }
 
+/** The watchers of these placements: each driver's own, and a guest auto-push watcher for each
+ * guest transport, where the driver runs (qemu-ga on the host's agent, XAPI on the control plane). */
 export async function loadWatchers(placements: DriverPlacement[] = ALL_PLACEMENTS): Promise<DaemonWatcher[]> {
   const out: DaemonWatcher[] = [];
-  for (const d of await loadDrivers(placements)) if (d.watchers) out.push(...(await d.watchers()));
+  for (const d of await loadDrivers(placements)) {
+    if (d.guestTransport) out.push((await import('../agent/guest/watcher.js')).createGuestPushWatcher({ transport: d.guestTransport.kind }));
+    if (d.watchers) out.push(...(await d.watchers()));
+  }
   return out;
 }

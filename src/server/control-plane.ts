@@ -284,7 +284,7 @@ export class StoreControlPlane implements ControlPlane {
         await bindVifFact(this.store, { host, vmUuid: f.vmUuid, mac: f.mac, ifname: f.ifname, time: f.time });
       } else if (f.kind === 'domain') {
         // what a hook on the same host would record: VM, VIFs, taps, quarantine (facts.ts)
-        const { recordDomain } = await import('../agent/libvirt/facts.js');
+        const { recordDomain } = await import('../core/service/libvirt-facts.js');
         const dom = { uuid: f.domain.uuid, name: f.domain.name, id: f.state === 'running' ? 0 : null, interfaces: f.domain.interfaces };
         // a domain stopped on a host the VM has left (a migration's source, late) changes nothing there
         const known = await this.store.getVm(f.domain.uuid.toLowerCase()).catch(() => undefined);
@@ -299,7 +299,7 @@ export class StoreControlPlane implements ControlPlane {
           }
         }
       } else if (f.kind === 'guest-push') {
-        const { GUEST_PUSH_DOC } = await import('../agent/guest/watcher.js');
+        const { GUEST_PUSH_DOC } = await import('../core/guest/push-port.js');
         const vm = await this.store.getVm(f.vmUuid);
         // `guest status VM` shows it; a VM that left this host meanwhile keeps its new host's record
         if (vm && vm.host === host) await this.store.putDoc(GUEST_PUSH_DOC, f.vmUuid, { ...f.record, host });

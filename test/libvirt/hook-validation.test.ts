@@ -10,7 +10,7 @@ import { openStore } from '../../src/core/store/open.js';
 import type { Store } from '../../src/core/store/store.js';
 import { createNetwork } from '../../src/core/service/networks.js';
 import { runLibvirtHook, type ApplyScope, type HookDeps } from '../../src/agent/libvirt/hook.js';
-import { DOC_PORT, DOC_TAP } from '../../src/agent/libvirt/facts.js';
+import { DOC_PORT, DOC_TAP } from '../../src/core/service/libvirt-facts.js';
 import { DOC_QUARANTINE, loadSnapshot, quarantineKey } from '../../src/core/model/snapshot.js';
 import { thisHost } from '../../src/core/host-identity.js';
 import { hostSnapshot, desiredDigest } from '../../src/core/compile/host-desired.js';

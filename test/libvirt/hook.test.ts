@@ -11,7 +11,7 @@ import type { Store } from '../../src/core/store/store.js';
 import { createNetwork } from '../../src/core/service/networks.js';
 import { fileLogger, runLibvirtHook, type ApplyScope, type HookDeps } from '../../src/agent/libvirt/hook.js';
 import { parseDomainXml, parseNetworkHookXml, buildNetworkXml, parseNetworkXml, dhcpHostXml } from '../../src/agent/libvirt/xml.js';
-import { DOC_PORT, DOC_SETTINGS, DOC_TAP } from '../../src/agent/libvirt/facts.js';
+import { DOC_PORT, DOC_SETTINGS, DOC_TAP } from '../../src/core/service/libvirt-facts.js';
 import { parseHookInvocation } from '../../src/agent/libvirt/hook-main.js';
 import { guardRootNamespace } from '../support/root-guard.js';
 

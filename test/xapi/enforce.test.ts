@@ -141,10 +141,11 @@ test('static IP via VIF.configure_ipv4/6 when the guest supports it; a clear err
 test('guest auto-push of an XAPI VM runs on the control plane (server placement) from the store', async () => {
   const { createGuestPushWatcher, GUEST_PUSH_DOC } = await import('../../src/agent/guest/watcher.js');
   const { registerXapiGuestPush } = await import('../../src/server/xapi/guest-push.js');
-  const { loadDrivers } = await import('../../src/drivers/index.js');
-  // the xapi driver (server placement) brings it; the libvirt driver's (agent placement) is qemu-ga's
-  const xapiDriver = (await loadDrivers(['server'])).find((d) => d.name === 'xapi')!;
-  assert.ok((await xapiDriver.watchers!()).some((w) => w.name === 'guest-auto-push'));
+  const { loadWatchers } = await import('../../src/drivers/index.js');
+  // the registry runs one guest push watcher per guest transport where its driver runs: XAPI's on
+  // the control plane (server placement), qemu-ga's on each host's agent
+  assert.deepEqual((await loadWatchers(['server'])).map((w) => w.name).sort(), ['guest-auto-push', 'xapi']);
+  assert.deepEqual((await loadWatchers(['agent'])).map((w) => w.name).filter((n) => n === 'guest-auto-push'), ['guest-auto-push']);
   registerXapiGuestPush(async () => ({ store, close: async () => undefined }));
   const db01 = sim.refByUuid('VIF', '7a4a560f-2489-5c71-a110-393342f0d6f9');
   sim.modify('VIF', db01, { ipv4_configuration_mode: 'None', ipv4_addresses: [''] });

@@ -8,6 +8,7 @@ import { IpvisorError } from '../../core/model/errors.js';
 import type { GuestNetState } from '../../core/guest/ir.js';
 import { parseNetworkData } from '../../core/guest/parse.js';
 import { GuestAgent, PUSH_RPCS, type QgaInterface } from './qga.js';
+import { xapiGuestPushOrNull, type PersistFormat, type PushOptions, type PushPlan, type PushResult } from '../../core/guest/push-port.js';
 import { GUEST_FORMATS, render, type GuestFormat } from '../../core/guest/render.js';
 import { IP_SCRIPT_PATH, parseStepReport, RESOLV_CONF, routeKey, type IpRenderOptions, type LiveRoute } from '../../core/guest/renderers/ip.js';
 import { WINDOWS_PATH } from '../../core/guest/renderers/windows.js';
@@ -25,42 +26,7 @@ import {
 } from '../../core/guest/windows-plan.js';
 import { observedAddresses, renderRollbackScript, sq, type BackedUpFile, type ObservedLink, type ObservedNet, type ObservedRoute } from '../../core/guest/rollback.js';
 
-export type PersistFormat = Exclude<GuestFormat, 'ip' | 'windows'> | 'none';
-
-export interface PushOptions {
-  /** Persisted config format; detected in the guest when absent. */
-  format?: PersistFormat;
-  /** MAC -> name, overriding what the guest reports (--nic). */
-  nicNames?: Record<string, string>;
-  dryRun?: boolean;
-  /** How long the new configuration may take to come up. */
-  verifyTimeoutMs?: number;
-  /** The in-guest guard rolls back after this many seconds without confirmation. */
-  guardSeconds?: number;
-  /** Work directory inside a Linux guest (scripts, backups). */
-  workDir?: string;
-  log?: (line: string) => void;
-}
-
-export interface PushPlan {
-  os: string;
-  format: PersistFormat | 'windows' | 'xapi';
-  /** Absolute guest path -> content, persisted configuration. */
-  files: Record<string, string>;
-  /** ipvisor's own files the push removes (a removed NIC's per-interface files). */
-  removed?: string[];
-  applyScript: string;
-  rollbackScript: string | null;
-}
-
-export interface PushResult {
-  plan: PushPlan;
-  applied: boolean;
-  /** Other configuration in the guest that also names the pushed interfaces (it may add to or fight ours at the next boot). */
-  warnings?: string[];
-  /** Interfaces as the guest agent reports them after the push. */
-  interfaces: QgaInterface[];
-}
+export type { PersistFormat, PushOptions, PushPlan, PushResult } from '../../core/guest/push-port.js';
 
 const DETECT_FORMAT = [
   // netplan, and its backend when the guest's own netplan files pick NetworkManager (desktops)
@@ -433,18 +399,9 @@ async function pushWindows(agent: GuestAgent, state: GuestNetState, opts: PushOp
   throw new IpvisorError('DRIVER', `guest push failed: ${failure}; rolled back to the previous configuration`, { details: { rolledBack: true } });
 }
 
-/**
- * Seam for XCP-ng guests (the XAPI engineer fills it): push through XAPI (VIF.configure_ipv4/6)
- * instead of a guest agent socket. Registered by src/drivers/xapi with setXapiGuestPush().
- */
-export type XapiGuestPush = (vmUuid: string, doc: unknown, opts: PushOptions) => Promise<PushResult>;
-let xapiGuestPush: XapiGuestPush | null = null;
-
-export function setXapiGuestPush(fn: XapiGuestPush | null): void {
-  xapiGuestPush = fn;
-}
-
+/** XCP-ng guests: pushed through the XAPI driver's seam (core/guest/push-port.ts). */
 export async function pushViaXapi(vmUuid: string, doc: unknown, opts: PushOptions = {}): Promise<PushResult> {
+  const xapiGuestPush = xapiGuestPushOrNull();
   if (!xapiGuestPush) throw new IpvisorError('DRIVER', 'guest push through XAPI is not available in this build (no XAPI guest push registered)');
   return xapiGuestPush(vmUuid, doc, opts);
 }

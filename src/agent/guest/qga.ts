@@ -7,6 +7,7 @@
 import { execFile } from 'node:child_process';
 import { createConnection, type Socket } from 'node:net';
 import { IpvisorError } from '../../core/model/errors.js';
+import type { GuestInterface } from '../../core/guest/push-port.js';
 
 export class QgaError extends IpvisorError {
   readonly qgaClass: string;
@@ -206,11 +207,8 @@ export class QgaVirsh implements QgaTransport {
 
 // ---- typed calls ----
 
-export interface QgaInterface {
-  name: string;
-  'hardware-address'?: string;
-  'ip-addresses'?: { 'ip-address-type': 'ipv4' | 'ipv6'; 'ip-address': string; prefix: number }[];
-}
+/** An interface as qemu-ga reports it (guest-network-get-interfaces). */
+export type QgaInterface = GuestInterface;
 
 export interface QgaOsInfo {
   id?: string;

@@ -15,18 +15,9 @@ import type { Network, Vm } from '../../core/model/types.js';
 import type { Store } from '../../core/store/store.js';
 import { networkDataForVm } from '../../core/guest/emit.js';
 import { pushVmNetwork } from './vm-push.js';
+import { GUEST_PUSH_DOC, onGuestPushRequest, requestGuestPush, takeGuestPushRequest, type GuestPushRecord } from '../../core/guest/push-port.js';
 
-export const GUEST_PUSH_DOC = 'guest-push';
-
-export interface GuestPushRecord {
-  digest: string;
-  ok: boolean;
-  at: string;
-  error?: string;
-  via?: string;
-  /** Failed attempts in a row for this digest (backs off the quick retry of a NIC not there yet). */
-  attempts?: number;
-}
+export { GUEST_PUSH_DOC, type GuestPushRecord } from '../../core/guest/push-port.js';
 
 export function autoPushEnabled(snapshot: Snapshot, vm: Vm): boolean {
   if (typeof vm.extra.guestAutoPush === 'boolean') return vm.extra.guestAutoPush;
@@ -67,26 +58,12 @@ export async function setGuestAutoPush(
   }, { write: true });
 }
 
-/**
- * NIC hot-plug: the hypervisor watchers (libvirt device-added/-removed, XAPI VIF plug/unplug) ask
- * for an immediate push of one VM, by its UUID, name or libvirt domain name. The push then happens
- * even when the document is unchanged: a NIC unplugged and plugged again (same MAC, same document)
- * comes back unconfigured. Process-wide, like the watchers serve runs.
- */
-const requested = new Set<string>();
-const wakers = new Set<() => void>();
-
-export function requestGuestPush(vmRef: string): void {
-  requested.add(vmRef);
-  for (const w of wakers) w();
-}
-
 function takeRequest(vm: Vm): boolean {
-  const refs = [vm.uuid, vm.name, typeof vm.extra.libvirtDomain === 'string' ? vm.extra.libvirtDomain : undefined].filter((r): r is string => !!r);
-  const hit = refs.some((r) => requested.has(r));
-  for (const r of refs) requested.delete(r);
-  return hit;
+  return takeGuestPushRequest([vm.uuid, vm.name, typeof vm.extra.libvirtDomain === 'string' ? vm.extra.libvirtDomain : undefined].filter((r): r is string => !!r));
 }
+
+/** Requests are process-wide (core/guest/push-port.ts); kept here for the agent's own callers. */
+export { requestGuestPush };
 
 /** A push that failed because the guest does not show the NIC yet (a hot-plug still being probed): retried soon. */
 function nicNotThereYet(error: string | undefined): boolean {
@@ -193,8 +170,8 @@ export function createGuestPushWatcher(opts: GuestPushWatcherOptions = {}): Daem
         if (!stopped && !ctx.signal.aborted) timer = setTimeout(() => loop(ctx, view), intervalMs);
       });
   };
-  let wakeScan: (() => void) | null = null;
   let unsubscribe: (() => void) | undefined;
+  let unrequest: (() => void) | undefined;
 
   return {
     name: 'guest-auto-push',
@@ -203,7 +180,7 @@ export function createGuestPushWatcher(opts: GuestPushWatcherOptions = {}): Daem
       const view = viewOf(ctx, opts.transport);
       ctx.signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
       let wanted = false;
-      const wake = (wakeScan = () => {
+      const wake = () => {
         // a scan that is running finishes first; the next one starts at once instead of after intervalMs
         if (wanted || stopped || ctx.signal.aborted) return;
         wanted = true;
@@ -213,16 +190,16 @@ export function createGuestPushWatcher(opts: GuestPushWatcherOptions = {}): Daem
           clearTimeout(timer);
           loop(ctx, view);
         });
-      });
-      wakers.add(wake);
+      };
+      unrequest = onGuestPushRequest(wake);
       // a new desired copy (an allocation anywhere) is pushed now, not at the next interval
       unsubscribe = ctx.host?.onDesired(wake);
       loop(ctx, view);
     },
     async stop(): Promise<void> {
       stopped = true;
-      if (wakeScan) wakers.delete(wakeScan);
-      wakeScan = null;
+      unrequest?.();
+      unrequest = undefined;
       unsubscribe?.();
       clearTimeout(timer);
       await scanning;

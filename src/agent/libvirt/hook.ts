@@ -10,7 +10,7 @@ import { dirname } from 'node:path';
 import { IpvisorError } from '../../core/model/errors.js';
 import type { Store } from '../../core/store/store.js';
 import { effectiveLocking } from '../../core/model/locking.js';
-import { DOC_SETTINGS, findStoreNetwork, forgetPort, recordDomain, recordNetworkFacts, recordPort, type LibvirtSettings } from './facts.js';
+import { DOC_SETTINGS, findStoreNetwork, forgetPort, recordDomain, recordNetworkFacts, recordPort, type LibvirtSettings } from '../../core/service/libvirt-facts.js';
 import { findClash, type UsedPrefix } from './subnets.js';
 import { parseDomainXml, parseNetworkHookXml } from './xml.js';
 import { createLogger, logText, newRequestId } from '../../core/log.js';

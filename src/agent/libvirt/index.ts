@@ -19,8 +19,8 @@ export const libvirtDriver: Driver = {
   },
   guestTransport: { kind: 'qga', describe: "QEMU guest agent through libvirt's channel (virsh qemu-agent-command)" },
   async watchers() {
-    // guest auto-push through qemu-ga runs where the guest agents are reachable: on the host, next
-    // to libvirt, from the host's desired copy (XAPI's runs on the control plane)
-    return [(await import('../guest/watcher.js')).createGuestPushWatcher({ transport: 'qga' }), (await import('./watcher.js')).createLibvirtWatcher()];
+    // guest auto-push through qemu-ga (the guest transport) is added by the registry: it runs where
+    // the guest agents are reachable, on the host next to libvirt, from the host's desired copy
+    return [(await import('./watcher.js')).createLibvirtWatcher()];
   },
 };

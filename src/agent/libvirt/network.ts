@@ -12,7 +12,7 @@ import { createNetwork, deleteNetwork, parseSubnet, updateNetworkFacts, validate
 import { createPool } from '../../core/service/pools.js';
 import { newUuid } from '../../core/service/context.js';
 import { createHostRunner, type HostRunner } from '../host/exec.js';
-import { DOC_DHCP } from './facts.js';
+import { DOC_DHCP } from '../../core/service/libvirt-facts.js';
 import { findClash, observeHostPrefixes, pickFreeIpv4Subnet, pickUla64, splitIpv4Subnet, type UsedPrefix } from './subnets.js';
 import { createVirsh, listNetworkNames, networkIsActive, type Virsh } from './virsh.js';
 import { buildNetworkXml, dhcpHostXml, parseNetworkXml, type ManagedNetworkSpec } from './xml.js';

@@ -15,7 +15,7 @@ import { entryIntervals } from '../../core/ipam/pool-space.js';
 import { allocate, release, reserve } from '../../core/service/ip.js';
 import { createPool, setPool } from '../../core/service/pools.js';
 import { findNetwork, vifRef, vmRef } from '../../core/service/resolve.js';
-import { findStoreNetwork } from './facts.js';
+import { findStoreNetwork } from '../../core/service/libvirt-facts.js';
 
 export interface RoutedLine {
   line: number;

@@ -5,7 +5,7 @@ import type { NetworkMode } from '../../core/model/types.js';
 import type { Store } from '../../core/store/store.js';
 import { createNetwork } from '../../core/service/networks.js';
 import { formatAddress, parseCidr } from '../../core/ipam/addr.js';
-import { findStoreNetwork, recordDomain, recordNetworkFacts } from './facts.js';
+import { findStoreNetwork, recordDomain, recordNetworkFacts } from '../../core/service/libvirt-facts.js';
 import { createVirsh, listDomainUuids, listNetworkNames, type Virsh } from './virsh.js';
 import { parseDomainXml, parseNetworkXml, type LibvirtNetworkInfo } from './xml.js';
 import { factLabel } from '../../core/model/validate.js';

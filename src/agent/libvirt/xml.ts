@@ -25,54 +25,8 @@ const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== 
 const text = (v: unknown): string | undefined => str(v) ?? str(obj(v)?.['#text']);
 const attr = (n: Node | undefined, name: string): string | undefined => (n ? str(n[`@${name}`]) : undefined);
 
-export type LibvirtForwardMode = 'nat' | 'route' | 'open' | 'bridge' | 'none' | string;
-
-export interface LibvirtIp {
-  family: 4 | 6;
-  address: string;
-  prefix: number;
-  dhcpRanges: Array<{ start: string; end: string }>;
-  hosts: Array<{ mac?: string; ip: string; name?: string }>;
-}
-
-export interface LibvirtNetworkInfo {
-  name: string;
-  uuid: string;
-  /** 'none' when the XML has no <forward> (isolated network). */
-  forwardMode: LibvirtForwardMode;
-  bridge: string | null;
-  mtu: number | null;
-  ips: LibvirtIp[];
-  connections: number | null;
-}
-
-export interface LibvirtPortInfo {
-  uuid: string;
-  ownerName: string | null;
-  ownerUuid: string | null;
-  mac: string | null;
-  bridge: string | null;
-}
-
-export interface LibvirtInterfaceInfo {
-  /** 'network' | 'bridge' | ... */
-  type: string;
-  mac: string | null;
-  network: string | null;
-  bridge: string | null;
-  portid: string | null;
-  /** The tap (vnetN); only in live XML of a running domain. */
-  target: string | null;
-  alias: string | null;
-}
-
-export interface LibvirtDomainInfo {
-  name: string;
-  uuid: string;
-  /** Live domain id; null when not running. */
-  id: number | null;
-  interfaces: LibvirtInterfaceInfo[];
-}
+export type { LibvirtForwardMode, LibvirtIp, LibvirtNetworkInfo, LibvirtPortInfo, LibvirtInterfaceInfo, LibvirtDomainInfo } from '../../core/model/libvirt.js';
+import type { LibvirtIp, LibvirtNetworkInfo, LibvirtPortInfo, LibvirtDomainInfo, LibvirtInterfaceInfo } from '../../core/model/libvirt.js';
 
 function netmaskToPrefix(mask: string): number {
   let bits = 0;

@@ -68,7 +68,7 @@ export function registerLibvirtCommands(program: Command): void {
       }
       if (o.refuseDisabled !== undefined) {
         const store = await ctx.store();
-        const { DOC_SETTINGS } = await import('../../agent/libvirt/facts.js');
+        const { DOC_SETTINGS } = await import('../../core/service/libvirt-facts.js');
         const prev = (await store.getDoc<Record<string, unknown>>(DOC_SETTINGS, 'hooks'))?.value ?? {};
         await store.putDoc(DOC_SETTINGS, 'hooks', { ...prev, refuseDisabledVifs: o.refuseDisabled });
       }

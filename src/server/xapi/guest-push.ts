@@ -1,7 +1,7 @@
-// Fills the guest engineer's seam (src/guest/push.ts: setXapiGuestPush) so `ipvisor guest push VM`
+// Fills the XAPI seam of the guest push (core/guest/push-port.ts: setXapiGuestPush) so `ipvisor guest push VM`
 // on an XAPI VM sets its addresses through VIF.configure_ipv4/6. The seam carries no store, so the
 // CLI tells us which store the running command uses.
-import { setXapiGuestPush, type PushResult } from '../../agent/guest/push.js';
+import { setXapiGuestPush, type PushResult } from '../../core/guest/push-port.js';
 import type { Store } from '../../core/store/store.js';
 import { pushStaticIpViaXapi } from './static-ip.js';
 

@@ -10,8 +10,8 @@ export const xapiDriver: Driver = {
   enforcer: xapiEnforcer,
   guestTransport: { kind: 'xapi', describe: 'VIF.configure_ipv4/6 (XCP-ng static IP injection)' },
   async watchers() {
-    // guest auto-push through VIF.configure_ipv4/6 talks to the pool masters, like the watcher
-    return [(await import('./watcher.js')).createXapiWatcher(), (await import('../../agent/guest/watcher.js')).createGuestPushWatcher({ transport: 'xapi' })];
+    // guest auto-push through VIF.configure_ipv4/6 (the guest transport) is added by the registry
+    return [(await import('./watcher.js')).createXapiWatcher()];
   },
 };
 

@@ -6,7 +6,7 @@ import { connectionClient, listConnections, type XapiConnection } from './connec
 import { livePools, watcherState } from './enforcer.js';
 import { XapiPoolSync } from './sync.js';
 import type { CacheChange, XapiCache } from './cache.js';
-import { requestGuestPush } from '../../agent/guest/watcher.js';
+import { requestGuestPush } from '../../core/guest/push-port.js';
 
 const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
   new Promise((resolve) => {

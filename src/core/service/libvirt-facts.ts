@@ -2,13 +2,13 @@
 // store network a libvirt network is, the VM and VIF records of domains on those networks, and the
 // runtime facts hooks must remember (a tap's name is only in the XML of start/started/reconnect,
 // not at stopped/release; a port's owner and MAC only at port-created).
-import { thisHost } from '../../core/host-identity.js';
-import type { Network, Vif, Vm } from '../../core/model/types.js';
-import { DOC_QUARANTINE, quarantineKey, type QuarantinedTap } from '../../core/model/snapshot.js';
-import { factLabel, hypervisorName, isUuid, isValidIfname, normalizeMac, validateName } from '../../core/model/validate.js';
-import type { StoreTx } from '../../core/store/store.js';
-import { audit, newUuid, now } from '../../core/service/context.js';
-import type { LibvirtDomainInfo, LibvirtInterfaceInfo, LibvirtNetworkInfo, LibvirtPortInfo } from './xml.js';
+import { thisHost } from '../host-identity.js';
+import type { Network, Vif, Vm } from '../model/types.js';
+import { DOC_QUARANTINE, quarantineKey, type QuarantinedTap } from '../model/snapshot.js';
+import { factLabel, hypervisorName, isUuid, isValidIfname, normalizeMac, validateName } from '../model/validate.js';
+import type { StoreTx } from '../store/store.js';
+import { audit, newUuid, now } from './context.js';
+import type { LibvirtDomainInfo, LibvirtInterfaceInfo, LibvirtNetworkInfo, LibvirtPortInfo } from '../model/libvirt.js';
 
 /** Doc kinds in the store's document table. */
 export const DOC_PORT = 'libvirt-port';
