@@ -23,6 +23,11 @@ const KIND = 'agent';
 const FACTS = 'agent-fact';
 const BINDINGS = 'agent-binding';
 const RETAINED = 'agent-retained';
+/** Deltas accepted since the copy under KIND/desired was written (key: revision, zero-padded). */
+const DELTAS = 'agent-delta';
+/** Deltas kept on disk before the whole copy is written again (at 20,000 VIFs, writing the copy
+ * takes most of a second: a delta is written as it came, small, and the copy now and then). */
+const COMPACT_AFTER = 64;
 
 /** A binding a hook made on this host, enforced at once and kept until the control plane agrees. */
 export interface LocalBinding {
@@ -72,6 +77,8 @@ export class Agent {
   private pending: Array<{ reason: string; vifs?: string[] }> = [];
   /** What the control plane sent since start (bench, tests): a delta that did not verify is a mismatch. */
   readonly received = { snapshot: 0, delta: 0, mismatch: 0 };
+  /** Deltas on disk after the written copy (DELTAS). */
+  private deltasKept = 0;
   private lastReport: AppliedReport | undefined;
   private refused: string | undefined;
   /** The digest of the last refused state: the long-poll waits for something else than it (asking
@@ -99,6 +106,24 @@ export class Agent {
     this.host = opts.host;
     this.actor = opts.actor ?? `agent:${opts.host}`;
     this.desired = opts.local.get<DesiredState>(KIND, 'desired');
+    // the deltas accepted since the copy was written, each applied only onto the copy it was made
+    // for and kept only when the result verifies; a break in the chain (never expected) makes the
+    // next accepted state write the whole copy
+    const kept = opts.local.list<DesiredDelta>(DELTAS);
+    for (const { value: delta } of kept) {
+      const have: DesiredState | undefined = this.desired;
+      if (!have || delta.fromRevision !== have.revision || delta.storeIdentity !== have.storeIdentity) {
+        this.deltasKept = COMPACT_AFTER;
+        break;
+      }
+      const next = applyDelta(have, delta);
+      if (desiredDigest(next) !== delta.digest) {
+        this.deltasKept = COMPACT_AFTER;
+        break;
+      }
+      this.desired = next;
+      this.deltasKept++;
+    }
     this.removed = !!opts.local.get<boolean>(KIND, 'removed');
   }
 
@@ -224,7 +249,7 @@ export class Agent {
   }
 
   /** A new desired state from the control plane: keep it unless it comes from another store. */
-  accept(state: DesiredState): boolean {
+  accept(state: DesiredState, delta?: DesiredDelta): boolean {
     const have = this.desired;
     if (have && have.storeIdentity !== state.storeIdentity && !state.force) {
       const why = `the control plane's store ${state.storeIdentity} is not the store this host's enforcement came from (${have.storeIdentity}); keeping what is enforced (ipvisor server --force replaces it)`;
@@ -237,7 +262,16 @@ export class Agent {
     this.refusedDigest = undefined;
     this.retainDeparted(have, state);
     this.desired = state;
-    this.opts.local.put(KIND, 'desired', state);
+    if (delta && this.deltasKept < COMPACT_AFTER) {
+      this.opts.local.put(DELTAS, String(delta.revision).padStart(15, '0'), delta);
+      this.deltasKept++;
+    } else {
+      this.opts.local.batch(() => {
+        this.opts.local.put(KIND, 'desired', state);
+        this.opts.local.deleteKind(DELTAS);
+      });
+      this.deltasKept = 0;
+    }
     for (const l of this.desiredListeners) {
       try {
         l(); // a watcher's wake-up: it must not keep the copy from being accepted
@@ -263,7 +297,7 @@ export class Agent {
       if (desiredDigest(next) === delta.digest) {
         this.received.delta++;
         const scope = deltaScope(have, delta);
-        return this.accept(next) ? scope : undefined;
+        return this.accept(next, delta) ? scope : undefined;
       }
     }
     this.received.mismatch++;
@@ -554,7 +588,7 @@ export class Agent {
   async teardown(): Promise<PlanChange[]> {
     const changes = await teardownHost(this.source(), { actor: this.actor, runner: this.opts.runner });
     this.opts.local.batch(() => {
-      for (const k of [KIND, BINDINGS, RETAINED]) this.opts.local.deleteKind(k);
+      for (const k of [KIND, DELTAS, BINDINGS, RETAINED]) this.opts.local.deleteKind(k);
     });
     this.desired = undefined;
     this.lastEnforced = undefined;

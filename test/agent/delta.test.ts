@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Agent } from '../../src/agent/agent.js';
+import { Agent, OFFLINE } from '../../src/agent/agent.js';
 import { createHostRunner, type HostRunner } from '../../src/agent/host/exec.js';
 import { HttpControlPlane } from '../../src/agent/http-control-plane.js';
 import { openHostState } from '../../src/agent/state.js';
@@ -247,6 +247,11 @@ for (const backend of storeBackends()) {
           assert.equal(agent.received.delta - before.delta, 1, JSON.stringify(agent.received));
           assert.equal(agent.received.snapshot - before.snapshot, 0);
           assert.equal(agent.received.mismatch - before.mismatch, 0);
+          // the copy on disk is the written copy plus the deltas since: an agent (or a hook) started
+          // from it has the same state
+          const fromDisk = new Agent({ host: 'h1', controlPlane: OFFLINE, local: openHostState(join(dir, `state-${backend.name}`)), log: () => undefined });
+          assert.equal(fromDisk.state.digest, agent.state.digest);
+          assert.equal(fromDisk.state.revision, agent.state.revision);
 
           // a delta that does not verify: a snapshot, and the address enforced from it
           corrupt = true;
