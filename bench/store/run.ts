@@ -45,8 +45,10 @@ async function slice(clients: number, op: Op, ms: number): Promise<{ done: numbe
 }
 
 /** Operations per second of each of `ops` with `clients` concurrent loops, SECONDS each, measured
- * in turns of SLICE_MS. */
+ * in turns of SLICE_MS after one uncounted operation per client. */
 async function rates(clients: number, ops: Op[]): Promise<number[]> {
+  // Warm-up, not counted: every client's connection opened and its statements prepared.
+  for (const op of ops) await Promise.all(Array.from({ length: clients }, (_, c) => op(c)));
   const done = ops.map(() => 0);
   const ms = ops.map(() => 0);
   for (let round = 0; round < Math.max(1, Math.round((SECONDS * 1000) / SLICE_MS)); round++) {
