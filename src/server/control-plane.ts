@@ -14,7 +14,7 @@ import type { Snapshot } from '../core/model/snapshot.js';
 import type { Assignment, Vif, Vm } from '../core/model/types.js';
 import { DOC_QUARANTINE, loadSnapshot } from '../core/model/snapshot.js';
 import type { Change, Store } from '../core/store/store.js';
-import { bindVifFact } from '../core/service/host-facts.js';
+import { bindVifFact, recordHostChanges } from '../core/service/host-facts.js';
 import { parseHostFact } from '../core/model/validate.js';
 import { DOC_AGENT_HOST, recordAgentReport } from './hosts.js';
 
@@ -279,7 +279,7 @@ export class StoreControlPlane implements ControlPlane {
     for (const f of facts.map((x, i) => parseHostFact(x, `facts[${i}]`))) {
       if (f.host !== host) continue; // the HTTP layer refuses these with 403 before they get here
       if (f.kind === 'audit') {
-        await this.store.insertEvent({ time: f.time, actor: f.actor, action: f.action, objectKind: 'host', objectUuid: null, objectName: host, before: null, after: { changes: f.changes } });
+        await recordHostChanges(this.store, host, { actor: f.actor, action: f.action, changes: f.changes, time: f.time });
       } else if (f.kind === 'vif-bind') {
         await bindVifFact(this.store, { host, vmUuid: f.vmUuid, mac: f.mac, ifname: f.ifname, time: f.time });
       } else if (f.kind === 'domain') {

@@ -29,34 +29,7 @@ export function networkDataDigest(doc: unknown): string {
   return createHash('sha256').update(JSON.stringify(doc)).digest('hex');
 }
 
-/** Turns auto-push on or off for a VM or a network (records an audit event). */
-export async function setGuestAutoPush(
-  store: Store,
-  target: { vm: Vm } | { network: Network },
-  enabled: boolean,
-  actor: string,
-  opts: { socket?: string | null } = {},
-): Promise<void> {
-  const now = new Date().toISOString();
-  await store.transaction(async (tx) => {
-    if ('vm' in target) {
-      const before = (await tx.getVm(target.vm.uuid)) ?? target.vm; // fresh inside the transaction
-      const extra: Record<string, unknown> = { ...before.extra, guestAutoPush: enabled };
-      if (opts.socket !== undefined) {
-        if (opts.socket === null) delete extra.guestAgentSocket;
-        else extra.guestAgentSocket = opts.socket;
-      }
-      const after = { ...before, extra, updatedAt: now };
-      await tx.updateVm(after);
-      await tx.insertEvent({ time: now, actor, action: 'guest.auto-push', objectKind: 'vm', objectUuid: after.uuid, objectName: after.name, before: before.extra, after: after.extra });
-    } else {
-      const before = (await tx.getNetwork(target.network.uuid)) ?? target.network;
-      const after = { ...before, extra: { ...before.extra, guestAutoPush: enabled }, updatedAt: now };
-      await tx.updateNetwork(after);
-      await tx.insertEvent({ time: now, actor, action: 'guest.auto-push', objectKind: 'network', objectUuid: after.uuid, objectName: after.name, before: before.extra, after: after.extra });
-    }
-  }, { write: true });
-}
+export { setGuestAutoPush } from '../../core/service/guest-push.js';
 
 function takeRequest(vm: Vm): boolean {
   return takeGuestPushRequest([vm.uuid, vm.name, typeof vm.extra.libvirtDomain === 'string' ? vm.extra.libvirtDomain : undefined].filter((r): r is string => !!r));

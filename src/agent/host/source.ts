@@ -4,6 +4,7 @@
 import type { PlanChange } from '../../core/enforcer.js';
 import type { HostDesired } from '../../core/compile/host-desired.js';
 import { loadHostDesired } from '../../core/service/host-desired.js';
+import { recordHostChanges } from '../../core/service/host-facts.js';
 import { thisHost } from '../../core/host-identity.js';
 import type { Assignment, Network, Vif, Vm } from '../../core/model/types.js';
 import type { Store } from '../../core/store/store.js';
@@ -95,7 +96,7 @@ export async function storeHostSource(store: Store, opts: { host?: string; state
     },
     async audit(actor, action, changes) {
       if (!changes.length) return;
-      await store.insertEvent({ time: new Date().toISOString(), actor, action, objectKind: 'host', objectUuid: null, objectName: host, before: null, after: auditPayload(changes) });
+      await recordHostChanges(store, host, { actor, action, changes: auditPayload(changes).changes });
     },
   };
 }

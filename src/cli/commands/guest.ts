@@ -13,7 +13,8 @@ import type { PersistFormat } from '../../agent/guest/push.js';
 import { GUEST_FORMATS, parseFormat, render } from '../../core/guest/render.js';
 import { pushVmNetwork } from '../../agent/guest/vm-push.js';
 import { networkRef, vmRef } from '../../core/service/resolve.js';
-import { GUEST_PUSH_DOC, setGuestAutoPush, type GuestPushRecord } from '../../agent/guest/watcher.js';
+import { GUEST_PUSH_DOC, type GuestPushRecord } from '../../core/guest/push-port.js';
+import { setGuestAutoPush } from '../../core/service/guest-push.js';
 import { collect, runAction, type CommandContext } from '../context.js';
 
 /** --nic NAME=MAC (repeatable) -> MAC -> name. */

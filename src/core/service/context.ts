@@ -19,6 +19,8 @@ export interface AuditInput {
   name: string | null;
   before?: unknown;
   after?: unknown;
+  /** When it happened, if not now (an agent's report of what it applied during an outage). */
+  time?: string;
 }
 
 /** The request a change belongs to (an API request id): set by the front end around a service call,
@@ -49,7 +51,7 @@ export function checkVersion(record: unknown, expected: string | undefined, kind
 /** Every change goes through here, inside the transaction that makes it, so the log cannot miss one. */
 export async function audit(tx: StoreTx, e: AuditInput): Promise<void> {
   await tx.insertEvent({
-    time: now(),
+    time: e.time ?? now(),
     actor: e.actor,
     action: e.action,
     objectKind: e.kind,
