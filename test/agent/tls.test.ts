@@ -17,7 +17,7 @@ import { addHost } from '../../src/server/hosts.js';
 import { startHttpServer } from '../../src/server/http.js';
 import { skipUnless } from '../support/skip.js';
 
-const reason = skipUnless(!existsSync('/usr/bin/openssl') && 'openssl is not installed');
+const skip = skipUnless(!existsSync('/usr/bin/openssl') && 'openssl is not installed');
 const dir = mkdtempSync(join(tmpdir(), 'ipv-agent-tls-'));
 let store: Store;
 let server: Awaited<ReturnType<typeof startHttpServer>> | undefined;
@@ -35,7 +35,7 @@ function fingerprint(cert: string): string {
 }
 
 before(async () => {
-  if (reason) return;
+  if (skip) return;
   // a CA, a server certificate it signs (for 127.0.0.1), and an unrelated self-signed certificate
   openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=ipvisor test CA', '-keyout', paths.caKey, '-out', paths.ca);
   openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', paths.key, '-out', paths.csr);
@@ -61,7 +61,7 @@ after(async () => {
 
 const plane = (o: { caFile?: string; pin?: string }) => new HttpControlPlane({ servers: [server!.url], tokenFile, timeoutMs: 5000, ...o });
 
-test('with the CA file the agent reads its desired state over TLS', { skip: reason }, async () => {
+test('with the CA file the agent reads its desired state over TLS', { skip }, async () => {
   const cp = plane({ caFile: paths.ca });
   try {
     const a = await cp.desiredState('hv1');
@@ -71,7 +71,7 @@ test('with the CA file the agent reads its desired state over TLS', { skip: reas
   }
 });
 
-test('a pinned certificate is trusted without a CA; the pin in any usual spelling', { skip: reason }, async () => {
+test('a pinned certificate is trusted without a CA; the pin in any usual spelling', { skip }, async () => {
   const fp = fingerprint(paths.cert);
   for (const pin of [`sha256:${fp}`, fp.replace(/:/g, '').toLowerCase(), `sha256//${fp.replace(/:/g, '')}`]) {
     const cp = plane({ pin });
@@ -83,7 +83,7 @@ test('a pinned certificate is trusted without a CA; the pin in any usual spellin
   }
 });
 
-test('a wrong pin is refused before the request (and the token) is sent', { skip: reason }, async () => {
+test('a wrong pin is refused before the request (and the token) is sent', { skip }, async () => {
   const before = seen.length;
   const cp = plane({ pin: fingerprint(paths.other) });
   try {
@@ -94,7 +94,7 @@ test('a wrong pin is refused before the request (and the token) is sent', { skip
   assert.equal(seen.length, before, 'the server saw no request');
 });
 
-test('no CA and no pin: a certificate the system does not trust is refused', { skip: reason }, async () => {
+test('no CA and no pin: a certificate the system does not trust is refused', { skip }, async () => {
   const cp = plane({});
   try {
     await assert.rejects(cp.desiredState('hv1'), /no ipvisor server answered.*(self[- ]signed|unable to verify|certificate)/i);
