@@ -41,6 +41,7 @@ const { desiredDigest } = await import('../../src/core/compile/host-desired.js')
 const fx = await import('../../test/compile/fixtures.js');
 type DesiredState = import('../../src/core/control-plane.js').DesiredState;
 type ControlPlane = import('../../src/core/control-plane.js').ControlPlane;
+type DesiredDelta = import('../../src/core/control-plane.js').DesiredDelta;
 
 const HOST = 'bench-host';
 setThisHost(HOST);
@@ -123,6 +124,27 @@ try {
   await change('desired-state change: agent fast path, VIFs named by the delta (nft -i)', SAMPLES, (s, k) => agent.reconcile('desired state', [s.snapshot.vifs[k].uuid]));
   await change('desired-state change: agent fast path, VIFs found by comparing copies (nft -i)', SAMPLES, () => agent.reconcile('desired state'));
   if (agent.nftSessionApplied - before !== 4 * SAMPLES) throw new Error(`the fast path applied ${agent.nftSessionApplied - before} of ${4 * SAMPLES} changes`);
+  // the whole path of a delta as the agent's run loop takes it: apply it to the copy, verify the
+  // server's digest (the server computed it; here outside the timing), keep it on disk, enforce
+  const deltas: number[] = [];
+  for (let i = 0; i < SAMPLES; i++) {
+    const k = pick(i);
+    for (const on of [true, false]) {
+      const have = agent.state;
+      const next = withAddress(base, k, on, ++rev);
+      const extra = next.snapshot.assignments.find((a) => !base.snapshot.assignments.includes(a));
+      const gone = base.snapshot.assignments.length === next.snapshot.assignments.length ? `00000000-0000-4000-8000-${k.toString().padStart(12, '0')}` : undefined;
+      const delta: DesiredDelta = { storeIdentity: 'bench-store', fromRevision: have.revision!, revision: rev, digest: desiredDigest(next), upsert: extra ? { assignments: [extra] } : {}, remove: gone ? { assignments: [gone] } : {}, settings: next.settings };
+      deltas.push(
+        await timed(async () => {
+          const scope = await agent.acceptDelta(delta);
+          if (!Array.isArray(scope)) throw new Error(`the delta was not accepted as a one-VIF change (${String(scope)})`);
+          await agent.reconcile('desired state', scope);
+        }),
+      );
+    }
+  }
+  rows.push(['delta arriving: acceptDelta (apply, verify digest, keep on disk) + one-VIF reconcile', deltas]);
   await change('desired-state change: applyHost scope path (nft -f - per change)', SAMPLES, async (s, k) => {
     await applyHost(agent.source(), { actor: 'bench', runner, scope: { vifUuid: s.snapshot.vifs[k].uuid } });
   });
