@@ -15,6 +15,11 @@ import { parseNetworkData } from '../../src/core/guest/parse.js';
 import { compareApplied, guestKernelState } from './applied.js';
 import { ensureGuest, GUEST_DIR, libvirtSkipReason, startLibvirtHarness, type LibvirtHarness } from '../support/libvirt/daemon.js';
 import { cli, tempDb } from '../support/cli.js';
+import { guardRootNamespace, privateRunDir } from '../support/root-guard.js';
+
+// nothing outside the test's namespaces and temp dirs (guest pushes take their lock in a run dir of the test's own)
+guardRootNamespace();
+privateRunDir();
 
 const DOMAIN = 'ipvisor-gpush';
 const MAC = '52:54:00:71:00:01';

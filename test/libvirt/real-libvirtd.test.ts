@@ -15,6 +15,10 @@ import { eui64, formatAddress, parseCidr } from '../../src/core/ipam/addr.js';
 import { openStore } from '../../src/core/store/open.js';
 import { ensureGuest, guestDomainXml, libvirtSkipReason, startLibvirtHarness, type LibvirtHarness } from '../support/libvirt/daemon.js';
 import { buildHookBundle } from '../support/libvirt/bundle.js';
+import { guardRootNamespace, privateRunDir } from '../support/root-guard.js';
+
+// nothing outside the test's namespaces and temp dirs (guest pushes take their lock in a run dir of the test's own)
+guardRootNamespace();
 
 const skip = libvirtSkipReason();
 // Per-process names: two runs on one machine (a developer's and a full suite) must not collide on

@@ -18,10 +18,6 @@ const REACHES_HOST = /netnsSkipReason|libvirtSkipReason|'netns'|IPVISOR_NETNS|cr
 const EXEMPT: Record<string, string> = {
   'ops/skip-audit.test.ts': 'names the markers as strings only',
   'ops/root-guard-audit.test.ts': 'this audit',
-  // owned by the libvirt work of this session and run with fixed namespace names; their hooks now
-  // get the test's run dir (libvirt install --run-dir). Add the guard when they are next run.
-  'libvirt/real-libvirtd.test.ts': 'run only by the libvirt owner this session (add the guard on its next run)',
-  'guest/libvirt-push.test.ts': 'run only by the libvirt owner this session (add the guard on its next run)',
 };
 
 function files(dir: string): string[] {
