@@ -29,6 +29,7 @@ import { storeBackends } from '../support/backends.js';
 import { cli } from '../support/cli.js';
 import { netnsSkipReason } from '../support/netns.js';
 import { guardRootNamespace } from '../support/root-guard.js';
+import { until as untilWithin } from '../support/until.js';
 
 guardRootNamespace();
 
@@ -198,13 +199,7 @@ for (const backend of storeBackends()) {
       });
 
       const ruleset = () => execFileSync('ip', ['netns', 'exec', ns, 'nft', 'list', 'ruleset']).toString();
-      async function until(what: string, fn: () => boolean | Promise<boolean>): Promise<void> {
-        const end = Date.now() + 20_000;
-        while (!(await fn())) {
-          if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-          await new Promise((r) => setTimeout(r, 20));
-        }
-      }
+      const until = (what: string, fn: () => boolean | Promise<boolean>) => untilWithin(what, fn, { everyMs: 20 });
 
       test('the agent enforces a delta; a delta that does not verify makes it ask for a snapshot; its report carries the drift left', async () => {
         // a control plane that, when told to, drops what a delta upserts (a feed that missed a change)

@@ -18,6 +18,7 @@ import { ETH_IP4, Topology, eth, ipv4, listen, netnsSkipReason, sendFrames, sh, 
 import { postgresSkip, startPostgres, type PostgresServer } from '../support/postgres.js';
 import { notApplicable } from '../support/skip.js';
 import { guardRootNamespace } from '../support/root-guard.js';
+import { until as untilWithin } from '../support/until.js';
 
 guardRootNamespace();
 
@@ -29,14 +30,8 @@ const BRIDGE = 'ivmhbr0';
 const PORT = 18443;
 const SERVER_IP = '10.99.0.1';
 
-async function until(what: string, fn: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await fn().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 150));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+/** Checks here talk to a server that may be down: an error is "not yet". */
+const until = (what: string, fn: () => Promise<boolean>, ms = 20_000) => untilWithin(what, fn, { ms, everyMs: 150, retryErrors: true });
 
 interface HostUnderTest {
   name: string;

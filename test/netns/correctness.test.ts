@@ -13,20 +13,12 @@ import { openStore } from '../../src/core/store/open.js';
 import { assign, network, pool, vif, vm } from '../compile/fixtures.js';
 import { netnsSkipReason, sh, Topology, useHostEnv, type VmNs } from '../support/netns.js';
 import { guardRootNamespace } from '../support/root-guard.js';
+import { until } from '../support/until.js';
 
 guardRootNamespace();
 
 const skip = await netnsSkipReason();
 const ENTRY = new URL('../../src/cli/entry.ts', import.meta.url).pathname;
-
-async function until(what: string, fn: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await fn()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 describe('network correctness with real packets', { skip: skip ?? false }, () => {
   const topo = new Topology();

@@ -16,21 +16,13 @@ import { Topology, useHostEnv } from '../support/netns.js';
 import type { VmNs } from '../support/netns.js';
 import { netnsSkipReason } from '../support/netns.js';
 import { guardRootNamespace } from '../support/root-guard.js';
+import { until } from '../support/until.js';
 
 guardRootNamespace();
 
 const skip = await netnsSkipReason();
 
 const cli = cliInEnv;
-
-async function until(what: string, fn: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await fn()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 describe('routed IPs, NAT, CLI and serve', { skip: skip ?? false }, () => {
   const topo = new Topology();

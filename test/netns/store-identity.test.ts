@@ -15,19 +15,14 @@ import { assign, network, seedRoutedVif } from '../compile/fixtures.js';
 import { Topology, netnsSkipReason, useHostEnv } from '../support/netns.js';
 import type { VmNs } from '../support/netns.js';
 import { guardRootNamespace } from '../support/root-guard.js';
+import { until as untilWithin } from '../support/until.js';
 
 guardRootNamespace();
 
 const skip = await netnsSkipReason();
 
-async function until(what: string, fn: () => Promise<boolean>, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await fn()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+/** This file's waits give up after 15 s. */
+const until = (what: string, fn: () => Promise<boolean>, ms = 15_000) => untilWithin(what, fn, ms);
 
 describe('store identity: a different store never silently opens the host', { skip: skip ?? false }, () => {
   const topo = new Topology();
