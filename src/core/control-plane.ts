@@ -4,6 +4,8 @@
 import type { HostDesired } from './compile/host-desired.js';
 import type { HostSettings } from './compile/host-plan.js';
 import type { QuarantinedTap, Snapshot } from './model/snapshot.js';
+import type { LibvirtInterfaceInfo } from './model/libvirt.js';
+import type { GuestPushRecord } from './guest/push-port.js';
 
 /** The desired state of one host as the control plane sends it. */
 export interface DesiredState extends HostDesired {
@@ -78,27 +80,11 @@ export interface AppliedReport {
   at: string;
 }
 
-/** One interface of a domain as libvirt shows it (agent/libvirt/xml.ts LibvirtInterfaceInfo). */
-export interface DomainInterfaceFact {
-  type: string;
-  mac: string | null;
-  network: string | null;
-  bridge: string | null;
-  portid: string | null;
-  /** The tap (vnetN) of a running domain. */
-  target: string | null;
-  alias: string | null;
-}
+/** One interface of a domain as libvirt shows it, as the agent's libvirt watcher reports it. */
+export type DomainInterfaceFact = LibvirtInterfaceInfo;
 
-/** The last auto-push of a VM's network configuration into its guest (agent/guest/watcher.ts). */
-export interface GuestPushFact {
-  digest: string;
-  ok: boolean;
-  at: string;
-  error?: string;
-  via?: string;
-  attempts?: number;
-}
+/** The last auto-push of a VM's network configuration into its guest, as the agent reports it. */
+export type GuestPushFact = GuestPushRecord;
 
 /** Facts an agent reports: what it applied (audit), interfaces its hooks bound, domains its libvirt
  * event watcher saw (started, a NIC hot-plugged or removed, a rescan after a libvirtd restart), and
