@@ -2,7 +2,8 @@
 // running agent (which has the desired state in memory and enforces at once), and `ipvisor plan|
 // apply|status` on an agent host ask it. One JSON line in, one JSON line out. When no agent answers,
 // a hook enforces by itself from the copy on disk (agent/hook-agent.ts).
-import { createConnection, createServer, type Server } from 'node:net';
+import { createServer, type Server } from 'node:net';
+import { askAgentSocket } from './local-socket-client.js';
 import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Agent } from './agent.js';
@@ -92,27 +93,7 @@ function checkedHookEvent(req: HookEvent): HookEvent {
 
 /** Asks the local agent; undefined when none answers (no socket, refused, or no reply in time). */
 export function askLocalAgent<T = any>(req: LocalRequest, timeoutMs = 30_000, path = agentSocketPath()): Promise<T | undefined> {
-  return new Promise((resolve) => {
-    if (!existsSync(path)) return resolve(undefined);
-    const conn = createConnection(path);
-    let buf = '';
-    const timer = setTimeout(() => (conn.destroy(), resolve(undefined)), timeoutMs);
-    conn.setEncoding('utf8');
-    conn.on('connect', () => conn.write(JSON.stringify(req) + '\n'));
-    conn.on('data', (d: string) => (buf += d));
-    conn.on('end', () => {
-      clearTimeout(timer);
-      try {
-        resolve(JSON.parse(buf) as T);
-      } catch {
-        resolve(undefined);
-      }
-    });
-    conn.on('error', () => {
-      clearTimeout(timer);
-      resolve(undefined);
-    });
-  });
+  return existsSync(path) ? askAgentSocket<T>(path, req, timeoutMs) : Promise.resolve(undefined);
 }
 
 /** What `ipvisor agent` leaves in its state directory so hooks and the CLI know this is an agent host. */

@@ -7,9 +7,9 @@
 //   argv: libvirt-network|libvirt-qemu [--db PATH | --host NAME --state-dir DIR] [--log PATH] [--run-dir DIR] -- <libvirt's argv...>
 // Never writes to stdout.
 import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
-import { createConnection } from 'node:net';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
+import { askAgentSocket } from '../local-socket-client.js';
 
 /** How long the hook waits for the agent before enforcing by itself (a VM start waits as long). */
 const AGENT_TIMEOUT_MS = 30_000;
@@ -48,30 +48,6 @@ function logger(path: string): (msg: string) => void {
   };
 }
 
-/** One JSON line to the agent's socket, one back; undefined when no agent answers. */
-function askAgent(socket: string, req: unknown): Promise<AgentReply | undefined> {
-  return new Promise((resolve) => {
-    const conn = createConnection(socket);
-    let buf = '';
-    const timer = setTimeout(() => (conn.destroy(), resolve(undefined)), AGENT_TIMEOUT_MS);
-    conn.setEncoding('utf8');
-    conn.on('connect', () => conn.write(JSON.stringify(req) + '\n'));
-    conn.on('data', (d: string) => (buf += d));
-    conn.on('end', () => {
-      clearTimeout(timer);
-      try {
-        resolve(JSON.parse(buf) as AgentReply);
-      } catch {
-        resolve(undefined);
-      }
-    });
-    conn.on('error', () => {
-      clearTimeout(timer);
-      resolve(undefined);
-    });
-  });
-}
-
 async function main(argv: string[]): Promise<number> {
   const rest = argv[0] === 'hook' ? argv.slice(1) : [...argv];
   const which = rest.shift();
@@ -99,7 +75,7 @@ async function main(argv: string[]): Promise<number> {
       const socket = join(runDir, 'agent.sock');
       // performance.now() counts from process start: Node's start-up shows up in the first figure
       const tStdin = performance.now();
-      const reply = existsSync(socket) ? await askAgent(socket, { kind: 'hook-xml', args: rest, xml }) : undefined;
+      const reply = existsSync(socket) ? await askAgentSocket<AgentReply>(socket, { kind: 'hook-xml', args: rest, xml }, AGENT_TIMEOUT_MS) : undefined;
       agentTried = true;
       if (process.env.IPVISOR_HOOK_TIMING) log(`timing: agent host entry up after ${tStdin.toFixed(1)} ms (stdin read), agent answered in ${(performance.now() - tStdin).toFixed(1)} ms`);
       const what = `qemu ${reply?.name ?? String(rest[0] ?? '').slice(0, 64)} ${op}`;
