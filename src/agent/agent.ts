@@ -106,24 +106,11 @@ export class Agent {
     this.host = opts.host;
     this.actor = opts.actor ?? `agent:${opts.host}`;
     this.desired = opts.local.get<DesiredState>(KIND, 'desired');
-    // the deltas accepted since the copy was written, each applied only onto the copy it was made
-    // for and kept only when the result verifies; a break in the chain (never expected) makes the
-    // next accepted state write the whole copy
-    const kept = opts.local.list<DesiredDelta>(DELTAS);
-    for (const { value: delta } of kept) {
-      const have: DesiredState | undefined = this.desired;
-      if (!have || delta.fromRevision !== have.revision || delta.storeIdentity !== have.storeIdentity) {
-        this.deltasKept = COMPACT_AFTER;
-        break;
-      }
-      const next = applyDelta(have, delta);
-      if (desiredDigest(next) !== delta.digest) {
-        this.deltasKept = COMPACT_AFTER;
-        break;
-      }
-      this.desired = next;
-      this.deltasKept++;
-    }
+    // the deltas accepted since the copy was written; a break in the chain (never expected) makes
+    // the next accepted state write the whole copy
+    const replayed = replayDeltas(this.desired, opts.local.list<DesiredDelta>(DELTAS).map((d) => d.value));
+    this.desired = replayed.desired;
+    this.deltasKept = replayed.broken ? COMPACT_AFTER : replayed.applied;
     this.removed = !!opts.local.get<boolean>(KIND, 'removed');
   }
 
@@ -156,19 +143,7 @@ export class Agent {
   private patchEffective(bindings: LocalBinding[]): boolean {
     const c = this.effective;
     if (!c || c.desired !== this.desired || c.version !== this.localVersion) return false;
-    const vms = new Set(bindings.map((b) => b.vmUuid));
-    const left = new Map(bindings.map((b) => [`${b.vmUuid}/${b.mac}`, b]));
-    const vifs = c.value.snapshot.vifs.slice();
-    for (let i = 0; i < vifs.length && left.size; i++) {
-      const v = vifs[i];
-      if (!vms.has(v.vmUuid)) continue;
-      const key = `${v.vmUuid}/${v.mac}`;
-      const b = left.get(key);
-      if (!b) continue;
-      left.delete(key);
-      vifs[i] = { ...v, ifname: b.ifname, boundAt: b.ifname ? b.at : null };
-    }
-    const value: HostDesired = { ...c.value, snapshot: { ...c.value.snapshot, vifs } };
+    const value: HostDesired = { ...c.value, snapshot: { ...c.value.snapshot, vifs: overlayBindings(c.value.snapshot.vifs, bindings) } };
     this.effective = { desired: this.desired, version: ++this.localVersion, value };
     return true;
   }
@@ -185,16 +160,7 @@ export class Agent {
       snapshot.vifs.push(r.vif);
       snapshot.assignments.push(...r.state.assignments.filter((a) => !snapshot.assignments.some((b) => b.uuid === a.uuid)));
     }
-    // a binding applies to the first VIF with its VM and MAC
-    const byKey = new Map<string, LocalBinding>();
-    for (const { value: b } of bindings) byKey.set(`${b.vmUuid}/${b.mac}`, b);
-    snapshot.vifs = snapshot.vifs.map((v) => {
-      const key = `${v.vmUuid}/${v.mac}`;
-      const b = byKey.get(key);
-      if (!b) return v;
-      byKey.delete(key);
-      return { ...v, ifname: b.ifname, boundAt: b.ifname ? b.at : null };
-    });
+    snapshot.vifs = overlayBindings(snapshot.vifs, bindings.map((b) => b.value));
     return { host: this.host, snapshot, settings: d.settings };
   }
 
@@ -624,6 +590,41 @@ export function deltaScope(old: DesiredState, delta: DesiredDelta): string[] | '
   }
   // many VIFs at once (a VM with many, a bulk change): the whole host in one transaction is cheaper
   return vifs.size > 0 && vifs.size <= 16 ? [...vifs] : 'all';
+}
+
+/**
+ * The copy with the kept deltas replayed, each only onto the copy it was made for and kept only
+ * when its result verifies; replay stops at the first delta that does not (the chain is broken).
+ */
+export function replayDeltas(copy: DesiredState | undefined, deltas: DesiredDelta[]): { desired: DesiredState | undefined; applied: number; broken: boolean } {
+  let desired = copy;
+  let applied = 0;
+  for (const delta of deltas) {
+    if (!desired || delta.fromRevision !== desired.revision || delta.storeIdentity !== desired.storeIdentity) return { desired, applied, broken: true };
+    const next = applyDelta(desired, delta);
+    if (desiredDigest(next) !== delta.digest) return { desired, applied, broken: true };
+    desired = next;
+    applied++;
+  }
+  return { desired, applied, broken: false };
+}
+
+/** The VIFs with local bindings laid over them (a new array; untouched VIFs stay the same objects):
+ * a binding applies to the first VIF with its VM and MAC, the last binding of a key wins. */
+function overlayBindings(vifs: Vif[], bindings: LocalBinding[]): Vif[] {
+  const vms = new Set(bindings.map((b) => b.vmUuid));
+  const left = new Map(bindings.map((b) => [`${b.vmUuid}/${b.mac}`, b]));
+  const out = vifs.slice();
+  for (let i = 0; i < out.length && left.size; i++) {
+    const v = out[i];
+    if (!vms.has(v.vmUuid)) continue;
+    const key = `${v.vmUuid}/${v.mac}`;
+    const b = left.get(key);
+    if (!b) continue;
+    left.delete(key);
+    out[i] = { ...v, ifname: b.ifname, boundAt: b.ifname ? b.at : null };
+  }
+  return out;
 }
 
 /** A control plane that is not there: a hook enforcing without its agent, from the copy on disk. */
